@@ -1,0 +1,93 @@
+//! Named geometry types. Every value says which pixel space it lives in:
+//! level-0 pixels of the slide, or pixels of one level (the working level).
+
+use std::fmt;
+
+/// Width and height in pixels of some level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Size {
+    pub w: u32,
+    pub h: u32,
+}
+
+impl Size {
+    pub const fn new(w: u32, h: u32) -> Self {
+        Self { w, h }
+    }
+
+    /// Number of pixels, without overflow for gigapixel sizes.
+    pub fn area(self) -> u64 {
+        u64::from(self.w) * u64::from(self.h)
+    }
+}
+
+impl fmt::Display for Size {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}×{}", self.w, self.h)
+    }
+}
+
+/// A rectangle in the pixels of one level. The origin may lie outside the
+/// level (negative, or past its edge): tiles with a halo at the border do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Rect {
+    pub x: i64,
+    pub y: i64,
+    pub w: u32,
+    pub h: u32,
+}
+
+impl Rect {
+    pub const fn new(x: i64, y: i64, w: u32, h: u32) -> Self {
+        Self { x, y, w, h }
+    }
+
+    /// Exclusive right edge.
+    pub fn right(self) -> i64 {
+        self.x + i64::from(self.w)
+    }
+
+    /// Exclusive bottom edge.
+    pub fn bottom(self) -> i64 {
+        self.y + i64::from(self.h)
+    }
+
+    /// The part of `self` inside `0..size.w × 0..size.h`, or `None` when they do not meet.
+    pub fn clip_to(self, size: Size) -> Option<Rect> {
+        let x0 = self.x.max(0);
+        let y0 = self.y.max(0);
+        let x1 = self.right().min(i64::from(size.w));
+        let y1 = self.bottom().min(i64::from(size.h));
+        (x1 > x0 && y1 > y0).then(|| Rect::new(x0, y0, (x1 - x0) as u32, (y1 - y0) as u32))
+    }
+}
+
+/// Column and row of a tile in a [`crate::TilePlan`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TileIndex {
+    pub row: u32,
+    pub col: u32,
+}
+
+/// Microns per pixel of level 0.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Mpp {
+    pub x: f64,
+    pub y: f64,
+}
+
+impl Mpp {
+    /// The mean of both axes, which is what resolution choices use.
+    pub fn mean(self) -> f64 {
+        (self.x + self.y) / 2.0
+    }
+}
+
+/// One level of a slide's pyramid.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Level {
+    /// Pixels of this level.
+    pub size: Size,
+    /// Level-0 pixels per pixel of this level.
+    pub downsample: f64,
+}

@@ -1,0 +1,38 @@
+//! Opens whole-slide images and plans tiles over them.
+//!
+//! One [`Slide`] trait covers OpenSlide's formats (Aperio SVS, Hamamatsu NDPI,
+//! MIRAX, tiled TIFF…) and plain PNG / JPEG / TIFF images. A [`WorkingLevel`]
+//! says at which resolution to segment; a [`TilePlan`] covers it with
+//! overlapping tiles whose cores partition it.
+//!
+//! ```no_run
+//! use wsiseg_slide::{open, Resolution, TilePlan, WorkingLevel};
+//!
+//! let slide = open("slide.svs".as_ref())?;
+//! let working = WorkingLevel::choose(slide.as_ref(), Resolution::Mpp(1.0))?;
+//! let plan = TilePlan::new(working.size, 256, 32)?;
+//! for tile in plan.tiles() {
+//!     let rgb = working.read(slide.as_ref(), tile.rect)?;
+//!     assert_eq!(rgb.dimensions(), (256, 256));
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod error;
+mod geometry;
+mod openslide;
+mod plain;
+mod plan;
+mod resolution;
+mod slide;
+
+pub use error::{PlanError, SlideError};
+pub use geometry::{Level, Mpp, Rect, Size, TileIndex};
+pub use plan::{Tile, TilePlan};
+pub use resolution::{Resolution, WorkingLevel};
+pub use slide::{
+    has_slide_extension, level, open, read_padded, thumbnail, Slide, BACKGROUND, SLIDE_EXTENSIONS,
+};
+
+/// Re-exported so callers name the same image type.
+pub use image::RgbImage;

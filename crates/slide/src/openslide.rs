@@ -1,0 +1,178 @@
+//! Whole-slide formats through the OpenSlide C library.
+
+use std::path::{Path, PathBuf};
+
+use image::RgbImage;
+use openslide_rs::errors::OpenSlideError;
+use openslide_rs::{Address, OpenSlide, Region};
+
+use crate::{Level, Mpp, Rect, Size, Slide, SlideError};
+
+/// A slide opened by OpenSlide. One handle serves many threads.
+pub struct OpenSlideSlide {
+    path: PathBuf,
+    inner: OpenSlide,
+    format: String,
+    levels: Vec<Level>,
+    mpp: Option<Mpp>,
+    background: [u8; 3],
+}
+
+impl OpenSlideSlide {
+    pub fn open(path: &Path) -> Result<Self, SlideError> {
+        let inner = OpenSlide::new(path).map_err(|e| map_error(path, e))?;
+        let levels = inner
+            .all_level_dimensions()
+            .iter()
+            .zip(inner.all_level_downsamples())
+            .map(|(s, &d)| Level {
+                size: Size::new(s.w, s.h),
+                downsample: d,
+            })
+            .collect::<Vec<_>>();
+        if levels.is_empty() || levels[0].size.area() == 0 {
+            return Err(SlideError::Corrupt {
+                path: path.to_path_buf(),
+                detail: "OpenSlide reports no pixels".into(),
+            });
+        }
+        let prop = |name: &str| inner.property_value(name).ok();
+        let format = prop("openslide.vendor").unwrap_or_else(|| "unknown".into());
+        let mpp = vendor_mpp(&prop).or_else(|| tiff_mpp(&prop));
+        let background = prop("openslide.background-color")
+            .and_then(|hex| parse_hex_rgb(&hex))
+            .unwrap_or([255, 255, 255]);
+        Ok(Self {
+            path: path.to_path_buf(),
+            inner,
+            format,
+            levels,
+            mpp,
+            background,
+        })
+    }
+}
+
+fn map_error(path: &Path, e: OpenSlideError) -> SlideError {
+    let path = path.to_path_buf();
+    match e {
+        OpenSlideError::MissingFile(_) => SlideError::NotFound { path },
+        OpenSlideError::UnsupportedFile(_) => SlideError::Unsupported { path },
+        other => SlideError::Corrupt {
+            path,
+            detail: other.to_string(),
+        },
+    }
+}
+
+/// `openslide.mpp-x/y`, which OpenSlide sets for vendor formats (Aperio, NDPI, MRXS…).
+fn vendor_mpp(prop: &dyn Fn(&str) -> Option<String>) -> Option<Mpp> {
+    let x: f64 = prop("openslide.mpp-x")?.parse().ok()?;
+    let y: f64 = prop("openslide.mpp-y")?.parse().ok()?;
+    (x > 0.0 && y > 0.0).then_some(Mpp { x, y })
+}
+
+/// Generic tiled TIFF: OpenSlide 3.4 exposes only the TIFF resolution tags,
+/// so derive mpp from them (OpenSlide 4 does the same itself).
+fn tiff_mpp(prop: &dyn Fn(&str) -> Option<String>) -> Option<Mpp> {
+    let unit = prop("tiff.ResolutionUnit")?;
+    let microns_per_unit = match unit.to_ascii_lowercase().as_str() {
+        "centimeter" | "3" => 10_000.0,
+        "inch" | "2" => 25_400.0,
+        _ => return None,
+    };
+    let rx: f64 = prop("tiff.XResolution")?.parse().ok()?;
+    let ry: f64 = prop("tiff.YResolution")?.parse().ok()?;
+    (rx > 0.0 && ry > 0.0).then(|| Mpp {
+        x: microns_per_unit / rx,
+        y: microns_per_unit / ry,
+    })
+}
+
+fn parse_hex_rgb(hex: &str) -> Option<[u8; 3]> {
+    let v = u32::from_str_radix(hex.trim(), 16).ok()?;
+    (hex.trim().len() == 6).then_some([(v >> 16) as u8, (v >> 8) as u8, v as u8])
+}
+
+impl Slide for OpenSlideSlide {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+    fn format(&self) -> &str {
+        &self.format
+    }
+    fn levels(&self) -> &[Level] {
+        &self.levels
+    }
+    fn mpp(&self) -> Option<Mpp> {
+        self.mpp
+    }
+
+    fn read_inside(&self, level: u32, rect: Rect) -> Result<RgbImage, SlideError> {
+        let l = crate::slide::level(self, level)?;
+        debug_assert!(rect.clip_to(l.size) == Some(rect), "{rect:?} outside level {level}");
+        // OpenSlide takes the top-left corner in level-0 pixels. Round up so
+        // that OpenSlide's division by a non-integer downsample lands on `rect.x`.
+        let to_level0 = |v: i64| (v as f64 * l.downsample).ceil() as u32;
+        let region = Region {
+            size: openslide_rs::Size {
+                w: rect.w,
+                h: rect.h,
+            },
+            level,
+            address: Address {
+                x: to_level0(rect.x),
+                y: to_level0(rect.y),
+            },
+        };
+        let argb = self.inner.read_region(&region).map_err(|e| SlideError::Corrupt {
+            path: self.path.clone(),
+            detail: format!("reading level {level} at ({}, {}): {e}", rect.x, rect.y),
+        })?;
+        Ok(premultiplied_bgra_to_rgb(&argb, rect.w, rect.h, self.background))
+    }
+}
+
+/// OpenSlide's pixels are premultiplied ARGB words (B, G, R, A bytes on
+/// little-endian machines); transparent areas are composited over `background`.
+fn premultiplied_bgra_to_rgb(buf: &[u8], w: u32, h: u32, background: [u8; 3]) -> RgbImage {
+    let mut out = Vec::with_capacity(buf.len() / 4 * 3);
+    for px in buf.chunks_exact(4) {
+        let word = u32::from_ne_bytes([px[0], px[1], px[2], px[3]]);
+        let a = (word >> 24) as u8;
+        let rgb = [(word >> 16) as u8, (word >> 8) as u8, word as u8];
+        if a == 255 {
+            out.extend_from_slice(&rgb);
+        } else {
+            let t = u32::from(255 - a);
+            for (c, bg) in rgb.into_iter().zip(background) {
+                out.push((u32::from(c) + (t * u32::from(bg) + 127) / 255).min(255) as u8);
+            }
+        }
+    }
+    RgbImage::from_raw(w, h, out).expect("OpenSlide returned w*h pixels")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compositing_transparent_pixels_over_the_background() {
+        let opaque = 0xFF_10_20_30u32.to_ne_bytes();
+        let clear = 0u32.to_ne_bytes();
+        let buf = [opaque, clear].concat();
+        let img = premultiplied_bgra_to_rgb(&buf, 2, 1, [250, 251, 252]);
+        assert_eq!(img.as_raw(), &[0x10, 0x20, 0x30, 250, 251, 252]);
+    }
+
+    #[test]
+    fn tiff_resolution_gives_mpp() {
+        let props = |n: &str| match n {
+            "tiff.ResolutionUnit" => Some("centimeter".to_string()),
+            "tiff.XResolution" | "tiff.YResolution" => Some("20000".to_string()),
+            _ => None,
+        };
+        assert_eq!(tiff_mpp(&props), Some(Mpp { x: 0.5, y: 0.5 }));
+    }
+}

@@ -1,0 +1,113 @@
+//! Choosing the resolution to segment at: a level, or a target mpp read from
+//! the nearest finer level and scaled down.
+
+use image::RgbImage;
+
+use crate::{read_padded, Rect, Size, Slide, SlideError};
+
+/// What the user asked to segment at.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Resolution {
+    /// A pyramid level as stored.
+    Level(u32),
+    /// Microns per pixel; read from the finest level at least that fine, scaled down.
+    Mpp(f64),
+}
+
+/// The grid that tiles are planned over and the mask is made at.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WorkingLevel {
+    /// Pyramid level the pixels are read from.
+    pub source_level: u32,
+    /// Source-level pixels per working pixel (1 when segmenting a level as stored).
+    pub scale: f64,
+    /// Working-level pixels.
+    pub size: Size,
+    /// Level-0 pixels per working pixel.
+    pub downsample: f64,
+    /// Microns per working pixel, when the slide records its resolution.
+    pub mpp: Option<f64>,
+}
+
+/// Scales within this relative distance of 1 read the level as stored.
+const SAME_SCALE: f64 = 1e-3;
+
+impl WorkingLevel {
+    pub fn choose(slide: &dyn Slide, resolution: Resolution) -> Result<Self, SlideError> {
+        let mpp0 = slide.mpp().map(|m| m.mean());
+        match resolution {
+            Resolution::Level(n) => {
+                let l = crate::slide::level(slide, n)?;
+                Ok(Self {
+                    source_level: n,
+                    scale: 1.0,
+                    size: l.size,
+                    downsample: l.downsample,
+                    mpp: mpp0.map(|m| m * l.downsample),
+                })
+            }
+            Resolution::Mpp(target) => {
+                if !(target.is_finite() && target > 0.0) {
+                    return Err(SlideError::InvalidMpp { requested: target });
+                }
+                let path = slide.path().to_path_buf();
+                let mpp0 = mpp0.ok_or(SlideError::NoMpp {
+                    path: path.clone(),
+                    requested: target,
+                })?;
+                let downsample = target / mpp0;
+                if downsample < 1.0 - SAME_SCALE {
+                    return Err(SlideError::MppTooFine {
+                        path,
+                        requested: target,
+                        available: mpp0,
+                    });
+                }
+                let levels = slide.levels();
+                let source = levels
+                    .iter()
+                    .rposition(|l| l.downsample <= downsample * (1.0 + SAME_SCALE))
+                    .unwrap_or(0);
+                let l = levels[source];
+                let scale = downsample / l.downsample;
+                if (scale - 1.0).abs() < SAME_SCALE {
+                    return Self::choose(slide, Resolution::Level(source as u32));
+                }
+                let size = Size::new(
+                    ((f64::from(l.size.w) / scale).round() as u32).max(1),
+                    ((f64::from(l.size.h) / scale).round() as u32).max(1),
+                );
+                Ok(Self {
+                    source_level: source as u32,
+                    scale,
+                    size,
+                    downsample,
+                    mpp: Some(target),
+                })
+            }
+        }
+    }
+
+    /// Reads `rect` (working-level pixels, may reach outside) as RGB,
+    /// resampling from the source level when the scale is not 1.
+    pub fn read(&self, slide: &dyn Slide, rect: Rect) -> Result<RgbImage, SlideError> {
+        if self.scale == 1.0 {
+            return read_padded(slide, self.source_level, rect);
+        }
+        let x0 = (rect.x as f64 * self.scale).floor() as i64;
+        let y0 = (rect.y as f64 * self.scale).floor() as i64;
+        let x1 = (rect.right() as f64 * self.scale).ceil() as i64;
+        let y1 = (rect.bottom() as f64 * self.scale).ceil() as i64;
+        let src = read_padded(
+            slide,
+            self.source_level,
+            Rect::new(x0, y0, (x1 - x0) as u32, (y1 - y0) as u32),
+        )?;
+        Ok(image::imageops::resize(
+            &src,
+            rect.w,
+            rect.h,
+            image::imageops::FilterType::Triangle,
+        ))
+    }
+}

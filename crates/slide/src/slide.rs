@@ -1,0 +1,126 @@
+//! The [`Slide`] trait and [`open`], which picks a backend for a file.
+
+use std::path::Path;
+
+use image::{Rgb, RgbImage};
+
+use crate::{Level, Mpp, Rect, SlideError};
+
+/// Background of padded tile areas (outside the slide): white, like glass.
+pub const BACKGROUND: Rgb<u8> = Rgb([255, 255, 255]);
+
+/// A whole-slide image or a plain image, read by levels.
+///
+/// Implementations are `Send + Sync`: many reader threads share one slide.
+pub trait Slide: Send + Sync {
+    /// The file this slide was opened from.
+    fn path(&self) -> &Path;
+
+    /// The format as the backend names it (`aperio`, `generic-tiff`, `png`…).
+    fn format(&self) -> &str;
+
+    /// The pyramid, level 0 (the finest) first.
+    fn levels(&self) -> &[Level];
+
+    /// Microns per pixel of level 0, when the file records it.
+    fn mpp(&self) -> Option<Mpp>;
+
+    /// Reads `rect` of `level` as RGB. `rect` lies inside the level
+    /// (callers wanting padding use [`read_padded`]).
+    fn read_inside(&self, level: u32, rect: Rect) -> Result<RgbImage, SlideError>;
+}
+
+/// Level `level` of `slide`, or a clear error naming the file.
+pub fn level(slide: &dyn Slide, level: u32) -> Result<Level, SlideError> {
+    slide
+        .levels()
+        .get(level as usize)
+        .copied()
+        .ok_or_else(|| SlideError::LevelOutOfRange {
+            path: slide.path().to_path_buf(),
+            level,
+            count: slide.levels().len() as u32,
+        })
+}
+
+/// Reads `rect` of `level`; the parts outside the level are [`BACKGROUND`].
+pub fn read_padded(slide: &dyn Slide, level_index: u32, rect: Rect) -> Result<RgbImage, SlideError> {
+    let size = level(slide, level_index)?.size;
+    let inside = rect.clip_to(size);
+    if inside == Some(rect) {
+        return slide.read_inside(level_index, rect);
+    }
+    let mut out = RgbImage::from_pixel(rect.w, rect.h, BACKGROUND);
+    if let Some(inside) = inside {
+        let part = slide.read_inside(level_index, inside)?;
+        image::imageops::replace(&mut out, &part, inside.x - rect.x, inside.y - rect.y);
+    }
+    Ok(out)
+}
+
+/// A thumbnail whose longer side is at most `max_side` pixels, from the
+/// coarsest level that still has at least that many pixels.
+pub fn thumbnail(slide: &dyn Slide, max_side: u32) -> Result<RgbImage, SlideError> {
+    let levels = slide.levels();
+    let chosen = levels
+        .iter()
+        .rposition(|l| l.size.w.max(l.size.h) >= max_side)
+        .unwrap_or(0);
+    let size = levels[chosen].size;
+    let whole = slide.read_inside(chosen as u32, Rect::new(0, 0, size.w, size.h))?;
+    let scale = f64::from(max_side) / f64::from(size.w.max(size.h));
+    if scale >= 1.0 {
+        return Ok(whole);
+    }
+    let w = ((f64::from(size.w) * scale).round() as u32).max(1);
+    let h = ((f64::from(size.h) * scale).round() as u32).max(1);
+    Ok(image::imageops::thumbnail(&whole, w, h))
+}
+
+/// Extensions that a folder run treats as slides.
+pub const SLIDE_EXTENSIONS: &[&str] = &[
+    "svs", "tif", "tiff", "ndpi", "vms", "vmu", "scn", "mrxs", "bif", "svslide", "dcm", "png",
+    "jpg", "jpeg",
+];
+
+/// Whether `path` has one of [`SLIDE_EXTENSIONS`] (case-insensitive).
+pub fn has_slide_extension(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| SLIDE_EXTENSIONS.iter().any(|s| s.eq_ignore_ascii_case(e)))
+}
+
+/// Opens `path` with the backend that fits it: OpenSlide for whole-slide
+/// formats and tiled TIFF, the image decoders for PNG, JPEG and strip TIFF.
+pub fn open(path: &Path) -> Result<Box<dyn Slide>, SlideError> {
+    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => SlideError::NotFound {
+            path: path.to_path_buf(),
+        },
+        _ => SlideError::Io {
+            path: path.to_path_buf(),
+            what: "file",
+            source: e,
+        },
+    })?;
+    if meta.is_dir() {
+        return Err(SlideError::IsDirectory {
+            path: path.to_path_buf(),
+        });
+    }
+    let plain = crate::plain::sniff(path)?;
+    match plain {
+        Some(format) if format != image::ImageFormat::Tiff => {
+            Ok(Box::new(crate::plain::PlainImage::open(path, format)?))
+        }
+        // TIFF: tiled pyramids go through OpenSlide; plain strip TIFFs do not.
+        Some(format) => match crate::openslide::OpenSlideSlide::open(path) {
+            Err(SlideError::Unsupported { .. }) => {
+                Ok(Box::new(crate::plain::PlainImage::open(path, format)?))
+            }
+            other => other.map(|s| Box::new(s) as Box<dyn Slide>),
+        },
+        None => Ok(Box::new(crate::openslide::OpenSlideSlide::open(path)?)),
+    }
+}
+
