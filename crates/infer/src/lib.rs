@@ -1,1 +1,31 @@
+//! Runs a TorchScript segmentation model on batches of tiles with libtorch.
+//!
+//! A model is a TorchScript file plus a JSON [`Manifest`] (tile size, mpp,
+//! normalization, classes). [`Segmenter::segment`] takes tiles as packed
+//! `N×H×W×3` bytes, uploads them as bytes, normalizes on the device, runs the
+//! model and returns one class index per pixel.
+//!
+//! ```no_run
+//! use wsiseg_infer::{DeviceChoice, Precision, Segmenter};
+//!
+//! let device = DeviceChoice::Auto.resolve()?;
+//! let model = Segmenter::load("models/unet".as_ref(), device, Precision::default_for(device))?;
+//! let t = model.manifest().tile;
+//! let tiles = vec![255u8; 2 * (t * t * 3) as usize];
+//! let mut labels = vec![0u8; 2 * (t * t) as usize];
+//! model.segment(&tiles, 2, t, &mut labels)?;
+//! # Ok::<(), wsiseg_infer::InferError>(())
+//! ```
 
+mod device;
+mod error;
+mod manifest;
+mod model;
+
+pub use device::{
+    cuda_device_count, cuda_support_linked, describe, gpu_name, DeviceChoice, Precision,
+};
+pub use error::InferError;
+pub use manifest::{locate, Manifest, OutputKind};
+pub use model::Segmenter;
+pub use tch::Device;

@@ -1,0 +1,239 @@
+//! Which device runs the model, in which precision, and what the process can
+//! tell about CUDA.
+
+use std::fmt;
+use std::str::FromStr;
+
+use tch::{Device, Kind};
+
+use crate::InferError;
+
+/// `--device`: `auto` picks CUDA when it is available, an explicit `cuda`
+/// request without CUDA is an error, never a silent fallback to the CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeviceChoice {
+    #[default]
+    Auto,
+    Cpu,
+    /// `cuda` (device 0) or `cuda:N`.
+    Cuda(usize),
+}
+
+impl FromStr for DeviceChoice {
+    type Err = InferError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || InferError::DeviceSyntax {
+            given: s.to_string(),
+        };
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(Self::Auto),
+            "cpu" => Ok(Self::Cpu),
+            "cuda" | "gpu" => Ok(Self::Cuda(0)),
+            other => other
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(Self::Cuda)
+                .ok_or_else(bad),
+        }
+    }
+}
+
+impl fmt::Display for DeviceChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Auto => f.write_str("auto"),
+            Self::Cpu => f.write_str("cpu"),
+            Self::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+impl DeviceChoice {
+    /// The libtorch device this choice means on this machine.
+    pub fn resolve(self) -> Result<Device, InferError> {
+        match self {
+            Self::Cpu => Ok(Device::Cpu),
+            Self::Auto => Ok(if cuda_device_count() > 0 {
+                Device::Cuda(0)
+            } else {
+                Device::Cpu
+            }),
+            Self::Cuda(index) => {
+                let count = cuda_device_count();
+                if count == 0 {
+                    let why = if cuda_support_linked() {
+                        "libtorch has CUDA support but finds no GPU or driver"
+                    } else {
+                        "this wsiseg runs on a libtorch without CUDA support (libtorch_cuda is not loaded)"
+                    };
+                    return Err(InferError::CudaUnavailable {
+                        requested: self.to_string(),
+                        why: why.to_string(),
+                    });
+                }
+                if index >= count {
+                    return Err(InferError::CudaIndex { index, count });
+                }
+                Ok(Device::Cuda(index))
+            }
+        }
+    }
+}
+
+/// Number of CUDA devices libtorch can use.
+pub fn cuda_device_count() -> usize {
+    if tch::Cuda::is_available() {
+        tch::Cuda::device_count().max(0) as usize
+    } else {
+        0
+    }
+}
+
+/// Whether libtorch's CUDA library is loaded in this process. It is when the
+/// binary was linked with it kept (see crates/torch-link) against a CUDA
+/// libtorch; without it libtorch never sees a GPU, even on a GPU server.
+pub fn cuda_support_linked() -> bool {
+    std::fs::read_to_string("/proc/self/maps")
+        .map(|maps| maps.contains("libtorch_cuda.so"))
+        .unwrap_or(false)
+}
+
+/// The GPU's name from the CUDA driver (`cuDeviceGetName`), when there is one.
+pub fn gpu_name(ordinal: usize) -> Option<String> {
+    type CuInit = unsafe extern "C" fn(u32) -> i32;
+    type CuDeviceGet = unsafe extern "C" fn(*mut i32, i32) -> i32;
+    type CuDeviceGetName = unsafe extern "C" fn(*mut std::ffi::c_char, i32, i32) -> i32;
+    // SAFETY: libcuda.so.1 is NVIDIA's driver library; the three functions
+    // have these C signatures in every CUDA version (cuda.h), and the name
+    // buffer outlives the call.
+    unsafe {
+        let lib = libloading::Library::new("libcuda.so.1").ok()?;
+        let init: libloading::Symbol<CuInit> = lib.get(b"cuInit\0").ok()?;
+        let get: libloading::Symbol<CuDeviceGet> = lib.get(b"cuDeviceGet\0").ok()?;
+        let name: libloading::Symbol<CuDeviceGetName> = lib.get(b"cuDeviceGetName\0").ok()?;
+        if init(0) != 0 {
+            return None;
+        }
+        let mut device = 0i32;
+        if get(&mut device, i32::try_from(ordinal).ok()?) != 0 {
+            return None;
+        }
+        let mut buf = [0 as std::ffi::c_char; 256];
+        if name(buf.as_mut_ptr(), buf.len() as i32, device) != 0 {
+            return None;
+        }
+        Some(
+            std::ffi::CStr::from_ptr(buf.as_ptr())
+                .to_string_lossy()
+                .into_owned(),
+        )
+    }
+}
+
+/// Floating-point precision the model runs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    F32,
+    F16,
+    BF16,
+}
+
+impl Precision {
+    /// f16 on CUDA, f32 on the CPU.
+    pub fn default_for(device: Device) -> Self {
+        if device.is_cuda() {
+            Self::F16
+        } else {
+            Self::F32
+        }
+    }
+
+    pub fn kind(self) -> Kind {
+        match self {
+            Self::F32 => Kind::Float,
+            Self::F16 => Kind::Half,
+            Self::BF16 => Kind::BFloat16,
+        }
+    }
+}
+
+impl FromStr for Precision {
+    type Err = InferError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "f32" | "fp32" | "float32" => Ok(Self::F32),
+            "f16" | "fp16" | "half" | "float16" => Ok(Self::F16),
+            "bf16" | "bfloat16" => Ok(Self::BF16),
+            _ => Err(InferError::PrecisionSyntax {
+                given: s.to_string(),
+            }),
+        }
+    }
+}
+
+impl fmt::Display for Precision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::F32 => "f32",
+            Self::F16 => "f16",
+            Self::BF16 => "bf16",
+        })
+    }
+}
+
+/// A one-line description of a device for logs: `cpu` or `cuda:0 (NVIDIA H200)`.
+pub fn describe(device: Device) -> String {
+    match device {
+        Device::Cuda(n) => match gpu_name(n) {
+            Some(name) => format!("cuda:{n} ({name})"),
+            None => format!("cuda:{n}"),
+        },
+        _ => "cpu".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_choices_parse() {
+        assert_eq!("auto".parse::<DeviceChoice>().unwrap(), DeviceChoice::Auto);
+        assert_eq!("CPU".parse::<DeviceChoice>().unwrap(), DeviceChoice::Cpu);
+        assert_eq!("cuda".parse::<DeviceChoice>().unwrap(), DeviceChoice::Cuda(0));
+        assert_eq!("cuda:3".parse::<DeviceChoice>().unwrap(), DeviceChoice::Cuda(3));
+        for bad in ["cuda:", "cuda:x", "tpu", ""] {
+            let err = bad.parse::<DeviceChoice>().unwrap_err().to_string();
+            assert!(err.contains("use auto, cpu, cuda or cuda:N"), "{err}");
+        }
+    }
+
+    /// The build keeps libtorch_cuda in the link whenever the libtorch we
+    /// built against has it (DESIGN.md: CUDA silently disappears otherwise).
+    #[test]
+    fn libtorch_cuda_is_linked_when_libtorch_has_it() {
+        let lib = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../.libtorch/lib/libtorch_cuda.so");
+        if lib.exists() {
+            assert!(cuda_support_linked(), "libtorch_cuda.so exists but is not loaded");
+        }
+    }
+
+    #[test]
+    fn explicit_cuda_without_a_gpu_is_an_error_not_a_fallback() {
+        if cuda_device_count() > 0 {
+            return; // On a GPU machine this test has nothing to check.
+        }
+        let err = DeviceChoice::Cuda(0).resolve().unwrap_err().to_string();
+        assert!(err.starts_with("--device cuda:0: CUDA is not available"), "{err}");
+        assert_eq!(DeviceChoice::Auto.resolve().unwrap(), Device::Cpu);
+    }
+
+    #[test]
+    fn precisions_parse_and_default_by_device() {
+        assert_eq!("bf16".parse::<Precision>().unwrap(), Precision::BF16);
+        assert!("f8".parse::<Precision>().is_err());
+        assert_eq!(Precision::default_for(Device::Cpu), Precision::F32);
+        assert_eq!(Precision::default_for(Device::Cuda(0)), Precision::F16);
+    }
+}

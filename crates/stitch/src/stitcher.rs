@@ -1,0 +1,188 @@
+use std::collections::BTreeMap;
+
+use wsiseg_slide::{TileIndex, TilePlan};
+
+use crate::StitchError;
+
+/// Where finished rows of the mask go, top to bottom.
+pub trait RowSink {
+    /// `rows` holds whole rows of the level, `width` bytes each.
+    fn write_rows(&mut self, rows: &[u8]) -> Result<(), StitchError>;
+}
+
+/// Collects the whole mask in memory (tests, small levels).
+impl RowSink for Vec<u8> {
+    fn write_rows(&mut self, rows: &[u8]) -> Result<(), StitchError> {
+        self.extend_from_slice(rows);
+        Ok(())
+    }
+}
+
+/// The rows covered by one row of tiles, filled as its tiles arrive.
+struct Band {
+    pixels: Vec<u8>,
+    seen: Vec<bool>,
+    received: u32,
+}
+
+/// Assembles tile outputs into rows of the level's mask; see the crate docs.
+pub struct Stitcher<S: RowSink> {
+    plan: TilePlan,
+    sink: S,
+    next_row: u32,
+    bands: BTreeMap<u32, Band>,
+}
+
+impl<S: RowSink> Stitcher<S> {
+    pub fn new(plan: TilePlan, sink: S) -> Self {
+        Self {
+            plan,
+            sink,
+            next_row: 0,
+            bands: BTreeMap::new(),
+        }
+    }
+
+    /// Adds one tile's output: `tile × tile` bytes, row-major.
+    pub fn add(&mut self, index: TileIndex, labels: &[u8]) -> Result<(), StitchError> {
+        let t = self.plan.tile_size() as usize;
+        if labels.len() != t * t {
+            return Err(StitchError::TileSize {
+                index,
+                got: labels.len(),
+                expected: t * t,
+            });
+        }
+        if index.row < self.next_row || index.row >= self.plan.rows() || index.col >= self.plan.cols()
+        {
+            return Err(StitchError::UnexpectedTile { index });
+        }
+        let width = self.plan.level_size().w as usize;
+        let (y0, y1) = self.plan.core_rows(index.row);
+        let cols = self.plan.cols() as usize;
+        let band = self.bands.entry(index.row).or_insert_with(|| Band {
+            pixels: vec![0; width * (y1 - y0) as usize],
+            seen: vec![false; cols],
+            received: 0,
+        });
+        if std::mem::replace(&mut band.seen[index.col as usize], true) {
+            return Err(StitchError::UnexpectedTile { index });
+        }
+        let tile = self.plan.tile(index);
+        let (ox, oy) = tile.core_offset();
+        let (cx, cw) = (tile.core.x as usize, tile.core.w as usize);
+        for r in 0..tile.core.h as usize {
+            let src = (oy as usize + r) * t + ox as usize;
+            let dst = r * width + cx;
+            band.pixels[dst..dst + cw].copy_from_slice(&labels[src..src + cw]);
+        }
+        band.received += 1;
+        self.flush()
+    }
+
+    /// Streams every complete band at the top to the sink.
+    fn flush(&mut self) -> Result<(), StitchError> {
+        while let Some(band) = self.bands.get(&self.next_row) {
+            if band.received < self.plan.cols() {
+                break;
+            }
+            let band = self.bands.remove(&self.next_row).expect("band present");
+            self.sink.write_rows(&band.pixels)?;
+            self.next_row += 1;
+        }
+        Ok(())
+    }
+
+    /// Number of rows of the level already handed to the sink.
+    pub fn rows_done(&self) -> u32 {
+        if self.next_row == 0 {
+            0
+        } else {
+            self.plan.core_rows(self.next_row - 1).1
+        }
+    }
+
+    /// Checks that every tile arrived and returns the sink.
+    pub fn finish(self) -> Result<S, StitchError> {
+        if self.next_row < self.plan.rows() {
+            let received: u32 = self.bands.values().map(|b| b.received).sum();
+            let done = self.next_row as usize * self.plan.cols() as usize;
+            return Err(StitchError::Incomplete {
+                missing: self.plan.len() - done - received as usize,
+            });
+        }
+        Ok(self.sink)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use wsiseg_slide::Size;
+
+    /// A level whose pixel (x, y) holds a value unique enough to catch any misplacement.
+    fn truth(size: Size) -> Vec<u8> {
+        (0..size.h)
+            .flat_map(|y| (0..size.w).map(move |x| (x.wrapping_mul(7) ^ y.wrapping_mul(13)) as u8))
+            .collect()
+    }
+
+    /// What a perfect model would output for a tile: the truth where the tile
+    /// overlaps the level, and a value that must never appear elsewhere.
+    fn tile_output(plan: &TilePlan, truth: &[u8], index: TileIndex) -> Vec<u8> {
+        let size = plan.level_size();
+        let r = plan.tile(index).rect;
+        let mut out = Vec::with_capacity((r.w * r.h) as usize);
+        for y in r.y..r.bottom() {
+            for x in r.x..r.right() {
+                let inside = (0..i64::from(size.w)).contains(&x) && (0..i64::from(size.h)).contains(&y);
+                out.push(if inside {
+                    truth[y as usize * size.w as usize + x as usize]
+                } else {
+                    0xEE
+                });
+            }
+        }
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn stitching_known_tiles_reproduces_the_level(
+            w in 1u32..200, h in 1u32..200, tile in 2u32..70, overlap_frac in 0.0f64..1.0,
+            reverse in any::<bool>()
+        ) {
+            let overlap = ((f64::from(tile) * overlap_frac) as u32).min(tile - 1);
+            let plan = TilePlan::new(Size::new(w, h), tile, overlap).unwrap();
+            let want = truth(plan.level_size());
+            let mut tiles: Vec<_> = plan.tiles().collect();
+            if reverse {
+                tiles.reverse(); // arrival order must not matter
+            }
+            let mut s = Stitcher::new(plan, Vec::new());
+            for t in tiles {
+                s.add(t.index, &tile_output(&plan, &want, t.index)).unwrap();
+            }
+            prop_assert_eq!(s.rows_done(), h);
+            let got = s.finish().unwrap();
+            prop_assert!(got == want, "stitched mask differs from the known level");
+        }
+    }
+
+    #[test]
+    fn duplicate_wrong_size_and_missing_tiles_are_errors() {
+        let plan = TilePlan::new(Size::new(50, 50), 20, 4).unwrap();
+        let mut s = Stitcher::new(plan, Vec::new());
+        let i = TileIndex { row: 0, col: 0 };
+        assert!(matches!(s.add(i, &[0; 10]), Err(StitchError::TileSize { .. })));
+        s.add(i, &[1; 400]).unwrap();
+        assert!(matches!(s.add(i, &[1; 400]), Err(StitchError::UnexpectedTile { .. })));
+        let outside = TileIndex { row: 0, col: 9 };
+        assert!(matches!(s.add(outside, &[1; 400]), Err(StitchError::UnexpectedTile { .. })));
+        assert!(matches!(
+            s.finish(),
+            Err(StitchError::Incomplete { missing }) if missing == plan.len() - 1
+        ));
+    }
+}
