@@ -200,8 +200,14 @@ mod tests {
     fn device_choices_parse() {
         assert_eq!("auto".parse::<DeviceChoice>().unwrap(), DeviceChoice::Auto);
         assert_eq!("CPU".parse::<DeviceChoice>().unwrap(), DeviceChoice::Cpu);
-        assert_eq!("cuda".parse::<DeviceChoice>().unwrap(), DeviceChoice::Cuda(0));
-        assert_eq!("cuda:3".parse::<DeviceChoice>().unwrap(), DeviceChoice::Cuda(3));
+        assert_eq!(
+            "cuda".parse::<DeviceChoice>().unwrap(),
+            DeviceChoice::Cuda(0)
+        );
+        assert_eq!(
+            "cuda:3".parse::<DeviceChoice>().unwrap(),
+            DeviceChoice::Cuda(3)
+        );
         for bad in ["cuda:", "cuda:x", "tpu", ""] {
             let err = bad.parse::<DeviceChoice>().unwrap_err().to_string();
             assert!(err.contains("use auto, cpu, cuda or cuda:N"), "{err}");
@@ -215,7 +221,10 @@ mod tests {
         let lib = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../.libtorch/lib/libtorch_cuda.so");
         if lib.exists() {
-            assert!(cuda_support_linked(), "libtorch_cuda.so exists but is not loaded");
+            assert!(
+                cuda_support_linked(),
+                "libtorch_cuda.so exists but is not loaded"
+            );
         }
     }
 
@@ -225,7 +234,10 @@ mod tests {
             return; // On a GPU machine this test has nothing to check.
         }
         let err = DeviceChoice::Cuda(0).resolve().unwrap_err().to_string();
-        assert!(err.starts_with("--device cuda:0: CUDA is not available"), "{err}");
+        assert!(
+            err.starts_with("--device cuda:0: CUDA is not available"),
+            "{err}"
+        );
         assert_eq!(DeviceChoice::Auto.resolve().unwrap(), Device::Cpu);
     }
 

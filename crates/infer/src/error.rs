@@ -69,5 +69,6 @@ fn first_line(e: &tch::TchError) -> String {
         .map(str::trim)
         .find(|l| !l.is_empty())
         .unwrap_or("unknown error");
-    line.trim_start_matches("Internal torch error: ").to_string()
+    line.trim_start_matches("Internal torch error: ")
+        .to_string()
 }

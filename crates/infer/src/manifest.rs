@@ -73,7 +73,10 @@ impl Manifest {
             problem: problem.to_string(),
         };
         if self.classes.len() < 2 || self.classes.len() > 255 {
-            return Err(bad("classes", "must list 2 to 255 class names, background first"));
+            return Err(bad(
+                "classes",
+                "must list 2 to 255 class names, background first",
+            ));
         }
         if self.tile_multiple == 0 {
             return Err(bad("tile_multiple", "must be at least 1"));

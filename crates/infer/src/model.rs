@@ -23,11 +23,12 @@ impl Segmenter {
     pub fn load(path: &Path, device: Device, precision: Precision) -> Result<Self, InferError> {
         let (model_path, manifest_path) = manifest::locate(path)?;
         let manifest = Manifest::read(&manifest_path)?;
-        let mut module =
-            CModule::load_on_device(&model_path, device).map_err(|source| InferError::ModelLoad {
+        let mut module = CModule::load_on_device(&model_path, device).map_err(|source| {
+            InferError::ModelLoad {
                 path: model_path.clone(),
                 source,
-            })?;
+            }
+        })?;
         module.to(device, precision.kind(), false);
         module.set_eval();
         if device.is_cuda() {
@@ -56,16 +57,18 @@ impl Segmenter {
     fn check_output_shape(&self) -> Result<(), InferError> {
         let t = self.manifest.tile as usize;
         let white = vec![255u8; t * t * 3];
-        let out = self.forward(&white, 1, self.manifest.tile).map_err(|e| match e {
-            InferError::Forward { path, source, .. } => InferError::ModelMismatch {
-                path,
-                problem: format!(
-                    "it fails on a 1×3×{t}×{t} input: {}",
-                    source.to_string().lines().next().unwrap_or_default()
-                ),
-            },
-            other => other,
-        })?;
+        let out = self
+            .forward(&white, 1, self.manifest.tile)
+            .map_err(|e| match e {
+                InferError::Forward { path, source, .. } => InferError::ModelMismatch {
+                    path,
+                    problem: format!(
+                        "it fails on a 1×3×{t}×{t} input: {}",
+                        source.to_string().lines().next().unwrap_or_default()
+                    ),
+                },
+                other => other,
+            })?;
         let expected = [1, self.manifest.classes.len() as i64, t as i64, t as i64];
         if out.size() != expected {
             return Err(InferError::ModelMismatch {
@@ -99,7 +102,11 @@ impl Segmenter {
         let _no_grad = tch::no_grad_guard();
         let t = i64::from(tile);
         let shape = vec![n as i64, 3, t, t];
-        assert_eq!(tiles.len(), n * (tile as usize).pow(2) * 3, "batch buffer size");
+        assert_eq!(
+            tiles.len(),
+            n * (tile as usize).pow(2) * 3,
+            "batch buffer size"
+        );
         // Upload bytes (4× less traffic than f32), normalize on the device.
         // Permuting NHWC to NCHW gives exactly the channels-last layout.
         let x = Tensor::from_slice(tiles)
@@ -128,7 +135,10 @@ impl Segmenter {
     ) -> Result<(), InferError> {
         let out = self.forward(tiles, n, tile)?;
         let _no_grad = tch::no_grad_guard();
-        let classes = out.argmax(1, false).to_kind(Kind::Uint8).to_device(Device::Cpu);
+        let classes = out
+            .argmax(1, false)
+            .to_kind(Kind::Uint8)
+            .to_device(Device::Cpu);
         let numel = n * (tile as usize).pow(2);
         classes.copy_data(&mut labels[..numel], numel);
         Ok(())

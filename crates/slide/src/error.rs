@@ -31,7 +31,11 @@ pub enum SlideError {
     },
 
     #[error("{}: level {level} does not exist (the slide has levels 0..={})", path.display(), count.saturating_sub(1))]
-    LevelOutOfRange { path: PathBuf, level: u32, count: u32 },
+    LevelOutOfRange {
+        path: PathBuf,
+        level: u32,
+        count: u32,
+    },
 
     #[error("{}: the slide does not record its resolution (mpp), so --mpp {requested} cannot be honoured; choose a level with --level", path.display())]
     NoMpp { path: PathBuf, requested: f64 },

@@ -83,11 +83,18 @@ fn tiff_mpp(prop: &dyn Fn(&str) -> Option<String>) -> Option<Mpp> {
     };
     let rx: f64 = prop("tiff.XResolution")?.parse().ok()?;
     let ry: f64 = prop("tiff.YResolution")?.parse().ok()?;
-    (rx > 0.0 && ry > 0.0).then(|| Mpp {
+    let mpp = Mpp {
         x: microns_per_unit / rx,
         y: microns_per_unit / ry,
-    })
+    };
+    // Many TIFF writers put a screen default (72 dpi = 353 µm/px) in these
+    // tags; no microscope records level 0 coarser than this.
+    let plausible = |v: f64| v.is_finite() && v > 0.0 && v <= MAX_PLAUSIBLE_MPP;
+    (plausible(mpp.x) && plausible(mpp.y)).then_some(mpp)
 }
+
+/// Level-0 resolutions coarser than this (µm/px) are taken as "not recorded".
+const MAX_PLAUSIBLE_MPP: f64 = 50.0;
 
 fn parse_hex_rgb(hex: &str) -> Option<[u8; 3]> {
     let v = u32::from_str_radix(hex.trim(), 16).ok()?;
@@ -110,7 +117,10 @@ impl Slide for OpenSlideSlide {
 
     fn read_inside(&self, level: u32, rect: Rect) -> Result<RgbImage, SlideError> {
         let l = crate::slide::level(self, level)?;
-        debug_assert!(rect.clip_to(l.size) == Some(rect), "{rect:?} outside level {level}");
+        debug_assert!(
+            rect.clip_to(l.size) == Some(rect),
+            "{rect:?} outside level {level}"
+        );
         // OpenSlide takes the top-left corner in level-0 pixels. Round up so
         // that OpenSlide's division by a non-integer downsample lands on `rect.x`.
         let to_level0 = |v: i64| (v as f64 * l.downsample).ceil() as u32;
@@ -125,11 +135,19 @@ impl Slide for OpenSlideSlide {
                 y: to_level0(rect.y),
             },
         };
-        let argb = self.inner.read_region(&region).map_err(|e| SlideError::Corrupt {
-            path: self.path.clone(),
-            detail: format!("reading level {level} at ({}, {}): {e}", rect.x, rect.y),
-        })?;
-        Ok(premultiplied_bgra_to_rgb(&argb, rect.w, rect.h, self.background))
+        let argb = self
+            .inner
+            .read_region(&region)
+            .map_err(|e| SlideError::Corrupt {
+                path: self.path.clone(),
+                detail: format!("reading level {level} at ({}, {}): {e}", rect.x, rect.y),
+            })?;
+        Ok(premultiplied_bgra_to_rgb(
+            &argb,
+            rect.w,
+            rect.h,
+            self.background,
+        ))
     }
 }
 
@@ -174,5 +192,15 @@ mod tests {
             _ => None,
         };
         assert_eq!(tiff_mpp(&props), Some(Mpp { x: 0.5, y: 0.5 }));
+        let screen = |n: &str| match n {
+            "tiff.ResolutionUnit" => Some("inch".to_string()),
+            "tiff.XResolution" | "tiff.YResolution" => Some("72".to_string()),
+            _ => None,
+        };
+        assert_eq!(
+            tiff_mpp(&screen),
+            None,
+            "72 dpi is a screen default, not a scan"
+        );
     }
 }

@@ -80,13 +80,9 @@ impl Slide for PlainImage {
     }
     fn read_inside(&self, level: u32, rect: Rect) -> Result<RgbImage, SlideError> {
         crate::slide::level(self, level)?;
-        Ok(image::imageops::crop_imm(
-            &self.pixels,
-            rect.x as u32,
-            rect.y as u32,
-            rect.w,
-            rect.h,
+        Ok(
+            image::imageops::crop_imm(&self.pixels, rect.x as u32, rect.y as u32, rect.w, rect.h)
+                .to_image(),
         )
-        .to_image())
     }
 }

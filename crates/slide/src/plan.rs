@@ -98,7 +98,10 @@ impl TilePlan {
 
     /// The tile at `index` (which must be inside the grid).
     pub fn tile(&self, index: TileIndex) -> Tile {
-        assert!(index.col < self.cols && index.row < self.rows, "tile index outside the plan");
+        assert!(
+            index.col < self.cols && index.row < self.rows,
+            "tile index outside the plan"
+        );
         let s = i64::from(self.stride());
         let halo = i64::from(self.overlap / 2);
         let core_x = i64::from(index.col) * s;
@@ -139,8 +142,14 @@ mod tests {
         for t in plan.tiles() {
             // The core lies inside both the level and the tile.
             assert!(t.core.clip_to(size) == Some(t.core), "{t:?}");
-            assert!(t.core.x >= t.rect.x && t.core.right() <= t.rect.right(), "{t:?}");
-            assert!(t.core.y >= t.rect.y && t.core.bottom() <= t.rect.bottom(), "{t:?}");
+            assert!(
+                t.core.x >= t.rect.x && t.core.right() <= t.rect.right(),
+                "{t:?}"
+            );
+            assert!(
+                t.core.y >= t.rect.y && t.core.bottom() <= t.rect.bottom(),
+                "{t:?}"
+            );
             for y in t.core.y..t.core.bottom() {
                 for x in t.core.x..t.core.right() {
                     hits[y as usize * size.w as usize + x as usize] += 1;
@@ -175,7 +184,10 @@ mod tests {
         assert_eq!(TilePlan::new(s, 0, 0), Err(PlanError::ZeroTile));
         assert_eq!(
             TilePlan::new(s, 64, 64),
-            Err(PlanError::OverlapTooLarge { tile: 64, overlap: 64 })
+            Err(PlanError::OverlapTooLarge {
+                tile: 64,
+                overlap: 64
+            })
         );
         assert_eq!(
             TilePlan::new(Size::new(0, 5), 64, 8),

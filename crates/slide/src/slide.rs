@@ -44,7 +44,11 @@ pub fn level(slide: &dyn Slide, level: u32) -> Result<Level, SlideError> {
 }
 
 /// Reads `rect` of `level`; the parts outside the level are [`BACKGROUND`].
-pub fn read_padded(slide: &dyn Slide, level_index: u32, rect: Rect) -> Result<RgbImage, SlideError> {
+pub fn read_padded(
+    slide: &dyn Slide,
+    level_index: u32,
+    rect: Rect,
+) -> Result<RgbImage, SlideError> {
     let size = level(slide, level_index)?.size;
     let inside = rect.clip_to(size);
     if inside == Some(rect) {
@@ -123,4 +127,3 @@ pub fn open(path: &Path) -> Result<Box<dyn Slide>, SlideError> {
         None => Ok(Box::new(crate::openslide::OpenSlideSlide::open(path)?)),
     }
 }
-

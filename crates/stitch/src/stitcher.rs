@@ -53,7 +53,9 @@ impl<S: RowSink> Stitcher<S> {
                 expected: t * t,
             });
         }
-        if index.row < self.next_row || index.row >= self.plan.rows() || index.col >= self.plan.cols()
+        if index.row < self.next_row
+            || index.row >= self.plan.rows()
+            || index.col >= self.plan.cols()
         {
             return Err(StitchError::UnexpectedTile { index });
         }
@@ -136,7 +138,8 @@ mod tests {
         let mut out = Vec::with_capacity((r.w * r.h) as usize);
         for y in r.y..r.bottom() {
             for x in r.x..r.right() {
-                let inside = (0..i64::from(size.w)).contains(&x) && (0..i64::from(size.h)).contains(&y);
+                let inside =
+                    (0..i64::from(size.w)).contains(&x) && (0..i64::from(size.h)).contains(&y);
                 out.push(if inside {
                     truth[y as usize * size.w as usize + x as usize]
                 } else {
@@ -175,11 +178,20 @@ mod tests {
         let plan = TilePlan::new(Size::new(50, 50), 20, 4).unwrap();
         let mut s = Stitcher::new(plan, Vec::new());
         let i = TileIndex { row: 0, col: 0 };
-        assert!(matches!(s.add(i, &[0; 10]), Err(StitchError::TileSize { .. })));
+        assert!(matches!(
+            s.add(i, &[0; 10]),
+            Err(StitchError::TileSize { .. })
+        ));
         s.add(i, &[1; 400]).unwrap();
-        assert!(matches!(s.add(i, &[1; 400]), Err(StitchError::UnexpectedTile { .. })));
+        assert!(matches!(
+            s.add(i, &[1; 400]),
+            Err(StitchError::UnexpectedTile { .. })
+        ));
         let outside = TileIndex { row: 0, col: 9 };
-        assert!(matches!(s.add(outside, &[1; 400]), Err(StitchError::UnexpectedTile { .. })));
+        assert!(matches!(
+            s.add(outside, &[1; 400]),
+            Err(StitchError::UnexpectedTile { .. })
+        ));
         assert!(matches!(
             s.finish(),
             Err(StitchError::Incomplete { missing }) if missing == plan.len() - 1

@@ -1,0 +1,243 @@
+//! The slide reader on real files: OpenSlide's test slides (tests/data, see
+//! tests/data/README.md) and images generated here.
+
+use std::path::{Path, PathBuf};
+
+use image::{Rgb, RgbImage};
+use tiff::decoder::{Decoder, DecodingResult};
+use wsiseg_slide::{
+    open, read_padded, thumbnail, Rect, Resolution, Size, SlideError, WorkingLevel,
+};
+
+fn data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/data")
+        .join(name)
+}
+
+/// Decodes tile `index` of the first IFD with the `tiff` crate (its own JPEG
+/// and Deflate decoders): a reference independent of OpenSlide.
+fn reference_tile(path: &Path, index: u32) -> (u32, Vec<u8>) {
+    let mut d = Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap())).unwrap();
+    let (tw, _) = d.chunk_dimensions();
+    match d.read_chunk(index).unwrap() {
+        DecodingResult::U8(v) => (tw, v),
+        other => panic!(
+            "unexpected sample type {:?}",
+            std::mem::discriminant(&other)
+        ),
+    }
+}
+
+/// A deterministic noisy image with structure, so misplaced pixels show.
+fn pattern(w: u32, h: u32, seed: u32) -> RgbImage {
+    RgbImage::from_fn(w, h, |x, y| {
+        let v = x.wrapping_mul(2654435761) ^ y.wrapping_mul(40503) ^ seed;
+        Rgb([(v >> 3) as u8, (v >> 11) as u8, (x + 3 * y) as u8])
+    })
+}
+
+#[test]
+fn aperio_svs_levels_and_resolution() {
+    let s = open(&data("default.svs")).unwrap();
+    assert_eq!(s.format(), "aperio");
+    assert_eq!(s.levels().len(), 1);
+    assert_eq!(s.levels()[0].size, Size::new(2220, 2967));
+    let mpp = s.mpp().expect("Aperio records MPP");
+    assert!(
+        (mpp.x - 0.499).abs() < 1e-6 && (mpp.y - 0.499).abs() < 1e-6,
+        "{mpp:?}"
+    );
+}
+
+#[test]
+fn aperio_pixels_match_an_independent_jpeg_decode() {
+    let path = data("default.svs");
+    let s = open(&path).unwrap();
+    // Tiles are 240 px, 10 per row; check the first tile and one inside the tissue.
+    for (index, col, row) in [(0u32, 0i64, 0i64), (34, 4, 3)] {
+        let (t, want) = reference_tile(&path, index);
+        let got = s
+            .read_inside(0, Rect::new(col * i64::from(t), row * i64::from(t), t, t))
+            .unwrap();
+        let diffs: Vec<u32> = got
+            .as_raw()
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| u32::from(a.abs_diff(*b)))
+            .collect();
+        let mean = diffs.iter().sum::<u32>() as f64 / diffs.len() as f64;
+        let max = *diffs.iter().max().unwrap();
+        // libjpeg-turbo (OpenSlide) and the tiff crate's JPEG decoder differ
+        // only by rounding in the IDCT and chroma upsampling.
+        assert!(
+            mean < 0.05 && max <= 2,
+            "tile {index}: mean diff {mean}, max {max}"
+        );
+    }
+}
+
+#[test]
+fn generic_tiff_pyramid_matches_its_png_and_deflate_tiles_exactly() {
+    let s = open(&data("boxes.tiff")).unwrap();
+    assert_eq!(s.format(), "generic-tiff");
+    let sizes: Vec<Size> = s.levels().iter().map(|l| l.size).collect();
+    assert_eq!(
+        sizes,
+        [
+            Size::new(300, 250),
+            Size::new(150, 125),
+            Size::new(75, 62),
+            Size::new(37, 31)
+        ]
+    );
+    assert_eq!(s.levels()[1].downsample, 2.0);
+    // Its resolution tags hold the 72 dpi screen default: not a real mpp.
+    assert_eq!(s.mpp(), None);
+    let whole = s.read_inside(0, Rect::new(0, 0, 300, 250)).unwrap();
+    let png = image::open(data("boxes.png")).unwrap().into_rgb8();
+    assert_eq!(whole.dimensions(), png.dimensions());
+    assert!(whole == png, "boxes.tiff level 0 differs from boxes.png");
+    // A region straddling tiles, against the tiff crate's decode of tile (1, 0).
+    let (t, tile) = reference_tile(&data("boxes.tiff"), 1);
+    let region = s.read_inside(0, Rect::new(i64::from(t), 0, t, t)).unwrap();
+    assert_eq!(region.as_raw(), &tile);
+}
+
+#[test]
+fn tiny_svs_opens() {
+    let s = open(&data("small.svs")).unwrap();
+    assert_eq!(s.levels()[0].size, Size::new(16, 16));
+}
+
+#[test]
+fn plain_png_and_strip_tiff_read_back_exactly_with_white_padding() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = pattern(301, 157, 7);
+    for name in ["plain.png", "plain.tif"] {
+        let path = dir.path().join(name);
+        img.save(&path).unwrap();
+        let s = open(&path).unwrap();
+        assert_eq!(s.levels().len(), 1);
+        assert_eq!(s.levels()[0].size, Size::new(301, 157));
+        assert_eq!(s.mpp(), None);
+        let inside = s.read_inside(0, Rect::new(17, 9, 100, 50)).unwrap();
+        let want = image::imageops::crop_imm(&img, 17, 9, 100, 50).to_image();
+        assert!(inside == want, "{name}: region differs");
+        // A tile hanging over the top-left and bottom-right corners.
+        for rect in [Rect::new(-10, -5, 40, 30), Rect::new(290, 150, 20, 20)] {
+            let padded = read_padded(s.as_ref(), 0, rect).unwrap();
+            for (x, y, px) in padded.enumerate_pixels() {
+                let (lx, ly) = (rect.x + i64::from(x), rect.y + i64::from(y));
+                let expect = if (0..301).contains(&lx) && (0..157).contains(&ly) {
+                    *img.get_pixel(lx as u32, ly as u32)
+                } else {
+                    Rgb([255, 255, 255])
+                };
+                assert_eq!(*px, expect, "{name} {rect:?} at ({x}, {y})");
+            }
+        }
+    }
+}
+
+#[test]
+fn thumbnails_fit_the_requested_size() {
+    let s = open(&data("boxes.tiff")).unwrap();
+    let t = thumbnail(s.as_ref(), 100).unwrap();
+    assert_eq!(t.dimensions(), (100, 83));
+}
+
+#[test]
+fn working_level_by_mpp_scales_from_level_0() {
+    let s = open(&data("default.svs")).unwrap();
+    let w = WorkingLevel::choose(s.as_ref(), Resolution::Mpp(1.0)).unwrap();
+    assert_eq!(w.source_level, 0);
+    // 2220 × 0.499 / 1.0 = 1107.8, 2967 × 0.499 = 1480.5
+    assert_eq!(w.size, Size::new(1108, 1481));
+    assert!((w.downsample - 1.0 / 0.499).abs() < 1e-9);
+    let tile = w.read(s.as_ref(), Rect::new(1000, 1400, 256, 256)).unwrap();
+    assert_eq!(tile.dimensions(), (256, 256));
+    // Past the working level's edge the tile is white background.
+    assert_eq!(*tile.get_pixel(255, 255), Rgb([255, 255, 255]));
+
+    let native = WorkingLevel::choose(s.as_ref(), Resolution::Mpp(0.499)).unwrap();
+    assert_eq!((native.scale, native.size), (1.0, Size::new(2220, 2967)));
+    assert!(matches!(
+        WorkingLevel::choose(s.as_ref(), Resolution::Mpp(0.25)),
+        Err(SlideError::MppTooFine { .. })
+    ));
+    assert!(matches!(
+        WorkingLevel::choose(s.as_ref(), Resolution::Mpp(-1.0)),
+        Err(SlideError::InvalidMpp { .. })
+    ));
+}
+
+#[test]
+fn working_level_by_level_and_its_errors() {
+    let s = open(&data("boxes.tiff")).unwrap();
+    let w = WorkingLevel::choose(s.as_ref(), Resolution::Level(2)).unwrap();
+    assert_eq!(
+        (w.size, w.source_level, w.scale),
+        (Size::new(75, 62), 2, 1.0)
+    );
+    let e = WorkingLevel::choose(s.as_ref(), Resolution::Level(4)).unwrap_err();
+    assert!(matches!(
+        e,
+        SlideError::LevelOutOfRange {
+            level: 4,
+            count: 4,
+            ..
+        }
+    ));
+    assert!(e
+        .to_string()
+        .contains("boxes.tiff: level 4 does not exist (the slide has levels 0..=3)"));
+    let e = WorkingLevel::choose(s.as_ref(), Resolution::Mpp(2.0)).unwrap_err();
+    assert!(matches!(e, SlideError::NoMpp { .. }), "{e}");
+}
+
+#[test]
+fn bad_files_give_errors_that_name_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("notes.svs");
+    std::fs::write(&text, "not a slide\n").unwrap();
+    let truncated = dir.path().join("truncated.png");
+    let mut png = Vec::new();
+    pattern(64, 64, 1)
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    std::fs::write(&truncated, &png[..png.len() / 2]).unwrap();
+
+    let cases: Vec<(PathBuf, fn(&SlideError) -> bool)> = vec![
+        (dir.path().join("missing.svs"), |e| {
+            matches!(e, SlideError::NotFound { .. })
+        }),
+        (dir.path().to_path_buf(), |e| {
+            matches!(e, SlideError::IsDirectory { .. })
+        }),
+        (text, |e| matches!(e, SlideError::Unsupported { .. })),
+        (truncated, |e| matches!(e, SlideError::Decode { .. })),
+        (data("unopenable.tiff"), |e| {
+            matches!(e, SlideError::Corrupt { .. })
+        }),
+    ];
+    for (path, is_expected) in cases {
+        let e = open(&path)
+            .err()
+            .unwrap_or_else(|| panic!("{} opened", path.display()));
+        assert!(is_expected(&e), "{}: unexpected {e:?}", path.display());
+        let name = path.file_name().unwrap().to_string_lossy();
+        assert!(
+            e.to_string().contains(&*name),
+            "message does not name the file: {e}"
+        );
+        assert_eq!(e.to_string().lines().count(), 1, "{e}");
+    }
+    // unreadable.svs opens, but its tile data is corrupt.
+    let s = open(&data("unreadable.svs")).unwrap();
+    let e = s.read_inside(0, Rect::new(0, 0, 16, 16)).unwrap_err();
+    assert!(matches!(e, SlideError::Corrupt { .. }), "{e:?}");
+    assert!(e
+        .to_string()
+        .starts_with(&format!("{}: corrupt", data("unreadable.svs").display())));
+}
