@@ -98,7 +98,7 @@ fn log_runtime(device: Device, precision: Precision) {
 fn settings(args: &SegmentArgs, model: &Segmenter, device: Device) -> Result<Settings> {
     let m = model.manifest();
     let tile = args.tile.unwrap_or(m.tile);
-    if tile == 0 || tile % m.tile_multiple != 0 {
+    if tile == 0 || !tile.is_multiple_of(m.tile_multiple) {
         bail!(
             "--tile {tile}: model {} needs tiles that are a positive multiple of {} pixels",
             m.name,

@@ -81,7 +81,7 @@ impl Manifest {
         if self.tile_multiple == 0 {
             return Err(bad("tile_multiple", "must be at least 1"));
         }
-        if self.tile == 0 || self.tile % self.tile_multiple != 0 {
+        if self.tile == 0 || !self.tile.is_multiple_of(self.tile_multiple) {
             return Err(bad("tile", "must be a positive multiple of tile_multiple"));
         }
         if self.std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {

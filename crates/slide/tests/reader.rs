@@ -208,7 +208,8 @@ fn bad_files_give_errors_that_name_them() {
         .unwrap();
     std::fs::write(&truncated, &png[..png.len() / 2]).unwrap();
 
-    let cases: Vec<(PathBuf, fn(&SlideError) -> bool)> = vec![
+    type Check = fn(&SlideError) -> bool;
+    let cases: Vec<(PathBuf, Check)> = vec![
         (dir.path().join("missing.svs"), |e| {
             matches!(e, SlideError::NotFound { .. })
         }),

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Sets up wsiseg on Debian/Ubuntu and runs its demo. Safe to run again.
+#
+#   scripts/setup.sh            install, build (release), segment the demo slide
+#   scripts/setup.sh --no-demo  install and build only
+#
+# 1. apt packages: OpenSlide (libopenslide-dev), pkg-config, libclang-dev
+#    (bindgen), a C++ compiler, python3-venv. Uses sudo when not root.
+# 2. PyTorch 2.11.0 from PyPI (for libtorch) into a virtual environment
+#    outside the repository: $WSISEG_VENV, default ~/.cache/wsiseg/venv.
+#    Reused when it already has torch 2.11.0.
+# 3. .libtorch -> that environment's torch folder (read by .cargo/config.toml),
+#    then `cargo build --release`. The binary finds libtorch by its RUNPATH;
+#    LD_LIBRARY_PATH still overrides it.
+# 4. Demo: segments tests/data/default.svs with models/unet into out/demo/.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+TORCH_VERSION=2.11.0
+VENV=${WSISEG_VENV:-$HOME/.cache/wsiseg/venv}
+DEMO=1
+for arg in "$@"; do
+    case $arg in
+        --no-demo) DEMO=0 ;;
+        -h | --help) sed -n '2,16p' "$0"; exit 0 ;;
+        *) echo "setup.sh: unknown option $arg (try --help)" >&2; exit 2 ;;
+    esac
+done
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "system packages"
+packages=(libopenslide-dev pkg-config libclang-dev clang g++ python3 python3-venv)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    sudo=()
+    if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi
+    "${sudo[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+    echo "all present: ${packages[*]}" >&2
+fi
+
+step "Rust toolchain"
+if ! command -v cargo >/dev/null; then
+    echo "setup.sh: cargo not found. Install Rust 1.88 or newer (https://rustup.rs), then run this again." >&2
+    exit 1
+fi
+rust_minor=$(rustc --version | sed -E 's/^rustc 1\.([0-9]+).*/\1/')
+if [ "$rust_minor" -lt 88 ]; then
+    echo "setup.sh: $(rustc --version) is too old; wsiseg needs Rust 1.88 or newer (rustup update)." >&2
+    exit 1
+fi
+rustc --version >&2
+
+step "PyTorch $TORCH_VERSION (libtorch) in $VENV"
+has_torch() {
+    "$VENV/bin/python" -c "import sys, torch; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null
+}
+if ! has_torch; then
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check "torch==$TORCH_VERSION" numpy
+    has_torch || { echo "setup.sh: torch $TORCH_VERSION did not install into $VENV" >&2; exit 1; }
+else
+    echo "reusing torch $TORCH_VERSION" >&2
+fi
+"$VENV/bin/python" -c "import numpy" 2>/dev/null ||
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check numpy
+torch_dir=$("$VENV/bin/python" -c 'import os, torch; print(os.path.dirname(torch.__file__))' 2>/dev/null)
+ln -sfn "$torch_dir" .libtorch
+
+step "building wsiseg (release)"
+cargo build --release --locked
+./target/release/wsiseg --version
+
+if [ "$DEMO" = 1 ]; then
+    step "demo: segmenting tests/data/default.svs with models/unet"
+    ./target/release/wsiseg info tests/data/default.svs
+    ./target/release/wsiseg segment tests/data/default.svs --model models/unet --out out/demo --overwrite
+    echo "mask: out/demo/default.mask.png" >&2
+fi
