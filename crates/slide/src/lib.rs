@@ -21,17 +21,23 @@
 mod error;
 mod geometry;
 mod openslide;
+mod partial;
 mod plain;
 mod plan;
 mod resolution;
 mod slide;
+mod tiff_writer;
 
 pub use error::{PlanError, SlideError};
 pub use geometry::{Level, Mpp, Rect, Size, TileIndex};
+pub use partial::PartialFile;
 pub use plan::{Tile, TilePlan};
 pub use resolution::{Resolution, WorkingLevel};
 pub use slide::{
     has_slide_extension, level, open, read_padded, thumbnail, Slide, BACKGROUND, SLIDE_EXTENSIONS,
+};
+pub use tiff_writer::{
+    pyramid_sizes, PyramidOptions, PyramidWriter, Reduce, TiffWriteError, TileCompression,
 };
 
 /// Re-exported so callers name the same image type.
