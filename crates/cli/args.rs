@@ -30,6 +30,63 @@ pub enum Command {
     Segment(SegmentArgs),
     /// Show a slide's format, levels, dimensions and resolution.
     Info(InfoArgs),
+    /// Make synthetic H&E slides with ground-truth tumor masks.
+    Synth(SynthArgs),
+    /// Score predicted masks against ground truth: Dice, IoU, precision, recall.
+    Eval(EvalArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// A predicted mask (PNG or TIFF), or a folder of them (NAME.mask.png…).
+    #[arg(long)]
+    pub pred: PathBuf,
+    /// The ground-truth mask, or a folder with one per prediction (NAME.tiff, NAME.png…).
+    #[arg(long)]
+    pub truth: PathBuf,
+    /// Where eval.csv and eval.json go [default: the prediction's folder].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Class names by label value, background first.
+    #[arg(long, default_value = "background,tumor", value_delimiter = ',')]
+    pub classes: Vec<String>,
+    /// Replace an existing eval.csv / eval.json.
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SynthArgs {
+    /// Output folder: slides as synth-SEED.svs, truth masks as truth/synth-SEED.tiff.
+    #[arg(short, long)]
+    pub out: PathBuf,
+    /// Seed of the first slide; the same seed gives the same slide.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// How many slides, with seeds SEED, SEED+1, …
+    #[arg(long, default_value_t = 1)]
+    pub count: u64,
+    /// Level-0 size, WIDTHxHEIGHT pixels (up to 100000x80000 and beyond).
+    #[arg(long, default_value = "8192x8192", value_parser = parse_size)]
+    pub size: (u32, u32),
+    /// Microns per level-0 pixel.
+    #[arg(long, default_value_t = 0.25)]
+    pub mpp: f64,
+    /// JPEG quality of the slide tiles.
+    #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub quality: u8,
+    /// Replace existing files of the same names.
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+fn parse_size(s: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("'{s}' is not WIDTHxHEIGHT, e.g. 8192x8192");
+    let (w, h) = s.split_once(['x', 'X', '×']).ok_or_else(bad)?;
+    Ok((
+        w.trim().parse().map_err(|_| bad())?,
+        h.trim().parse().map_err(|_| bad())?,
+    ))
 }
 
 #[derive(Debug, Args)]

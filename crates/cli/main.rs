@@ -1,9 +1,11 @@
 //! The `wsiseg` command: segment tumor in whole-slide images.
 
 mod args;
+mod eval;
 mod info;
 mod pipeline;
 mod segment;
+mod synth;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -18,6 +20,8 @@ fn main() -> ExitCode {
     init_logging(&cli);
     let result = match &cli.command {
         Command::Info(args) => info::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Synth(args) => synth::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Eval(args) => eval::run(args).map(|()| ExitCode::SUCCESS),
         Command::Segment(args) => segment::run(args).map(|s| {
             if s.failed == 0 {
                 ExitCode::SUCCESS

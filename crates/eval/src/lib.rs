@@ -1,0 +1,109 @@
+//! Scores a predicted label mask against a ground-truth mask, the way
+//! segmentation challenges do: per class, Dice, IoU, precision and recall.
+//!
+//! Masks are PNG (8-bit gray) or TIFF (plain or pyramidal, through the slide
+//! reader). Scores are computed at the prediction's resolution: when the truth
+//! is larger by a level downsample, its nearest pixel is used (the level of a
+//! pyramidal truth closest to the prediction is read). Rows are streamed in
+//! bands, so memory does not grow with the mask. The value 255 counts as
+//! class 1 (binary masks saved as 0/255).
+//!
+//! ```no_run
+//! let c = wsiseg_eval::compare("pred.mask.png".as_ref(), "truth.tiff".as_ref())?;
+//! println!("tumor Dice {:?}", c.scores(1).dice);
+//! # Ok::<(), wsiseg_eval::EvalError>(())
+//! ```
+
+mod mask;
+mod metrics;
+
+pub use mask::MaskSource;
+pub use metrics::{Confusion, Scores};
+
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error("{}: {source}", path.display())]
+    Slide {
+        path: PathBuf,
+        #[source]
+        source: wsiseg_slide::SlideError,
+    },
+    #[error("{}: cannot read mask: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: cannot decode PNG mask: {source}", path.display())]
+    Png {
+        path: PathBuf,
+        #[source]
+        source: png::DecodingError,
+    },
+    #[error("{}: a mask must be an 8-bit single-channel PNG (this one is {detail})", path.display())]
+    PngFormat { path: PathBuf, detail: String },
+    #[error(
+        "{} ({}×{}) and {} ({}×{}) do not match: the truth must have the prediction's size or be larger by a level downsample",
+        pred.display(), pw, ph, truth.display(), tw, th
+    )]
+    SizeMismatch {
+        pred: PathBuf,
+        pw: u32,
+        ph: u32,
+        truth: PathBuf,
+        tw: u32,
+        th: u32,
+    },
+}
+
+/// Rows compared per band.
+const BAND: u32 = 256;
+
+/// Compares the masks at `pred` and `truth`; see the crate documentation.
+pub fn compare(pred: &Path, truth: &Path) -> Result<Confusion, EvalError> {
+    let mut p = MaskSource::open(pred, None)?;
+    let (pw, ph) = p.size();
+    let mut t = MaskSource::open(truth, Some((pw, ph)))?;
+    let (tw, th) = t.size();
+    let scale = (f64::from(tw) / f64::from(pw) + f64::from(th) / f64::from(ph)) / 2.0;
+    let fits =
+        |full: u32, part: u32| (f64::from(full) - f64::from(part) * scale).abs() <= scale + 1.0;
+    if scale < 1.0 - 1e-9 || !fits(tw, pw) || !fits(th, ph) {
+        return Err(EvalError::SizeMismatch {
+            pred: pred.to_path_buf(),
+            pw,
+            ph,
+            truth: truth.to_path_buf(),
+            tw,
+            th,
+        });
+    }
+    // Nearest truth pixel of each prediction column.
+    let sx = f64::from(tw) / f64::from(pw);
+    let sy = f64::from(th) / f64::from(ph);
+    let cols: Vec<usize> = (0..pw)
+        .map(|x| (((f64::from(x) + 0.5) * sx) as u32).min(tw - 1) as usize)
+        .collect();
+    let mut confusion = Confusion::default();
+    let mut y = 0;
+    while y < ph {
+        let n = BAND.min(ph - y);
+        let prows = p.rows(y, n)?;
+        // The truth rows these prediction rows map to.
+        let ty0 = (((f64::from(y) + 0.5) * sy) as u32).min(th - 1);
+        let ty1 = (((f64::from(y + n - 1) + 0.5) * sy) as u32).min(th - 1);
+        let trows = t.rows(ty0, ty1 - ty0 + 1)?;
+        for r in 0..n {
+            let ty = ((((f64::from(y + r) + 0.5) * sy) as u32).min(th - 1) - ty0) as usize;
+            let trow = &trows[ty * tw as usize..(ty + 1) * tw as usize];
+            let prow = &prows[(r * pw) as usize..((r + 1) * pw) as usize];
+            for (x, &pv) in prow.iter().enumerate() {
+                confusion.add(pv, trow[cols[x]]);
+            }
+        }
+        y += n;
+    }
+    Ok(confusion)
+}

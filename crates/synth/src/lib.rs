@@ -1,0 +1,179 @@
+//! Synthetic H&E whole-slide images with known tumor, for testing and training.
+//!
+//! [`generate`] writes a pyramidal BigTIFF slide with JPEG tiles and an
+//! Aperio-style description (OpenSlide opens it as `aperio`, with its mpp),
+//! and beside it the ground-truth mask as a pyramidal 8-bit Deflate TIFF
+//! (label 1 = tumor). Both are written in bands of rows, tiles rendered and
+//! compressed in parallel, so memory stays flat whatever the size, and each
+//! file gets its final name only when complete. The same seed gives the same
+//! slide.
+//!
+//! ```no_run
+//! use wsiseg_synth::{generate, SynthSpec};
+//!
+//! let spec = SynthSpec { seed: 7, width: 8192, height: 8192, ..SynthSpec::default() };
+//! let stats = generate(&spec, "s7.svs".as_ref(), "s7.truth.tiff".as_ref(), &mut |_| {})?;
+//! println!("{:.1} MP/s", stats.megapixels / stats.seconds);
+//! # Ok::<(), wsiseg_synth::SynthError>(())
+//! ```
+
+mod noise;
+mod scene;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use rayon::prelude::*;
+use wsiseg_slide::{PyramidOptions, PyramidWriter, Reduce, Size, TiffWriteError, TileCompression};
+
+pub use scene::Scene;
+
+/// What to generate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SynthSpec {
+    pub seed: u64,
+    pub width: u32,
+    pub height: u32,
+    /// Microns per level-0 pixel.
+    pub mpp: f64,
+    /// Tile side of both files.
+    pub tile: u32,
+    /// JPEG quality of the slide's tiles.
+    pub quality: u8,
+}
+
+impl Default for SynthSpec {
+    fn default() -> Self {
+        Self {
+            seed: 1,
+            width: 8192,
+            height: 8192,
+            mpp: 0.25,
+            tile: 256,
+            quality: 80,
+        }
+    }
+}
+
+/// What was generated.
+#[derive(Debug, Clone)]
+pub struct SynthStats {
+    pub slide: PathBuf,
+    pub truth: PathBuf,
+    pub levels: Vec<Size>,
+    pub megapixels: f64,
+    pub seconds: f64,
+    /// Fraction of level-0 pixels that are tumor.
+    pub tumor_fraction: f64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SynthError {
+    #[error(transparent)]
+    Write(#[from] TiffWriteError),
+    #[error("slide size {width}×{height}: both sides must be between 64 and 1,000,000 pixels")]
+    Size { width: u32, height: u32 },
+    #[error("--mpp {0}: must be between 0.05 and 10 µm per pixel")]
+    Mpp(f64),
+}
+
+/// Writes the slide to `slide_path` and its truth mask to `truth_path`;
+/// `progress` is called with the number of level-0 rows done.
+pub fn generate(
+    spec: &SynthSpec,
+    slide_path: &Path,
+    truth_path: &Path,
+    progress: &mut dyn FnMut(u32),
+) -> Result<SynthStats, SynthError> {
+    let (w, h) = (spec.width, spec.height);
+    if !(64..=1_000_000).contains(&w) || !(64..=1_000_000).contains(&h) {
+        return Err(SynthError::Size {
+            width: w,
+            height: h,
+        });
+    }
+    if !(0.05..=10.0).contains(&spec.mpp) {
+        return Err(SynthError::Mpp(spec.mpp));
+    }
+    let start = Instant::now();
+    let scene = Scene::new(spec.seed, w, h, spec.mpp);
+    let size = Size::new(w, h);
+    let t = spec.tile;
+    let description = format!(
+        "Aperio Image Library wsiseg-synth\r\n{w}x{h} [0,0 {w}x{h}] ({t}x{t}) JPEG/RGB Q={q}|AppMag = {mag}|MPP = {mpp}|Seed = {seed}",
+        q = spec.quality,
+        mag = (10.0 / spec.mpp).round(),
+        mpp = spec.mpp,
+        seed = spec.seed,
+    );
+    let common = PyramidOptions {
+        channels: 3,
+        tile: t,
+        step: 4,
+        smallest: 1024,
+        compression: TileCompression::Jpeg {
+            quality: spec.quality,
+        },
+        reduce: Reduce::Average,
+        mpp: Some(spec.mpp),
+        description: Some(description),
+    };
+    let mut slide = PyramidWriter::create(slide_path, size, common.clone())?;
+    let mut truth = PyramidWriter::create(
+        truth_path,
+        size,
+        PyramidOptions {
+            channels: 1,
+            compression: TileCompression::Deflate,
+            reduce: Reduce::Nearest,
+            description: None,
+            ..common
+        },
+    )?;
+    let mut tumor_pixels = 0u64;
+    let (wu, tu) = (w as usize, t as usize);
+    let mut band_rgb = Vec::new();
+    let mut band_labels = Vec::new();
+    for y0 in (0..h).step_by(tu) {
+        let bh = t.min(h - y0);
+        let fields = scene.fields(y0, y0 + bh);
+        let chunks: Vec<(Vec<u8>, Vec<u8>)> = (0..w.div_ceil(t))
+            .into_par_iter()
+            .map(|c| {
+                let x0 = c * t;
+                let cw = t.min(w - x0);
+                let mut rgb = vec![0u8; (cw * bh * 3) as usize];
+                let mut labels = vec![0u8; (cw * bh) as usize];
+                scene.render(&fields, x0, y0, cw, bh, &mut rgb, &mut labels);
+                (rgb, labels)
+            })
+            .collect();
+        band_rgb.resize(wu * bh as usize * 3, 0);
+        band_labels.resize(wu * bh as usize, 0);
+        for (c, (rgb, labels)) in chunks.iter().enumerate() {
+            let x0 = c * tu;
+            let cw = tu.min(wu - x0);
+            for r in 0..bh as usize {
+                band_rgb[(r * wu + x0) * 3..(r * wu + x0 + cw) * 3]
+                    .copy_from_slice(&rgb[r * cw * 3..(r + 1) * cw * 3]);
+                band_labels[r * wu + x0..r * wu + x0 + cw]
+                    .copy_from_slice(&labels[r * cw..(r + 1) * cw]);
+            }
+            tumor_pixels += labels.iter().map(|&l| u64::from(l)).sum::<u64>();
+        }
+        slide.push_rows(&band_rgb)?;
+        truth.push_rows(&band_labels)?;
+        progress(y0 + bh);
+    }
+    let levels = slide.level_sizes();
+    let slide_path = slide.finish()?;
+    let truth_path = truth.finish()?;
+    Ok(SynthStats {
+        slide: slide_path,
+        truth: truth_path,
+        levels,
+        megapixels: size.area() as f64 / 1e6,
+        seconds: start.elapsed().as_secs_f64(),
+        tumor_fraction: tumor_pixels as f64 / size.area() as f64,
+    })
+}
