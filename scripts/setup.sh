@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up wsiseg on Debian/Ubuntu and runs its demo. Safe to run again.
 #
-#   scripts/setup.sh            install, build (release), segment the demo slide
+#   scripts/setup.sh            install, build (release), run the demo
 #   scripts/setup.sh --no-demo  install and build only
 #
 # 1. apt packages: OpenSlide (libopenslide-dev), pkg-config, libclang-dev
@@ -12,7 +12,9 @@
 # 3. .libtorch -> that environment's torch folder (read by .cargo/config.toml),
 #    then `cargo build --release`. The binary finds libtorch by its RUNPATH;
 #    LD_LIBRARY_PATH still overrides it.
-# 4. Demo: segments tests/data/default.svs with models/unet into out/demo/.
+# 4. Demo: makes a synthetic 8192×8192 H&E slide with known tumor (seed 101,
+#    not a training seed), segments it with the shipped model, and prints the
+#    tumor Dice against its ground truth. Everything goes to out/demo/.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -67,8 +69,9 @@ if ! has_torch; then
 else
     echo "reusing torch $TORCH_VERSION" >&2
 fi
-"$VENV/bin/python" -c "import numpy" 2>/dev/null ||
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check numpy
+# numpy and OpenSlide's Python binding are for scripts/train_model.py.
+"$VENV/bin/python" -c "import numpy, openslide" 2>/dev/null ||
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check numpy openslide-python openslide-bin
 torch_dir=$("$VENV/bin/python" -c 'import os, torch; print(os.path.dirname(torch.__file__))' 2>/dev/null)
 ln -sfn "$torch_dir" .libtorch
 
@@ -77,8 +80,9 @@ cargo build --release --locked
 ./target/release/wsiseg --version
 
 if [ "$DEMO" = 1 ]; then
-    step "demo: segmenting tests/data/default.svs with models/unet"
-    ./target/release/wsiseg info tests/data/default.svs
-    ./target/release/wsiseg segment tests/data/default.svs --model models/unet --out out/demo --overwrite
-    echo "mask: out/demo/default.mask.png" >&2
+    step "demo: synthetic slide → segment → Dice against its ground truth"
+    wsiseg=./target/release/wsiseg
+    $wsiseg synth --out out/demo/slides --seed 101 --size 8192x8192 --overwrite
+    $wsiseg segment out/demo/slides --model models/unet --out out/demo/masks --overwrite
+    $wsiseg eval --pred out/demo/masks --truth out/demo/slides/truth --overwrite
 fi

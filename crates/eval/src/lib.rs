@@ -67,10 +67,11 @@ pub fn compare(pred: &Path, truth: &Path) -> Result<Confusion, EvalError> {
     let (pw, ph) = p.size();
     let mut t = MaskSource::open(truth, Some((pw, ph)))?;
     let (tw, th) = t.size();
-    let scale = (f64::from(tw) / f64::from(pw) + f64::from(th) / f64::from(ph)) / 2.0;
-    let fits =
-        |full: u32, part: u32| (f64::from(full) - f64::from(part) * scale).abs() <= scale + 1.0;
-    if scale < 1.0 - 1e-9 || !fits(tw, pw) || !fits(th, ph) {
+    // A level of downsample d has about (w/d) × (h/d) pixels, each side
+    // rounded: both ratios must be d up to that rounding.
+    let (sx, sy) = (f64::from(tw) / f64::from(pw), f64::from(th) / f64::from(ph));
+    let rounding = sx.max(sy) * (1.0 / f64::from(pw) + 1.0 / f64::from(ph)) + 1e-9;
+    if sx.min(sy) < 1.0 - 1e-9 || (sx - sy).abs() > rounding {
         return Err(EvalError::SizeMismatch {
             pred: pred.to_path_buf(),
             pw,
@@ -81,8 +82,6 @@ pub fn compare(pred: &Path, truth: &Path) -> Result<Confusion, EvalError> {
         });
     }
     // Nearest truth pixel of each prediction column.
-    let sx = f64::from(tw) / f64::from(pw);
-    let sy = f64::from(th) / f64::from(ph);
     let cols: Vec<usize> = (0..pw)
         .map(|x| (((f64::from(x) + 0.5) * sx) as u32).min(tw - 1) as usize)
         .collect();
@@ -106,4 +105,31 @@ pub fn compare(pred: &Path, truth: &Path) -> Result<Confusion, EvalError> {
         y += n;
     }
     Ok(confusion)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn save(dir: &Path, name: &str, w: u32, h: u32, v: u8) -> PathBuf {
+        let p = dir.join(name);
+        image::GrayImage::from_pixel(w, h, image::Luma([v]))
+            .save(&p)
+            .unwrap();
+        p
+    }
+
+    #[test]
+    fn sizes_must_differ_by_one_downsample() {
+        let dir = tempfile::tempdir().unwrap();
+        let pred = save(dir.path(), "p.png", 1108, 1481, 1);
+        // default.svs at 1.0 µm/px: level 0 is 2220×2967, a downsample of 2.004.
+        let truth = save(dir.path(), "t.png", 2220, 2967, 1);
+        assert_eq!(compare(&pred, &truth).unwrap().scores(1).dice, 1.0);
+        for (w, h) in [(2220, 2000), (1000, 1481), (1300, 1481)] {
+            let bad = save(dir.path(), "bad.png", w, h, 1);
+            let e = compare(&pred, &bad).unwrap_err();
+            assert!(matches!(e, EvalError::SizeMismatch { .. }), "{w}×{h}: {e}");
+        }
+    }
 }

@@ -1,0 +1,177 @@
+//! Synthetic slides end to end: `wsiseg synth` → `segment` with the shipped
+//! (trained) model → `eval`; and tiled inference against one whole-image pass.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use wsiseg_infer::{Device, Precision, Segmenter};
+use wsiseg_slide::{open, Rect, Resolution, WorkingLevel};
+
+fn repo(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+fn wsiseg(args: &[&str], dir: &Path) -> Output {
+    let o = Command::new(env!("CARGO_BIN_EXE_wsiseg"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run wsiseg");
+    assert!(
+        o.status.success(),
+        "wsiseg {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+fn model() -> String {
+    repo("models/unet").display().to_string()
+}
+
+/// Seed 101 is not among the model's training seeds (models/unet/manifest.json).
+#[test]
+fn shipped_model_finds_the_tumor_of_a_held_out_synthetic_slide() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(repo("models/unet/manifest.json")).unwrap())
+            .unwrap();
+    let seeds = manifest["extra"]["training_seeds"]
+        .as_array()
+        .expect("trained model records its seeds");
+    assert!(
+        !seeds.iter().any(|s| s == 101),
+        "seed 101 was used for training"
+    );
+
+    wsiseg(
+        &[
+            "synth",
+            "--out",
+            "slides",
+            "--seed",
+            "101",
+            "--size",
+            "8192x8192",
+        ],
+        d,
+    );
+    wsiseg(
+        &["segment", "slides", "--model", &model(), "--out", "masks"],
+        d,
+    );
+    let mask = image::open(d.join("masks/synth-101.mask.png")).unwrap();
+    assert_eq!(
+        (mask.width(), mask.height()),
+        (2048, 2048),
+        "1.0 µm/px is level 1"
+    );
+    wsiseg(&["eval", "--pred", "masks", "--truth", "slides/truth"], d);
+    let scores: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("masks/eval.json")).unwrap()).unwrap();
+    let dice = scores["slides"][0]["classes"]["tumor"]["dice"]
+        .as_f64()
+        .unwrap();
+    assert!(dice >= 0.90, "tumor Dice {dice} on held-out seed 101");
+}
+
+#[test]
+fn tiled_inference_matches_one_whole_image_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    wsiseg(
+        &[
+            "synth",
+            "--out",
+            "slides",
+            "--seed",
+            "202",
+            "--size",
+            "8192x8192",
+        ],
+        d,
+    );
+    // 2048 px with a stride of 200 − 52 = 148: tiles do not divide the level.
+    wsiseg(
+        &[
+            "segment",
+            "slides/synth-202.svs",
+            "--model",
+            &model(),
+            "--out",
+            "tiled",
+            "--tile",
+            "200",
+            "--overlap",
+            "52",
+        ],
+        d,
+    );
+    let tiled = image::open(d.join("tiled/synth-202.mask.png"))
+        .unwrap()
+        .into_luma8();
+
+    let slide = open(&d.join("slides/synth-202.svs")).unwrap();
+    let working = WorkingLevel::choose(slide.as_ref(), Resolution::Mpp(1.0)).unwrap();
+    let (w, h) = (working.size.w, working.size.h);
+    assert_eq!((w, h), (2048, 2048));
+    let whole = working.read(slide.as_ref(), Rect::new(0, 0, w, h)).unwrap();
+    let model = Segmenter::load(&repo("models/unet"), Device::Cpu, Precision::F32).unwrap();
+    let mut labels = vec![0u8; (w * h) as usize];
+    model.segment(whole.as_raw(), 1, w, &mut labels).unwrap();
+
+    assert_eq!(tiled.dimensions(), (w, h));
+    let same = tiled
+        .as_raw()
+        .iter()
+        .zip(&labels)
+        .filter(|(a, b)| a == b)
+        .count();
+    let agreement = same as f64 / labels.len() as f64;
+    let tumor = labels.iter().filter(|&&l| l == 1).count();
+    assert!(
+        tumor > 10_000,
+        "the slide should contain tumor ({tumor} px)"
+    );
+    assert!(
+        agreement >= 0.995,
+        "tiled vs whole-image pass agree on {:.4}%",
+        100.0 * agreement
+    );
+}
+
+#[test]
+fn synth_is_deterministic_and_opens_in_openslide() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for out in ["a", "b"] {
+        wsiseg(
+            &["synth", "--out", out, "--seed", "5", "--size", "1500x1100"],
+            d,
+        );
+    }
+    for f in ["synth-5.svs", "truth/synth-5.tiff"] {
+        let a = std::fs::read(d.join("a").join(f)).unwrap();
+        let b = std::fs::read(d.join("b").join(f)).unwrap();
+        assert!(a == b, "{f} differs between two runs with the same seed");
+    }
+    let s = open(&d.join("a/synth-5.svs")).unwrap();
+    assert_eq!(s.format(), "aperio");
+    assert_eq!(s.levels().len(), 2);
+    assert_eq!(s.levels()[1].size, wsiseg_slide::Size::new(375, 275));
+    assert!((s.mpp().unwrap().x - 0.25).abs() < 1e-9);
+    let t = open(&d.join("a/truth/synth-5.tiff")).unwrap();
+    assert_eq!(t.levels()[0].size, s.levels()[0].size);
+    let labels = t.read_inside(0, Rect::new(0, 0, 1500, 1100)).unwrap();
+    assert!(labels.pixels().all(|p| p.0[0] <= 1), "truth labels are 0/1");
+
+    // Another seed, another slide; an existing file is not overwritten.
+    let o = Command::new(env!("CARGO_BIN_EXE_wsiseg"))
+        .args(["synth", "--out", "a", "--seed", "5", "--size", "1500x1100"])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("synth-5.svs: already exists"));
+}
