@@ -336,8 +336,8 @@ fn a_folder_run_reports_a_bad_slide_and_finishes_the_others() {
     noisy(70, 50).save(slides.join("noise.png")).unwrap();
     std::fs::write(slides.join("notes.txt"), "not a slide").unwrap();
     let out = dir.path().join("out");
-    let run = || {
-        wsiseg(&args![
+    let run = |extra: &[&str]| {
+        let mut a = args![
             &"segment",
             &slides,
             &"--model",
@@ -346,9 +346,11 @@ fn a_folder_run_reports_a_bad_slide_and_finishes_the_others() {
             &out,
             &"--level",
             &"0"
-        ])
+        ];
+        a.extend(extra.iter().map(OsString::from));
+        wsiseg(&a)
     };
-    let o = run();
+    let o = run(&[]);
     assert!(!o.status.success(), "a failed slide makes the run fail");
     let errors = error_lines(&o);
     assert_eq!(errors.len(), 1, "{}", stderr(&o));
@@ -373,7 +375,7 @@ fn a_folder_run_reports_a_bad_slide_and_finishes_the_others() {
 
     // A second run keeps finished masks untouched and only retries the failure.
     std::fs::write(out.join("small.mask.png"), "user's file").unwrap();
-    let o = run();
+    let o = run(&[]);
     assert!(
         stderr(&o).contains("4 slides: 0 segmented, 3 skipped, 1 failed"),
         "{}",
@@ -385,17 +387,7 @@ fn a_folder_run_reports_a_bad_slide_and_finishes_the_others() {
     );
 
     // --overwrite redoes them.
-    let o = wsiseg(&args![
-        &"segment",
-        &slides,
-        &"--model",
-        &threshold_model(),
-        &"--out",
-        &out,
-        &"--level",
-        &"0",
-        &"--overwrite",
-    ]);
+    let o = run(&["--overwrite"]);
     assert!(
         stderr(&o).contains("3 segmented, 0 skipped, 1 failed"),
         "{}",

@@ -119,7 +119,11 @@ impl PyramidWriter {
                 opts.channels
             )));
         }
-        if opts.step < 2 || opts.tile == 0 || opts.tile % 16 != 0 || opts.tile % opts.step != 0 {
+        if opts.step < 2
+            || opts.tile == 0
+            || !opts.tile.is_multiple_of(16)
+            || !opts.tile.is_multiple_of(opts.step)
+        {
             return Err(invalid(format!(
                 "tile {} must be a multiple of 16 and of the level step {}",
                 opts.tile, opts.step

@@ -2,85 +2,65 @@ use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
-use wsiseg_slide::Size;
+use wsiseg_slide::{PartialFile, Size};
 
 use crate::{RowSink, StitchError};
 
 /// Streams an 8-bit grayscale PNG label mask row band by row band.
 ///
-/// The file is written under a temporary name (`NAME.partial`) and renamed to
-/// its final name only by [`PngMaskWriter::commit`]; dropped before that (an
-/// error, a panic, an interrupted run), the temporary file is removed. So a
-/// file with the final name is always complete.
+/// The file is a [`PartialFile`]: it gets its final name only from
+/// [`PngMaskWriter::commit`], and dropped before that (an error, a panic, an
+/// interrupted run) it is removed. So a file with the final name is always complete.
 pub struct PngMaskWriter {
-    path: PathBuf,
-    partial: PathBuf,
-    writer: Option<png::StreamWriter<'static, BufWriter<File>>>,
+    // Dropped in this order: the stream is closed before the file is removed.
+    writer: png::StreamWriter<'static, BufWriter<File>>,
+    partial: PartialFile,
 }
 
 impl PngMaskWriter {
     /// Starts writing a `size` mask that will be named `path`.
     pub fn create(path: &Path, size: Size) -> Result<Self, StitchError> {
-        let mut name = path.file_name().unwrap_or_default().to_os_string();
-        name.push(".partial");
-        let partial = path.with_file_name(name);
-        let io_err = |source| StitchError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
         let png_err = |source| StitchError::Png {
             path: path.to_path_buf(),
             source,
         };
-        let file = File::create(&partial).map_err(io_err)?;
-        // From here on, Drop removes the partial file.
-        let mut this = Self {
+        let (partial, file) = PartialFile::create(path).map_err(|source| StitchError::Io {
             path: path.to_path_buf(),
-            partial,
-            writer: None,
-        };
+            source,
+        })?;
         let mut encoder = png::Encoder::new(BufWriter::new(file), size.w, size.h);
         encoder.set_color(png::ColorType::Grayscale);
         encoder.set_depth(png::BitDepth::Eight);
         encoder.set_compression(png::Compression::Fast);
-        let writer = encoder.write_header().map_err(png_err)?;
-        this.writer = Some(writer.into_stream_writer().map_err(png_err)?);
-        Ok(this)
+        let writer = encoder
+            .write_header()
+            .and_then(|w| w.into_stream_writer())
+            .map_err(png_err)?;
+        Ok(Self { writer, partial })
     }
 
     /// Finishes the PNG and gives it its final name.
-    pub fn commit(mut self) -> Result<PathBuf, StitchError> {
-        let writer = self.writer.take().expect("writer present until commit");
-        writer.finish().map_err(|source| StitchError::Png {
-            path: self.path.clone(),
+    pub fn commit(self) -> Result<PathBuf, StitchError> {
+        let path = self.partial.path().to_path_buf();
+        self.writer.finish().map_err(|source| StitchError::Png {
+            path: path.clone(),
             source,
         })?;
-        std::fs::rename(&self.partial, &self.path).map_err(|source| StitchError::Io {
-            path: self.path.clone(),
-            source,
-        })?;
-        self.partial.clear();
-        Ok(std::mem::take(&mut self.path))
+        self.partial
+            .commit()
+            .map_err(|source| StitchError::Io { path, source })
     }
 }
 
 impl RowSink for PngMaskWriter {
     fn write_rows(&mut self, rows: &[u8]) -> Result<(), StitchError> {
         use std::io::Write;
-        let writer = self.writer.as_mut().expect("writer present until commit");
-        writer.write_all(rows).map_err(|source| StitchError::Io {
-            path: self.path.clone(),
-            source,
-        })
-    }
-}
-
-impl Drop for PngMaskWriter {
-    fn drop(&mut self) {
-        if !self.partial.as_os_str().is_empty() {
-            drop(self.writer.take());
-            let _ = std::fs::remove_file(&self.partial);
-        }
+        self.writer
+            .write_all(rows)
+            .map_err(|source| StitchError::Io {
+                path: self.partial.path().to_path_buf(),
+                source,
+            })
     }
 }
 

@@ -144,7 +144,13 @@ pub fn generate(
                 let cw = t.min(w - x0);
                 let mut rgb = vec![0u8; (cw * bh * 3) as usize];
                 let mut labels = vec![0u8; (cw * bh) as usize];
-                scene.render(&fields, x0, y0, cw, bh, &mut rgb, &mut labels);
+                let area = scene::Area {
+                    x0,
+                    y0,
+                    w: cw,
+                    h: bh,
+                };
+                scene.render(&fields, area, &mut rgb, &mut labels);
                 (rgb, labels)
             })
             .collect();

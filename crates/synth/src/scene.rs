@@ -61,6 +61,15 @@ const TUMOR: Population = Population {
     irregularity: 0.3,
 };
 
+/// A rectangle of level-0 pixels being rendered.
+#[derive(Debug, Clone, Copy)]
+pub struct Area {
+    pub x0: u32,
+    pub y0: u32,
+    pub w: u32,
+    pub h: u32,
+}
+
 /// The fields of a horizontal band of the slide.
 pub struct Fields {
     gx0: i64,
@@ -247,18 +256,10 @@ impl Scene {
         f
     }
 
-    /// Renders the level-0 rectangle at (x0, y0) of `w × h` pixels into
-    /// `rgb` (`w×h×3`) and its ground truth into `labels` (`w×h`, 1 = tumor).
-    pub fn render(
-        &self,
-        f: &Fields,
-        x0: u32,
-        y0: u32,
-        w: u32,
-        h: u32,
-        rgb: &mut [u8],
-        labels: &mut [u8],
-    ) {
+    /// Renders a level-0 `area` into `rgb` (`w×h×3`) and its ground truth
+    /// into `labels` (`w×h`, 1 = tumor).
+    pub fn render(&self, f: &Fields, area: Area, rgb: &mut [u8], labels: &mut [u8]) {
+        let Area { x0, y0, w, h } = area;
         let mut px = vec![[0f32; 3]; (w * h) as usize];
         let thr = self.tumor_threshold;
         for j in 0..h {
@@ -284,7 +285,7 @@ impl Scene {
             }
         }
         for pop in [STROMA, DENSE_NORMAL, LYMPHOCYTE, TUMOR] {
-            self.splat(f, pop, x0, y0, w, h, &mut px);
+            self.splat(f, pop, area, &mut px);
         }
         for (k, c) in px.iter().enumerate() {
             rgb[3 * k] = c[0].clamp(0.0, 255.0) as u8;
@@ -308,17 +309,8 @@ impl Scene {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn splat(
-        &self,
-        f: &Fields,
-        pop: Population,
-        x0: u32,
-        y0: u32,
-        w: u32,
-        h: u32,
-        px: &mut [[f32; 3]],
-    ) {
+    fn splat(&self, f: &Fields, pop: Population, area: Area, px: &mut [[f32; 3]]) {
+        let Area { x0, y0, w, h } = area;
         let cell = pop.cell_um as f64 / self.mpp;
         let rmax = (pop.radius_um.1 * 1.4) as f64 / self.mpp;
         let cx0 = ((f64::from(x0) - rmax) / cell).floor() as i64;
@@ -343,7 +335,7 @@ impl Scene {
                 let dark = pop.darkness.0 + (pop.darkness.1 - pop.darkness.0) * unit(hsh, 6);
                 let color = lerp3(self.hema_light, self.hema_dark, dark);
                 let lobes = pop.irregularity;
-                let phase = unit(hsh, 7) * 6.28;
+                let phase = unit(hsh, 7) * std::f32::consts::TAU;
                 let ext = a.max(b) * (1.0 + lobes) + 2.0;
                 let bx0 = ((x - ext).floor() as i64).max(i64::from(x0));
                 let bx1 = ((x + ext).ceil() as i64).min(i64::from(x0 + w));
