@@ -119,7 +119,9 @@ fn tiled_inference_matches_one_whole_image_pass() {
     let whole = working.read(slide.as_ref(), Rect::new(0, 0, w, h)).unwrap();
     let model = Segmenter::load(&repo("models/unet"), Device::Cpu, Precision::F32).unwrap();
     let mut labels = vec![0u8; (w * h) as usize];
-    model.segment(whole.as_raw(), 1, w, &mut labels).unwrap();
+    model
+        .segment(whole.as_raw(), 1, w, &mut labels, None)
+        .unwrap();
 
     assert_eq!(tiled.dimensions(), (w, h));
     let same = tiled

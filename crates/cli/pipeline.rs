@@ -129,7 +129,7 @@ impl Job<'_> {
             if indices.len() == self.batch || received == self.plan.len() {
                 let k = indices.len();
                 let started = Instant::now();
-                self.model.segment(&pixels, k, t, &mut labels)?;
+                self.model.segment(&pixels, k, t, &mut labels, None)?;
                 tracing::debug!(
                     tiles = k,
                     ms = started.elapsed().as_millis() as u64,

@@ -13,7 +13,7 @@
 //! let t = model.manifest().tile;
 //! let tiles = vec![255u8; 2 * (t * t * 3) as usize];
 //! let mut labels = vec![0u8; 2 * (t * t) as usize];
-//! model.segment(&tiles, 2, t, &mut labels)?;
+//! model.segment(&tiles, 2, t, &mut labels, None)?;
 //! # Ok::<(), wsiseg_infer::InferError>(())
 //! ```
 

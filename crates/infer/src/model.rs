@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use tch::{CModule, Device, Kind, Tensor};
 
-use crate::{manifest, InferError, Manifest, Precision};
+use crate::{manifest, InferError, Manifest, OutputKind, Precision};
 
 /// A TorchScript segmentation model on one device, with its manifest.
 pub struct Segmenter {
@@ -125,22 +125,37 @@ impl Segmenter {
     }
 
     /// Segments `n` tiles (`n×tile×tile×3` RGB bytes) and writes each
-    /// pixel's most likely class into `labels` (`n×tile×tile` bytes).
+    /// pixel's most likely class into `labels` (`n×tile×tile` bytes) and,
+    /// when asked, the probability of class 1 (tumor) scaled to 0–255 into
+    /// `probability` (same size). Only bytes leave the device.
     pub fn segment(
         &self,
         tiles: &[u8],
         n: usize,
         tile: u32,
         labels: &mut [u8],
+        probability: Option<&mut [u8]>,
     ) -> Result<(), InferError> {
         let out = self.forward(tiles, n, tile)?;
         let _no_grad = tch::no_grad_guard();
+        let numel = n * (tile as usize).pow(2);
         let classes = out
             .argmax(1, false)
             .to_kind(Kind::Uint8)
             .to_device(Device::Cpu);
-        let numel = n * (tile as usize).pow(2);
         classes.copy_data(&mut labels[..numel], numel);
+        if let Some(probability) = probability {
+            let p = match self.manifest.output {
+                OutputKind::Logits => out.to_kind(Kind::Float).softmax(1, Kind::Float),
+                OutputKind::Probabilities => out.to_kind(Kind::Float),
+            };
+            let tumor = (p.select(1, 1) * 255.0)
+                .round()
+                .clamp(0.0, 255.0)
+                .to_kind(Kind::Uint8)
+                .to_device(Device::Cpu);
+            tumor.copy_data(&mut probability[..numel], numel);
+        }
         Ok(())
     }
 }

@@ -29,8 +29,20 @@ fn threshold_model_labels_pixels_by_their_green_byte() {
         want.push(u8::from(g < 128));
     }
     let mut labels = vec![9u8; n * 64];
-    model.segment(&tiles, n, t, &mut labels).unwrap();
+    let mut prob = vec![0u8; n * 64];
+    model
+        .segment(&tiles, n, t, &mut labels, Some(&mut prob))
+        .unwrap();
     assert_eq!(labels, want);
+    // softmax([0, 1 - 2g]) for class 1: 1 / (1 + e^-(1-2g)), g = green / 255.
+    for (i, &p) in prob.iter().enumerate() {
+        let g = ((i * 37) % 256) as f64 / 255.0;
+        let want = 255.0 / (1.0 + (-(1.0 - 2.0 * g)).exp());
+        assert!(
+            (f64::from(p) - want).abs() <= 0.51,
+            "pixel {i}: {p} vs {want}"
+        );
+    }
 }
 
 #[test]
@@ -43,7 +55,7 @@ fn bfloat16_agrees_with_f32_on_the_threshold_model() {
             .flat_map(|i| [0, if i % 2 == 0 { 20 } else { 230 }, 0])
             .collect();
         let mut labels = vec![0u8; 16];
-        model.segment(&tiles, 1, 4, &mut labels).unwrap();
+        model.segment(&tiles, 1, 4, &mut labels, None).unwrap();
         let want: Vec<u8> = (0..16).map(|i| u8::from(i % 2 == 0)).collect();
         assert_eq!(labels, want, "{precision}");
     }
@@ -56,7 +68,7 @@ fn shipped_unet_loads_and_segments_a_batch() {
     assert_eq!(t % model.manifest().tile_multiple, 0);
     let tiles = vec![200u8; 2 * (t * t * 3) as usize];
     let mut labels = vec![255u8; 2 * (t * t) as usize];
-    model.segment(&tiles, 2, t, &mut labels).unwrap();
+    model.segment(&tiles, 2, t, &mut labels, None).unwrap();
     assert!(labels
         .iter()
         .all(|&l| (l as usize) < model.manifest().classes.len()));
