@@ -75,7 +75,17 @@ fn segment_default_svs_writes_a_mask_of_the_working_level() {
         &out.path(),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(files_in(out.path()), ["default.mask.png"]);
+    assert_eq!(
+        files_in(out.path()),
+        [
+            "default.geojson",
+            "default.heatmap.png",
+            "default.mask.png",
+            "default.mask.tiff",
+            "default.overlay.png",
+            "default.report.json"
+        ]
+    );
     let mask = read_mask(&out.path().join("default.mask.png"));
     // The model works at 1.0 µm/px; the slide is 2220×2967 at 0.499 µm/px.
     assert_eq!(mask.dimensions(), (1108, 1481));
@@ -345,7 +355,9 @@ fn a_folder_run_reports_a_bad_slide_and_finishes_the_others() {
             &"--out",
             &out,
             &"--level",
-            &"0"
+            &"0",
+            &"--formats",
+            &"png"
         ];
         a.extend(extra.iter().map(OsString::from));
         wsiseg(&a)

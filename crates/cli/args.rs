@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use wsiseg_infer::{DeviceChoice, Precision};
 
 #[derive(Debug, Parser)]
@@ -127,9 +127,55 @@ pub struct SegmentArgs {
     /// Threads reading tiles.
     #[arg(long, default_value_t = 2)]
     pub readers: usize,
-    /// Replace masks that already exist (otherwise those slides are skipped).
+    /// Outputs to write, comma-separated: png (label mask), tiff (pyramidal
+    /// BigTIFF mask for OpenSlide/QuPath/ASAP), geojson (QuPath annotations),
+    /// overlay (thumbnail with tumor outline, and a probability heatmap), report (JSON).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "png,tiff,geojson,overlay,report"
+    )]
+    pub formats: Vec<Format>,
+    /// Also write NAME.prob.tiff, a pyramidal 8-bit map of the tumor probability (0–255).
+    #[arg(long)]
+    pub probabilities: bool,
+    /// Write the PNG mask at this pyramid level of the slide instead of the working level.
+    #[arg(long, conflicts_with = "mask_mpp")]
+    pub mask_level: Option<u32>,
+    /// Write the PNG mask at this resolution (µm/px) instead of the working level's.
+    #[arg(long)]
+    pub mask_mpp: Option<f64>,
+    /// Pixel values of the PNG mask: 01 (class index) or 0255 (binary masks for viewers).
+    #[arg(long, default_value = "01")]
+    pub mask_values: MaskValues,
+    /// GeoJSON: drop tumor regions smaller than this many µm² (level-0 pixels² when
+    /// the slide's resolution is unknown).
+    #[arg(long, default_value_t = 500.0)]
+    pub min_area: f64,
+    /// Replace outputs that already exist (otherwise finished slides are skipped).
     #[arg(long)]
     pub overwrite: bool,
+}
+
+/// One kind of output of `segment`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, ValueEnum)]
+pub enum Format {
+    Png,
+    Tiff,
+    Geojson,
+    Overlay,
+    Report,
+}
+
+/// How the PNG mask stores classes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MaskValues {
+    /// 0 background, 1.. class index.
+    #[value(name = "01")]
+    ClassIndex,
+    /// 0 background, 255 tumor (two-class models only).
+    #[value(name = "0255")]
+    Binary255,
 }
 
 #[derive(Debug, Args)]

@@ -25,29 +25,58 @@ fn slide_key(path: &Path) -> String {
     stem.into_owned()
 }
 
+/// How much a file looks like the mask of its slide: wsiseg's own PNG mask
+/// first, then its TIFF mask, then any image; overlays, heat maps and
+/// probability maps are not masks.
+fn mask_rank(path: &Path) -> Option<u8> {
+    let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if !MASK_EXTENSIONS.contains(&ext.as_str()) {
+        return None;
+    }
+    if [".overlay", ".heatmap", ".prob"]
+        .iter()
+        .any(|s| stem.ends_with(s))
+    {
+        return None;
+    }
+    Some(match (stem.ends_with(".mask"), ext.as_str()) {
+        (true, "png") => 0,
+        (true, _) => 1,
+        _ => 2,
+    })
+}
+
 fn masks_in(dir: &Path) -> Result<BTreeMap<String, PathBuf>> {
-    let mut found = BTreeMap::new();
+    let mut found: BTreeMap<String, (u8, PathBuf)> = BTreeMap::new();
     for entry in
         std::fs::read_dir(dir).with_context(|| format!("{}: cannot list folder", dir.display()))?
     {
         let path = entry
             .with_context(|| format!("{}: cannot list folder", dir.display()))?
             .path();
-        let ext = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .unwrap_or_default();
-        if path.is_file() && MASK_EXTENSIONS.iter().any(|m| m.eq_ignore_ascii_case(ext)) {
-            if let Some(other) = found.insert(slide_key(&path), path.clone()) {
+        let Some(rank) = mask_rank(&path).filter(|_| path.is_file()) else {
+            continue;
+        };
+        match found.get(&slide_key(&path)) {
+            Some((r, other)) if *r == rank => {
                 bail!(
                     "{} and {} are masks of the same slide",
                     other.display(),
                     path.display()
-                );
+                )
+            }
+            Some((r, _)) if *r < rank => {}
+            _ => {
+                found.insert(slide_key(&path), (rank, path));
             }
         }
     }
-    Ok(found)
+    Ok(found.into_iter().map(|(k, (_, p))| (k, p)).collect())
 }
 
 /// (name, prediction, truth) triples.

@@ -2,8 +2,12 @@
 
 mod args;
 mod eval;
+mod geojson;
 mod info;
+mod outputs;
+mod overlay;
 mod pipeline;
+mod report;
 mod segment;
 mod synth;
 

@@ -1,13 +1,22 @@
 //! `wsiseg segment`: a slide or a folder of slides into label masks.
 
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use wsiseg_infer::{describe, Device, Precision, Segmenter};
-use wsiseg_slide::{Resolution, Slide, TilePlan, WorkingLevel};
+use wsiseg_slide::{
+    PyramidOptions, PyramidWriter, Reduce, Resolution, Size, Slide, TilePlan, WorkingLevel,
+};
+use wsiseg_stitch::{NearestRows, PngMaskWriter};
 
-use crate::args::SegmentArgs;
+use crate::args::{Format, MaskValues, SegmentArgs};
+use crate::outputs::{
+    check_existing, fit, mask_tiff_options, Existing, LabelSink, OutputPaths, PngOut, ProbSink,
+    GEOMETRY_SIDE, OVERVIEW_SIDE,
+};
 use crate::pipeline::Job;
+use crate::{geojson, overlay, report};
 
 /// Settings shared by every slide of a run, checked before any slide is touched.
 struct Settings {
@@ -25,6 +34,7 @@ pub struct RunSummary {
 
 pub fn run(args: &SegmentArgs) -> Result<RunSummary> {
     let slides = list_inputs(&args.input)?;
+    check_options(args)?;
     let device = args.device.resolve()?;
     let precision = args.precision.unwrap_or(Precision::default_for(device));
     log_runtime(device, precision);
@@ -40,7 +50,15 @@ pub fn run(args: &SegmentArgs) -> Result<RunSummary> {
             .map(|x| format!("{x} µm/px"))
             .unwrap_or_else(|| "any resolution".into())
     );
+    if args.mask_values == MaskValues::Binary255 && m.classes.len() > 2 {
+        bail!(
+            "--mask-values 0255 is for two-class models; {} has {} classes",
+            m.name,
+            m.classes.len()
+        );
+    }
     let settings = settings(args, &model, device)?;
+    let model_info = report::ModelInfo::of(&model)?;
     prepare_out_dir(&args.out)?;
     check_output_names(&slides)?;
 
@@ -49,22 +67,34 @@ pub fn run(args: &SegmentArgs) -> Result<RunSummary> {
         skipped: 0,
         failed: 0,
     };
+    let mut entries = Vec::new();
     for path in &slides {
-        let mask_path = args.out.join(mask_name(path));
-        if mask_path.exists() && !args.overwrite {
-            tracing::info!(
-                "{}: skipped, {} exists (--overwrite to redo)",
-                path.display(),
-                mask_path.display()
-            );
-            summary.skipped += 1;
-            continue;
-        }
-        match segment_one(path, mask_path, args, &settings, &model) {
-            Ok(()) => summary.done += 1,
+        let paths = OutputPaths::new(&args.out, path);
+        let requested = paths.requested(&args.formats, args.probabilities);
+        let result =
+            check_existing(&requested, args.overwrite).and_then(|existing| match existing {
+                Existing::All => Ok(None),
+                Existing::None => {
+                    segment_one(path, &paths, args, &settings, &model, &model_info).map(Some)
+                }
+            });
+        match result {
+            Ok(Some(entry)) => {
+                summary.done += 1;
+                entries.push(entry);
+            }
+            Ok(None) => {
+                tracing::info!(
+                    "{}: skipped, its outputs exist (--overwrite to redo)",
+                    path.display()
+                );
+                summary.skipped += 1;
+                entries.push(report::SummaryEntry::skipped(path, &paths));
+            }
             Err(e) => {
                 crate::report_error(&e);
                 summary.failed += 1;
+                entries.push(report::SummaryEntry::failed(path, &e));
             }
         }
     }
@@ -77,7 +107,26 @@ pub fn run(args: &SegmentArgs) -> Result<RunSummary> {
             summary.failed
         );
     }
+    if args.formats.contains(&Format::Report) && args.input.is_dir() {
+        report::write_summary(&args.out, &entries)?;
+    }
     Ok(summary)
+}
+
+/// Options that are impossible whatever the slide.
+fn check_options(args: &SegmentArgs) -> Result<()> {
+    if args.formats.is_empty() && !args.probabilities {
+        bail!("--formats is empty: nothing to write");
+    }
+    if let Some(m) = args.mask_mpp {
+        if !(m.is_finite() && m > 0.0) {
+            bail!("--mask-mpp must be a positive number of µm per pixel, got {m}");
+        }
+    }
+    if !(args.min_area.is_finite() && args.min_area >= 0.0) {
+        bail!("--min-area must be zero or positive, got {}", args.min_area);
+    }
+    Ok(())
 }
 
 fn log_runtime(device: Device, precision: Precision) {
@@ -171,22 +220,16 @@ fn prepare_out_dir(out: &Path) -> Result<()> {
         .with_context(|| format!("{}: cannot create output folder", out.display()))
 }
 
-/// `NAME.mask.png` for slide `NAME.ext`.
-fn mask_name(slide: &Path) -> String {
-    let stem = slide.file_stem().unwrap_or_default().to_string_lossy();
-    format!("{stem}.mask.png")
-}
-
-/// Two slides that differ only by extension would write the same mask.
+/// Two slides that differ only by extension would write the same files.
 fn check_output_names(slides: &[PathBuf]) -> Result<()> {
     let mut seen = std::collections::HashMap::new();
     for s in slides {
-        if let Some(prev) = seen.insert(mask_name(s), s) {
+        let stem = s.file_stem().unwrap_or_default().to_os_string();
+        if let Some(prev) = seen.insert(stem, s) {
             bail!(
-                "{} and {} would both write {}: move one of them to another folder",
+                "{} and {} would write outputs of the same name: move one of them to another folder",
                 prev.display(),
-                s.display(),
-                mask_name(s)
+                s.display()
             );
         }
     }
@@ -221,17 +264,42 @@ fn resolution(args: &SegmentArgs, slide: &dyn Slide, model: &Segmenter) -> Resol
     }
 }
 
+/// The size of the PNG mask: the working level, or the level / mpp asked for.
+fn png_size(args: &SegmentArgs, slide: &dyn Slide, working: &WorkingLevel) -> Result<Size> {
+    if let Some(level) = args.mask_level {
+        return Ok(wsiseg_slide::level(slide, level)?.size);
+    }
+    if let Some(mpp) = args.mask_mpp {
+        let level0 = slide.levels()[0].size;
+        let mpp0 = slide.mpp().map(|m| m.mean()).with_context(|| {
+            format!(
+                "{}: the slide does not record its resolution, so --mask-mpp cannot be honoured; use --mask-level",
+                slide.path().display()
+            )
+        })?;
+        let scale = mpp0 / mpp;
+        return Ok(Size::new(
+            ((f64::from(level0.w) * scale).round() as u32).max(1),
+            ((f64::from(level0.h) * scale).round() as u32).max(1),
+        ));
+    }
+    Ok(working.size)
+}
+
 fn segment_one(
     path: &Path,
-    mask_path: PathBuf,
+    paths: &OutputPaths,
     args: &SegmentArgs,
     settings: &Settings,
     model: &Segmenter,
-) -> Result<()> {
+    model_info: &report::ModelInfo,
+) -> Result<report::SummaryEntry> {
+    let started = Instant::now();
     let slide = wsiseg_slide::open(path)?;
     let working = WorkingLevel::choose(slide.as_ref(), resolution(args, slide.as_ref(), model))?;
     let plan = TilePlan::new(working.size, settings.tile, settings.overlap)
         .with_context(|| format!("{}: cannot tile level", path.display()))?;
+    let png_size = png_size(args, slide.as_ref(), &working)?;
     tracing::info!(
         "{}: {} {} → working {} from level {}{} ({}), {} tiles of {} px, overlap {}",
         path.display(),
@@ -252,6 +320,75 @@ fn segment_one(
         settings.tile,
         settings.overlap
     );
+    let formats = &args.formats;
+    let wants = |f: Format| formats.contains(&f);
+    let thumb = if wants(Format::Overlay) || wants(Format::Report) {
+        Some(wsiseg_slide::thumbnail(slide.as_ref(), OVERVIEW_SIDE)?)
+    } else {
+        None
+    };
+    let open_seconds = started.elapsed().as_secs_f64();
+
+    let description = format!(
+        "wsiseg {} tumor mask of {}: level 0 of this file is the slide's level 0 downsampled by {:.6}; 0 = background, k = class k ({})",
+        env!("CARGO_PKG_VERSION"),
+        path.file_name().unwrap_or_default().to_string_lossy(),
+        working.downsample,
+        model.manifest().classes.join(", ")
+    );
+    let png = if wants(Format::Png) {
+        let writer = PngMaskWriter::create(&paths.png, png_size)?;
+        Some(if png_size == working.size {
+            PngOut::Working(writer)
+        } else {
+            PngOut::Resampled(NearestRows::new(writer, working.size, png_size))
+        })
+    } else {
+        None
+    };
+    let tiff = if wants(Format::Tiff) {
+        Some(PyramidWriter::create(
+            &paths.tiff,
+            working.size,
+            mask_tiff_options(working.mpp, description.clone()),
+        )?)
+    } else {
+        None
+    };
+    let mut labels = LabelSink::new(png, args.mask_values, tiff);
+    let thumb_size = thumb.as_ref().map(|t| Size::new(t.width(), t.height()));
+    if let (true, Some(ts)) = (wants(Format::Overlay), thumb_size) {
+        labels.overview = Some(NearestRows::new(Vec::new(), working.size, ts));
+    }
+    let geometry_size = fit(working.size, GEOMETRY_SIDE);
+    if wants(Format::Geojson) {
+        labels.geometry = Some(NearestRows::new(Vec::new(), working.size, geometry_size));
+    }
+    let probs = if args.probabilities || wants(Format::Overlay) {
+        let tiff = if args.probabilities {
+            Some(PyramidWriter::create(
+                &paths.prob_tiff,
+                working.size,
+                PyramidOptions {
+                    reduce: Reduce::Average,
+                    description: Some(
+                        description.replace("tumor mask", "tumor probability map (0-255)"),
+                    ),
+                    ..mask_tiff_options(working.mpp, String::new())
+                },
+            )?)
+        } else {
+            None
+        };
+        let overview = match (wants(Format::Overlay), thumb_size) {
+            (true, Some(ts)) => Some(NearestRows::new(Vec::new(), working.size, ts)),
+            _ => None,
+        };
+        Some(ProbSink { tiff, overview })
+    } else {
+        None
+    };
+
     let outcome = Job {
         slide: slide.as_ref(),
         working,
@@ -259,31 +396,101 @@ fn segment_one(
         model,
         batch: settings.batch,
         readers: args.readers,
-        mask_path,
+        labels,
+        probs,
     }
     .run()?;
-    let total: u64 = outcome.class_pixels.iter().sum();
-    let classes = &model.manifest().classes;
-    let shares = outcome
-        .class_pixels
-        .iter()
-        .enumerate()
-        .skip(1)
-        .map(|(i, &n)| {
-            let name = classes.get(i).map(String::as_str).unwrap_or("?");
-            format!("{name} {:.2}%", 100.0 * n as f64 / total.max(1) as f64)
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
-    let secs = outcome.elapsed.as_secs_f64();
+
+    let write_started = Instant::now();
+    let mut written = Vec::new();
+    let mut labels = outcome.labels;
+    let counts = labels.counts;
+    let overview = labels.overview.take().map(NearestRows::into_inner);
+    let geometry = labels.geometry.take().map(NearestRows::into_inner);
+    written.extend(labels.commit()?);
+    let mut prob_overview = None;
+    if let Some(p) = outcome.probs {
+        prob_overview = p.overview.map(|o| o.into_inner());
+        if let Some(t) = p.tiff {
+            written.push(t.finish()?);
+        }
+    }
+    if let (Some(thumb), Some(lab), Some(prob)) = (&thumb, &overview, &prob_overview) {
+        written.push(overlay::save_png(
+            &overlay::overlay(thumb, lab),
+            &paths.overlay,
+        )?);
+        written.push(overlay::save_png(
+            &overlay::heatmap(thumb, prob),
+            &paths.heatmap,
+        )?);
+    }
+    let mut regions = None;
+    if let Some(g) = &geometry {
+        let level0_per_px =
+            working.downsample * f64::from(working.size.w) / f64::from(geometry_size.w);
+        let (path_written, n) = geojson::write(
+            &paths.geojson,
+            g,
+            geometry_size,
+            level0_per_px,
+            slide.mpp().map(|m| m.mean()),
+            args.min_area,
+            &model.manifest().classes,
+        )?;
+        regions = Some(n);
+        written.push(path_written);
+    }
+    let tissue_fraction = thumb.as_ref().map(|t| {
+        let mask = wsiseg_slide::tissue_mask(t);
+        mask.iter().filter(|&&x| x).count() as f64 / mask.len().max(1) as f64
+    });
+    let timings = report::StageTimes {
+        open: open_seconds,
+        read: outcome.timings.read,
+        inference: outcome.timings.inference,
+        stitch_write: outcome.timings.stitch_write,
+        pipeline_wall: outcome.timings.wall,
+        outputs: write_started.elapsed().as_secs_f64(),
+        total: started.elapsed().as_secs_f64(),
+    };
+    let facts = report::SlideFacts {
+        slide: slide.as_ref(),
+        working: &working,
+        plan: &plan,
+        model: model_info,
+        args,
+        settings_tile: settings.tile,
+        settings_overlap: settings.overlap,
+        settings_batch: settings.batch,
+        png_size,
+        class_pixels: &counts,
+        tissue_fraction,
+        regions,
+        timings,
+        classes: &model.manifest().classes,
+    };
+    let entry = report::SummaryEntry::done(&facts, paths);
+    if wants(Format::Report) {
+        written.push(report::write_slide_report(&paths.report, &facts, &written)?);
+    }
+    let tumor = counts.get(1).copied().unwrap_or(0) as f64 / working.size.area().max(1) as f64;
     tracing::info!(
-        "{}: {} tiles in {:.1} s ({:.1} tiles/s); {} → {}",
+        "{}: {} tiles in {:.1} s ({:.1} tiles/s); tumor {:.2}% of the working level → {}",
         path.display(),
         outcome.tiles,
-        secs,
-        outcome.tiles as f64 / secs.max(1e-9),
-        shares,
-        outcome.mask_path.display()
+        timings.total,
+        outcome.tiles as f64 / outcome.timings.wall.max(1e-9),
+        100.0 * tumor,
+        written
+            .iter()
+            .map(|p| p
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned())
+            .collect::<Vec<_>>()
+            .join(", ")
     );
-    Ok(())
+    Ok(entry)
 }

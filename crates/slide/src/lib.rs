@@ -27,6 +27,7 @@ mod plan;
 mod resolution;
 mod slide;
 mod tiff_writer;
+mod tissue;
 
 pub use error::{PlanError, SlideError};
 pub use geometry::{Level, Mpp, Rect, Size, TileIndex};
@@ -39,6 +40,7 @@ pub use slide::{
 pub use tiff_writer::{
     pyramid_sizes, PyramidOptions, PyramidWriter, Reduce, TiffWriteError, TileCompression,
 };
+pub use tissue::{otsu, tissue_mask};
 
 /// Re-exported so callers name the same image type.
 pub use image::RgbImage;

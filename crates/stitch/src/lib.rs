@@ -24,9 +24,11 @@
 //! ```
 
 mod png_writer;
+mod resample;
 mod stitcher;
 
 pub use png_writer::PngMaskWriter;
+pub use resample::NearestRows;
 pub use stitcher::{RowSink, Stitcher};
 
 use std::path::PathBuf;
@@ -52,6 +54,8 @@ pub enum StitchError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Tiff(#[from] wsiseg_slide::TiffWriteError),
     #[error("{}: cannot encode PNG: {source}", path.display())]
     Png {
         path: PathBuf,

@@ -10,6 +10,13 @@ pub trait RowSink {
     fn write_rows(&mut self, rows: &[u8]) -> Result<(), StitchError>;
 }
 
+/// A pyramidal TIFF mask takes rows as they come.
+impl RowSink for wsiseg_slide::PyramidWriter {
+    fn write_rows(&mut self, rows: &[u8]) -> Result<(), StitchError> {
+        Ok(self.push_rows(rows)?)
+    }
+}
+
 /// Collects the whole mask in memory (tests, small levels).
 impl RowSink for Vec<u8> {
     fn write_rows(&mut self, rows: &[u8]) -> Result<(), StitchError> {

@@ -1,0 +1,298 @@
+//! QuPath-compatible GeoJSON of the tumor regions.
+//!
+//! Regions are traced along pixel edges (4-connected regions, holes as inner
+//! rings), with each vertex at the midpoint of a boundary edge: rings then
+//! never touch or cross themselves or each other, even where regions meet
+//! diagonally, and straight runs collapse to single segments. Coordinates are
+//! level-0 pixels of the slide (x right, y down), as QuPath expects.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde_json::{json, Value};
+use wsiseg_slide::{PartialFile, Size};
+
+/// A closed ring (first point not repeated), in mask pixels.
+pub type Ring = Vec<(f64, f64)>;
+
+/// A region: outer ring and holes.
+#[derive(Debug, Clone)]
+pub struct Polygon {
+    pub shell: Ring,
+    pub holes: Vec<Ring>,
+}
+
+/// Signed area: positive for outer boundaries as traced here.
+pub fn signed_area(ring: &Ring) -> f64 {
+    let n = ring.len();
+    (0..n)
+        .map(|i| {
+            let (a, b) = (ring[i], ring[(i + 1) % n]);
+            a.0 * b.1 - b.0 * a.1
+        })
+        .sum::<f64>()
+        / 2.0
+}
+
+impl Polygon {
+    pub fn area(&self) -> f64 {
+        signed_area(&self.shell) + self.holes.iter().map(signed_area).sum::<f64>()
+    }
+}
+
+const DIRS: [(i64, i64); 4] = [(1, 0), (0, 1), (-1, 0), (0, -1)]; // E, S, W, N
+
+/// Traces the regions where `mask == class`.
+pub fn trace(mask: &[u8], size: Size, class: u8) -> Vec<Polygon> {
+    let (w, h) = (i64::from(size.w), i64::from(size.h));
+    let fg =
+        |x: i64, y: i64| x >= 0 && y >= 0 && x < w && y < h && mask[(y * w + x) as usize] == class;
+    // Directed boundary edges, foreground on the right: (start vertex, direction).
+    let mut edges: Vec<((i64, i64), usize)> = Vec::new();
+    for y in 0..h {
+        for x in 0..w {
+            if !fg(x, y) {
+                continue;
+            }
+            if !fg(x, y - 1) {
+                edges.push(((x, y), 0));
+            }
+            if !fg(x + 1, y) {
+                edges.push(((x + 1, y), 1));
+            }
+            if !fg(x, y + 1) {
+                edges.push(((x + 1, y + 1), 2));
+            }
+            if !fg(x - 1, y) {
+                edges.push(((x, y + 1), 3));
+            }
+        }
+    }
+    let mut starting: HashMap<(i64, i64), Vec<usize>> = HashMap::with_capacity(edges.len());
+    for (i, (v, _)) in edges.iter().enumerate() {
+        starting.entry(*v).or_default().push(i);
+    }
+    let mut used = vec![false; edges.len()];
+    let mut rings: Vec<Ring> = Vec::new();
+    for first in 0..edges.len() {
+        if used[first] {
+            continue;
+        }
+        let mut ring: Ring = Vec::new();
+        let mut e = first;
+        loop {
+            used[e] = true;
+            let ((x, y), d) = edges[e];
+            let (dx, dy) = DIRS[d];
+            ring.push((x as f64 + dx as f64 * 0.5, y as f64 + dy as f64 * 0.5));
+            let end = (x + dx, y + dy);
+            let candidates = &starting[&end];
+            // At a saddle, turn right: diagonal neighbours stay separate regions.
+            let right = (d + 1) % 4;
+            let next = candidates
+                .iter()
+                .copied()
+                .find(|&c| !used[c] && edges[c].1 == right)
+                .or_else(|| candidates.iter().copied().find(|&c| !used[c]));
+            match next {
+                Some(n) => e = n,
+                None => break,
+            }
+        }
+        rings.push(drop_collinear(ring));
+    }
+    assemble(rings)
+}
+
+/// Removes vertices that lie on the straight line between their neighbours.
+fn drop_collinear(ring: Ring) -> Ring {
+    let n = ring.len();
+    if n < 4 {
+        return ring;
+    }
+    let keep: Vec<bool> = (0..n)
+        .map(|i| {
+            let (a, b, c) = (ring[(i + n - 1) % n], ring[i], ring[(i + 1) % n]);
+            ((b.0 - a.0) * (c.1 - b.1) - (b.1 - a.1) * (c.0 - b.0)).abs() > 1e-9
+        })
+        .collect();
+    ring.into_iter()
+        .zip(keep)
+        .filter(|(_, k)| *k)
+        .map(|(p, _)| p)
+        .collect()
+}
+
+fn bbox(r: &Ring) -> (f64, f64, f64, f64) {
+    r.iter()
+        .fold((f64::MAX, f64::MAX, f64::MIN, f64::MIN), |b, p| {
+            (b.0.min(p.0), b.1.min(p.1), b.2.max(p.0), b.3.max(p.1))
+        })
+}
+
+/// Even-odd point in ring.
+pub fn contains(ring: &Ring, p: (f64, f64)) -> bool {
+    let n = ring.len();
+    let mut inside = false;
+    for i in 0..n {
+        let (a, b) = (ring[i], ring[(i + 1) % n]);
+        if (a.1 > p.1) != (b.1 > p.1) && p.0 < a.0 + (p.1 - a.1) * (b.0 - a.0) / (b.1 - a.1) {
+            inside = !inside;
+        }
+    }
+    inside
+}
+
+/// Gives each hole to the smallest shell around it.
+fn assemble(rings: Vec<Ring>) -> Vec<Polygon> {
+    let (shells, holes): (Vec<Ring>, Vec<Ring>) =
+        rings.into_iter().partition(|r| signed_area(r) > 0.0);
+    let boxes: Vec<_> = shells.iter().map(bbox).collect();
+    let areas: Vec<f64> = shells.iter().map(signed_area).collect();
+    let mut polygons: Vec<Polygon> = shells
+        .into_iter()
+        .map(|shell| Polygon {
+            shell,
+            holes: Vec::new(),
+        })
+        .collect();
+    for hole in holes {
+        let p = hole[0];
+        let owner = (0..polygons.len())
+            .filter(|&i| {
+                let b = boxes[i];
+                p.0 >= b.0
+                    && p.0 <= b.2
+                    && p.1 >= b.1
+                    && p.1 <= b.3
+                    && contains(&polygons[i].shell, p)
+            })
+            .min_by(|&a, &b| areas[a].total_cmp(&areas[b]));
+        if let Some(i) = owner {
+            polygons[i].holes.push(hole);
+        }
+    }
+    polygons
+}
+
+/// Writes the GeoJSON of every class ≥ 1 of `mask` (`size` pixels, each
+/// `level0_per_px` level-0 pixels wide); returns its path and the number of regions.
+pub fn write(
+    path: &Path,
+    mask: &[u8],
+    size: Size,
+    level0_per_px: f64,
+    mpp: Option<f64>,
+    min_area: f64,
+    classes: &[String],
+) -> Result<(PathBuf, usize)> {
+    let mut features = Vec::new();
+    let present: Vec<u8> = {
+        let mut seen = [false; 256];
+        for &v in mask {
+            seen[v as usize] = true;
+        }
+        (1..=255u8).filter(|&c| seen[c as usize]).collect()
+    };
+    for class in present {
+        let name = classes
+            .get(class as usize)
+            .cloned()
+            .unwrap_or_else(|| format!("class {class}"));
+        let color = if class == 1 { [200, 0, 0] } else { [0, 0, 200] };
+        for poly in trace(mask, size, class) {
+            let area_level0 = poly.area() * level0_per_px * level0_per_px;
+            let area_um2 = mpp.map(|m| area_level0 * m * m);
+            if area_um2.unwrap_or(area_level0) < min_area {
+                continue;
+            }
+            let ring = |r: &Ring| -> Value {
+                let mut pts: Vec<Value> = r
+                    .iter()
+                    .map(|p| json!([round2(p.0 * level0_per_px), round2(p.1 * level0_per_px)]))
+                    .collect();
+                pts.push(pts[0].clone());
+                Value::Array(pts)
+            };
+            let mut rings = vec![ring(&poly.shell)];
+            rings.extend(poly.holes.iter().map(ring));
+            let mut measurements = serde_json::Map::new();
+            measurements.insert("Area (level-0 px^2)".into(), json!(area_level0.round()));
+            if let Some(um2) = area_um2 {
+                measurements.insert("Area µm^2".into(), json!(round2(um2)));
+                measurements.insert("Area mm^2".into(), json!(um2 / 1e6));
+            }
+            features.push(json!({
+                "type": "Feature",
+                "geometry": {"type": "Polygon", "coordinates": rings},
+                "properties": {
+                    "objectType": "annotation",
+                    "name": format!("{name} {}", features.len() + 1),
+                    "classification": {"name": name, "color": color},
+                    "isLocked": false,
+                    "measurements": measurements,
+                },
+            }));
+        }
+    }
+    let count = features.len();
+    let doc = json!({"type": "FeatureCollection", "features": features});
+    let (partial, file) =
+        PartialFile::create(path).with_context(|| format!("{}: cannot write", path.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    serde_json::to_writer(&mut out, &doc)
+        .with_context(|| format!("{}: cannot write", path.display()))?;
+    out.flush()
+        .with_context(|| format!("{}: cannot write", path.display()))?;
+    drop(out);
+    Ok((
+        partial
+            .commit()
+            .with_context(|| format!("{}: cannot write", path.display()))?,
+        count,
+    ))
+}
+
+fn round2(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mask(rows: &[&str]) -> (Vec<u8>, Size) {
+        let h = rows.len() as u32;
+        let w = rows[0].len() as u32;
+        let m = rows
+            .iter()
+            .flat_map(|r| r.bytes().map(|b| u8::from(b == b'#')))
+            .collect();
+        (m, Size::new(w, h))
+    }
+
+    #[test]
+    fn a_square_with_a_hole_and_a_diagonal_neighbour() {
+        let (m, s) = mask(&[
+            "......", //
+            ".###..", //
+            ".#.#..", //
+            ".###..", //
+            "....#.", //
+        ]);
+        let polys = trace(&m, s, 1);
+        assert_eq!(polys.len(), 2, "the diagonal pixel is its own region");
+        let big = polys
+            .iter()
+            .find(|p| p.holes.len() == 1)
+            .expect("ring with a hole");
+        // Midpoint vertices cut each corner by 1/8 px²: the 3×3 shell is an
+        // octagon of 8.5 px², the 1-px hole a diamond of 0.5 px².
+        assert!((big.area() - 8.0).abs() < 1e-9, "{}", big.area());
+        let small = polys.iter().find(|p| p.holes.is_empty()).unwrap();
+        assert!((small.area() - 0.5).abs() < 1e-9);
+        assert!(contains(&big.shell, (2.5, 2.5)) && !contains(&big.holes[0], (1.5, 1.5)));
+    }
+}

@@ -1,0 +1,94 @@
+//! Pictures to look at where no viewer runs: the thumbnail with the tumor
+//! tinted and outlined, and a heat map of the tumor probability.
+
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use image::{Rgb, RgbImage};
+use wsiseg_slide::PartialFile;
+
+const TUMOR: [f32; 3] = [230.0, 30.0, 30.0];
+
+/// Thumbnail with tumor (`labels > 0`, same size) tinted and outlined in red.
+pub fn overlay(thumb: &RgbImage, labels: &[u8]) -> RgbImage {
+    let (w, h) = thumb.dimensions();
+    let at = |x: i64, y: i64| {
+        if x < 0 || y < 0 || x >= i64::from(w) || y >= i64::from(h) {
+            0
+        } else {
+            labels[(y as u32 * w + x as u32) as usize]
+        }
+    };
+    RgbImage::from_fn(w, h, |x, y| {
+        let p = thumb.get_pixel(x, y).0.map(f32::from);
+        let (xi, yi) = (i64::from(x), i64::from(y));
+        if at(xi, yi) == 0 {
+            return Rgb(p.map(|v| v as u8));
+        }
+        // Outline: 2 px wide along tumor pixels that touch background.
+        let edge = (-2..=2).any(|d| at(xi + d, yi) == 0 || at(xi, yi + d) == 0);
+        let alpha = if edge { 1.0 } else { 0.35 };
+        Rgb([0, 1, 2].map(|c| (p[c] * (1.0 - alpha) + TUMOR[c] * alpha) as u8))
+    })
+}
+
+/// Probability 0–255 → a perceptual colour map (blue → green → yellow → red),
+/// over a grey copy of the thumbnail so the tissue stays recognisable.
+pub fn heatmap(thumb: &RgbImage, probability: &[u8]) -> RgbImage {
+    let (w, h) = thumb.dimensions();
+    RgbImage::from_fn(w, h, |x, y| {
+        let p = thumb.get_pixel(x, y).0;
+        let grey = (u32::from(p[0]) * 3 + u32::from(p[1]) * 6 + u32::from(p[2])) as f32 / 10.0;
+        let t = f32::from(probability[(y * w + x) as usize]) / 255.0;
+        let c = colour(t);
+        Rgb([0, 1, 2].map(|k| (grey * 0.45 + c[k] * 0.55) as u8))
+    })
+}
+
+fn colour(t: f32) -> [f32; 3] {
+    const STOPS: [[f32; 3]; 5] = [
+        [48.0, 18.0, 59.0],
+        [40.0, 120.0, 240.0],
+        [60.0, 200.0, 100.0],
+        [250.0, 220.0, 40.0],
+        [220.0, 30.0, 20.0],
+    ];
+    let x = t.clamp(0.0, 1.0) * 4.0;
+    let i = (x.floor() as usize).min(3);
+    let f = x - i as f32;
+    [0, 1, 2].map(|k| STOPS[i][k] + (STOPS[i + 1][k] - STOPS[i][k]) * f)
+}
+
+/// Saves a PNG under its final name only once it is complete.
+pub fn save_png(img: &RgbImage, path: &Path) -> Result<PathBuf> {
+    let (partial, file) =
+        PartialFile::create(path).with_context(|| format!("{}: cannot write", path.display()))?;
+    img.write_to(&mut BufWriter::new(file), image::ImageFormat::Png)
+        .with_context(|| format!("{}: cannot write PNG", path.display()))?;
+    partial
+        .commit()
+        .with_context(|| format!("{}: cannot write", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tumor_is_tinted_and_outlined_background_untouched() {
+        let thumb = RgbImage::from_pixel(10, 10, Rgb([200, 200, 200]));
+        let labels: Vec<u8> = (0..100)
+            .map(|i| u8::from((i % 10) >= 3 && (i / 10) >= 3))
+            .collect();
+        let o = overlay(&thumb, &labels);
+        assert_eq!(o.get_pixel(0, 0), &Rgb([200, 200, 200]));
+        assert_eq!(o.get_pixel(3, 5), &Rgb([230, 30, 30]), "edge");
+        assert_eq!(o.get_pixel(3, 3), &Rgb([230, 30, 30]), "corner");
+        let h = heatmap(&thumb, &[255u8; 100]);
+        assert!(
+            h.get_pixel(0, 0).0[0] > h.get_pixel(0, 0).0[2],
+            "high probability is red"
+        );
+    }
+}
