@@ -43,7 +43,7 @@ run() { # name, model, extra args...
     local name=$1 model=$2
     shift 2
     echo "== $name"
-    "$BIN" segment "$SLIDE" --model "$model" --out "$WORK/$name" --overwrite "$@" 2>&1 | tee "$WORK/$name.log"
+    "$BIN" segment "$SLIDE" --model "$model" --out "$WORK/$name" --overwrite --formats png,report "$@" 2>&1 | tee "$WORK/$name.log"
     [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 }
 run unet-cuda models/unet --device cuda
@@ -53,6 +53,14 @@ run unet-cpu-l0 models/unet --device cpu --level 0
 run threshold-cuda tests/data/models/green-threshold --device cuda --level 0
 run threshold-cpu tests/data/models/green-threshold --device cpu --level 0
 run unet-cuda-f32 models/unet --device cuda --precision f32 --level 0
+
+echo "== trained model on a held-out synthetic slide (seed 101), CUDA f16 vs CPU f32"
+"$BIN" -q synth --out "$WORK/synth" --seed 101 --size 8192x8192 --overwrite || status=1
+SLIDE=$WORK/synth/synth-101.svs run synth-cuda models/unet --device cuda
+SLIDE=$WORK/synth/synth-101.svs run synth-cpu models/unet --device cpu
+for d in synth-cuda synth-cpu; do
+    "$BIN" eval --pred "$WORK/$d" --truth "$WORK/synth/truth" --overwrite || status=1
+done
 
 echo "== throughput: an 8192x8192 noise PNG at level 0 on CUDA (informative)"
 python3 -c "
@@ -70,9 +78,11 @@ from collections import Counter
 from PIL import Image
 out = sys.argv[1]
 ok = True
-for a, b in [("unet-cuda", "unet-cpu"), ("unet-cuda-l0", "unet-cpu-l0"), ("threshold-cuda", "threshold-cpu")]:
-    x = Image.open(f"{out}/{a}/default.mask.png")
-    y = Image.open(f"{out}/{b}/default.mask.png")
+pairs = [("unet-cuda", "unet-cpu", "default"), ("unet-cuda-l0", "unet-cpu-l0", "default"),
+         ("threshold-cuda", "threshold-cpu", "default"), ("synth-cuda", "synth-cpu", "synth-101")]
+for a, b, name in pairs:
+    x = Image.open(f"{out}/{a}/{name}.mask.png")
+    y = Image.open(f"{out}/{b}/{name}.mask.png")
     assert x.size == y.size, (a, x.size, y.size)
     xs, ys = x.tobytes(), y.tobytes()
     same = sum(p == q for p, q in zip(xs, ys)) / len(xs)
