@@ -306,6 +306,14 @@ fn outputs_of_a_slide_with_known_tumor() {
     assert_eq!(r["model"]["sha256"].as_str().unwrap().len(), 64);
     assert_eq!(r["parameters"]["tile"], 64);
     assert_eq!(r["tiles"]["planned"], r["tiles"]["run"]);
+    // Level 1 is 500×350: 64-px tiles, stride 56 → 9 × 7 = 63 tiles; the
+    // white background has no tissue, so only tiles over the two dark shapes count.
+    assert_eq!(r["tiles"]["planned"], 63);
+    let with_tissue = r["tiles"]["with_tissue"].as_u64().unwrap();
+    assert!(
+        (12..=24).contains(&with_tissue),
+        "{with_tissue} tiles with tissue"
+    );
     // Tumor: 400×400 + (400² − 120²) level-0 px of 0.25 µm² = 0.0764 mm².
     let mm2 = r["areas"]["tumor_mm2"].as_f64().unwrap();
     assert!((mm2 - 0.0764).abs() < 0.002, "tumor area {mm2} mm²");

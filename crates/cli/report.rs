@@ -61,6 +61,8 @@ pub struct SlideFacts<'a> {
     pub png_size: Size,
     pub class_pixels: &'a [u64; 256],
     pub tissue_fraction: Option<f64>,
+    /// Tiles whose core holds tissue (all tiles are run for now).
+    pub tiles_with_tissue: Option<usize>,
     pub regions: Option<usize>,
     pub timings: StageTimes,
     pub classes: &'a [String],
@@ -155,7 +157,7 @@ fn to_json(f: &SlideFacts, outputs: &[PathBuf]) -> Value {
         },
         "tiles": {
             "planned": f.plan.len(),
-            "with_tissue": Value::Null,
+            "with_tissue": f.tiles_with_tissue,
             "run": f.plan.len(),
             "size": f.plan.tile_size(),
             "grid": {"cols": f.plan.cols(), "rows": f.plan.rows()},

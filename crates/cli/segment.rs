@@ -441,10 +441,20 @@ fn segment_one(
         regions = Some(n);
         written.push(path_written);
     }
-    let tissue_fraction = thumb.as_ref().map(|t| {
+    let tissue = thumb.as_ref().map(|t| {
         let mask = wsiseg_slide::tissue_mask(t);
-        mask.iter().filter(|&&x| x).count() as f64 / mask.len().max(1) as f64
+        let fraction = mask.iter().filter(|&&x| x).count() as f64 / mask.len().max(1) as f64;
+        let level0 = slide.levels()[0].size;
+        let tiles = tiles_with_tissue(
+            &plan,
+            working.downsample,
+            level0,
+            &mask,
+            (t.width(), t.height()),
+        );
+        (fraction, tiles)
     });
+    let tissue_fraction = tissue.map(|t| t.0);
     let timings = report::StageTimes {
         open: open_seconds,
         read: outcome.timings.read,
@@ -466,6 +476,7 @@ fn segment_one(
         png_size,
         class_pixels: &counts,
         tissue_fraction,
+        tiles_with_tissue: tissue.map(|t| t.1),
         regions,
         timings,
         classes: &model.manifest().classes,
@@ -493,4 +504,28 @@ fn segment_one(
             .join(", ")
     );
     Ok(entry)
+}
+
+/// How many tiles of `plan` have tissue in their core, judged on the
+/// thumbnail's tissue mask (`thumb` pixels covering the slide's level 0).
+fn tiles_with_tissue(
+    plan: &TilePlan,
+    downsample: f64,
+    level0: Size,
+    mask: &[bool],
+    thumb: (u32, u32),
+) -> usize {
+    let (tw, th) = thumb;
+    let sx = f64::from(tw) / f64::from(level0.w);
+    let sy = f64::from(th) / f64::from(level0.h);
+    plan.tiles()
+        .filter(|t| {
+            let c = t.core;
+            let x0 = ((c.x as f64 * downsample * sx).floor() as u32).min(tw - 1);
+            let y0 = ((c.y as f64 * downsample * sy).floor() as u32).min(th - 1);
+            let x1 = ((c.right() as f64 * downsample * sx).ceil() as u32).clamp(x0 + 1, tw);
+            let y1 = ((c.bottom() as f64 * downsample * sy).ceil() as u32).clamp(y0 + 1, th);
+            (y0..y1).any(|y| (x0..x1).any(|x| mask[(y * tw + x) as usize]))
+        })
+        .count()
 }
