@@ -468,7 +468,7 @@ mod tests {
             s.shell.len()
         );
         assert!((s.area() - polys[0].area()).abs() / polys[0].area() < 0.02);
-        assert!(rings_are_simple(&[s.shell.clone()]));
+        assert!(rings_are_simple(std::slice::from_ref(&s.shell)));
         // A crossing pair of segments is caught.
         let bowtie = vec![(0.0, 0.0), (2.0, 2.0), (2.0, 0.0), (0.0, 2.0)];
         assert!(!rings_are_simple(&[bowtie]));
