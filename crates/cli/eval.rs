@@ -1,13 +1,11 @@
 //! `wsiseg eval`: per-slide and mean scores of predicted masks.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use wsiseg_eval::{compare, Scores};
-use wsiseg_slide::PartialFile;
 
 use crate::args::EvalArgs;
 
@@ -194,24 +192,12 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     print!("{}", table(&rows, classes, &name_of));
     std::fs::create_dir_all(&out)
         .with_context(|| format!("{}: cannot create folder", out.display()))?;
-    write_atomic(&csv_path, csv(&rows, classes, &name_of).as_bytes())?;
-    write_atomic(
+    crate::report::write_atomic(&csv_path, csv(&rows, classes, &name_of).as_bytes())?;
+    crate::report::write_atomic(
         &json_path,
         serde_json::to_string_pretty(&json(&rows, classes, &name_of))?.as_bytes(),
     )?;
     tracing::info!("wrote {} and {}", csv_path.display(), json_path.display());
-    Ok(())
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let (partial, mut file) =
-        PartialFile::create(path).with_context(|| format!("{}: cannot write", path.display()))?;
-    file.write_all(bytes)
-        .with_context(|| format!("{}: cannot write", path.display()))?;
-    drop(file);
-    partial
-        .commit()
-        .with_context(|| format!("{}: cannot write", path.display()))?;
     Ok(())
 }
 

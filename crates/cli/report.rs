@@ -1,6 +1,5 @@
 //! The per-slide JSON report and the run summary.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -184,12 +183,9 @@ fn to_json(f: &SlideFacts, outputs: &[PathBuf]) -> Value {
     })
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
-    let err = || format!("{}: cannot write", path.display());
-    let (partial, mut file) = PartialFile::create(path).with_context(err)?;
-    file.write_all(bytes).with_context(err)?;
-    drop(file);
-    partial.commit().with_context(err)
+/// Writes a small file atomically (see `PartialFile`).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
+    PartialFile::write(path, bytes).with_context(|| format!("{}: cannot write", path.display()))
 }
 
 /// Writes NAME.report.json (last, so that its presence means the slide is done).

@@ -204,7 +204,7 @@ fn list_inputs(input: &Path) -> Result<Vec<PathBuf>> {
         input.display(),
         slides.len(),
         if others > 0 {
-            format!(", {others} other entries ignored")
+            format!(", {others} other entries (not slides) ignored")
         } else {
             String::new()
         }

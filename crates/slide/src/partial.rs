@@ -33,6 +33,15 @@ impl PartialFile {
         ))
     }
 
+    /// Writes `bytes` to `path` the same way: complete, or not at all.
+    pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<PathBuf> {
+        use std::io::Write;
+        let (partial, mut file) = Self::create(path)?;
+        file.write_all(bytes)?;
+        drop(file);
+        partial.commit()
+    }
+
     /// The final name.
     pub fn path(&self) -> &Path {
         &self.path
