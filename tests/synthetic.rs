@@ -182,3 +182,62 @@ fn synth_is_deterministic_and_opens_in_openslide() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("synth-5.svs: already exists"));
 }
+
+#[test]
+fn tissue_detection_keeps_every_tumor_pixel_inside_the_tiles_it_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    wsiseg(
+        &[
+            "synth",
+            "--out",
+            "s",
+            "--seed",
+            "404",
+            "--size",
+            "8192x8192",
+        ],
+        d,
+    );
+    let slide = open(&d.join("s/synth-404.svs")).unwrap();
+    let working = WorkingLevel::choose(slide.as_ref(), Resolution::Mpp(1.0)).unwrap();
+    let plan = wsiseg_slide::TilePlan::new(working.size, 256, 32).unwrap();
+    let thumb = wsiseg_slide::thumbnail(slide.as_ref(), 2048).unwrap();
+    let mask = wsiseg_slide::tissue_mask(&thumb);
+    let thumb_size = wsiseg_slide::Size::new(thumb.width(), thumb.height());
+    let run = wsiseg_slide::tissue_tiles(
+        &plan,
+        working.downsample,
+        slide.levels()[0].size,
+        &mask,
+        thumb_size,
+    );
+    let ran = run.iter().filter(|&&r| r).count();
+    assert!(
+        ran < plan.len(),
+        "glass tiles are skipped ({ran} of {})",
+        plan.len()
+    );
+
+    let truth = open(&d.join("s/truth/synth-404.tiff")).unwrap();
+    assert_eq!(truth.levels()[1].size, working.size);
+    let (w, h) = (working.size.w, working.size.h);
+    let labels = truth.read_inside(1, Rect::new(0, 0, w, h)).unwrap();
+    let stride = plan.stride();
+    let mut tumor = 0;
+    for (x, y, p) in labels.enumerate_pixels() {
+        if p.0[0] == 1 {
+            tumor += 1;
+            let n = (y / stride * plan.cols() + x / stride) as usize;
+            assert!(
+                run[n],
+                "tumor pixel ({x}, {y}) lies in a tile that is not run"
+            );
+        }
+    }
+    assert!(tumor > 10_000, "the slide should contain tumor");
+    eprintln!(
+        "{ran} of {} tiles have tissue; all {tumor} tumor pixels are inside them",
+        plan.len()
+    );
+}

@@ -124,6 +124,10 @@ pub struct SegmentArgs {
     /// f32, f16 or bf16 [default: f16 on CUDA, f32 on the CPU].
     #[arg(long)]
     pub precision: Option<Precision>,
+    /// Run every tile, glass included (by default only tiles with tissue are
+    /// run, found by Otsu's threshold on the thumbnail's saturation; the others are background).
+    #[arg(long)]
+    pub no_tissue_mask: bool,
     /// Threads reading tiles.
     #[arg(long, default_value_t = 2)]
     pub readers: usize,

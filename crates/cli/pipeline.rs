@@ -28,6 +28,8 @@ pub struct Job<'a> {
     pub readers: usize,
     pub labels: LabelSink,
     pub probs: Option<ProbSink>,
+    /// Which tiles to run (raster order); the others are background.
+    pub run: Vec<bool>,
 }
 
 /// Seconds spent per stage (reading is summed over the reader threads).
@@ -43,6 +45,7 @@ pub struct Timings {
 pub struct Outcome {
     pub labels: LabelSink,
     pub probs: Option<ProbSink>,
+    /// Tiles run through the model.
     pub tiles: usize,
     pub timings: Timings,
 }
@@ -60,11 +63,14 @@ struct Stitchers {
 impl Job<'_> {
     pub fn run(self) -> Result<Outcome> {
         let start = Instant::now();
+        let todo: Vec<usize> = (0..self.plan.len()).filter(|&n| self.run[n]).collect();
         let mut stitchers = Stitchers {
-            labels: Stitcher::new(self.plan, self.labels),
-            probs: self.probs.map(|p| Stitcher::new(self.plan, p)),
+            labels: Stitcher::with_tiles(self.plan, self.labels, self.run.clone()),
+            probs: self
+                .probs
+                .map(|p| Stitcher::with_tiles(self.plan, p, self.run)),
         };
-        let progress = progress_bar(self.plan.len() as u64, self.slide);
+        let progress = progress_bar(todo.len() as u64, self.slide);
         let next = AtomicUsize::new(0);
         let cancel = AtomicBool::new(false);
         let read_nanos = AtomicU64::new(0);
@@ -75,20 +81,23 @@ impl Job<'_> {
         let (plan, working, slide) = (self.plan, self.working, self.slide);
         let ctx = Consume {
             plan,
+            tiles: todo.len(),
             model: self.model,
             batch: self.batch,
             fail_after,
         };
+        let todo = &todo;
 
         let result = std::thread::scope(|scope| {
             for _ in 0..self.readers.max(1) {
                 let tx = tx.clone();
                 let (next, cancel, read_nanos) = (&next, &cancel, &read_nanos);
                 scope.spawn(move || loop {
-                    let n = next.fetch_add(1, Ordering::Relaxed);
-                    if n >= plan.len() || cancel.load(Ordering::Relaxed) {
+                    let k = next.fetch_add(1, Ordering::Relaxed);
+                    if k >= todo.len() || cancel.load(Ordering::Relaxed) {
                         break;
                     }
+                    let n = todo[k];
                     let t0 = Instant::now();
                     let read = working.read(slide, plan.nth(n).rect);
                     read_nanos.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
@@ -111,7 +120,7 @@ impl Job<'_> {
         Ok(Outcome {
             labels,
             probs,
-            tiles: plan.len(),
+            tiles: todo.len(),
             timings: Timings {
                 read: read_nanos.load(Ordering::Relaxed) as f64 * 1e-9,
                 inference: inference.as_secs_f64(),
@@ -124,6 +133,8 @@ impl Job<'_> {
 
 struct Consume<'a> {
     plan: TilePlan,
+    /// Tiles that will arrive.
+    tiles: usize,
     model: &'a Segmenter,
     batch: usize,
     fail_after: Option<usize>,
@@ -149,14 +160,14 @@ impl Consume<'_> {
         let mut indices: Vec<TileIndex> = Vec::with_capacity(self.batch);
         let (mut inference, mut stitching) = (Duration::ZERO, Duration::ZERO);
         let mut received = 0;
-        while received < self.plan.len() {
+        while received < self.tiles {
             let (n, read) = rx
                 .recv()
                 .context("the tile readers stopped before reading every tile")?;
             received += 1;
             pixels.extend_from_slice(read?.as_raw());
             indices.push(self.plan.nth(n).index);
-            if indices.len() < self.batch && received < self.plan.len() {
+            if indices.len() < self.batch && received < self.tiles {
                 continue;
             }
             let k = indices.len();

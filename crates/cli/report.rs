@@ -60,8 +60,10 @@ pub struct SlideFacts<'a> {
     pub png_size: Size,
     pub class_pixels: &'a [u64; 256],
     pub tissue_fraction: Option<f64>,
-    /// Tiles whose core holds tissue (all tiles are run for now).
+    /// Tiles whose core holds tissue.
     pub tiles_with_tissue: Option<usize>,
+    /// Tiles run through the model.
+    pub tiles_run: usize,
     pub regions: Option<usize>,
     pub timings: StageTimes,
     pub classes: &'a [String],
@@ -153,11 +155,12 @@ fn to_json(f: &SlideFacts, outputs: &[PathBuf]) -> Value {
             },
             "png_mask_size": {"width": f.png_size.w, "height": f.png_size.h},
             "min_area": f.args.min_area,
+            "tissue_mask": !f.args.no_tissue_mask,
         },
         "tiles": {
             "planned": f.plan.len(),
             "with_tissue": f.tiles_with_tissue,
-            "run": f.plan.len(),
+            "run": f.tiles_run,
             "size": f.plan.tile_size(),
             "grid": {"cols": f.plan.cols(), "rows": f.plan.rows()},
         },

@@ -322,11 +322,32 @@ fn segment_one(
     );
     let formats = &args.formats;
     let wants = |f: Format| formats.contains(&f);
-    let thumb = if wants(Format::Overlay) || wants(Format::Report) {
+    let thumb = if wants(Format::Overlay) || wants(Format::Report) || !args.no_tissue_mask {
         Some(wsiseg_slide::thumbnail(slide.as_ref(), OVERVIEW_SIDE)?)
     } else {
         None
     };
+    let tissue = thumb.as_ref().map(|t| {
+        let mask = wsiseg_slide::tissue_mask(t);
+        let fraction = mask.iter().filter(|&&x| x).count() as f64 / mask.len().max(1) as f64;
+        let thumb_size = Size::new(t.width(), t.height());
+        let level0 = slide.levels()[0].size;
+        let tiles =
+            wsiseg_slide::tissue_tiles(&plan, working.downsample, level0, &mask, thumb_size);
+        (fraction, tiles)
+    });
+    let with_tissue = tissue.as_ref().map(|t| t.1.iter().filter(|&&x| x).count());
+    let run = match (&tissue, args.no_tissue_mask) {
+        (Some((_, tiles)), false) => tiles.clone(),
+        _ => vec![true; plan.len()],
+    };
+    if let (Some(n), false) = (with_tissue, args.no_tissue_mask) {
+        tracing::info!(
+            "{}: {n} of {} tiles have tissue; the others are background (--no-tissue-mask runs all)",
+            path.display(),
+            plan.len()
+        );
+    }
     let open_seconds = started.elapsed().as_secs_f64();
 
     let description = format!(
@@ -398,6 +419,7 @@ fn segment_one(
         readers: args.readers,
         labels,
         probs,
+        run,
     }
     .run()?;
 
@@ -441,20 +463,7 @@ fn segment_one(
         regions = Some(n);
         written.push(path_written);
     }
-    let tissue = thumb.as_ref().map(|t| {
-        let mask = wsiseg_slide::tissue_mask(t);
-        let fraction = mask.iter().filter(|&&x| x).count() as f64 / mask.len().max(1) as f64;
-        let level0 = slide.levels()[0].size;
-        let tiles = tiles_with_tissue(
-            &plan,
-            working.downsample,
-            level0,
-            &mask,
-            (t.width(), t.height()),
-        );
-        (fraction, tiles)
-    });
-    let tissue_fraction = tissue.map(|t| t.0);
+    let tissue_fraction = tissue.as_ref().map(|t| t.0);
     let timings = report::StageTimes {
         open: open_seconds,
         read: outcome.timings.read,
@@ -476,7 +485,8 @@ fn segment_one(
         png_size,
         class_pixels: &counts,
         tissue_fraction,
-        tiles_with_tissue: tissue.map(|t| t.1),
+        tiles_with_tissue: with_tissue,
+        tiles_run: outcome.tiles,
         regions,
         timings,
         classes: &model.manifest().classes,
@@ -504,28 +514,4 @@ fn segment_one(
             .join(", ")
     );
     Ok(entry)
-}
-
-/// How many tiles of `plan` have tissue in their core, judged on the
-/// thumbnail's tissue mask (`thumb` pixels covering the slide's level 0).
-fn tiles_with_tissue(
-    plan: &TilePlan,
-    downsample: f64,
-    level0: Size,
-    mask: &[bool],
-    thumb: (u32, u32),
-) -> usize {
-    let (tw, th) = thumb;
-    let sx = f64::from(tw) / f64::from(level0.w);
-    let sy = f64::from(th) / f64::from(level0.h);
-    plan.tiles()
-        .filter(|t| {
-            let c = t.core;
-            let x0 = ((c.x as f64 * downsample * sx).floor() as u32).min(tw - 1);
-            let y0 = ((c.y as f64 * downsample * sy).floor() as u32).min(th - 1);
-            let x1 = ((c.right() as f64 * downsample * sx).ceil() as u32).clamp(x0 + 1, tw);
-            let y1 = ((c.bottom() as f64 * downsample * sy).ceil() as u32).clamp(y0 + 1, th);
-            (y0..y1).any(|y| (x0..x1).any(|x| mask[(y * tw + x) as usize]))
-        })
-        .count()
 }

@@ -40,7 +40,7 @@ pub use slide::{
 pub use tiff_writer::{
     pyramid_sizes, PyramidOptions, PyramidWriter, Reduce, TiffWriteError, TileCompression,
 };
-pub use tissue::{otsu, tissue_mask};
+pub use tissue::{otsu, tissue_mask, tissue_tiles};
 
 /// Re-exported so callers name the same image type.
 pub use image::RgbImage;

@@ -6,6 +6,8 @@
 
 use image::RgbImage;
 
+use crate::{Size, TilePlan};
+
 /// Saturation below this is glass whatever Otsu says (a blank slide has no tissue).
 const MIN_TISSUE_SATURATION: u8 = 12;
 
@@ -17,6 +19,33 @@ pub fn tissue_mask(thumb: &RgbImage) -> Vec<bool> {
         .collect();
     let threshold = otsu(&sat).max(MIN_TISSUE_SATURATION);
     sat.iter().map(|&s| s > threshold).collect()
+}
+
+/// Which tiles of `plan` (over a working level `downsample` times smaller
+/// than level 0 of `level0` pixels) have tissue in their core, judged on a
+/// thumbnail tissue `mask` of `thumb` pixels covering level 0. The mask is
+/// grown by one thumbnail pixel, so tissue at a tile's border is not missed.
+pub fn tissue_tiles(
+    plan: &TilePlan,
+    downsample: f64,
+    level0: Size,
+    mask: &[bool],
+    thumb: Size,
+) -> Vec<bool> {
+    let (tw, th) = (thumb.w as i64, thumb.h as i64);
+    let sx = thumb.w as f64 / level0.w as f64;
+    let sy = thumb.h as f64 / level0.h as f64;
+    let at = |x: i64, y: i64| x >= 0 && y >= 0 && x < tw && y < th && mask[(y * tw + x) as usize];
+    plan.tiles()
+        .map(|t| {
+            let c = t.core;
+            let x0 = (c.x as f64 * downsample * sx).floor() as i64 - 1;
+            let y0 = (c.y as f64 * downsample * sy).floor() as i64 - 1;
+            let x1 = (c.right() as f64 * downsample * sx).ceil() as i64 + 1;
+            let y1 = (c.bottom() as f64 * downsample * sy).ceil() as i64 + 1;
+            (y0..y1).any(|y| (x0..x1).any(|x| at(x, y)))
+        })
+        .collect()
 }
 
 /// Otsu's threshold of 8-bit values: the split that maximises the between-class variance.

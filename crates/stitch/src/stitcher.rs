@@ -38,6 +38,10 @@ pub struct Stitcher<S: RowSink> {
     sink: S,
     next_row: u32,
     bands: BTreeMap<u32, Band>,
+    /// Which tiles will come (raster order); the cores of the others stay 0.
+    run: Option<Vec<bool>>,
+    /// Tiles expected per row of tiles.
+    expected: Vec<u32>,
 }
 
 impl<S: RowSink> Stitcher<S> {
@@ -47,7 +51,30 @@ impl<S: RowSink> Stitcher<S> {
             sink,
             next_row: 0,
             bands: BTreeMap::new(),
+            run: None,
+            expected: vec![plan.cols(); plan.rows() as usize],
         }
+    }
+
+    /// Only the tiles flagged in `run` (raster order) will be added; the
+    /// cores of the others are 0 (background) in the output.
+    pub fn with_tiles(plan: TilePlan, sink: S, run: Vec<bool>) -> Self {
+        assert_eq!(run.len(), plan.len(), "one flag per tile");
+        let cols = plan.cols() as usize;
+        let expected = run
+            .chunks(cols)
+            .map(|row| row.iter().filter(|&&r| r).count() as u32)
+            .collect();
+        Self {
+            run: Some(run),
+            expected,
+            ..Self::new(plan, sink)
+        }
+    }
+
+    fn is_run(&self, index: TileIndex) -> bool {
+        let n = index.row as usize * self.plan.cols() as usize + index.col as usize;
+        self.run.as_ref().is_none_or(|r| r[n])
     }
 
     /// Adds one tile's output: `tile × tile` bytes, row-major.
@@ -63,6 +90,7 @@ impl<S: RowSink> Stitcher<S> {
         if index.row < self.next_row
             || index.row >= self.plan.rows()
             || index.col >= self.plan.cols()
+            || !self.is_run(index)
         {
             return Err(StitchError::UnexpectedTile { index });
         }
@@ -89,14 +117,23 @@ impl<S: RowSink> Stitcher<S> {
         self.flush()
     }
 
-    /// Streams every complete band at the top to the sink.
+    /// Streams every complete band at the top to the sink (rows of tiles
+    /// with nothing to run are complete from the start).
     fn flush(&mut self) -> Result<(), StitchError> {
-        while let Some(band) = self.bands.get(&self.next_row) {
-            if band.received < self.plan.cols() {
+        while self.next_row < self.plan.rows() {
+            let want = self.expected[self.next_row as usize];
+            let received = self.bands.get(&self.next_row).map_or(0, |b| b.received);
+            if received < want {
                 break;
             }
-            let band = self.bands.remove(&self.next_row).expect("band present");
-            self.sink.write_rows(&band.pixels)?;
+            match self.bands.remove(&self.next_row) {
+                Some(band) => self.sink.write_rows(&band.pixels)?,
+                None => {
+                    let (y0, y1) = self.plan.core_rows(self.next_row);
+                    let empty = vec![0u8; self.plan.level_size().w as usize * (y1 - y0) as usize];
+                    self.sink.write_rows(&empty)?;
+                }
+            }
             self.next_row += 1;
         }
         Ok(())
@@ -112,12 +149,13 @@ impl<S: RowSink> Stitcher<S> {
     }
 
     /// Checks that every tile arrived and returns the sink.
-    pub fn finish(self) -> Result<S, StitchError> {
+    pub fn finish(mut self) -> Result<S, StitchError> {
+        self.flush()?;
         if self.next_row < self.plan.rows() {
             let received: u32 = self.bands.values().map(|b| b.received).sum();
-            let done = self.next_row as usize * self.plan.cols() as usize;
+            let left: u32 = self.expected[self.next_row as usize..].iter().sum();
             return Err(StitchError::Incomplete {
-                missing: self.plan.len() - done - received as usize,
+                missing: (left - received) as usize,
             });
         }
         Ok(self.sink)
@@ -178,6 +216,33 @@ mod tests {
             let got = s.finish().unwrap();
             prop_assert!(got == want, "stitched mask differs from the known level");
         }
+    }
+
+    #[test]
+    fn tiles_not_run_stay_background() {
+        let plan = TilePlan::new(Size::new(50, 40), 20, 4).unwrap();
+        // 4 × 3 tiles; run only the tile at row 1, col 2 and the whole last row.
+        let run: Vec<bool> = (0..plan.len()).map(|n| n == 6 || n >= 8).collect();
+        let mut s = Stitcher::with_tiles(plan, Vec::new(), run);
+        let skipped = TileIndex { row: 0, col: 0 };
+        assert!(matches!(
+            s.add(skipped, &[7; 400]),
+            Err(StitchError::UnexpectedTile { .. })
+        ));
+        for n in [6, 8, 9, 10, 11] {
+            s.add(plan.nth(n).index, &[7; 400]).unwrap();
+        }
+        let got = s.finish().unwrap();
+        let want: Vec<u8> = (0..40u32)
+            .flat_map(|y| {
+                (0..50u32).map(move |x| {
+                    let row = y / 16;
+                    let col = x / 16;
+                    u8::from(row == 2 || (row == 1 && col == 2)) * 7
+                })
+            })
+            .collect();
+        assert_eq!(got, want);
     }
 
     #[test]
