@@ -18,6 +18,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod direct;
 mod error;
 mod geometry;
 mod openslide;
@@ -29,6 +30,7 @@ mod slide;
 mod tiff_writer;
 mod tissue;
 
+pub use direct::JpegTiles;
 pub use error::{PlanError, SlideError};
 pub use geometry::{Level, Mpp, Rect, Size, TileIndex};
 pub use partial::PartialFile;

@@ -242,3 +242,37 @@ fn bad_files_give_errors_that_name_them() {
         .to_string()
         .starts_with(&format!("{}: corrupt", data("unreadable.svs").display())));
 }
+
+/// The direct tile path decodes a slide's JPEG tiles itself; its pixels
+/// differ from OpenSlide's (libjpeg-turbo) only by IDCT and chroma-upsampling
+/// rounding.
+#[test]
+fn direct_jpeg_tiles_match_openslide_up_to_decoder_rounding() {
+    let path = data("default.svs");
+    let tiles = wsiseg_slide::JpegTiles::open(&path, 0)
+        .unwrap()
+        .expect("JPEG level");
+    assert_eq!(
+        (tiles.tile_width, tiles.tiles_across, tiles.tiles_down),
+        (240, 10, 13)
+    );
+    let s = open(&path).unwrap();
+    let mut file = std::fs::File::open(&path).unwrap();
+    let mut worst = 0u8;
+    for n in [0usize, 34, 77, 129] {
+        let t = tiles.decode(&mut file, n).unwrap();
+        let (col, row) = ((n % 10) as i64, (n / 10) as i64);
+        let w = t.width().min(2220 - col as u32 * 240);
+        let h = t.height().min(2967 - row as u32 * 240);
+        let os = s
+            .read_inside(0, Rect::new(col * 240, row * 240, w, h))
+            .unwrap();
+        for (x, y, p) in os.enumerate_pixels() {
+            let q = t.get_pixel(x, y);
+            for c in 0..3 {
+                worst = worst.max(p.0[c].abs_diff(q.0[c]));
+            }
+        }
+    }
+    assert!(worst <= 2, "largest difference {worst}");
+}
