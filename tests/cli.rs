@@ -410,3 +410,45 @@ fn a_folder_run_reports_a_bad_slide_and_finishes_the_others() {
         (16, 16)
     );
 }
+
+#[test]
+fn bench_prints_every_stage_figure() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_wsiseg"))
+        .args([
+            "bench",
+            "--size",
+            "2048x2048",
+            "--json",
+            "--sample-tiles",
+            "20",
+            "--model",
+        ])
+        .arg(threshold_model())
+        .env("TMPDIR", dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for key in [
+        "raw_jpeg_decode_mp_s",
+        "read_decode_mp_s",
+        "read_vs_raw_decode",
+        "model_only_tiles_s",
+        "stitch_mp_s",
+        "write_png_mp_s",
+        "write_tiff_mp_s",
+        "e2e_tiles_s",
+        "e2e_vs_model_only",
+        "peak_rss_mib",
+    ] {
+        assert!(
+            v[key].as_f64().is_some_and(|x| x > 0.0),
+            "{key}: {}",
+            v[key]
+        );
+    }
+    assert!(v["direct_vs_reader_max_pixel_difference"].as_u64().unwrap() <= 8);
+    // The scratch slide and outputs are removed.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}

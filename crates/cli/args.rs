@@ -34,6 +34,38 @@ pub enum Command {
     Synth(SynthArgs),
     /// Score predicted masks against ground truth: Dice, IoU, precision, recall.
     Eval(EvalArgs),
+    /// Measure each stage (decode, read, model, stitch, write) and the whole pipeline.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The slide to measure on [default: a synthetic one made for the run].
+    pub slide: Option<PathBuf>,
+    /// Model folder or .pt file.
+    #[arg(short, long)]
+    pub model: PathBuf,
+    /// Size of the synthetic slide when no slide is given.
+    #[arg(long, default_value = "16384x16384", value_parser = parse_size)]
+    pub size: (u32, u32),
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: DeviceChoice,
+    /// f32, f16 or bf16 [default: f16 on CUDA, f32 on the CPU].
+    #[arg(long)]
+    pub precision: Option<Precision>,
+    /// Tiles per model call [default: 32 on CUDA, 8 on the CPU].
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Threads reading and decoding tiles.
+    #[arg(long, default_value_t = 2)]
+    pub readers: usize,
+    /// Slide tiles decoded for the decode and read figures.
+    #[arg(long, default_value_t = 400)]
+    pub sample_tiles: usize,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -1,6 +1,7 @@
 //! The `wsiseg` command: segment tumor in whole-slide images.
 
 mod args;
+mod bench;
 mod eval;
 mod geojson;
 mod info;
@@ -26,6 +27,7 @@ fn main() -> ExitCode {
         Command::Info(args) => info::run(args).map(|()| ExitCode::SUCCESS),
         Command::Synth(args) => synth::run(args).map(|()| ExitCode::SUCCESS),
         Command::Eval(args) => eval::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Bench(args) => bench::run(args).map(|()| ExitCode::SUCCESS),
         Command::Segment(args) => segment::run(args).map(|s| {
             if s.failed == 0 {
                 ExitCode::SUCCESS

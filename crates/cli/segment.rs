@@ -236,7 +236,7 @@ fn check_output_names(slides: &[PathBuf]) -> Result<()> {
     Ok(())
 }
 
-fn resolution(args: &SegmentArgs, slide: &dyn Slide, model: &Segmenter) -> Resolution {
+pub(crate) fn resolution(args: &SegmentArgs, slide: &dyn Slide, model: &Segmenter) -> Resolution {
     if let Some(level) = args.level {
         return Resolution::Level(level);
     }

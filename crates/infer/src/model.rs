@@ -124,6 +124,50 @@ impl Segmenter {
             })
     }
 
+    /// Model-only speed: seconds per forward pass of one batch of `n` tiles
+    /// already on the device (the same layout and precision as [`Self::segment`]
+    /// feeds it), after `warmup` passes; the device is synchronized before
+    /// the clock stops.
+    pub fn time_forward(
+        &self,
+        n: usize,
+        tile: u32,
+        warmup: usize,
+        iterations: usize,
+    ) -> Result<f64, InferError> {
+        let _no_grad = tch::no_grad_guard();
+        let t = i64::from(tile);
+        let x = Tensor::rand([n as i64, t, t, 3], (Kind::Float, self.device))
+            .permute([0, 3, 1, 2])
+            .to_kind(self.precision.kind());
+        let x = (x - &self.mean) * &self.inv_std;
+        let pass = || {
+            self.module
+                .forward_ts(&[&x])
+                .map_err(|source| InferError::Forward {
+                    path: self.path.clone(),
+                    shape: vec![n as i64, 3, t, t],
+                    source,
+                })
+        };
+        for _ in 0..warmup {
+            drop(pass()?);
+        }
+        self.synchronize();
+        let start = std::time::Instant::now();
+        for _ in 0..iterations.max(1) {
+            drop(pass()?);
+        }
+        self.synchronize();
+        Ok(start.elapsed().as_secs_f64() / iterations.max(1) as f64)
+    }
+
+    fn synchronize(&self) {
+        if let Device::Cuda(i) = self.device {
+            tch::Cuda::synchronize(i as i64);
+        }
+    }
+
     /// Segments `n` tiles (`n×tile×tile×3` RGB bytes) and writes each
     /// pixel's most likely class into `labels` (`n×tile×tile` bytes) and,
     /// when asked, the probability of class 1 (tumor) scaled to 0–255 into

@@ -1,0 +1,382 @@
+//! `wsiseg bench`: every stage measured on its own, and the whole pipeline,
+//! in one run, so that the ratios that matter are printed by the tool.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use serde_json::{json, Value};
+use wsiseg_infer::{describe, Precision, Segmenter};
+use wsiseg_slide::{JpegTiles, PyramidWriter, Rect, TilePlan, WorkingLevel};
+use wsiseg_stitch::{PngMaskWriter, RowSink, StitchError, Stitcher};
+
+use crate::args::{BenchArgs, Cli, Command};
+
+/// A scratch folder removed when dropped.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Peak resident memory of this process so far, in MiB (VmHWM).
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// Runs `work(i)` for i in 0..n on `threads` threads; returns the wall seconds.
+fn parallel(
+    n: usize,
+    threads: usize,
+    work: &(dyn Fn(usize, &mut Option<File>) -> Result<()> + Sync),
+) -> Result<f64> {
+    let next = AtomicUsize::new(0);
+    let start = Instant::now();
+    std::thread::scope(|s| -> Result<()> {
+        let handles: Vec<_> = (0..threads.max(1))
+            .map(|_| {
+                s.spawn(|| -> Result<()> {
+                    let mut file = None;
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= n {
+                            return Ok(());
+                        }
+                        work(i, &mut file)?;
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().expect("bench thread panicked")?;
+        }
+        Ok(())
+    })?;
+    Ok(start.elapsed().as_secs_f64())
+}
+
+/// Counts rows and throws them away.
+struct Null(u64);
+
+impl RowSink for Null {
+    fn write_rows(&mut self, rows: &[u8]) -> Result<(), StitchError> {
+        self.0 += rows.len() as u64;
+        Ok(())
+    }
+}
+
+pub fn run(args: &BenchArgs) -> Result<()> {
+    let scratch =
+        Scratch(std::env::temp_dir().join(format!("wsiseg-bench-{}", std::process::id())));
+    std::fs::create_dir_all(&scratch.0)
+        .with_context(|| format!("{}: cannot create", scratch.0.display()))?;
+    let slide_path = match &args.slide {
+        Some(p) => p.clone(),
+        None => make_synthetic(args, &scratch.0)?,
+    };
+    let device = args.device.resolve()?;
+    let precision = args.precision.unwrap_or(Precision::default_for(device));
+    let model = Segmenter::load(&args.model, device, precision)?;
+    let batch = args.batch.unwrap_or(if device.is_cuda() { 32 } else { 8 });
+    let tile = model.manifest().tile;
+    let overlap = tile / 8;
+    let slide = wsiseg_slide::open(&slide_path)?;
+
+    // The working level segment would use.
+    let seg_args = segment_args(args, &slide_path, &scratch.0.join("e2e"), batch)?;
+    let working = WorkingLevel::choose(
+        slide.as_ref(),
+        crate::segment::resolution(&seg_args, slide.as_ref(), &model),
+    )?;
+    tracing::info!(
+        "bench: {} ({} {}), working {} from level {}, model {} on {} in {precision}, batch {batch}, {} readers",
+        slide_path.display(),
+        slide.format(),
+        slide.levels()[0].size,
+        working.size,
+        working.source_level,
+        model.manifest().name,
+        describe(device),
+        args.readers
+    );
+    let mut figures = serde_json::Map::new();
+    figures.insert("slide".into(), json!(slide_path));
+    figures.insert("device".into(), json!(describe(device)));
+    figures.insert("precision".into(), json!(precision.to_string()));
+    figures.insert("batch".into(), json!(batch));
+    figures.insert("readers".into(), json!(args.readers));
+
+    // 1–2. Raw JPEG decode of the slide's own tiles vs reading the same tiles through the reader.
+    let level = working.source_level;
+    if let Some(tiles) = JpegTiles::open(&slide_path, level)? {
+        let sample = sample(tiles.len(), args.sample_tiles);
+        let level_size = slide.levels()[level as usize].size;
+        let rect = |n: usize| {
+            let (tw, th) = (tiles.tile_width, tiles.tile_height);
+            let (c, r) = (n as u32 % tiles.tiles_across, n as u32 / tiles.tiles_across);
+            Rect::new(i64::from(c * tw), i64::from(r * th), tw, th)
+                .clip_to(level_size)
+                .expect("tile inside its level")
+        };
+        let px: u64 = sample
+            .iter()
+            .map(|&n| u64::from(rect(n).w * rect(n).h))
+            .sum();
+        let decode_s = parallel(sample.len(), args.readers, &|i, file| {
+            let f = match file {
+                Some(f) => f,
+                None => file.insert(File::open(&slide_path)?),
+            };
+            tiles.decode(f, sample[i])?;
+            Ok(())
+        })?;
+        let read_s = parallel(sample.len(), args.readers, &|i, _| {
+            slide.read_inside(level, rect(sample[i]))?;
+            Ok(())
+        })?;
+        let mut f = File::open(&slide_path)?;
+        let mut worst = 0u8;
+        for &n in sample.iter().take(8) {
+            let a = tiles.decode(&mut f, n)?;
+            let b = slide.read_inside(level, rect(n))?;
+            for (x, y, p) in b.enumerate_pixels() {
+                let q = a.get_pixel(x, y);
+                worst = worst.max((0..3).map(|c| p.0[c].abs_diff(q.0[c])).max().unwrap_or(0));
+            }
+        }
+        let mp = px as f64 / 1e6;
+        figures.insert("raw_jpeg_decode_mp_s".into(), json!(mp / decode_s));
+        figures.insert("read_decode_mp_s".into(), json!(mp / read_s));
+        figures.insert("read_vs_raw_decode".into(), json!(decode_s / read_s));
+        figures.insert("direct_vs_reader_max_pixel_difference".into(), json!(worst));
+        figures.insert("sample_tiles".into(), json!(sample.len()));
+    } else {
+        tracing::warn!(
+            "{}: level {level} has no JPEG tiles; no raw decode figure",
+            slide_path.display()
+        );
+    }
+
+    // 3. Model only: one batch already on the device.
+    let per_pass = model.time_forward(batch, tile, 3, if device.is_cuda() { 20 } else { 3 })?;
+    let model_tiles_s = batch as f64 / per_pass;
+    figures.insert("model_only_tiles_s".into(), json!(model_tiles_s));
+    figures.insert(
+        "model_only_mp_s".into(),
+        json!(model_tiles_s * f64::from(tile * tile) / 1e6),
+    );
+
+    // 4. Stitch (one core): every tile of the working level into a sink that counts.
+    let plan = TilePlan::new(working.size, tile, overlap)?;
+    let labels = vec![1u8; (tile * tile) as usize];
+    let start = Instant::now();
+    let mut stitcher = Stitcher::new(plan, Null(0));
+    for t in plan.tiles() {
+        stitcher.add(t.index, &labels)?;
+    }
+    let rows = stitcher.finish()?.0;
+    let stitch_s = start.elapsed().as_secs_f64();
+    figures.insert("stitch_mp_s".into(), json!(rows as f64 / 1e6 / stitch_s));
+
+    // 5. Writers: the working level's labels as PNG and as pyramidal TIFF.
+    let row: Vec<u8> = (0..working.size.w)
+        .map(|x| u8::from((x / 97) % 3 == 0))
+        .collect();
+    let band: Vec<u8> = row.iter().copied().cycle().take(row.len() * 64).collect();
+    let write = |sink: &mut dyn RowSink| -> Result<f64> {
+        let start = Instant::now();
+        let mut y = 0;
+        while y < working.size.h {
+            let n = 64.min(working.size.h - y) as usize;
+            sink.write_rows(&band[..n * row.len()])?;
+            y += n as u32;
+        }
+        Ok(start.elapsed().as_secs_f64())
+    };
+    let mut png = PngMaskWriter::create(&scratch.0.join("w.png"), working.size)?;
+    let png_s = write(&mut png)?;
+    png.commit()?;
+    let mut tiff = PyramidWriter::create(
+        &scratch.0.join("w.tiff"),
+        working.size,
+        crate::outputs::mask_tiff_options(working.mpp, "bench".into()),
+    )?;
+    let tiff_s = write(&mut tiff)?;
+    tiff.finish()?;
+    let level_mp = working.size.area() as f64 / 1e6;
+    figures.insert("write_png_mp_s".into(), json!(level_mp / png_s));
+    figures.insert("write_tiff_mp_s".into(), json!(level_mp / tiff_s));
+
+    // 6. End to end: the real `segment` on the slide.
+    drop(model);
+    let start = Instant::now();
+    let summary = crate::segment::run(&seg_args)?;
+    if summary.failed > 0 {
+        bail!("segment failed on {}", slide_path.display());
+    }
+    let wall = start.elapsed().as_secs_f64();
+    let stem = slide_path
+        .file_stem()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(
+        seg_args.out.join(format!("{stem}.report.json")),
+    )?)?;
+    let tiles_run = report["tiles"]["run"].as_f64().unwrap_or(0.0);
+    let pipeline = report["timings_s"]["pipeline_wall"]
+        .as_f64()
+        .unwrap_or(wall);
+    figures.insert("e2e_wall_s".into(), json!(wall));
+    figures.insert("e2e_tiles_run".into(), json!(tiles_run));
+    figures.insert(
+        "e2e_tiles_planned".into(),
+        report["tiles"]["planned"].clone(),
+    );
+    figures.insert("e2e_tiles_s".into(), json!(tiles_run / pipeline));
+    figures.insert("e2e_mp_s".into(), json!(level_mp / wall));
+    figures.insert(
+        "e2e_vs_model_only".into(),
+        json!(tiles_run / pipeline / model_tiles_s),
+    );
+    figures.insert("peak_rss_mib".into(), json!(peak_rss_mib()));
+
+    let figures = Value::Object(figures);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&figures)?);
+    } else {
+        print!("{}", table(&figures));
+    }
+    Ok(())
+}
+
+/// `want` tile indices spread evenly over `len` tiles.
+fn sample(len: usize, want: usize) -> Vec<usize> {
+    let k = want.clamp(1, len.max(1));
+    (0..k).map(|i| i * len / k).collect()
+}
+
+fn make_synthetic(args: &BenchArgs, dir: &Path) -> Result<PathBuf> {
+    let (w, h) = args.size;
+    let spec = wsiseg_synth::SynthSpec {
+        seed: 4242,
+        width: w,
+        height: h,
+        ..Default::default()
+    };
+    let slide = dir.join("synth-bench.svs");
+    let stats = wsiseg_synth::generate(
+        &spec,
+        &slide,
+        &dir.join("synth-bench.truth.tiff"),
+        &mut |_| {},
+    )?;
+    tracing::info!(
+        "bench: made a synthetic {w}×{h} slide ({:.1} MP/s)",
+        stats.megapixels / stats.seconds
+    );
+    Ok(slide)
+}
+
+fn segment_args(
+    args: &BenchArgs,
+    slide: &Path,
+    out: &Path,
+    batch: usize,
+) -> Result<crate::args::SegmentArgs> {
+    let mut argv: Vec<String> = vec![
+        "wsiseg".into(),
+        "-q".into(),
+        "segment".into(),
+        slide.display().to_string(),
+        "--model".into(),
+        args.model.display().to_string(),
+        "--out".into(),
+        out.display().to_string(),
+        "--formats".into(),
+        "png,tiff,report".into(),
+        "--device".into(),
+        args.device.to_string(),
+        "--batch".into(),
+        batch.to_string(),
+        "--readers".into(),
+        args.readers.to_string(),
+    ];
+    if let Some(p) = args.precision {
+        argv.extend(["--precision".into(), p.to_string()]);
+    }
+    match Cli::try_parse_from(argv)?.command {
+        Command::Segment(s) => Ok(s),
+        _ => unreachable!("parsed a segment command"),
+    }
+}
+
+fn table(f: &Value) -> String {
+    let num = |k: &str| {
+        f[k].as_f64()
+            .map(|v| format!("{v:.1}"))
+            .unwrap_or_else(|| "—".into())
+    };
+    let ratio = |k: &str| {
+        f[k].as_f64()
+            .map(|v| format!("{v:.2}×"))
+            .unwrap_or_else(|| "—".into())
+    };
+    let lines = [
+        (
+            "raw JPEG decode of the slide's tiles",
+            num("raw_jpeg_decode_mp_s") + " MP/s",
+        ),
+        (
+            "read + decode through the reader",
+            num("read_decode_mp_s") + " MP/s",
+        ),
+        ("  read+decode / raw decode", ratio("read_vs_raw_decode")),
+        (
+            "  largest pixel difference, direct vs reader",
+            f["direct_vs_reader_max_pixel_difference"].to_string(),
+        ),
+        (
+            "model only (batch on the device)",
+            num("model_only_tiles_s") + " tiles/s, " + &num("model_only_mp_s") + " MP/s",
+        ),
+        ("stitch (one core)", num("stitch_mp_s") + " MP/s"),
+        ("write PNG mask", num("write_png_mp_s") + " MP/s"),
+        (
+            "write pyramidal TIFF mask",
+            num("write_tiff_mp_s") + " MP/s",
+        ),
+        (
+            "end to end (segment)",
+            format!(
+                "{} s, {} of {} tiles run, {} tiles/s, {} MP/s of the working level",
+                num("e2e_wall_s"),
+                f["e2e_tiles_run"],
+                f["e2e_tiles_planned"],
+                num("e2e_tiles_s"),
+                num("e2e_mp_s")
+            ),
+        ),
+        (
+            "  end-to-end tiles/s / model-only tiles/s",
+            ratio("e2e_vs_model_only"),
+        ),
+        ("peak RSS", num("peak_rss_mib") + " MiB"),
+    ];
+    let mut s = format!(
+        "wsiseg bench — {} on {} ({}), batch {}, {} readers\n",
+        f["slide"], f["device"], f["precision"], f["batch"], f["readers"]
+    );
+    for (k, v) in lines {
+        s += &format!("  {k:<46} {v}\n");
+    }
+    s
+}
