@@ -7,9 +7,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use wsiseg_slide::{
-    JpegTiles, PyramidOptions, PyramidWriter, Rect, Reduce, Size, TileCompression, TilePlan,
-};
+use wsiseg_slide::{JpegTiles, PyramidOptions, PyramidWriter, Rect, Size, TilePlan};
 use wsiseg_stitch::{PngMaskWriter, RowSink, StitchError, Stitcher};
 
 struct Null;
@@ -71,16 +69,7 @@ fn main() {
     });
     report("PNG label mask writer", mp, s);
     let s = best(3, || {
-        let opts = PyramidOptions {
-            channels: 1,
-            tile: 512,
-            step: 4,
-            smallest: 256,
-            compression: TileCompression::Deflate,
-            reduce: Reduce::Nearest,
-            mpp: Some(1.0),
-            description: None,
-        };
+        let opts = PyramidOptions::label_mask(Some(1.0), None);
         let mut w = PyramidWriter::create(&dir.join("m.tiff"), level, opts).unwrap();
         rows(&mut w);
         w.finish().unwrap();

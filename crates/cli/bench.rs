@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use serde_json::{json, Value};
 use wsiseg_infer::{describe, Precision, Segmenter};
-use wsiseg_slide::{JpegTiles, PyramidWriter, Rect, TilePlan, WorkingLevel};
+use wsiseg_slide::{JpegTiles, PyramidOptions, PyramidWriter, Rect, TilePlan, WorkingLevel};
 use wsiseg_stitch::{PngMaskWriter, RowSink, StitchError, Stitcher};
 
 use crate::args::{BenchArgs, Cli, Command};
@@ -207,7 +207,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let mut tiff = PyramidWriter::create(
         &scratch.0.join("w.tiff"),
         working.size,
-        crate::outputs::mask_tiff_options(working.mpp, "bench".into()),
+        PyramidOptions::label_mask(working.mpp, None),
     )?;
     let tiff_s = write(&mut tiff)?;
     tiff.finish()?;

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
-use wsiseg_slide::{PyramidOptions, PyramidWriter, Reduce, Size, TileCompression};
+use wsiseg_slide::{PyramidWriter, Size};
 use wsiseg_stitch::{NearestRows, PngMaskWriter, RowSink, StitchError};
 
 use crate::args::{Format, MaskValues};
@@ -136,20 +136,6 @@ pub fn fit(size: Size, side: u32) -> Size {
         ((f64::from(size.w) * scale).round() as u32).max(1),
         ((f64::from(size.h) * scale).round() as u32).max(1),
     )
-}
-
-/// Options of a pyramidal mask TIFF whose level 0 is the working level.
-pub fn mask_tiff_options(working_mpp: Option<f64>, description: String) -> PyramidOptions {
-    PyramidOptions {
-        channels: 1,
-        tile: 512,
-        step: 4,
-        smallest: 256,
-        compression: TileCompression::Deflate,
-        reduce: Reduce::Nearest,
-        mpp: working_mpp,
-        description: Some(description),
-    }
 }
 
 impl LabelSink {

@@ -12,8 +12,8 @@ use wsiseg_stitch::{NearestRows, PngMaskWriter};
 
 use crate::args::{Format, MaskValues, SegmentArgs};
 use crate::outputs::{
-    check_existing, fit, mask_tiff_options, Existing, LabelSink, OutputPaths, PngOut, ProbSink,
-    GEOMETRY_SIDE, OVERVIEW_SIDE,
+    check_existing, fit, Existing, LabelSink, OutputPaths, PngOut, ProbSink, GEOMETRY_SIDE,
+    OVERVIEW_SIDE,
 };
 use crate::pipeline::Job;
 use crate::{geojson, overlay, report};
@@ -371,7 +371,7 @@ fn segment_one(
         Some(PyramidWriter::create(
             &paths.tiff,
             working.size,
-            mask_tiff_options(working.mpp, description.clone()),
+            PyramidOptions::label_mask(working.mpp, Some(description.clone())),
         )?)
     } else {
         None
@@ -395,7 +395,7 @@ fn segment_one(
                     description: Some(
                         description.replace("tumor mask", "tumor probability map (0-255)"),
                     ),
-                    ..mask_tiff_options(working.mpp, String::new())
+                    ..PyramidOptions::label_mask(working.mpp, None)
                 },
             )?)
         } else {

@@ -54,6 +54,24 @@ pub struct PyramidOptions {
     pub description: Option<String>,
 }
 
+impl PyramidOptions {
+    /// The layout of wsiseg's label masks: 8-bit, 512-px Deflate tiles,
+    /// levels 4× apart down to ≤ 256 px, reduced by nearest neighbour (labels
+    /// are not quantities); `mpp` is that of the mask's level 0.
+    pub fn label_mask(mpp: Option<f64>, description: Option<String>) -> Self {
+        Self {
+            channels: 1,
+            tile: 512,
+            step: 4,
+            smallest: 256,
+            compression: TileCompression::Deflate,
+            reduce: Reduce::Nearest,
+            mpp,
+            description,
+        }
+    }
+}
+
 /// Errors writing a pyramid.
 #[derive(Debug, thiserror::Error)]
 pub enum TiffWriteError {
