@@ -223,14 +223,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         bail!("segment failed on {}", slide_path.display());
     }
     let wall = start.elapsed().as_secs_f64();
-    let stem = slide_path
-        .file_stem()
-        .unwrap_or_default()
-        .to_string_lossy()
-        .into_owned();
-    let report: Value = serde_json::from_str(&std::fs::read_to_string(
-        seg_args.out.join(format!("{stem}.report.json")),
-    )?)?;
+    let report_path = crate::outputs::OutputPaths::new(&seg_args.out, &slide_path).report;
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&report_path)?)?;
     let tiles_run = report["tiles"]["run"].as_f64().unwrap_or(0.0);
     let pipeline = report["timings_s"]["pipeline_wall"]
         .as_f64()
