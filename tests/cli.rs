@@ -448,7 +448,12 @@ fn bench_prints_every_stage_figure() {
             v[key]
         );
     }
-    assert!(v["direct_vs_reader_max_pixel_difference"].as_u64().unwrap() <= 8);
+    assert!(
+        v["reader_vs_openslide_max_pixel_difference"]
+            .as_u64()
+            .unwrap()
+            <= 8
+    );
     // The scratch slide and outputs are removed.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }

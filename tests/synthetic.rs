@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use wsiseg_infer::{Device, Precision, Segmenter};
-use wsiseg_slide::{open, Rect, Resolution, WorkingLevel};
+use wsiseg_slide::{open, Rect, Resolution, TilePlan, WorkingLevel};
+use wsiseg_stitch::Stitcher;
 
 fn repo(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
@@ -240,4 +241,74 @@ fn tissue_detection_keeps_every_tumor_pixel_inside_the_tiles_it_runs() {
         "{ran} of {} tiles have tissue; all {tumor} tumor pixels are inside them",
         plan.len()
     );
+}
+
+/// The engine (4 reader threads sharing the direct JPEG reader and its tile
+/// cache, batches of 4 with two in flight, a separate stitcher thread) writes
+/// exactly the mask bytes of the simplest sequential loop: each planned tile
+/// read on its own, segmented alone, stitched in raster order.
+#[test]
+fn pipelined_engine_writes_the_same_mask_bytes_as_a_sequential_loop() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    wsiseg(
+        &[
+            "synth",
+            "--out",
+            "slides",
+            "--seed",
+            "505",
+            "--size",
+            "6144x4096",
+        ],
+        d,
+    );
+    let slide_path = d.join("slides/synth-505.svs");
+    wsiseg(
+        &[
+            "segment",
+            slide_path.to_str().unwrap(),
+            "--model",
+            &model(),
+            "--out",
+            "engine",
+            "--formats",
+            "png",
+            "--no-tissue-mask",
+            "--readers",
+            "4",
+            "--batch",
+            "4",
+        ],
+        d,
+    );
+    let engine = image::open(d.join("engine/synth-505.mask.png"))
+        .unwrap()
+        .into_luma8();
+
+    let slide = open(&slide_path).unwrap();
+    let model = Segmenter::load(&repo("models/unet"), Device::Cpu, Precision::F32).unwrap();
+    let t = model.manifest().tile;
+    let working = WorkingLevel::choose(slide.as_ref(), Resolution::Mpp(1.0)).unwrap();
+    let plan = TilePlan::new(working.size, t, t / 8).unwrap();
+    assert!(plan.len() >= 30, "several batches: {} tiles", plan.len());
+    let mut stitcher = Stitcher::new(plan, Vec::new());
+    let mut labels = vec![0u8; (t * t) as usize];
+    for tile in plan.tiles() {
+        let rgb = working.read(slide.as_ref(), tile.rect).unwrap();
+        model
+            .segment(rgb.as_raw(), 1, t, &mut labels, None)
+            .unwrap();
+        stitcher.add(tile.index, &labels).unwrap();
+    }
+    let sequential = stitcher.finish().unwrap();
+    assert_eq!(engine.dimensions(), (working.size.w, working.size.h));
+    assert!(sequential.contains(&1), "the slide has tumor");
+    let differing = engine
+        .as_raw()
+        .iter()
+        .zip(&sequential)
+        .filter(|(a, b)| a != b)
+        .count();
+    assert_eq!(differing, 0, "pixels differing from the sequential run");
 }

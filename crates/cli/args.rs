@@ -60,7 +60,7 @@ pub struct BenchArgs {
     /// Threads reading and decoding tiles.
     #[arg(long, default_value_t = 2)]
     pub readers: usize,
-    /// Slide tiles decoded for the decode and read figures.
+    /// Slide tiles (and planned tiles, in whole rows) read for the read and decode figures.
     #[arg(long, default_value_t = 400)]
     pub sample_tiles: usize,
     /// Print JSON instead of a table.

@@ -1,15 +1,22 @@
-//! One slide through the engine: reader threads → bounded channel → model
-//! (this thread, which owns it) → stitchers → streaming writers.
+//! One slide through the engine, every stage on its own thread(s), joined by
+//! bounded channels:
 //!
-//! The channel is bounded, so readers stay at most a couple of batches ahead
-//! and memory does not grow with the slide.
+//! reader threads → tiles → inference (this thread, which owns the model;
+//! two batches in flight, so the device never waits for the host) →
+//! finished batches → stitcher thread (stitchers and streaming writers).
+//!
+//! Every channel is bounded and buffers are recycled, so memory does not
+//! grow with the slide: readers stay at most two batches ahead, and at most
+//! a few batches of results wait for the stitcher.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
+use crossbeam_channel::{Receiver, Sender};
 use indicatif::{ProgressBar, ProgressStyle};
-use wsiseg_infer::Segmenter;
+use wsiseg_infer::{InFlight, Segmenter};
 use wsiseg_slide::{Slide, TileIndex, TilePlan, WorkingLevel};
 use wsiseg_stitch::Stitcher;
 
@@ -17,6 +24,9 @@ use crate::outputs::{LabelSink, ProbSink};
 
 /// Tests set this to make a run fail after that many tiles, like a crash midway.
 pub const FAIL_AFTER_TILES: &str = "WSISEG_FAIL_AFTER_TILES";
+
+/// Batches queued on the device at once: one running, one waiting behind it.
+const IN_FLIGHT: usize = 2;
 
 /// How to run one slide.
 pub struct Job<'a> {
@@ -55,42 +65,73 @@ type ReadResult = (
     Result<wsiseg_slide::RgbImage, wsiseg_slide::SlideError>,
 );
 
+/// Outputs of one batch on their way to the stitcher.
+struct Finished {
+    indices: Vec<TileIndex>,
+    labels: Vec<u8>,
+    probs: Option<Vec<u8>>,
+}
+
+/// Result buffers returned by the stitcher for the next batch.
+type Spare = (Vec<u8>, Option<Vec<u8>>);
+
 struct Stitchers {
     labels: Stitcher<LabelSink>,
     probs: Option<Stitcher<ProbSink>>,
+}
+
+impl Stitchers {
+    /// Adds one batch's tiles; returns its buffers for reuse.
+    fn add(&mut self, done: Finished, tile_px: usize) -> Result<Spare> {
+        for (i, &index) in done.indices.iter().enumerate() {
+            let range = i * tile_px..(i + 1) * tile_px;
+            self.labels.add(index, &done.labels[range.clone()])?;
+            if let (Some(s), Some(p)) = (&mut self.probs, &done.probs) {
+                s.add(index, &p[range])?;
+            }
+        }
+        Ok((done.labels, done.probs))
+    }
 }
 
 impl Job<'_> {
     pub fn run(self) -> Result<Outcome> {
         let start = Instant::now();
         let todo: Vec<usize> = (0..self.plan.len()).filter(|&n| self.run[n]).collect();
-        let mut stitchers = Stitchers {
+        let with_probs = self.probs.is_some();
+        let stitchers = Stitchers {
             labels: Stitcher::with_tiles(self.plan, self.labels, self.run.clone()),
             probs: self
                 .probs
                 .map(|p| Stitcher::with_tiles(self.plan, p, self.run)),
         };
-        let progress = progress_bar(todo.len() as u64, self.slide);
+        let (plan, working, slide) = (self.plan, self.working, self.slide);
+        // Reads sweep the source level in bands one tile tall (plus resampling margin).
+        let band = (f64::from(plan.tile_size()) * working.scale).ceil() as u32 + 2;
+        slide.plan_sweep(working.source_level, band);
+        let progress = progress_bar(todo.len() as u64, slide);
         let next = AtomicUsize::new(0);
         let cancel = AtomicBool::new(false);
         let read_nanos = AtomicU64::new(0);
-        let (tx, rx) = crossbeam_channel::bounded::<ReadResult>(self.batch * 2);
-        let fail_after: Option<usize> = std::env::var(FAIL_AFTER_TILES)
-            .ok()
-            .and_then(|v| v.parse().ok());
-        let (plan, working, slide) = (self.plan, self.working, self.slide);
-        let ctx = Consume {
+        let (tiles_tx, tiles_rx) = crossbeam_channel::bounded::<ReadResult>(self.batch * 2);
+        let (done_tx, done_rx) = crossbeam_channel::bounded::<Finished>(IN_FLIGHT);
+        let (spare_tx, spare_rx) = crossbeam_channel::unbounded::<Spare>();
+        let inference = Inference {
             plan,
             tiles: todo.len(),
             model: self.model,
             batch: self.batch,
-            fail_after,
+            with_probs,
+            fail_after: std::env::var(FAIL_AFTER_TILES)
+                .ok()
+                .and_then(|v| v.parse().ok()),
         };
         let todo = &todo;
+        let tile_px = (plan.tile_size() as usize).pow(2);
 
-        let result = std::thread::scope(|scope| {
+        let (inferred, stitched) = std::thread::scope(|scope| {
             for _ in 0..self.readers.max(1) {
-                let tx = tx.clone();
+                let tx = tiles_tx.clone();
                 let (next, cancel, read_nanos) = (&next, &cancel, &read_nanos);
                 scope.spawn(move || loop {
                     let k = next.fetch_add(1, Ordering::Relaxed);
@@ -106,15 +147,32 @@ impl Job<'_> {
                     }
                 });
             }
-            drop(tx);
-            let r = ctx.consume(rx, &mut stitchers, &progress);
-            if r.is_err() {
+            drop(tiles_tx);
+            let stitcher = scope.spawn(move || -> Result<(Stitchers, Duration)> {
+                let mut stitchers = stitchers;
+                let mut busy = Duration::ZERO;
+                // Ends when inference drops its sender: finished or failed.
+                for done in done_rx {
+                    let t0 = Instant::now();
+                    let spare = stitchers.add(done, tile_px)?;
+                    busy += t0.elapsed();
+                    let _ = spare_tx.send(spare);
+                }
+                Ok((stitchers, busy))
+            });
+            let inferred = inference.run(tiles_rx, done_tx, spare_rx, &progress);
+            if inferred.is_err() {
                 cancel.store(true, Ordering::Relaxed);
             }
-            r // `rx` was moved into `consume` and is dropped: blocked readers wake up.
+            // `tiles_rx` and `done_tx` were moved into `run` and are dropped:
+            // blocked readers wake up, the stitcher drains and returns.
+            let stitched = stitcher.join().expect("the stitcher thread panicked");
+            (inferred, stitched)
         });
         progress.finish_and_clear();
-        let (inference, stitch_write) = result?;
+        // A stitcher error (a full disk…) is the cause of inference stopping.
+        let (stitchers, stitch_write) = stitched?;
+        let inference = inferred?;
         let labels = stitchers.labels.finish()?;
         let probs = stitchers.probs.map(|s| s.finish()).transpose()?;
         Ok(Outcome {
@@ -131,67 +189,81 @@ impl Job<'_> {
     }
 }
 
-struct Consume<'a> {
+struct Inference<'a> {
     plan: TilePlan,
     /// Tiles that will arrive.
     tiles: usize,
     model: &'a Segmenter,
     batch: usize,
+    with_probs: bool,
     fail_after: Option<usize>,
 }
 
-impl Consume<'_> {
-    /// Batches tiles as they come, runs the model, hands outputs to the
-    /// stitchers; returns the time spent in the model and in stitching.
-    fn consume(
+impl Inference<'_> {
+    /// Packs tiles into staging buffers as they come, keeps [`IN_FLIGHT`]
+    /// batches queued on the device, and hands each finished batch to the
+    /// stitcher; returns the time spent queuing and collecting batches.
+    fn run(
         &self,
-        rx: crossbeam_channel::Receiver<ReadResult>,
-        stitchers: &mut Stitchers,
+        tiles: Receiver<ReadResult>,
+        done: Sender<Finished>,
+        spare: Receiver<Spare>,
         progress: &ProgressBar,
-    ) -> Result<(Duration, Duration)> {
+    ) -> Result<Duration> {
         let t = self.plan.tile_size();
-        let tile_bytes = (t * t) as usize;
-        let mut pixels = Vec::with_capacity(self.batch * tile_bytes * 3);
-        let mut labels = vec![0u8; self.batch * tile_bytes];
-        let mut probs = stitchers
-            .probs
-            .as_ref()
-            .map(|_| vec![0u8; self.batch * tile_bytes]);
-        let mut indices: Vec<TileIndex> = Vec::with_capacity(self.batch);
-        let (mut inference, mut stitching) = (Duration::ZERO, Duration::ZERO);
-        let mut received = 0;
-        while received < self.tiles {
-            let (n, read) = rx
-                .recv()
-                .context("the tile readers stopped before reading every tile")?;
-            received += 1;
-            pixels.extend_from_slice(read?.as_raw());
-            indices.push(self.plan.nth(n).index);
-            if indices.len() < self.batch && received < self.tiles {
-                continue;
-            }
-            let k = indices.len();
-            let t0 = Instant::now();
-            self.model
-                .segment(&pixels, k, t, &mut labels, probs.as_deref_mut())?;
-            let t1 = Instant::now();
-            for (i, index) in indices.drain(..).enumerate() {
-                let range = i * tile_bytes..(i + 1) * tile_bytes;
-                stitchers.labels.add(index, &labels[range.clone()])?;
-                if let (Some(s), Some(p)) = (&mut stitchers.probs, &probs) {
-                    s.add(index, &p[range])?;
+        let tile_px = (t as usize).pow(2);
+        let mut free: Vec<_> = (0..IN_FLIGHT)
+            .map(|_| self.model.staging(self.batch, t))
+            .collect();
+        let mut queued: VecDeque<(InFlight, Vec<TileIndex>)> = VecDeque::new();
+        let (mut received, mut finished) = (0, 0);
+        let mut busy = Duration::ZERO;
+        while finished < self.tiles {
+            if received < self.tiles && queued.len() < IN_FLIGHT {
+                let mut staging = free.pop().expect("a staging buffer per batch in flight");
+                let mut indices = Vec::with_capacity(self.batch);
+                while indices.len() < self.batch && received < self.tiles {
+                    let (n, read) = tiles
+                        .recv()
+                        .context("the tile readers stopped before reading every tile")?;
+                    received += 1;
+                    staging
+                        .tile_mut(indices.len())
+                        .copy_from_slice(read?.as_raw());
+                    indices.push(self.plan.nth(n).index);
+                }
+                let t0 = Instant::now();
+                let flight = self.model.submit(staging, indices.len(), self.with_probs)?;
+                busy += t0.elapsed();
+                queued.push_back((flight, indices));
+                // Keep the device fed: collect only once the next batch is queued.
+                if queued.len() < IN_FLIGHT && received < self.tiles {
+                    continue;
                 }
             }
-            inference += t1 - t0;
-            stitching += t1.elapsed();
-            tracing::debug!(tiles = k, ms = (t1 - t0).as_millis() as u64, "batch");
-            pixels.clear();
+            let (flight, indices) = queued.pop_front().expect("a batch in flight");
+            let (mut labels, mut probs) = spare.try_recv().unwrap_or_else(|_| {
+                let buffer = || vec![0u8; self.batch * tile_px];
+                (buffer(), self.with_probs.then(buffer))
+            });
+            let t0 = Instant::now();
+            free.push(flight.wait_into(&mut labels, probs.as_deref_mut())?);
+            busy += t0.elapsed();
+            let k = indices.len();
+            tracing::debug!(tiles = k, "batch done");
+            finished += k;
             progress.inc(k as u64);
-            if self.fail_after.is_some_and(|n| received >= n) {
-                bail!("stopped on purpose after {received} tiles ({FAIL_AFTER_TILES} is set)");
+            done.send(Finished {
+                indices,
+                labels,
+                probs,
+            })
+            .map_err(|_| anyhow!("the stitcher stopped"))?;
+            if self.fail_after.is_some_and(|n| finished >= n) {
+                bail!("stopped on purpose after {finished} tiles ({FAIL_AFTER_TILES} is set)");
             }
         }
-        Ok((inference, stitching))
+        Ok(busy)
     }
 }
 

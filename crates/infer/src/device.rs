@@ -98,38 +98,6 @@ pub fn cuda_support_linked() -> bool {
         .unwrap_or(false)
 }
 
-/// The GPU's name from the CUDA driver (`cuDeviceGetName`), when there is one.
-pub fn gpu_name(ordinal: usize) -> Option<String> {
-    type CuInit = unsafe extern "C" fn(u32) -> i32;
-    type CuDeviceGet = unsafe extern "C" fn(*mut i32, i32) -> i32;
-    type CuDeviceGetName = unsafe extern "C" fn(*mut std::ffi::c_char, i32, i32) -> i32;
-    // SAFETY: libcuda.so.1 is NVIDIA's driver library; the three functions
-    // have these C signatures in every CUDA version (cuda.h), and the name
-    // buffer outlives the call.
-    unsafe {
-        let lib = libloading::Library::new("libcuda.so.1").ok()?;
-        let init: libloading::Symbol<CuInit> = lib.get(b"cuInit\0").ok()?;
-        let get: libloading::Symbol<CuDeviceGet> = lib.get(b"cuDeviceGet\0").ok()?;
-        let name: libloading::Symbol<CuDeviceGetName> = lib.get(b"cuDeviceGetName\0").ok()?;
-        if init(0) != 0 {
-            return None;
-        }
-        let mut device = 0i32;
-        if get(&mut device, i32::try_from(ordinal).ok()?) != 0 {
-            return None;
-        }
-        let mut buf = [0 as std::ffi::c_char; 256];
-        if name(buf.as_mut_ptr(), buf.len() as i32, device) != 0 {
-            return None;
-        }
-        Some(
-            std::ffi::CStr::from_ptr(buf.as_ptr())
-                .to_string_lossy()
-                .into_owned(),
-        )
-    }
-}
-
 /// Floating-point precision the model runs in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Precision {
@@ -184,7 +152,7 @@ impl fmt::Display for Precision {
 /// A one-line description of a device for logs: `cpu` or `cuda:0 (NVIDIA H200)`.
 pub fn describe(device: Device) -> String {
     match device {
-        Device::Cuda(n) => match gpu_name(n) {
+        Device::Cuda(n) => match crate::cuda::gpu_name(n) {
             Some(name) => format!("cuda:{n} ({name})"),
             None => format!("cuda:{n}"),
         },

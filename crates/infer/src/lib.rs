@@ -17,15 +17,15 @@
 //! # Ok::<(), wsiseg_infer::InferError>(())
 //! ```
 
+mod cuda;
 mod device;
 mod error;
 mod manifest;
 mod model;
 
-pub use device::{
-    cuda_device_count, cuda_support_linked, describe, gpu_name, DeviceChoice, Precision,
-};
+pub use cuda::gpu_name;
+pub use device::{cuda_device_count, cuda_support_linked, describe, DeviceChoice, Precision};
 pub use error::InferError;
 pub use manifest::{locate, Manifest, OutputKind};
-pub use model::Segmenter;
+pub use model::{InFlight, Segmenter, Staging};
 pub use tch::Device;

@@ -99,21 +99,28 @@ impl Segmenter {
     /// Runs the model on `n` tiles of `tile × tile` RGB pixels packed as
     /// `n×tile×tile×3` bytes, and returns the model's raw output (`n×C×tile×tile`).
     fn forward(&self, tiles: &[u8], n: usize, tile: u32) -> Result<Tensor, InferError> {
-        let _no_grad = tch::no_grad_guard();
-        let t = i64::from(tile);
-        let shape = vec![n as i64, 3, t, t];
         assert_eq!(
             tiles.len(),
             n * (tile as usize).pow(2) * 3,
             "batch buffer size"
         );
-        // Upload bytes (4× less traffic than f32), normalize on the device.
-        // Permuting NHWC to NCHW gives exactly the channels-last layout.
+        let t = i64::from(tile);
         let x = Tensor::from_slice(tiles)
             .view([n as i64, t, t, 3])
-            .to_device(self.device)
-            .permute([0, 3, 1, 2])
-            .to_kind(self.precision.kind());
+            .to_device(self.device);
+        self.forward_bytes(x)
+    }
+
+    /// The model on `n×tile×tile×3` bytes already on the device: normalized
+    /// there (bytes travel, 4× less than f32), in the model's precision.
+    /// Permuting NHWC to NCHW gives exactly the channels-last layout.
+    fn forward_bytes(&self, x: Tensor) -> Result<Tensor, InferError> {
+        let _no_grad = tch::no_grad_guard();
+        let shape = {
+            let s = x.size();
+            vec![s[0], s[3], s[1], s[2]]
+        };
+        let x = x.permute([0, 3, 1, 2]).to_kind(self.precision.kind());
         let x = (x / 255.0 - &self.mean) * &self.inv_std;
         self.module
             .forward_ts(&[x])
@@ -171,7 +178,8 @@ impl Segmenter {
     /// Segments `n` tiles (`n×tile×tile×3` RGB bytes) and writes each
     /// pixel's most likely class into `labels` (`n×tile×tile` bytes) and,
     /// when asked, the probability of class 1 (tumor) scaled to 0–255 into
-    /// `probability` (same size). Only bytes leave the device.
+    /// `probability` (same size). Only bytes leave the device. One batch at a
+    /// time; the engine overlaps batches with [`Self::submit`].
     pub fn segment(
         &self,
         tiles: &[u8],
@@ -180,26 +188,158 @@ impl Segmenter {
         labels: &mut [u8],
         probability: Option<&mut [u8]>,
     ) -> Result<(), InferError> {
-        let out = self.forward(tiles, n, tile)?;
+        let mut staging = self.staging(n, tile);
+        staging.tiles_mut(n).copy_from_slice(tiles);
+        self.submit(staging, n, probability.is_some())?
+            .wait_into(labels, probability)?;
+        Ok(())
+    }
+
+    /// Host buffers for batches of up to `capacity` tiles, reused batch after
+    /// batch; page-locked on CUDA so that uploads run asynchronously.
+    pub fn staging(&self, capacity: usize, tile: u32) -> Staging {
+        let t = i64::from(tile);
+        let host = Tensor::empty([capacity as i64, t, t, 3], (Kind::Uint8, Device::Cpu));
+        let host = match self.device {
+            // Pageable memory still works (synchronous copies) if pinning fails.
+            Device::Cuda(_) => host.f_pin_memory(self.device).unwrap_or(host),
+            _ => host,
+        };
+        Staging {
+            host,
+            capacity,
+            tile,
+        }
+    }
+
+    /// Queues the first `n` tiles of `staging` through the model and returns
+    /// at once on CUDA (upload, normalization, model, argmax and download
+    /// are queued on the device); [`InFlight::wait_into`] collects the
+    /// results and gives the staging buffer back. On the CPU the work is
+    /// done before this returns.
+    pub fn submit(
+        &self,
+        staging: Staging,
+        n: usize,
+        with_probability: bool,
+    ) -> Result<InFlight, InferError> {
+        assert!(
+            n <= staging.capacity,
+            "batch larger than its staging buffer"
+        );
         let _no_grad = tch::no_grad_guard();
-        let numel = n * (tile as usize).pow(2);
-        let classes = out
-            .argmax(1, false)
-            .to_kind(Kind::Uint8)
-            .to_device(Device::Cpu);
-        classes.copy_data(&mut labels[..numel], numel);
-        if let Some(probability) = probability {
+        let cuda = self.device.is_cuda();
+        let host = staging.host.narrow(0, 0, n as i64);
+        let x = if cuda {
+            host.to_device_(self.device, Kind::Uint8, true, false)
+        } else {
+            host
+        };
+        let out = self.forward_bytes(x)?;
+        let classes = out.argmax(1, false).to_kind(Kind::Uint8);
+        let tumor = with_probability.then(|| {
             let p = match self.manifest.output {
                 OutputKind::Logits => out.to_kind(Kind::Float).softmax(1, Kind::Float),
                 OutputKind::Probabilities => out.to_kind(Kind::Float),
             };
-            let tumor = (p.select(1, 1) * 255.0)
+            (p.select(1, 1) * 255.0)
                 .round()
                 .clamp(0.0, 255.0)
                 .to_kind(Kind::Uint8)
-                .to_device(Device::Cpu);
-            tumor.copy_data(&mut probability[..numel], numel);
+        });
+        // Downloads into page-locked memory, asynchronous on CUDA; the event
+        // marks their end, so waiting for it does not wait for later batches.
+        let download = |t: Tensor| {
+            if cuda {
+                t.to_device_(Device::Cpu, Kind::Uint8, true, false)
+            } else {
+                t
+            }
+        };
+        let classes = download(classes);
+        let tumor = tumor.map(download);
+        let done = if cuda {
+            crate::cuda::Event::record()
+        } else {
+            None
+        };
+        let numel = n * (staging.tile as usize).pow(2);
+        Ok(InFlight {
+            staging,
+            classes,
+            tumor,
+            numel,
+            device: self.device,
+            done,
+        })
+    }
+}
+
+/// Reusable host memory for one batch of `capacity` RGB tiles (see
+/// [`Segmenter::staging`]).
+pub struct Staging {
+    /// `capacity×tile×tile×3` bytes, contiguous, on the CPU.
+    host: Tensor,
+    capacity: usize,
+    tile: u32,
+}
+
+impl Staging {
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// The bytes of the first `n` tiles, packed `n×tile×tile×3`, to fill.
+    pub fn tiles_mut(&mut self, n: usize) -> &mut [u8] {
+        assert!(
+            n <= self.capacity,
+            "{n} tiles in a buffer for {}",
+            self.capacity
+        );
+        let len = n * (self.tile as usize).pow(2) * 3;
+        // SAFETY: `host` is a contiguous uint8 CPU tensor of capacity×tile²×3
+        // bytes that this struct alone owns (created in `Segmenter::staging`,
+        // never shared); `&mut self` guarantees no other slice of it is alive,
+        // and the device reads it only while an `InFlight` owns this struct.
+        unsafe { std::slice::from_raw_parts_mut(self.host.data_ptr() as *mut u8, len) }
+    }
+
+    /// The bytes of tile `i`.
+    pub fn tile_mut(&mut self, i: usize) -> &mut [u8] {
+        let len = (self.tile as usize).pow(2) * 3;
+        &mut self.tiles_mut(i + 1)[i * len..]
+    }
+}
+
+/// A batch queued on the device (see [`Segmenter::submit`]).
+pub struct InFlight {
+    staging: Staging,
+    classes: Tensor,
+    tumor: Option<Tensor>,
+    numel: usize,
+    device: Device,
+    done: Option<crate::cuda::Event>,
+}
+
+impl InFlight {
+    /// Waits for this batch only, copies its labels (and tumor probability,
+    /// when it was asked for) into the slices, and returns the staging
+    /// buffer for the next batch.
+    pub fn wait_into(
+        self,
+        labels: &mut [u8],
+        probability: Option<&mut [u8]>,
+    ) -> Result<Staging, InferError> {
+        if let Device::Cuda(i) = self.device {
+            if !self.done.as_ref().is_some_and(|e| e.wait()) {
+                tch::Cuda::synchronize(i as i64);
+            }
         }
-        Ok(())
+        let numel = self.numel;
+        self.classes.copy_data(&mut labels[..numel], numel);
+        if let (Some(t), Some(p)) = (&self.tumor, probability) {
+            t.copy_data(&mut p[..numel], numel);
+        }
+        Ok(self.staging)
     }
 }

@@ -149,3 +149,60 @@ fn a_pt_file_finds_its_same_stem_manifest() {
     let model = load(&dir.path().join("thr.pt")).unwrap();
     assert_eq!(model.manifest().tile, 64);
 }
+
+/// Two batches in flight at once, filled tile by tile into reused staging
+/// buffers, give the same labels and probabilities as one batch at a time.
+#[test]
+fn overlapped_batches_match_one_batch_at_a_time() {
+    let model = load(&data("../../models/unet")).unwrap();
+    let t = model.manifest().tile;
+    let px = (t * t) as usize;
+    let tile = |k: usize| -> Vec<u8> {
+        (0..px * 3)
+            .map(|i| ((i * (k + 3) / 7 + k * 50) % 256) as u8)
+            .collect()
+    };
+    let mut want_labels = Vec::new();
+    let mut want_probs = Vec::new();
+    for k in 0..5 {
+        let (mut l, mut p) = (vec![0u8; px], vec![0u8; px]);
+        model.segment(&tile(k), 1, t, &mut l, Some(&mut p)).unwrap();
+        want_labels.push(l);
+        want_probs.push(p);
+    }
+    let mut a = model.staging(3, t);
+    let mut b = model.staging(3, t);
+    for k in 0..3 {
+        a.tile_mut(k).copy_from_slice(&tile(k));
+    }
+    for k in 0..2 {
+        b.tile_mut(k).copy_from_slice(&tile(3 + k));
+    }
+    let first = model.submit(a, 3, true).unwrap();
+    let second = model.submit(b, 2, true).unwrap();
+    let (mut l, mut p) = (vec![7u8; 3 * px], vec![7u8; 3 * px]);
+    let a = first.wait_into(&mut l, Some(&mut p)).unwrap();
+    assert_eq!(a.capacity(), 3, "the staging buffer comes back");
+    for k in 0..3 {
+        assert_eq!(
+            l[k * px..(k + 1) * px],
+            want_labels[k],
+            "labels of tile {k}"
+        );
+        assert_eq!(
+            p[k * px..(k + 1) * px],
+            want_probs[k],
+            "probabilities of tile {k}"
+        );
+    }
+    let (mut l, mut p) = (vec![7u8; 3 * px], vec![7u8; 3 * px]);
+    second.wait_into(&mut l, Some(&mut p)).unwrap();
+    for k in 0..2 {
+        assert_eq!(l[k * px..(k + 1) * px], want_labels[3 + k]);
+        assert_eq!(p[k * px..(k + 1) * px], want_probs[3 + k]);
+    }
+    assert!(
+        l[2 * px..].iter().all(|&v| v == 7),
+        "only n tiles are written"
+    );
+}

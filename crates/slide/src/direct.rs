@@ -1,21 +1,31 @@
 //! Direct access to the JPEG tiles of a tiled TIFF (Aperio SVS, generic
 //! tiled TIFF, wsiseg's synthetic slides): the compressed bytes of each tile,
-//! decoded without OpenSlide's compositing. Used to measure the raw decode
-//! rate of a slide's own tiles.
+//! decoded without OpenSlide's compositing.
+//!
+//! [`DirectReader`] serves `read_inside` for such levels: it assembles any
+//! rectangle from decoded tiles kept in a shared, bounded [`TileCache`], so
+//! that overlapping reads (tiles with a halo) decode each JPEG tile once and
+//! many reader threads decode different tiles in parallel.
 
+use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::io::BufReader;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use image::RgbImage;
 use tiff::decoder::Decoder;
 use tiff::tags::Tag;
 
-use crate::SlideError;
+use crate::{Level, Rect, Size, SlideError};
 
 /// The JPEG tiles of one pyramid level.
 pub struct JpegTiles {
     path: PathBuf,
+    /// The level's size in pixels.
+    pub size: Size,
     pub tile_width: u32,
     pub tile_height: u32,
     pub tiles_across: u32,
@@ -34,85 +44,118 @@ const ADOBE_RGB: [u8; 16] = [
 ];
 
 impl JpegTiles {
-    /// The `level`-th tiled IFD of the TIFF at `path` (untiled IFDs, such as
-    /// an Aperio thumbnail or label, are not levels). `None` when that level
-    /// is not JPEG-compressed.
-    pub fn open(path: &Path, level: u32) -> Result<Option<Self>, SlideError> {
-        let corrupt = |detail: String| SlideError::Corrupt {
+    /// Every tiled IFD of the TIFF at `path`, in file order (untiled IFDs,
+    /// such as an Aperio thumbnail or label, are not levels); `None` for a
+    /// tiled IFD that is not JPEG-compressed.
+    pub fn scan(path: &Path) -> Result<Vec<Option<Self>>, SlideError> {
+        let corrupt = |e: tiff::TiffError| SlideError::Corrupt {
             path: path.to_path_buf(),
-            detail,
+            detail: e.to_string(),
         };
         let file = File::open(path).map_err(|source| SlideError::Io {
             path: path.to_path_buf(),
             what: "slide",
             source,
         })?;
-        let mut d = Decoder::new(BufReader::new(file)).map_err(|e| corrupt(e.to_string()))?;
-        let mut seen = 0;
+        let mut d = Decoder::new(BufReader::new(file)).map_err(corrupt)?;
+        let mut levels = Vec::new();
         loop {
-            if d.find_tag(Tag::TileWidth)
-                .map_err(|e| corrupt(e.to_string()))?
-                .is_some()
-            {
-                if seen == level {
-                    break;
-                }
-                seen += 1;
+            if d.find_tag(Tag::TileWidth).map_err(corrupt)?.is_some() {
+                levels.push(Self::from_ifd(path, &mut d).map_err(corrupt)?);
             }
             if !d.more_images() {
-                return Ok(None);
+                return Ok(levels);
             }
-            d.next_image().map_err(|e| corrupt(e.to_string()))?;
+            d.next_image().map_err(corrupt)?;
         }
+    }
+
+    /// The `level`-th tiled IFD of the TIFF at `path`; `None` when there is
+    /// no such level or it is not JPEG-compressed.
+    pub fn open(path: &Path, level: u32) -> Result<Option<Self>, SlideError> {
+        Ok(Self::scan(path)?.into_iter().nth(level as usize).flatten())
+    }
+
+    fn from_ifd<R: std::io::Read + std::io::Seek>(
+        path: &Path,
+        d: &mut Decoder<R>,
+    ) -> tiff::TiffResult<Option<Self>> {
         if d.get_tag_u32(Tag::Compression).ok() != Some(7) {
             return Ok(None);
         }
-        let get = |d: &mut Decoder<_>, t| {
-            d.get_tag_u32(t)
-                .map_err(|e: tiff::TiffError| corrupt(e.to_string()))
-        };
-        let (tw, th) = (get(&mut d, Tag::TileWidth)?, get(&mut d, Tag::TileLength)?);
-        let (w, h) = d.dimensions().map_err(|e| corrupt(e.to_string()))?;
-        let offsets = d
-            .get_tag_u64_vec(Tag::TileOffsets)
-            .map_err(|e| corrupt(e.to_string()))?;
-        let counts = d
-            .get_tag_u64_vec(Tag::TileByteCounts)
-            .map_err(|e| corrupt(e.to_string()))?;
-        let tables = d.get_tag_u8_vec(Tag::JPEGTables).ok();
-        let rgb_jpeg = d.get_tag_u32(Tag::PhotometricInterpretation).ok() == Some(2);
+        let (tw, th) = (
+            d.get_tag_u32(Tag::TileWidth)?,
+            d.get_tag_u32(Tag::TileLength)?,
+        );
+        let (w, h) = d.dimensions()?;
+        let offsets = d.get_tag_u64_vec(Tag::TileOffsets)?;
+        let counts = d.get_tag_u64_vec(Tag::TileByteCounts)?;
+        let samples = d.get_tag_u32(Tag::SamplesPerPixel).unwrap_or(1);
+        let (across, down) = (w.div_ceil(tw.max(1)), h.div_ceil(th.max(1)));
+        let expected = across as usize * down as usize;
+        if tw == 0 || th == 0 || samples != 3 || offsets.len() < expected || counts.len() < expected
+        {
+            return Ok(None);
+        }
         Ok(Some(Self {
             path: path.to_path_buf(),
+            size: Size::new(w, h),
             tile_width: tw,
             tile_height: th,
-            tiles_across: w.div_ceil(tw),
-            tiles_down: h.div_ceil(th),
+            tiles_across: across,
+            tiles_down: down,
             offsets,
             counts,
-            tables,
-            rgb_jpeg,
+            tables: d.get_tag_u8_vec(Tag::JPEGTables).ok(),
+            rgb_jpeg: d.get_tag_u32(Tag::PhotometricInterpretation).ok() == Some(2),
         }))
     }
 
     pub fn len(&self) -> usize {
-        self.offsets.len()
+        self.tiles_across as usize * self.tiles_down as usize
     }
 
     pub fn is_empty(&self) -> bool {
-        self.offsets.is_empty()
+        self.len() == 0
+    }
+
+    /// Where tile `n` (raster order) lies in the level, clipped to it.
+    pub fn tile_rect(&self, n: usize) -> Rect {
+        let (c, r) = (n as u32 % self.tiles_across, n as u32 / self.tiles_across);
+        let (x, y) = (c * self.tile_width, r * self.tile_height);
+        Rect::new(
+            i64::from(x),
+            i64::from(y),
+            self.tile_width.min(self.size.w - x),
+            self.tile_height.min(self.size.h - y),
+        )
+    }
+
+    /// The tiles (raster order) that `rect` (inside the level) touches.
+    pub fn tiles_touching(&self, rect: Rect) -> impl Iterator<Item = usize> + '_ {
+        let (tw, th) = (i64::from(self.tile_width), i64::from(self.tile_height));
+        let (c0, c1) = (rect.x / tw, (rect.right() - 1) / tw);
+        let (r0, r1) = (rect.y / th, (rect.bottom() - 1) / th);
+        let across = self.tiles_across as usize;
+        (r0..=r1).flat_map(move |r| (c0..=c1).map(move |c| r as usize * across + c as usize))
+    }
+
+    /// Whether the file stores no data for tile `n` (OpenSlide shows such
+    /// tiles as background).
+    fn missing(&self, n: usize) -> bool {
+        self.counts[n] == 0 || self.offsets[n] == 0
     }
 
     /// The compressed bytes of tile `n` (raster order), as a complete JPEG
     /// stream (shared JPEGTables spliced in when the file has them).
-    pub fn raw(&self, file: &mut File, n: usize) -> Result<Vec<u8>, SlideError> {
-        let io = |source| SlideError::Io {
-            path: self.path.clone(),
-            what: "tile",
-            source,
-        };
+    pub fn raw(&self, file: &File, n: usize) -> Result<Vec<u8>, SlideError> {
         let mut buf = vec![0u8; self.counts[n] as usize];
-        file.seek(SeekFrom::Start(self.offsets[n])).map_err(io)?;
-        file.read_exact(&mut buf).map_err(io)?;
+        file.read_exact_at(&mut buf, self.offsets[n])
+            .map_err(|source| SlideError::Io {
+                path: self.path.clone(),
+                what: "tile",
+                source,
+            })?;
         let stream = match &self.tables {
             // Tables stream: SOI … EOI; tile stream: SOI … EOI.
             Some(t) if t.len() > 4 && buf.len() > 2 => [&t[..t.len() - 2], &buf[2..]].concat(),
@@ -125,14 +168,316 @@ impl JpegTiles {
         })
     }
 
-    /// Tile `n` decoded to RGB (the JPEG decoder of the `image` crate).
-    pub fn decode(&self, file: &mut File, n: usize) -> Result<RgbImage, SlideError> {
-        let bytes = self.raw(file, n)?;
-        image::load_from_memory_with_format(&bytes, image::ImageFormat::Jpeg)
-            .map(|i| i.into_rgb8())
-            .map_err(|source| SlideError::Decode {
+    /// Tile `n` decoded to RGB (the JPEG decoder of the `image` crate), the
+    /// whole stored tile (edge tiles include their padding).
+    pub fn decode(&self, file: &File, n: usize) -> Result<RgbImage, SlideError> {
+        self.decode_tile(file, n)
+            .map_err(|detail| SlideError::Corrupt {
                 path: self.path.clone(),
-                source,
+                detail,
             })
+    }
+
+    /// [`Self::decode`] with the problem as a message that names the tile
+    /// (not the file).
+    fn decode_tile(&self, file: &File, n: usize) -> Result<RgbImage, String> {
+        let bytes = self
+            .raw(file, n)
+            .map_err(|e| format!("JPEG tile {n}: cannot read it: {e}"))?;
+        let img = image::load_from_memory_with_format(&bytes, image::ImageFormat::Jpeg)
+            .map_err(|e| format!("JPEG tile {n}: {e}"))?
+            .into_rgb8();
+        if img.dimensions() != (self.tile_width, self.tile_height) {
+            return Err(format!(
+                "JPEG tile {n} is {}×{}, the TIFF says {}×{}",
+                img.width(),
+                img.height(),
+                self.tile_width,
+                self.tile_height
+            ));
+        }
+        Ok(img)
+    }
+}
+
+/// Decoded tiles shared by all reader threads, at most `budget` bytes of
+/// them (least recently used dropped first). A tile being decoded by one
+/// thread is waited for, not decoded again, by the others.
+pub struct TileCache {
+    budget: AtomicUsize,
+    inner: Mutex<CacheInner>,
+}
+
+type Decoded = Result<Option<Arc<RgbImage>>, String>;
+
+#[derive(Default)]
+struct CacheInner {
+    slots: HashMap<(u32, usize), Slot>,
+    bytes: usize,
+    clock: u64,
+}
+
+struct Slot {
+    cell: Arc<Cell>,
+    last_use: u64,
+    bytes: usize,
+}
+
+/// One tile: decoded once, by the thread that claimed it.
+#[derive(Default)]
+struct Cell {
+    value: OnceLock<Decoded>,
+    claimed: AtomicBool,
+}
+
+/// Default budget until a reader announces its access pattern.
+const DEFAULT_CACHE_BYTES: usize = 64 << 20;
+
+impl Default for TileCache {
+    fn default() -> Self {
+        Self::new(DEFAULT_CACHE_BYTES)
+    }
+}
+
+impl TileCache {
+    pub fn new(budget: usize) -> Self {
+        Self {
+            budget: AtomicUsize::new(budget),
+            inner: Mutex::new(CacheInner::default()),
+        }
+    }
+
+    pub fn set_budget(&self, bytes: usize) {
+        self.budget.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Bytes of decoded tiles held now.
+    pub fn bytes(&self) -> usize {
+        self.lock().bytes
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheInner> {
+        // A panic elsewhere leaves the map consistent (no update spans a panic point).
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The slot of `key`, created empty if needed, marked as just used.
+    fn slot(&self, key: (u32, usize)) -> Arc<Cell> {
+        let mut inner = self.lock();
+        inner.clock += 1;
+        let now = inner.clock;
+        let slot = inner.slots.entry(key).or_insert_with(|| Slot {
+            cell: Arc::default(),
+            last_use: now,
+            bytes: 0,
+        });
+        slot.last_use = now;
+        slot.cell.clone()
+    }
+
+    /// The decoded tile `key` if it is cached, or decoded here now if no
+    /// other thread is decoding it; `None` while another thread is.
+    fn try_get(&self, key: (u32, usize), decode: impl FnOnce() -> Decoded) -> Option<Decoded> {
+        let cell = self.slot(key);
+        if let Some(v) = cell.value.get() {
+            return Some(v.clone());
+        }
+        if cell.claimed.swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        Some(self.fill(key, &cell, decode))
+    }
+
+    /// The decoded tile `key`, decoding it with `decode` unless it is cached
+    /// or being decoded by another thread (then this waits for it).
+    fn get(&self, key: (u32, usize), decode: impl FnOnce() -> Decoded) -> Decoded {
+        let cell = self.slot(key);
+        cell.claimed.store(true, Ordering::Release);
+        self.fill(key, &cell, decode)
+    }
+
+    fn fill(&self, key: (u32, usize), cell: &Cell, decode: impl FnOnce() -> Decoded) -> Decoded {
+        let mut decoded_here = false;
+        let value = cell
+            .value
+            .get_or_init(|| {
+                decoded_here = true;
+                decode()
+            })
+            .clone();
+        if decoded_here {
+            let bytes = match &value {
+                Ok(Some(img)) => img.as_raw().len(),
+                // Failures are not kept: a later read tries again.
+                Err(_) => {
+                    self.lock().slots.remove(&key);
+                    return value;
+                }
+                Ok(None) => 0,
+            };
+            self.account(key, bytes);
+        }
+        value
+    }
+
+    /// Counts a newly decoded tile and drops the least recently used tiles
+    /// until the cache fits its budget again.
+    fn account(&self, key: (u32, usize), bytes: usize) {
+        let budget = self.budget.load(Ordering::Relaxed);
+        let mut inner = self.lock();
+        if let Some(slot) = inner.slots.get_mut(&key) {
+            slot.bytes = bytes;
+            inner.bytes += bytes;
+        }
+        if inner.bytes <= budget {
+            return;
+        }
+        // Evict down to 90% of the budget, oldest first, so that eviction
+        // (a sort) runs once per several inserts, not on every one.
+        let mut by_age: Vec<(u64, (u32, usize))> = inner
+            .slots
+            .iter()
+            .filter(|(k, s)| **k != key && s.cell.value.get().is_some())
+            .map(|(k, s)| (s.last_use, *k))
+            .collect();
+        by_age.sort_unstable();
+        let target = budget / 10 * 9;
+        for (_, k) in by_age {
+            if inner.bytes <= target {
+                break;
+            }
+            if let Some(s) = inner.slots.remove(&k) {
+                inner.bytes -= s.bytes;
+            }
+        }
+    }
+}
+
+/// Reads the JPEG-tiled levels of a TIFF-based slide directly.
+pub struct DirectReader {
+    file: File,
+    /// Per slide level: its JPEG tiles, when the level is served directly.
+    levels: Vec<Option<JpegTiles>>,
+    cache: TileCache,
+    background: [u8; 3],
+}
+
+impl DirectReader {
+    /// A reader for the levels of `path` that are JPEG-tiled IFDs with the
+    /// same sizes as the slide's `levels` (as OpenSlide reports them);
+    /// `None` when no level qualifies or the file is not a TIFF.
+    pub fn new(path: &Path, levels: &[Level], background: [u8; 3]) -> Option<Self> {
+        let mut scanned = JpegTiles::scan(path).ok()?;
+        scanned.resize_with(levels.len(), || None);
+        let levels: Vec<Option<JpegTiles>> = scanned
+            .into_iter()
+            .zip(levels)
+            .map(|(t, l)| t.filter(|t| t.size == l.size))
+            .collect();
+        if levels.iter().all(Option::is_none) {
+            return None;
+        }
+        Some(Self {
+            file: File::open(path).ok()?,
+            levels,
+            cache: TileCache::default(),
+            background,
+        })
+    }
+
+    /// Whether `level` is read directly.
+    pub fn serves(&self, level: u32) -> bool {
+        self.tiles(level).is_some()
+    }
+
+    fn tiles(&self, level: u32) -> Option<&JpegTiles> {
+        self.levels.get(level as usize).and_then(Option::as_ref)
+    }
+
+    pub fn cache(&self) -> &TileCache {
+        &self.cache
+    }
+
+    /// Sizes the cache for reads that sweep `level` in bands `band_height`
+    /// pixels tall, left to right and top to bottom, several threads at
+    /// once: the tiles of about two bands stay decoded, so that the halo
+    /// shared by neighbouring bands is decoded once.
+    pub fn plan_sweep(&self, level: u32, band_height: u32) {
+        if let Some(t) = self.tiles(level) {
+            let rows = (2 * band_height).div_ceil(t.tile_height) as usize + 2;
+            let tile_bytes = t.tile_width as usize * t.tile_height as usize * 3;
+            let bytes = (t.tiles_across as usize * rows * tile_bytes).max(DEFAULT_CACHE_BYTES);
+            self.cache.set_budget(bytes);
+        }
+    }
+
+    /// Reads `rect` (inside `level`) from the decoded tiles; `None` when the
+    /// level is not served directly.
+    pub fn read(&self, level: u32, rect: Rect) -> Option<Result<RgbImage, SlideError>> {
+        let tiles = self.tiles(level)?;
+        Some(self.assemble(level, tiles, rect))
+    }
+
+    fn assemble(&self, level: u32, tiles: &JpegTiles, rect: Rect) -> Result<RgbImage, SlideError> {
+        let decode = |n: usize| {
+            move || {
+                if tiles.missing(n) {
+                    return Ok(None);
+                }
+                tiles
+                    .decode_tile(&self.file, n)
+                    .map(|img| Some(Arc::new(img)))
+            }
+        };
+        // Tiles cached or free to decode first; those another thread is
+        // decoding right now are waited for last, after this thread's own work.
+        let mut touched = Vec::new();
+        let mut busy_elsewhere = Vec::new();
+        for n in tiles.tiles_touching(rect) {
+            match self.cache.try_get((level, n), decode(n)) {
+                Some(decoded) => touched.push((n, decoded)),
+                None => busy_elsewhere.push(n),
+            }
+        }
+        for n in busy_elsewhere {
+            touched.push((n, self.cache.get((level, n), decode(n))));
+        }
+        // Raster order again: rows below are assembled left to right.
+        touched.sort_unstable_by_key(|(n, _)| *n);
+        let touched = touched
+            .into_iter()
+            .map(|(n, decoded)| {
+                let decoded = decoded.map_err(|detail| SlideError::Corrupt {
+                    path: tiles.path.clone(),
+                    detail: format!("level {level}, {detail}"),
+                })?;
+                let t = tiles.tile_rect(n);
+                let part = t.intersect(rect).expect("a touched tile meets the rect");
+                Ok((t, part, decoded))
+            })
+            .collect::<Result<Vec<_>, SlideError>>()?;
+        // Row by row, left to right: every output byte is written once, in order.
+        let mut out = Vec::with_capacity(rect.w as usize * rect.h as usize * 3);
+        let stride = tiles.tile_width as usize * 3;
+        for y in rect.y..rect.bottom() {
+            for (t, part, decoded) in &touched {
+                if y < part.y || y >= part.bottom() {
+                    continue;
+                }
+                let len = part.w as usize * 3;
+                match decoded {
+                    Some(img) => {
+                        let src = (y - t.y) as usize * stride + (part.x - t.x) as usize * 3;
+                        out.extend_from_slice(&img.as_raw()[src..src + len]);
+                    }
+                    None => {
+                        for _ in 0..part.w {
+                            out.extend_from_slice(&self.background);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(RgbImage::from_raw(rect.w, rect.h, out).expect("w*h*3 bytes"))
     }
 }

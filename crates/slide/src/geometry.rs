@@ -42,6 +42,10 @@ impl Rect {
         Self { x, y, w, h }
     }
 
+    pub fn size(self) -> Size {
+        Size::new(self.w, self.h)
+    }
+
     /// Exclusive right edge.
     pub fn right(self) -> i64 {
         self.x + i64::from(self.w)
@@ -54,10 +58,15 @@ impl Rect {
 
     /// The part of `self` inside `0..size.w × 0..size.h`, or `None` when they do not meet.
     pub fn clip_to(self, size: Size) -> Option<Rect> {
-        let x0 = self.x.max(0);
-        let y0 = self.y.max(0);
-        let x1 = self.right().min(i64::from(size.w));
-        let y1 = self.bottom().min(i64::from(size.h));
+        self.intersect(Rect::new(0, 0, size.w, size.h))
+    }
+
+    /// The part of `self` inside `other`, or `None` when they do not meet.
+    pub fn intersect(self, other: Rect) -> Option<Rect> {
+        let x0 = self.x.max(other.x);
+        let y0 = self.y.max(other.y);
+        let x1 = self.right().min(other.right());
+        let y1 = self.bottom().min(other.bottom());
         (x1 > x0 && y1 > y0).then(|| Rect::new(x0, y0, (x1 - x0) as u32, (y1 - y0) as u32))
     }
 }

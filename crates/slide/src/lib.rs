@@ -30,14 +30,15 @@ mod slide;
 mod tiff_writer;
 mod tissue;
 
-pub use direct::JpegTiles;
+pub use direct::{DirectReader, JpegTiles, TileCache};
 pub use error::{PlanError, SlideError};
 pub use geometry::{Level, Mpp, Rect, Size, TileIndex};
 pub use partial::PartialFile;
 pub use plan::{Tile, TilePlan};
 pub use resolution::{Resolution, WorkingLevel};
 pub use slide::{
-    has_slide_extension, level, open, read_padded, thumbnail, Slide, BACKGROUND, SLIDE_EXTENSIONS,
+    has_slide_extension, level, open, open_with, read_padded, thumbnail, Reader, Slide, BACKGROUND,
+    SLIDE_EXTENSIONS,
 };
 pub use tiff_writer::{
     pyramid_sizes, PyramidOptions, PyramidWriter, Reduce, TiffWriteError, TileCompression,

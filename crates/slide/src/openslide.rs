@@ -6,9 +6,11 @@ use image::RgbImage;
 use openslide_rs::errors::OpenSlideError;
 use openslide_rs::{Address, OpenSlide, Region};
 
-use crate::{Level, Mpp, Rect, Size, Slide, SlideError};
+use crate::direct::DirectReader;
+use crate::{Level, Mpp, Reader, Rect, Size, Slide, SlideError};
 
-/// A slide opened by OpenSlide. One handle serves many threads.
+/// A slide opened by OpenSlide. One handle serves many threads. Levels
+/// stored as JPEG tiles in a TIFF are read directly, when allowed.
 pub struct OpenSlideSlide {
     path: PathBuf,
     inner: OpenSlide,
@@ -16,10 +18,14 @@ pub struct OpenSlideSlide {
     levels: Vec<Level>,
     mpp: Option<Mpp>,
     background: [u8; 3],
+    direct: Option<DirectReader>,
 }
 
+/// OpenSlide formats whose levels are the tiled IFDs of one TIFF file.
+const TIFF_BASED: &[&str] = &["aperio", "generic-tiff"];
+
 impl OpenSlideSlide {
-    pub fn open(path: &Path) -> Result<Self, SlideError> {
+    pub fn open(path: &Path, reader: Reader) -> Result<Self, SlideError> {
         let inner = OpenSlide::new(path).map_err(|e| map_error(path, e))?;
         let levels = inner
             .all_level_dimensions()
@@ -42,6 +48,12 @@ impl OpenSlideSlide {
         let background = prop("openslide.background-color")
             .and_then(|hex| parse_hex_rgb(&hex))
             .unwrap_or([255, 255, 255]);
+        let direct = match reader {
+            Reader::Auto if TIFF_BASED.contains(&format.as_str()) => {
+                DirectReader::new(path, &levels, background)
+            }
+            _ => None,
+        };
         Ok(Self {
             path: path.to_path_buf(),
             inner,
@@ -49,6 +61,7 @@ impl OpenSlideSlide {
             levels,
             mpp,
             background,
+            direct,
         })
     }
 }
@@ -115,12 +128,25 @@ impl Slide for OpenSlideSlide {
         self.mpp
     }
 
+    fn reads_directly(&self, level: u32) -> bool {
+        self.direct.as_ref().is_some_and(|d| d.serves(level))
+    }
+
+    fn plan_sweep(&self, level: u32, band_height: u32) {
+        if let Some(d) = &self.direct {
+            d.plan_sweep(level, band_height);
+        }
+    }
+
     fn read_inside(&self, level: u32, rect: Rect) -> Result<RgbImage, SlideError> {
         let l = crate::slide::level(self, level)?;
         debug_assert!(
             rect.clip_to(l.size) == Some(rect),
             "{rect:?} outside level {level}"
         );
+        if let Some(read) = self.direct.as_ref().and_then(|d| d.read(level, rect)) {
+            return read;
+        }
         // OpenSlide takes the top-left corner in level-0 pixels. Round up so
         // that OpenSlide's division by a non-integer downsample lands on `rect.x`.
         let to_level0 = |v: i64| (v as f64 * l.downsample).ceil() as u32;

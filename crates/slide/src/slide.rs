@@ -28,6 +28,29 @@ pub trait Slide: Send + Sync {
     /// Reads `rect` of `level` as RGB. `rect` lies inside the level
     /// (callers wanting padding use [`read_padded`]).
     fn read_inside(&self, level: u32, rect: Rect) -> Result<RgbImage, SlideError>;
+
+    /// Whether `level` is read from its JPEG tiles directly rather than
+    /// through OpenSlide (see [`Reader`]).
+    fn reads_directly(&self, _level: u32) -> bool {
+        false
+    }
+
+    /// Announces reads that sweep `level` in bands `band_height` pixels
+    /// tall, so that a reader can size what it keeps decoded.
+    fn plan_sweep(&self, _level: u32, _band_height: u32) {}
+}
+
+/// How whole-slide levels are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Reader {
+    /// JPEG-tiled TIFF levels (Aperio SVS, generic tiled TIFF) decoded
+    /// directly, many tiles in parallel, with a shared tile cache; other
+    /// levels and formats through OpenSlide. Pixels differ from OpenSlide's
+    /// by at most a few levels (JPEG decoder rounding).
+    #[default]
+    Auto,
+    /// Everything through OpenSlide (libjpeg-turbo), pixel for pixel.
+    OpenSlide,
 }
 
 /// Level `level` of `slide`, or a clear error naming the file.
@@ -57,7 +80,13 @@ pub fn read_padded(
     let mut out = RgbImage::from_pixel(rect.w, rect.h, BACKGROUND);
     if let Some(inside) = inside {
         let part = slide.read_inside(level_index, inside)?;
-        image::imageops::replace(&mut out, &part, inside.x - rect.x, inside.y - rect.y);
+        let out_bytes: &mut [u8] = &mut out;
+        let (row, len) = (rect.w as usize * 3, inside.w as usize * 3);
+        let x = (inside.x - rect.x) as usize * 3;
+        for (i, src) in part.as_raw().chunks_exact(len).enumerate() {
+            let start = (i + (inside.y - rect.y) as usize) * row + x;
+            out_bytes[start..start + len].copy_from_slice(src);
+        }
     }
     Ok(out)
 }
@@ -95,8 +124,14 @@ pub fn has_slide_extension(path: &Path) -> bool {
 }
 
 /// Opens `path` with the backend that fits it: OpenSlide for whole-slide
-/// formats and tiled TIFF, the image decoders for PNG, JPEG and strip TIFF.
+/// formats and tiled TIFF, the image decoders for PNG, JPEG and strip TIFF;
+/// JPEG-tiled TIFF levels are read directly ([`Reader::Auto`]).
 pub fn open(path: &Path) -> Result<Box<dyn Slide>, SlideError> {
+    open_with(path, Reader::Auto)
+}
+
+/// [`open`], choosing how whole-slide levels are read.
+pub fn open_with(path: &Path, reader: Reader) -> Result<Box<dyn Slide>, SlideError> {
     let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => SlideError::NotFound {
             path: path.to_path_buf(),
@@ -118,12 +153,14 @@ pub fn open(path: &Path) -> Result<Box<dyn Slide>, SlideError> {
             Ok(Box::new(crate::plain::PlainImage::open(path, format)?))
         }
         // TIFF: tiled pyramids go through OpenSlide; plain strip TIFFs do not.
-        Some(format) => match crate::openslide::OpenSlideSlide::open(path) {
+        Some(format) => match crate::openslide::OpenSlideSlide::open(path, reader) {
             Err(SlideError::Unsupported { .. }) => {
                 Ok(Box::new(crate::plain::PlainImage::open(path, format)?))
             }
             other => other.map(|s| Box::new(s) as Box<dyn Slide>),
         },
-        None => Ok(Box::new(crate::openslide::OpenSlideSlide::open(path)?)),
+        None => Ok(Box::new(crate::openslide::OpenSlideSlide::open(
+            path, reader,
+        )?)),
     }
 }

@@ -257,10 +257,10 @@ fn direct_jpeg_tiles_match_openslide_up_to_decoder_rounding() {
         (240, 10, 13)
     );
     let s = open(&path).unwrap();
-    let mut file = std::fs::File::open(&path).unwrap();
+    let file = std::fs::File::open(&path).unwrap();
     let mut worst = 0u8;
     for n in [0usize, 34, 77, 129] {
-        let t = tiles.decode(&mut file, n).unwrap();
+        let t = tiles.decode(&file, n).unwrap();
         let (col, row) = ((n % 10) as i64, (n / 10) as i64);
         let w = t.width().min(2220 - col as u32 * 240);
         let h = t.height().min(2967 - row as u32 * 240);

@@ -1,0 +1,174 @@
+//! The direct JPEG tile reader against OpenSlide, on a real Aperio slide and
+//! on a YCbCr 4:2:0 pyramid written here; and its shared tile cache.
+
+use std::path::{Path, PathBuf};
+
+use image::{Rgb, RgbImage};
+use wsiseg_slide::{
+    open_with, read_padded, PyramidOptions, PyramidWriter, Reader, Rect, Reduce, Size,
+    TileCompression,
+};
+
+fn data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/data")
+        .join(name)
+}
+
+/// Tissue-like texture: smooth blobs plus fine detail, so that misplaced
+/// tiles or rows show up as large differences.
+fn texture(w: u32, h: u32) -> RgbImage {
+    RgbImage::from_fn(w, h, |x, y| {
+        let (fx, fy) = (x as f32, y as f32);
+        let blob = ((fx / 37.0).sin() * (fy / 23.0).cos() * 90.0) as i32;
+        let fine = ((x * 7 + y * 13) % 16) as i32;
+        Rgb([
+            (150 + blob + fine).clamp(0, 255) as u8,
+            (100 - blob / 2 + fine).clamp(0, 255) as u8,
+            (180 + blob / 3).clamp(0, 255) as u8,
+        ])
+    })
+}
+
+/// A 3-level Aperio-style JPEG (YCbCr 4:2:0) pyramid, like wsiseg's synthetic slides.
+fn jpeg_pyramid(dir: &Path, size: Size) -> PathBuf {
+    let path = dir.join("p.svs");
+    let opts = PyramidOptions {
+        channels: 3,
+        tile: 256,
+        step: 4,
+        smallest: 300,
+        compression: TileCompression::Jpeg { quality: 85 },
+        reduce: Reduce::Average,
+        mpp: Some(0.5),
+        description: Some(format!(
+            "Aperio Image Library wsiseg\r\n{}x{} (256x256) JPEG/RGB Q=85|AppMag = 20|MPP = 0.5",
+            size.w, size.h
+        )),
+    };
+    let img = texture(size.w, size.h);
+    let mut w = PyramidWriter::create(&path, size, opts).unwrap();
+    w.push_rows(img.as_raw()).unwrap();
+    w.finish().unwrap();
+    path
+}
+
+fn max_diff(a: &RgbImage, b: &RgbImage) -> u8 {
+    assert_eq!(a.dimensions(), b.dimensions());
+    a.as_raw()
+        .iter()
+        .zip(b.as_raw())
+        .map(|(p, q)| p.abs_diff(*q))
+        .max()
+        .unwrap_or(0)
+}
+
+/// Rectangles that start and end inside tiles, span tile borders, reach
+/// past the level's right and bottom edges, and one that is a single pixel.
+fn awkward_rects(level: Size) -> Vec<Rect> {
+    let (w, h) = (i64::from(level.w), i64::from(level.h));
+    vec![
+        Rect::new(0, 0, 256, 256),
+        Rect::new(-40, -40, 300, 300),
+        Rect::new(100, 37, 333, 250),
+        Rect::new(w - 200, h - 150, 400, 300),
+        Rect::new(w / 2, h / 3, 1, 1),
+        Rect::new(w / 3, 0, 20, level.h),
+    ]
+}
+
+#[test]
+fn direct_reads_match_openslide_up_to_decoder_rounding() {
+    let dir = tempfile::tempdir().unwrap();
+    // default.svs: Aperio photometric-RGB JPEG, 240-px tiles, from a scanner.
+    // The pyramid: YCbCr 4:2:0 JPEG, 256-px tiles, three levels.
+    let pyramid = jpeg_pyramid(dir.path(), Size::new(1500, 1100));
+    for (path, levels, bound) in [(data("default.svs"), 1, 2u8), (pyramid, 3, 8)] {
+        let direct = open_with(&path, Reader::Auto).unwrap();
+        let openslide = open_with(&path, Reader::OpenSlide).unwrap();
+        assert_eq!(direct.levels(), openslide.levels());
+        assert_eq!(direct.levels().len(), levels);
+        for level in 0..levels as u32 {
+            assert!(
+                direct.reads_directly(level),
+                "{} level {level}",
+                path.display()
+            );
+            assert!(!openslide.reads_directly(level));
+            let size = direct.levels()[level as usize].size;
+            for rect in awkward_rects(size) {
+                let a = read_padded(direct.as_ref(), level, rect).unwrap();
+                let b = read_padded(openslide.as_ref(), level, rect).unwrap();
+                // IDCT rounding and, for 4:2:0, chroma upsampling: libjpeg-turbo
+                // interpolates chroma ("fancy upsampling"), zune-jpeg differs slightly.
+                let d = max_diff(&a, &b);
+                assert!(
+                    d <= bound,
+                    "{} level {level} {rect:?}: differs by {d}",
+                    path.display()
+                );
+            }
+        }
+    }
+}
+
+/// Whatever the cache keeps or drops, and however many threads read at
+/// once, a rectangle reads the same bytes.
+#[test]
+fn tile_cache_eviction_and_concurrency_do_not_change_pixels() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = jpeg_pyramid(dir.path(), Size::new(2000, 1300));
+    let reference = open_with(&path, Reader::Auto).unwrap();
+    let size = reference.levels()[0].size;
+    // Overlapping 300-px reads on a 250-px stride, raster order.
+    let rects: Vec<Rect> = (0..6)
+        .flat_map(|r| (0..8).map(move |c| Rect::new(c * 250 - 25, r * 250 - 25, 300, 300)))
+        .collect();
+    let want: Vec<RgbImage> = rects
+        .iter()
+        .map(|r| read_padded(reference.as_ref(), 0, *r).unwrap())
+        .collect();
+
+    // A budget of one byte: every decoded tile is dropped again at once.
+    let tiny = wsiseg_slide::DirectReader::new(&path, reference.levels(), [255; 3]).unwrap();
+    tiny.cache().set_budget(1);
+    for (r, w) in rects.iter().zip(&want) {
+        let inside = r.clip_to(size).unwrap();
+        let got = tiny.read(0, inside).unwrap().unwrap();
+        let full = read_padded(reference.as_ref(), 0, inside).unwrap();
+        assert_eq!(got.as_raw(), full.as_raw(), "{inside:?}");
+        assert!(tiny.cache().bytes() <= 256 * 256 * 3, "one tile at most");
+        assert_eq!(w.dimensions(), (r.w, r.h));
+    }
+
+    // Four threads reading the same rectangles in different orders.
+    let shared = open_with(&path, Reader::Auto).unwrap();
+    shared.plan_sweep(0, 300);
+    std::thread::scope(|s| {
+        for t in 0..4usize {
+            let (shared, rects, want) = (&shared, &rects, &want);
+            s.spawn(move || {
+                for i in 0..rects.len() {
+                    let k = (i * 7 + t * 11) % rects.len();
+                    let got = read_padded(shared.as_ref(), 0, rects[k]).unwrap();
+                    assert_eq!(got.as_raw(), want[k].as_raw(), "thread {t}, rect {k}");
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn a_corrupt_jpeg_tile_is_an_error_naming_file_level_and_tile() {
+    let path = data("unreadable.svs");
+    let s = open_with(&path, Reader::Auto).unwrap();
+    let size = s.levels()[0].size;
+    let e = s
+        .read_inside(0, Rect::new(0, 0, size.w, size.h))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with(&format!("{}: corrupt", path.display())),
+        "{e}"
+    );
+}
