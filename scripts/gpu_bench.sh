@@ -4,13 +4,15 @@
 # wheel and the segmentation-models-pytorch 0.6.0 wheel):
 #   (device) bash scripts/gpu_bench.sh 2>&1 | tee $OUT/gpu_bench.log
 # Makes a 50000×50000 synthetic slide there, exports a ResNet-34 UNet, prints
-# PyTorch's model-only rates and `wsiseg bench` (model-only in tch, and end to
-# end) in the same call, with GPU utilisation sampled by nvidia-smi.
+# PyTorch's model-only rates and `wsiseg bench` (model-only in tch, reading,
+# and end to end) in the same call, with GPU utilisation sampled by
+# nvidia-smi every 100 ms and summarised over the end-to-end run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 WORK=${WSISEG_GPU_WORK:-/tmp/wsiseg-gpu-bench}
 SIZE=${WSISEG_BENCH_SIZE:-50000x50000}
-mkdir -p "$WORK"
+OUTDIR=${OUT:-$WORK}
+mkdir -p "$WORK" "$OUTDIR"
 BIN=${WSISEG_BIN:-.dev/wsiseg}
 nvidia-smi -L
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/segmentation_models_pytorch-*.whl &&
@@ -26,15 +28,10 @@ python3 scripts/export_resnet34_unet.py --out "$WORK/r34" || exit 1
 echo "== synthetic $SIZE slide"
 "$BIN" synth --out "$WORK/slides" --seed 5000 --size "$SIZE" --overwrite || exit 1
 echo "== wsiseg bench (GPU utilisation sampled every 100 ms)"
-nvidia-smi --query-gpu=utilization.gpu --format=csv,noheader,nounits -lms 100 > "$WORK/util.txt" &
+nvidia-smi --query-gpu=timestamp,utilization.gpu --format=csv,noheader,nounits -lms 100 > "$WORK/util.csv" &
 sampler=$!
-"$BIN" bench "$WORK/slides/synth-5000.svs" --model "$WORK/r34" --device cuda --batch 32 --readers 14 --sample-tiles 800
+"$BIN" bench "$WORK/slides/synth-5000.svs" --model "$WORK/r34" --device cuda --batch 32 --sample-tiles 800 --json > "$OUTDIR/bench.json"
 status=$?
 kill $sampler
-python3 - "$WORK/util.txt" <<'PY'
-import sys
-v = [int(x) for x in open(sys.argv[1]).read().split() if x.strip().isdigit()]
-busy = [x for x in v if x >= 90]
-print(f"nvidia-smi samples: {len(v)}, busy (>=90%) in {100 * len(busy) / max(1, len(v)):.0f}%, mean {sum(v) / max(1, len(v)):.0f}%")
-PY
+python3 scripts/bench_summary.py "$OUTDIR/bench.json" "$WORK/util.csv"
 exit $status

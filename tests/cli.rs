@@ -457,3 +457,47 @@ fn bench_prints_every_stage_figure() {
     // The scratch slide and outputs are removed.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
+
+/// `--reader openslide` reads through OpenSlide, the default decodes the
+/// Aperio JPEG tiles directly; the report says which, and the masks of a
+/// threshold model agree except where decoder rounding moves green across 128.
+#[test]
+fn reader_choice_is_reported_and_changes_only_rounding() {
+    let dir = tempfile::tempdir().unwrap();
+    let slide = repo("tests/data/default.svs");
+    let mut masks = Vec::new();
+    for (reader, read_by) in [("auto", "direct JPEG tiles"), ("openslide", "OpenSlide")] {
+        let out = dir.path().join(reader);
+        let o = wsiseg(&args![
+            &"segment",
+            &slide,
+            &"--model",
+            &threshold_model(),
+            &"--out",
+            &out,
+            &"--level",
+            &"0",
+            &"--formats",
+            &"png,report",
+            &"--reader",
+            &reader,
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let report: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(out.join("default.report.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(report["working_level"]["read_by"], read_by);
+        assert_eq!(report["parameters"]["reader"], reader);
+        masks.push(read_mask(&out.join("default.mask.png")));
+    }
+    let (a, b) = (&masks[0], &masks[1]);
+    assert_eq!(a.dimensions(), (2220, 2967));
+    let differ = a.pixels().zip(b.pixels()).filter(|(p, q)| p != q).count();
+    let tumor = a.pixels().filter(|p| p.0[0] == 1).count();
+    assert!(tumor > 100_000, "the threshold model marks tissue: {tumor}");
+    assert!(
+        differ * 1000 < tumor,
+        "{differ} pixels differ between readers ({tumor} tumor pixels)"
+    );
+}

@@ -57,9 +57,9 @@ pub struct BenchArgs {
     /// Tiles per model call [default: 32 on CUDA, 8 on the CPU].
     #[arg(long)]
     pub batch: Option<usize>,
-    /// Threads reading and decoding tiles.
-    #[arg(long, default_value_t = 2)]
-    pub readers: usize,
+    /// Threads reading and decoding tiles [default: all cores but two, at least 2].
+    #[arg(long)]
+    pub readers: Option<usize>,
     /// Slide tiles (and planned tiles, in whole rows) read for the read and decode figures.
     #[arg(long, default_value_t = 400)]
     pub sample_tiles: usize,
@@ -160,9 +160,16 @@ pub struct SegmentArgs {
     /// run, found by Otsu's threshold on the thumbnail's saturation; the others are background).
     #[arg(long)]
     pub no_tissue_mask: bool,
-    /// Threads reading tiles.
-    #[arg(long, default_value_t = 2)]
-    pub readers: usize,
+    /// Threads reading and decoding tiles [default: all cores but two, at least 2].
+    #[arg(long)]
+    pub readers: Option<usize>,
+    /// How slide levels are read: auto decodes the JPEG tiles of Aperio SVS
+    /// and tiled TIFF levels directly, in parallel, sharing decoded tiles
+    /// between overlapping reads (pixels within a few levels of OpenSlide's:
+    /// JPEG decoder rounding), everything else through OpenSlide; openslide
+    /// reads everything through OpenSlide (its exact pixels, slower).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub reader: ReaderArg,
     /// Outputs to write, comma-separated: png (label mask), tiff (pyramidal
     /// BigTIFF mask for OpenSlide/QuPath/ASAP), geojson (QuPath annotations),
     /// overlay (thumbnail with tumor outline, and a probability heatmap), report (JSON).
@@ -194,6 +201,31 @@ pub struct SegmentArgs {
 }
 
 /// One kind of output of `segment`.
+/// `--reader`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReaderArg {
+    Auto,
+    Openslide,
+}
+
+impl From<ReaderArg> for wsiseg_slide::Reader {
+    fn from(r: ReaderArg) -> Self {
+        match r {
+            ReaderArg::Auto => Self::Auto,
+            ReaderArg::Openslide => Self::OpenSlide,
+        }
+    }
+}
+
+/// Reader threads when `--readers` is not given: all cores but two (one
+/// drives the model, one stitches and writes), at least 2.
+pub fn default_readers() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get().saturating_sub(2))
+        .unwrap_or(2)
+        .max(2)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, ValueEnum)]
 pub enum Format {
     Png,

@@ -88,12 +88,13 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let precision = args.precision.unwrap_or(Precision::default_for(device));
     let model = Segmenter::load(&args.model, device, precision)?;
     let batch = args.batch.unwrap_or(if device.is_cuda() { 32 } else { 8 });
+    let readers = args.readers.unwrap_or_else(crate::args::default_readers);
     let tile = model.manifest().tile;
     let overlap = tile / 8;
     let slide = wsiseg_slide::open(&slide_path)?;
 
     // The working level segment would use.
-    let seg_args = segment_args(args, &slide_path, &scratch.0.join("e2e"), batch)?;
+    let seg_args = segment_args(args, &slide_path, &scratch.0.join("e2e"), batch, readers)?;
     let working = WorkingLevel::choose(
         slide.as_ref(),
         crate::segment::resolution(&seg_args, slide.as_ref(), &model),
@@ -107,19 +108,19 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         working.source_level,
         model.manifest().name,
         describe(device),
-        args.readers
+        readers
     );
     let mut figures = serde_json::Map::new();
     figures.insert("slide".into(), json!(slide_path));
     figures.insert("device".into(), json!(describe(device)));
     figures.insert("precision".into(), json!(precision.to_string()));
     figures.insert("batch".into(), json!(batch));
-    figures.insert("readers".into(), json!(args.readers));
+    figures.insert("readers".into(), json!(readers));
 
     // 1–2. The engine's reader on a run of planned tiles vs raw JPEG decode
     // of exactly the slide tiles those planned tiles cover, on the same threads.
     let plan = TilePlan::new(working.size, tile, overlap)?;
-    read_figures(args, &slide_path, &working, &plan, &mut figures)?;
+    read_figures(args, readers, &slide_path, &working, &plan, &mut figures)?;
 
     // 3. Model only: one batch already on the device.
     let per_pass = model.time_forward(batch, tile, 3, if device.is_cuda() { 20 } else { 3 })?;
@@ -173,7 +174,16 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     // 6. End to end: the real `segment` on the slide.
     drop(model);
     let start = Instant::now();
+    let unix = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0)
+    };
+    let started_unix = unix();
     let summary = crate::segment::run(&seg_args)?;
+    // When the run happened, to pick GPU utilisation samples taken during it.
+    figures.insert("e2e_unix_window".into(), json!([started_unix, unix()]));
     if summary.failed > 0 {
         bail!("segment failed on {}", slide_path.display());
     }
@@ -254,6 +264,7 @@ fn best_of_3(path: &Path, reader: Reader, f: &dyn Fn(&dyn Slide) -> Result<f64>)
 ///   decode of the JPEG tiles under them: what the shared tile cache saves.
 fn read_figures(
     args: &BenchArgs,
+    threads: usize,
     path: &Path,
     working: &WorkingLevel,
     plan: &TilePlan,
@@ -270,7 +281,6 @@ fn read_figures(
             "OpenSlide"
         }),
     );
-    let threads = args.readers;
     let Some(tiles) = JpegTiles::open(path, level)?.filter(|t| t.size == level_size) else {
         tracing::warn!(
             "{}: level {level} is not stored as JPEG tiles; no read or decode figures",
@@ -402,6 +412,7 @@ fn segment_args(
     slide: &Path,
     out: &Path,
     batch: usize,
+    readers: usize,
 ) -> Result<crate::args::SegmentArgs> {
     let mut argv: Vec<String> = vec![
         "wsiseg".into(),
@@ -419,7 +430,7 @@ fn segment_args(
         "--batch".into(),
         batch.to_string(),
         "--readers".into(),
-        args.readers.to_string(),
+        readers.to_string(),
     ];
     if let Some(p) = args.precision {
         argv.extend(["--precision".into(), p.to_string()]);

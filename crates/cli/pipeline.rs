@@ -232,8 +232,15 @@ impl Inference<'_> {
                         .copy_from_slice(read?.as_raw());
                     indices.push(self.plan.nth(n).index);
                 }
+                // On CUDA the last, partial batch runs at full size (the
+                // extra tiles are ignored): one input shape, no new autotuning.
+                let n = if self.model.device().is_cuda() {
+                    self.batch
+                } else {
+                    indices.len()
+                };
                 let t0 = Instant::now();
-                let flight = self.model.submit(staging, indices.len(), self.with_probs)?;
+                let flight = self.model.submit(staging, n, self.with_probs)?;
                 busy += t0.elapsed();
                 queued.push_back((flight, indices));
                 // Keep the device fed: collect only once the next batch is queued.

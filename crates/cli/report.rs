@@ -57,6 +57,7 @@ pub struct SlideFacts<'a> {
     pub settings_tile: u32,
     pub settings_overlap: u32,
     pub settings_batch: usize,
+    pub settings_readers: usize,
     pub png_size: Size,
     pub class_pixels: &'a [u64; 256],
     pub tissue_fraction: Option<f64>,
@@ -129,6 +130,11 @@ fn to_json(f: &SlideFacts, outputs: &[PathBuf]) -> Value {
             "width": f.working.size.w,
             "height": f.working.size.h,
             "mpp": f.working.mpp,
+            "read_by": if s.reads_directly(f.working.source_level) {
+                "direct JPEG tiles"
+            } else {
+                "OpenSlide"
+            },
         },
         "model": {
             "name": f.model.name,
@@ -142,7 +148,8 @@ fn to_json(f: &SlideFacts, outputs: &[PathBuf]) -> Value {
             "batch": f.settings_batch,
             "device": f.args.device.to_string(),
             "precision": f.args.precision.map(|p| p.to_string()),
-            "readers": f.args.readers,
+            "readers": f.settings_readers,
+            "reader": format!("{:?}", f.args.reader).to_lowercase(),
             "level": f.args.level,
             "mpp": f.args.mpp,
             "formats": f.args.formats.iter().map(|x| format!("{x:?}").to_lowercase()).collect::<Vec<_>>(),

@@ -23,6 +23,7 @@ struct Settings {
     tile: u32,
     overlap: u32,
     batch: usize,
+    readers: usize,
 }
 
 /// Outcome of a whole run: how many slides were done, skipped, failed.
@@ -58,6 +59,9 @@ pub fn run(args: &SegmentArgs) -> Result<RunSummary> {
         );
     }
     let settings = settings(args, &model, device)?;
+    if device.is_cuda() {
+        model.warm_up(settings.batch, settings.tile)?;
+    }
     let model_info = report::ModelInfo::of(&model)?;
     prepare_out_dir(&args.out)?;
     check_output_names(&slides)?;
@@ -162,10 +166,15 @@ fn settings(args: &SegmentArgs, model: &Segmenter, device: Device) -> Result<Set
     if batch == 0 {
         bail!("--batch must be at least 1");
     }
+    let readers = args.readers.unwrap_or_else(crate::args::default_readers);
+    if readers == 0 {
+        bail!("--readers must be at least 1");
+    }
     Ok(Settings {
         tile,
         overlap,
         batch,
+        readers,
     })
 }
 
@@ -295,7 +304,7 @@ fn segment_one(
     model_info: &report::ModelInfo,
 ) -> Result<report::SummaryEntry> {
     let started = Instant::now();
-    let slide = wsiseg_slide::open(path)?;
+    let slide = wsiseg_slide::open_with(path, args.reader.into())?;
     let working = WorkingLevel::choose(slide.as_ref(), resolution(args, slide.as_ref(), model))?;
     let plan = TilePlan::new(working.size, settings.tile, settings.overlap)
         .with_context(|| format!("{}: cannot tile level", path.display()))?;
@@ -416,7 +425,7 @@ fn segment_one(
         plan,
         model,
         batch: settings.batch,
-        readers: args.readers,
+        readers: settings.readers,
         labels,
         probs,
         run,
@@ -482,6 +491,7 @@ fn segment_one(
         settings_tile: settings.tile,
         settings_overlap: settings.overlap,
         settings_batch: settings.batch,
+        settings_readers: settings.readers,
         png_size,
         class_pixels: &counts,
         tissue_fraction,

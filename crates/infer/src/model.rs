@@ -195,6 +195,21 @@ impl Segmenter {
         Ok(())
     }
 
+    /// Runs two batches of `batch` blank tiles through the model, so that
+    /// one-time work for that input shape (cuDNN's algorithm search,
+    /// TorchScript's profiling runs) happens before a slide's clock starts.
+    pub fn warm_up(&self, batch: usize, tile: u32) -> Result<(), InferError> {
+        let px = batch * (tile as usize).pow(2);
+        let mut labels = vec![0u8; px];
+        for _ in 0..2 {
+            let mut staging = self.staging(batch, tile);
+            staging.tiles_mut(batch).fill(255);
+            self.submit(staging, batch, false)?
+                .wait_into(&mut labels, None)?;
+        }
+        Ok(())
+    }
+
     /// Host buffers for batches of up to `capacity` tiles, reused batch after
     /// batch; page-locked on CUDA so that uploads run asynchronously.
     pub fn staging(&self, capacity: usize, tile: u32) -> Staging {
@@ -263,6 +278,14 @@ impl Segmenter {
         } else {
             None
         };
+        if cuda && done.is_none() {
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                eprintln!(
+                    "warning: CUDA events are unavailable (libcuda.so.1 not found or no current context); each batch waits for the whole device, so batches do not overlap"
+                );
+            });
+        }
         let numel = n * (staging.tile as usize).pow(2);
         Ok(InFlight {
             staging,
