@@ -105,7 +105,8 @@ fn main() {
             .into_iter();
         let s = best(3, || {
             let slide = fresh.next().unwrap();
-            slide.plan_sweep(0, 256);
+            let rects: Vec<_> = plan.tiles().map(|t| t.rect).collect();
+            slide.plan_reads(0, &rects);
             for t in plan.tiles() {
                 read_padded(slide.as_ref(), 0, t.rect).unwrap();
             }

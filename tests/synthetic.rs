@@ -312,3 +312,55 @@ fn pipelined_engine_writes_the_same_mask_bytes_as_a_sequential_loop() {
         .count();
     assert_eq!(differing, 0, "pixels differing from the sequential run");
 }
+
+/// Memory does not grow with the slide: a synthetic slide with 16× the
+/// pixels (4× the width) of another, segmented at level 0 with the same
+/// settings, peaks at most 1.25× the resident memory (the report's VmHWM).
+#[test]
+fn peak_memory_stays_flat_as_the_slide_grows() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut peaks = Vec::new();
+    for (seed, size) in [("606", "4096x4096"), ("607", "16384x16384")] {
+        wsiseg(
+            &["synth", "--out", "slides", "--seed", seed, "--size", size],
+            d,
+        );
+        let slide = format!("slides/synth-{seed}.svs");
+        wsiseg(
+            &[
+                "segment",
+                &slide,
+                "--model",
+                repo("tests/data/models/green-threshold").to_str().unwrap(),
+                "--out",
+                "out",
+                "--level",
+                "0",
+                "--tile",
+                "512",
+                "--formats",
+                "png,tiff,report",
+            ],
+            d,
+        );
+        let report: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(d.join(format!("out/synth-{seed}.report.json"))).unwrap(),
+        )
+        .unwrap();
+        assert!(report["tiles"]["run"].as_u64().unwrap() > 0);
+        peaks.push(report["peak_rss_mib"].as_f64().expect("peak RSS reported"));
+    }
+    eprintln!(
+        "peak RSS: {:.0} MiB (4096²), {:.0} MiB (16384²), ratio {:.3}",
+        peaks[0],
+        peaks[1],
+        peaks[1] / peaks[0]
+    );
+    assert!(
+        peaks[1] <= 1.25 * peaks[0],
+        "peak RSS {:.0} MiB for 16× the pixels vs {:.0} MiB",
+        peaks[1],
+        peaks[0]
+    );
+}

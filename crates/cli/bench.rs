@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use serde_json::{json, Value};
-use wsiseg_infer::{describe, Precision, Segmenter};
+use wsiseg_infer::{describe, locate, Manifest, Precision, Segmenter};
 use wsiseg_slide::{
     JpegTiles, PyramidOptions, PyramidWriter, Reader, Rect, Slide, TilePlan, WorkingLevel,
 };
@@ -24,14 +24,6 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-/// Peak resident memory of this process so far, in MiB (VmHWM).
-fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
 }
 
 /// Runs `work(i)` for i in 0..n on `threads` threads; returns the wall seconds.
@@ -86,10 +78,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     };
     let device = args.device.resolve()?;
     let precision = args.precision.unwrap_or(Precision::default_for(device));
-    let model = Segmenter::load(&args.model, device, precision)?;
+    // The model is loaded after the read figures: libtorch's worker threads
+    // must not share the cores while decoding is timed.
+    let manifest = Manifest::read(&locate(&args.model)?.1)?;
     let batch = args.batch.unwrap_or(if device.is_cuda() { 32 } else { 8 });
     let readers = args.readers.unwrap_or_else(crate::args::default_readers);
-    let tile = model.manifest().tile;
+    let tile = manifest.tile;
     let overlap = tile / 8;
     let slide = wsiseg_slide::open(&slide_path)?;
 
@@ -97,7 +91,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let seg_args = segment_args(args, &slide_path, &scratch.0.join("e2e"), batch, readers)?;
     let working = WorkingLevel::choose(
         slide.as_ref(),
-        crate::segment::resolution(&seg_args, slide.as_ref(), &model),
+        crate::segment::resolution(&seg_args, slide.as_ref(), &manifest),
     )?;
     tracing::info!(
         "bench: {} ({} {}), working {} from level {}, model {} on {} in {precision}, batch {batch}, {} readers",
@@ -106,7 +100,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         slide.levels()[0].size,
         working.size,
         working.source_level,
-        model.manifest().name,
+        manifest.name,
         describe(device),
         readers
     );
@@ -121,6 +115,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     // of exactly the slide tiles those planned tiles cover, on the same threads.
     let plan = TilePlan::new(working.size, tile, overlap)?;
     read_figures(args, readers, &slide_path, &working, &plan, &mut figures)?;
+    let model = Segmenter::load(&args.model, device, precision)?;
 
     // 3. Model only: one batch already on the device.
     let per_pass = model.time_forward(batch, tile, 3, if device.is_cuda() { 20 } else { 3 })?;
@@ -206,7 +201,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         "e2e_vs_model_only".into(),
         json!(tiles_run / pipeline / model_tiles_s),
     );
-    figures.insert("peak_rss_mib".into(), json!(peak_rss_mib()));
+    figures.insert("peak_rss_mib".into(), json!(crate::report::peak_rss_mib()));
 
     let figures = Value::Object(figures);
     if args.json {
@@ -236,8 +231,7 @@ fn read_all(
     rects: &[Rect],
     threads: usize,
 ) -> Result<f64> {
-    let band = (f64::from(rects[0].h) * working.scale).ceil() as u32 + 2;
-    slide.plan_sweep(working.source_level, band);
+    working.plan_reads(slide, rects.iter().copied());
     parallel(rects.len(), threads, &|i, _| {
         working.read(slide, rects[i])?;
         Ok(())
@@ -310,6 +304,7 @@ fn read_figures(
     let sample = sample(tiles.len(), args.sample_tiles);
     let aligned: Vec<Rect> = sample.iter().map(|&n| tiles.tile_rect(n)).collect();
     let at_source = |slide: &dyn Slide| {
+        slide.plan_reads(level, &aligned);
         parallel(aligned.len(), threads, &|i, _| {
             slide.read_inside(level, aligned[i])?;
             Ok(())
@@ -333,7 +328,7 @@ fn read_figures(
     let rects = planned_run(plan, args.sample_tiles);
     let under: std::collections::BTreeSet<usize> = rects
         .iter()
-        .filter_map(|r| source_rect(working, *r).clip_to(level_size))
+        .filter_map(|r| working.source_rect(*r).clip_to(level_size))
         .flat_map(|r| tiles.tiles_touching(r).collect::<Vec<_>>())
         .collect();
     let under: Vec<usize> = under.into_iter().collect();
@@ -363,20 +358,6 @@ fn read_figures(
         json!(worst),
     );
     Ok(())
-}
-
-/// The source-level pixels a working-level rectangle is read from.
-fn source_rect(working: &WorkingLevel, r: Rect) -> Rect {
-    let s = working.scale;
-    let (x0, y0) = (
-        (r.x as f64 * s).floor() as i64,
-        (r.y as f64 * s).floor() as i64,
-    );
-    let (x1, y1) = (
-        (r.right() as f64 * s).ceil() as i64,
-        (r.bottom() as f64 * s).ceil() as i64,
-    );
-    Rect::new(x0, y0, (x1 - x0) as u32, (y1 - y0) as u32)
 }
 
 /// `want` indices spread evenly over `0..len`.

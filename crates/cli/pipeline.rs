@@ -106,9 +106,8 @@ impl Job<'_> {
                 .map(|p| Stitcher::with_tiles(self.plan, p, self.run)),
         };
         let (plan, working, slide) = (self.plan, self.working, self.slide);
-        // Reads sweep the source level in bands one tile tall (plus resampling margin).
-        let band = (f64::from(plan.tile_size()) * working.scale).ceil() as u32 + 2;
-        slide.plan_sweep(working.source_level, band);
+        // The reader keeps each decoded slide tile from its first read to its last.
+        working.plan_reads(slide, todo.iter().map(|&n| plan.nth(n).rect));
         let progress = progress_bar(todo.len() as u64, slide);
         let next = AtomicUsize::new(0);
         let cancel = AtomicBool::new(false);
@@ -116,6 +115,10 @@ impl Job<'_> {
         let (tiles_tx, tiles_rx) = crossbeam_channel::bounded::<ReadResult>(self.batch * 2);
         let (done_tx, done_rx) = crossbeam_channel::bounded::<Finished>(IN_FLIGHT);
         let (spare_tx, spare_rx) = crossbeam_channel::unbounded::<Spare>();
+        // Tile buffers go back to the readers once copied into a batch: no
+        // allocation per tile, so the heap does not fragment as slides grow.
+        let readers = self.readers.max(1);
+        let (pool_tx, pool_rx) = crossbeam_channel::bounded::<Vec<u8>>(self.batch * 2 + readers);
         let inference = Inference {
             plan,
             tiles: todo.len(),
@@ -130,8 +133,9 @@ impl Job<'_> {
         let tile_px = (plan.tile_size() as usize).pow(2);
 
         let (inferred, stitched) = std::thread::scope(|scope| {
-            for _ in 0..self.readers.max(1) {
+            for _ in 0..readers {
                 let tx = tiles_tx.clone();
+                let pool = pool_rx.clone();
                 let (next, cancel, read_nanos) = (&next, &cancel, &read_nanos);
                 scope.spawn(move || loop {
                     let k = next.fetch_add(1, Ordering::Relaxed);
@@ -140,7 +144,8 @@ impl Job<'_> {
                     }
                     let n = todo[k];
                     let t0 = Instant::now();
-                    let read = working.read(slide, plan.nth(n).rect);
+                    let buf = pool.try_recv().unwrap_or_default();
+                    let read = working.read_into(slide, plan.nth(n).rect, buf);
                     read_nanos.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
                     if tx.send((n, read)).is_err() {
                         break;
@@ -160,7 +165,7 @@ impl Job<'_> {
                 }
                 Ok((stitchers, busy))
             });
-            let inferred = inference.run(tiles_rx, done_tx, spare_rx, &progress);
+            let inferred = inference.run(tiles_rx, done_tx, spare_rx, pool_tx, &progress);
             if inferred.is_err() {
                 cancel.store(true, Ordering::Relaxed);
             }
@@ -208,6 +213,7 @@ impl Inference<'_> {
         tiles: Receiver<ReadResult>,
         done: Sender<Finished>,
         spare: Receiver<Spare>,
+        pool: Sender<Vec<u8>>,
         progress: &ProgressBar,
     ) -> Result<Duration> {
         let t = self.plan.tile_size();
@@ -227,9 +233,11 @@ impl Inference<'_> {
                         .recv()
                         .context("the tile readers stopped before reading every tile")?;
                     received += 1;
+                    let rgb = read?;
                     staging
                         .tile_mut(indices.len())
-                        .copy_from_slice(read?.as_raw());
+                        .copy_from_slice(rgb.as_raw());
+                    let _ = pool.try_send(rgb.into_raw());
                     indices.push(self.plan.nth(n).index);
                 }
                 // On CUDA the last, partial batch runs at full size (the

@@ -189,8 +189,18 @@ fn to_json(f: &SlideFacts, outputs: &[PathBuf]) -> Value {
             "outputs": t.outputs,
             "total": t.total,
         },
+        // The whole process so far (a folder run: every slide up to this one).
+        "peak_rss_mib": peak_rss_mib(),
         "outputs": outputs.iter().map(|p| absolute(p)).collect::<Vec<_>>(),
     })
+}
+
+/// Peak resident memory of this process so far, in MiB (VmHWM).
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }
 
 /// Writes a small file atomically (see `PartialFile`).

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use wsiseg_infer::{describe, Device, Precision, Segmenter};
+use wsiseg_infer::{describe, Device, Manifest, Precision, Segmenter};
 use wsiseg_slide::{
     PyramidOptions, PyramidWriter, Reduce, Resolution, Size, Slide, TilePlan, WorkingLevel,
 };
@@ -245,14 +245,14 @@ fn check_output_names(slides: &[PathBuf]) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn resolution(args: &SegmentArgs, slide: &dyn Slide, model: &Segmenter) -> Resolution {
+pub(crate) fn resolution(args: &SegmentArgs, slide: &dyn Slide, model: &Manifest) -> Resolution {
     if let Some(level) = args.level {
         return Resolution::Level(level);
     }
     if let Some(mpp) = args.mpp {
         return Resolution::Mpp(mpp);
     }
-    match (model.manifest().mpp, slide.mpp()) {
+    match (model.mpp, slide.mpp()) {
         (Some(want), Some(have)) if want >= have.mean() * 0.999 => Resolution::Mpp(want),
         (Some(want), Some(have)) => {
             tracing::warn!(
@@ -305,7 +305,10 @@ fn segment_one(
 ) -> Result<report::SummaryEntry> {
     let started = Instant::now();
     let slide = wsiseg_slide::open_with(path, args.reader.into())?;
-    let working = WorkingLevel::choose(slide.as_ref(), resolution(args, slide.as_ref(), model))?;
+    let working = WorkingLevel::choose(
+        slide.as_ref(),
+        resolution(args, slide.as_ref(), model.manifest()),
+    )?;
     let plan = TilePlan::new(working.size, settings.tile, settings.overlap)
         .with_context(|| format!("{}: cannot tile level", path.display()))?;
     let png_size = png_size(args, slide.as_ref(), &working)?;

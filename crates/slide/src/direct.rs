@@ -200,9 +200,11 @@ impl JpegTiles {
     }
 }
 
-/// Decoded tiles shared by all reader threads, at most `budget` bytes of
-/// them (least recently used dropped first). A tile being decoded by one
-/// thread is waited for, not decoded again, by the others.
+/// Decoded tiles shared by all reader threads. Only tiles that announced
+/// reads ([`TileCache::expect`]) will use are kept, each until its last
+/// announced read, and at most `budget` bytes of them (least recently used
+/// dropped first). A tile being decoded by one thread is waited for, not
+/// decoded again, by the others.
 pub struct TileCache {
     budget: AtomicUsize,
     inner: Mutex<CacheInner>,
@@ -215,6 +217,9 @@ struct CacheInner {
     slots: HashMap<(u32, usize), Slot>,
     bytes: usize,
     clock: u64,
+    /// Reads still to come per tile, for tiles of announced reads: a tile
+    /// is dropped as soon as its last announced read has used it.
+    uses: HashMap<(u32, usize), u32>,
 }
 
 struct Slot {
@@ -251,6 +256,54 @@ impl TileCache {
         self.budget.store(bytes, Ordering::Relaxed);
     }
 
+    /// Announces reads: each tile in `tiles` (with repeats) will be read
+    /// once per occurrence; after its last announced read it is dropped.
+    /// Replaces what an earlier announcement left.
+    pub fn expect(&self, level: u32, tiles: impl Iterator<Item = usize>) {
+        let mut uses: HashMap<(u32, usize), u32> = HashMap::new();
+        for n in tiles {
+            *uses.entry((level, n)).or_default() += 1;
+        }
+        let mut inner = self.lock();
+        // Tiles no announced read needs any more go now.
+        let stale: Vec<_> = inner
+            .slots
+            .keys()
+            .filter(|k| !uses.contains_key(k))
+            .copied()
+            .collect();
+        for k in stale {
+            if let Some(s) = inner.slots.remove(&k) {
+                inner.bytes -= s.bytes;
+            }
+        }
+        inner.uses = uses;
+    }
+
+    /// One announced read of `key` is done with it.
+    fn release(&self, key: (u32, usize)) {
+        let mut inner = self.lock();
+        let Some(left) = inner.uses.get_mut(&key) else {
+            return;
+        };
+        *left -= 1;
+        if *left == 0 {
+            inner.uses.remove(&key);
+            if let Some(s) = inner.slots.remove(&key) {
+                inner.bytes -= s.bytes;
+            }
+        }
+    }
+
+    /// Decoded tiles held now.
+    pub fn len(&self) -> usize {
+        self.lock().slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Bytes of decoded tiles held now.
     pub fn bytes(&self) -> usize {
         self.lock().bytes
@@ -261,24 +314,31 @@ impl TileCache {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The slot of `key`, created empty if needed, marked as just used.
-    fn slot(&self, key: (u32, usize)) -> Arc<Cell> {
+    /// The slot of `key`, created empty if needed, marked as just used;
+    /// `None` when no announced read needs `key` (such tiles are decoded
+    /// for the read at hand and not kept).
+    fn slot(&self, key: (u32, usize)) -> Option<Arc<Cell>> {
         let mut inner = self.lock();
         inner.clock += 1;
         let now = inner.clock;
+        if !inner.slots.contains_key(&key) && !inner.uses.contains_key(&key) {
+            return None;
+        }
         let slot = inner.slots.entry(key).or_insert_with(|| Slot {
             cell: Arc::default(),
             last_use: now,
             bytes: 0,
         });
         slot.last_use = now;
-        slot.cell.clone()
+        Some(slot.cell.clone())
     }
 
     /// The decoded tile `key` if it is cached, or decoded here now if no
     /// other thread is decoding it; `None` while another thread is.
     fn try_get(&self, key: (u32, usize), decode: impl FnOnce() -> Decoded) -> Option<Decoded> {
-        let cell = self.slot(key);
+        let Some(cell) = self.slot(key) else {
+            return Some(decode());
+        };
         if let Some(v) = cell.value.get() {
             return Some(v.clone());
         }
@@ -291,7 +351,9 @@ impl TileCache {
     /// The decoded tile `key`, decoding it with `decode` unless it is cached
     /// or being decoded by another thread (then this waits for it).
     fn get(&self, key: (u32, usize), decode: impl FnOnce() -> Decoded) -> Decoded {
-        let cell = self.slot(key);
+        let Some(cell) = self.slot(key) else {
+            return decode();
+        };
         cell.claimed.store(true, Ordering::Release);
         self.fill(key, &cell, decode)
     }
@@ -398,27 +460,54 @@ impl DirectReader {
         &self.cache
     }
 
-    /// Sizes the cache for reads that sweep `level` in bands `band_height`
-    /// pixels tall, left to right and top to bottom, several threads at
-    /// once: the tiles of about two bands stay decoded, so that the halo
-    /// shared by neighbouring bands is decoded once.
-    pub fn plan_sweep(&self, level: u32, band_height: u32) {
-        if let Some(t) = self.tiles(level) {
-            let rows = (2 * band_height).div_ceil(t.tile_height) as usize + 2;
-            let tile_bytes = t.tile_width as usize * t.tile_height as usize * 3;
-            let bytes = (t.tiles_across as usize * rows * tile_bytes).max(DEFAULT_CACHE_BYTES);
-            self.cache.set_budget(bytes);
-        }
+    /// Announces the reads to come on `level` (rectangles of the level, in
+    /// the order they will mostly be read; parts outside are ignored): each
+    /// tile is kept decoded from its first read to its last, then dropped.
+    /// A budget of about two rows of tiles across the level (or 64 MiB, if
+    /// more) caps what is kept when reads run far out of order.
+    pub fn plan_reads(&self, level: u32, rects: &[Rect]) {
+        let Some(t) = self.tiles(level) else {
+            return;
+        };
+        let band = rects.iter().map(|r| r.h).max().unwrap_or(t.tile_height);
+        let rows = (2 * band).div_ceil(t.tile_height) as usize + 2;
+        let tile_bytes = t.tile_width as usize * t.tile_height as usize * 3;
+        let bytes = (t.tiles_across as usize * rows * tile_bytes).max(DEFAULT_CACHE_BYTES);
+        self.cache.set_budget(bytes);
+        self.cache.expect(
+            level,
+            rects
+                .iter()
+                .filter_map(|r| r.clip_to(t.size))
+                .flat_map(|r| t.tiles_touching(r)),
+        );
     }
 
     /// Reads `rect` (inside `level`) from the decoded tiles; `None` when the
     /// level is not served directly.
     pub fn read(&self, level: u32, rect: Rect) -> Option<Result<RgbImage, SlideError>> {
-        let tiles = self.tiles(level)?;
-        Some(self.assemble(level, tiles, rect))
+        self.read_into(level, rect, Vec::new())
     }
 
-    fn assemble(&self, level: u32, tiles: &JpegTiles, rect: Rect) -> Result<RgbImage, SlideError> {
+    /// [`Self::read`] into `buf`'s memory (its contents are replaced), so
+    /// that callers can recycle tile buffers instead of allocating each one.
+    pub fn read_into(
+        &self,
+        level: u32,
+        rect: Rect,
+        buf: Vec<u8>,
+    ) -> Option<Result<RgbImage, SlideError>> {
+        let tiles = self.tiles(level)?;
+        Some(self.assemble(level, tiles, rect, buf))
+    }
+
+    fn assemble(
+        &self,
+        level: u32,
+        tiles: &JpegTiles,
+        rect: Rect,
+        mut out: Vec<u8>,
+    ) -> Result<RgbImage, SlideError> {
         let decode = |n: usize| {
             move || {
                 if tiles.missing(n) {
@@ -453,14 +542,15 @@ impl DirectReader {
                 })?;
                 let t = tiles.tile_rect(n);
                 let part = t.intersect(rect).expect("a touched tile meets the rect");
-                Ok((t, part, decoded))
+                Ok((n, t, part, decoded))
             })
             .collect::<Result<Vec<_>, SlideError>>()?;
         // Row by row, left to right: every output byte is written once, in order.
-        let mut out = Vec::with_capacity(rect.w as usize * rect.h as usize * 3);
+        out.clear();
+        out.reserve(rect.w as usize * rect.h as usize * 3);
         let stride = tiles.tile_width as usize * 3;
         for y in rect.y..rect.bottom() {
-            for (t, part, decoded) in &touched {
+            for (_, t, part, decoded) in &touched {
                 if y < part.y || y >= part.bottom() {
                     continue;
                 }
@@ -477,6 +567,9 @@ impl DirectReader {
                     }
                 }
             }
+        }
+        for (n, ..) in &touched {
+            self.cache.release((level, *n));
         }
         Ok(RgbImage::from_raw(rect.w, rect.h, out).expect("w*h*3 bytes"))
     }

@@ -37,8 +37,8 @@ pub use partial::PartialFile;
 pub use plan::{Tile, TilePlan};
 pub use resolution::{Resolution, WorkingLevel};
 pub use slide::{
-    has_slide_extension, level, open, open_with, read_padded, thumbnail, Reader, Slide, BACKGROUND,
-    SLIDE_EXTENSIONS,
+    has_slide_extension, level, open, open_with, read_padded, read_padded_into, thumbnail, Reader,
+    Slide, BACKGROUND, SLIDE_EXTENSIONS,
 };
 pub use tiff_writer::{
     pyramid_sizes, PyramidOptions, PyramidWriter, Reduce, TiffWriteError, TileCompression,

@@ -132,9 +132,9 @@ impl Slide for OpenSlideSlide {
         self.direct.as_ref().is_some_and(|d| d.serves(level))
     }
 
-    fn plan_sweep(&self, level: u32, band_height: u32) {
+    fn plan_reads(&self, level: u32, rects: &[Rect]) {
         if let Some(d) = &self.direct {
-            d.plan_sweep(level, band_height);
+            d.plan_reads(level, rects);
         }
     }
 
@@ -147,6 +147,25 @@ impl Slide for OpenSlideSlide {
         if let Some(read) = self.direct.as_ref().and_then(|d| d.read(level, rect)) {
             return read;
         }
+        self.read_openslide(level, rect)
+    }
+
+    fn read_inside_into(
+        &self,
+        level: u32,
+        rect: Rect,
+        buf: Vec<u8>,
+    ) -> Result<RgbImage, SlideError> {
+        match self.direct.as_ref() {
+            Some(d) if d.serves(level) => d.read_into(level, rect, buf).expect("served level"),
+            _ => self.read_inside(level, rect),
+        }
+    }
+}
+
+impl OpenSlideSlide {
+    fn read_openslide(&self, level: u32, rect: Rect) -> Result<RgbImage, SlideError> {
+        let l = crate::slide::level(self, level)?;
         // OpenSlide takes the top-left corner in level-0 pixels. Round up so
         // that OpenSlide's division by a non-integer downsample lands on `rect.x`.
         let to_level0 = |v: i64| (v as f64 * l.downsample).ceil() as u32;

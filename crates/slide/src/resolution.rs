@@ -3,7 +3,7 @@
 
 use image::RgbImage;
 
-use crate::{read_padded, Rect, Size, Slide, SlideError};
+use crate::{read_padded, read_padded_into, Rect, Size, Slide, SlideError};
 
 /// What the user asked to segment at.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -88,21 +88,42 @@ impl WorkingLevel {
         }
     }
 
-    /// Reads `rect` (working-level pixels, may reach outside) as RGB,
-    /// resampling from the source level when the scale is not 1.
-    pub fn read(&self, slide: &dyn Slide, rect: Rect) -> Result<RgbImage, SlideError> {
+    /// The source-level pixels that `rect` (working-level pixels) is read from.
+    pub fn source_rect(&self, rect: Rect) -> Rect {
         if self.scale == 1.0 {
-            return read_padded(slide, self.source_level, rect);
+            return rect;
         }
         let x0 = (rect.x as f64 * self.scale).floor() as i64;
         let y0 = (rect.y as f64 * self.scale).floor() as i64;
         let x1 = (rect.right() as f64 * self.scale).ceil() as i64;
         let y1 = (rect.bottom() as f64 * self.scale).ceil() as i64;
-        let src = read_padded(
-            slide,
-            self.source_level,
-            Rect::new(x0, y0, (x1 - x0) as u32, (y1 - y0) as u32),
-        )?;
+        Rect::new(x0, y0, (x1 - x0) as u32, (y1 - y0) as u32)
+    }
+
+    /// Announces to `slide` that these working-level rectangles will be read.
+    pub fn plan_reads(&self, slide: &dyn Slide, rects: impl Iterator<Item = Rect>) {
+        let source: Vec<Rect> = rects.map(|r| self.source_rect(r)).collect();
+        slide.plan_reads(self.source_level, &source);
+    }
+
+    /// Reads `rect` (working-level pixels, may reach outside) as RGB,
+    /// resampling from the source level when the scale is not 1.
+    pub fn read(&self, slide: &dyn Slide, rect: Rect) -> Result<RgbImage, SlideError> {
+        self.read_into(slide, rect, Vec::new())
+    }
+
+    /// [`Self::read`] into `buf`'s memory where it can (its contents are
+    /// replaced), so that callers can recycle tile buffers.
+    pub fn read_into(
+        &self,
+        slide: &dyn Slide,
+        rect: Rect,
+        buf: Vec<u8>,
+    ) -> Result<RgbImage, SlideError> {
+        if self.scale == 1.0 {
+            return read_padded_into(slide, self.source_level, rect, buf);
+        }
+        let src = read_padded(slide, self.source_level, self.source_rect(rect))?;
         Ok(image::imageops::resize(
             &src,
             rect.w,

@@ -29,15 +29,27 @@ pub trait Slide: Send + Sync {
     /// (callers wanting padding use [`read_padded`]).
     fn read_inside(&self, level: u32, rect: Rect) -> Result<RgbImage, SlideError>;
 
+    /// [`Slide::read_inside`] into `buf`'s memory where the backend can
+    /// (its contents are replaced), so that callers can recycle buffers.
+    fn read_inside_into(
+        &self,
+        level: u32,
+        rect: Rect,
+        _buf: Vec<u8>,
+    ) -> Result<RgbImage, SlideError> {
+        self.read_inside(level, rect)
+    }
+
     /// Whether `level` is read from its JPEG tiles directly rather than
     /// through OpenSlide (see [`Reader`]).
     fn reads_directly(&self, _level: u32) -> bool {
         false
     }
 
-    /// Announces reads that sweep `level` in bands `band_height` pixels
-    /// tall, so that a reader can size what it keeps decoded.
-    fn plan_sweep(&self, _level: u32, _band_height: u32) {}
+    /// Announces the reads to come on `level` (rectangles of that level,
+    /// mostly in this order), so that a reader can keep decoded what later
+    /// reads share and drop it after its last use.
+    fn plan_reads(&self, _level: u32, _rects: &[Rect]) {}
 }
 
 /// How whole-slide levels are read.
@@ -72,23 +84,37 @@ pub fn read_padded(
     level_index: u32,
     rect: Rect,
 ) -> Result<RgbImage, SlideError> {
+    read_padded_into(slide, level_index, rect, Vec::new())
+}
+
+/// [`read_padded`] into `buf`'s memory (its contents are replaced).
+pub fn read_padded_into(
+    slide: &dyn Slide,
+    level_index: u32,
+    rect: Rect,
+    mut buf: Vec<u8>,
+) -> Result<RgbImage, SlideError> {
     let size = level(slide, level_index)?.size;
     let inside = rect.clip_to(size);
     if inside == Some(rect) {
-        return slide.read_inside(level_index, rect);
+        return slide.read_inside_into(level_index, rect, buf);
     }
-    let mut out = RgbImage::from_pixel(rect.w, rect.h, BACKGROUND);
+    let row = rect.w as usize * 3;
+    buf.clear();
+    buf.resize(row * rect.h as usize, 0);
+    for px in buf.chunks_exact_mut(3) {
+        px.copy_from_slice(&BACKGROUND.0);
+    }
     if let Some(inside) = inside {
         let part = slide.read_inside(level_index, inside)?;
-        let out_bytes: &mut [u8] = &mut out;
-        let (row, len) = (rect.w as usize * 3, inside.w as usize * 3);
+        let len = inside.w as usize * 3;
         let x = (inside.x - rect.x) as usize * 3;
         for (i, src) in part.as_raw().chunks_exact(len).enumerate() {
             let start = (i + (inside.y - rect.y) as usize) * row + x;
-            out_bytes[start..start + len].copy_from_slice(src);
+            buf[start..start + len].copy_from_slice(src);
         }
     }
-    Ok(out)
+    Ok(RgbImage::from_raw(rect.w, rect.h, buf).expect("w*h*3 bytes"))
 }
 
 /// A thumbnail whose longer side is at most `max_side` pixels, from the

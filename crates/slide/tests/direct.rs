@@ -129,21 +129,36 @@ fn tile_cache_eviction_and_concurrency_do_not_change_pixels() {
         .map(|r| read_padded(reference.as_ref(), 0, *r).unwrap())
         .collect();
 
-    // A budget of one byte: every decoded tile is dropped again at once.
+    // Announced reads with a budget of one byte: every decoded tile is
+    // dropped again at once, and reads decode what they need anew.
+    let inside: Vec<Rect> = rects.iter().map(|r| r.clip_to(size).unwrap()).collect();
     let tiny = wsiseg_slide::DirectReader::new(&path, reference.levels(), [255; 3]).unwrap();
+    tiny.plan_reads(0, &inside);
     tiny.cache().set_budget(1);
-    for (r, w) in rects.iter().zip(&want) {
-        let inside = r.clip_to(size).unwrap();
-        let got = tiny.read(0, inside).unwrap().unwrap();
-        let full = read_padded(reference.as_ref(), 0, inside).unwrap();
-        assert_eq!(got.as_raw(), full.as_raw(), "{inside:?}");
+    for (r, w) in inside.iter().zip(&want) {
+        let got = tiny.read(0, *r).unwrap().unwrap();
+        let full = read_padded(reference.as_ref(), 0, *r).unwrap();
+        assert_eq!(got.as_raw(), full.as_raw(), "{r:?}");
         assert!(tiny.cache().bytes() <= 256 * 256 * 3, "one tile at most");
-        assert_eq!(w.dimensions(), (r.w, r.h));
+        assert!(w.width() >= r.w);
     }
+
+    // Announced reads with room: each tile is kept until its last read,
+    // then dropped; nothing is left after the last read.
+    let roomy = wsiseg_slide::DirectReader::new(&path, reference.levels(), [255; 3]).unwrap();
+    roomy.plan_reads(0, &inside);
+    let mut most = 0;
+    for r in &inside {
+        roomy.read(0, *r).unwrap().unwrap();
+        most = most.max(roomy.cache().len());
+    }
+    assert!(most > 1, "tiles shared by neighbouring reads are kept");
+    assert!(most < 40, "{most} tiles kept at once: only about two rows' worth");
+    assert!(roomy.cache().is_empty(), "every tile dropped after its last read");
 
     // Four threads reading the same rectangles in different orders.
     let shared = open_with(&path, Reader::Auto).unwrap();
-    shared.plan_sweep(0, 300);
+    shared.plan_reads(0, &rects);
     std::thread::scope(|s| {
         for t in 0..4usize {
             let (shared, rects, want) = (&shared, &rects, &want);
