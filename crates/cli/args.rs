@@ -160,6 +160,11 @@ pub struct SegmentArgs {
     /// run, found by Otsu's threshold on the thumbnail's saturation; the others are background).
     #[arg(long)]
     pub no_tissue_mask: bool,
+    /// Tissue is where the thumbnail's saturation (max − min of R, G, B,
+    /// 0–255) is above this [default: Otsu's threshold of the thumbnail, at
+    /// least 12]. Lower it for pale tissue, raise it for dirty glass.
+    #[arg(long, conflicts_with = "no_tissue_mask")]
+    pub tissue_threshold: Option<u8>,
     /// Threads reading and decoding tiles [default: all cores but two, at least 2].
     #[arg(long)]
     pub readers: Option<usize>,

@@ -61,6 +61,8 @@ pub struct SlideFacts<'a> {
     pub png_size: Size,
     pub class_pixels: &'a [u64; 256],
     pub tissue_fraction: Option<f64>,
+    /// Thumbnail saturation above which a pixel is tissue.
+    pub tissue_threshold: Option<u8>,
     /// Tiles whose core holds tissue.
     pub tiles_with_tissue: Option<usize>,
     /// Tiles run through the model.
@@ -163,6 +165,7 @@ fn to_json(f: &SlideFacts, outputs: &[PathBuf]) -> Value {
             "png_mask_size": {"width": f.png_size.w, "height": f.png_size.h},
             "min_area": f.args.min_area,
             "tissue_mask": !f.args.no_tissue_mask,
+            "tissue_threshold": f.tissue_threshold,
         },
         "tiles": {
             "planned": f.plan.len(),

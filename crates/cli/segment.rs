@@ -340,22 +340,29 @@ fn segment_one(
         None
     };
     let tissue = thumb.as_ref().map(|t| {
-        let mask = wsiseg_slide::tissue_mask(t);
+        let (mask, threshold) = wsiseg_slide::tissue_mask_with(t, args.tissue_threshold);
         let fraction = mask.iter().filter(|&&x| x).count() as f64 / mask.len().max(1) as f64;
         let thumb_size = Size::new(t.width(), t.height());
         let level0 = slide.levels()[0].size;
         let tiles =
             wsiseg_slide::tissue_tiles(&plan, working.downsample, level0, &mask, thumb_size);
-        (fraction, tiles)
+        (fraction, tiles, threshold)
     });
     let with_tissue = tissue.as_ref().map(|t| t.1.iter().filter(|&&x| x).count());
     let run = match (&tissue, args.no_tissue_mask) {
-        (Some((_, tiles)), false) => tiles.clone(),
+        (Some((_, tiles, _)), false) => tiles.clone(),
         _ => vec![true; plan.len()],
     };
-    if let (Some(n), false) = (with_tissue, args.no_tissue_mask) {
+    if let (Some(0), Some((_, _, threshold)), false) = (with_tissue, &tissue, args.no_tissue_mask) {
+        tracing::warn!(
+            "{}: no tissue found (thumbnail saturation > {threshold} nowhere); the mask is all background — lower --tissue-threshold or use --no-tissue-mask",
+            path.display()
+        );
+    } else if let (Some(n), Some((_, _, threshold)), false) =
+        (with_tissue, &tissue, args.no_tissue_mask)
+    {
         tracing::info!(
-            "{}: {n} of {} tiles have tissue; the others are background (--no-tissue-mask runs all)",
+            "{}: {n} of {} tiles have tissue (thumbnail saturation > {threshold}); the others are background (--no-tissue-mask runs all)",
             path.display(),
             plan.len()
         );
@@ -476,6 +483,7 @@ fn segment_one(
         written.push(path_written);
     }
     let tissue_fraction = tissue.as_ref().map(|t| t.0);
+    let tissue_threshold = tissue.as_ref().map(|t| t.2);
     let timings = report::StageTimes {
         open: open_seconds,
         read: outcome.timings.read,
@@ -499,6 +507,7 @@ fn segment_one(
         class_pixels: &counts,
         tissue_fraction,
         tiles_with_tissue: with_tissue,
+        tissue_threshold,
         tiles_run: outcome.tiles,
         regions,
         timings,

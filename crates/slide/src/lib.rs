@@ -43,7 +43,7 @@ pub use slide::{
 pub use tiff_writer::{
     pyramid_sizes, PyramidOptions, PyramidWriter, Reduce, TiffWriteError, TileCompression,
 };
-pub use tissue::{otsu, tissue_mask, tissue_tiles};
+pub use tissue::{otsu, tissue_mask, tissue_mask_with, tissue_tiles};
 
 /// Re-exported so callers name the same image type.
 pub use image::RgbImage;

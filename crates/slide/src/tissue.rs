@@ -13,12 +13,19 @@ const MIN_TISSUE_SATURATION: u8 = 12;
 
 /// One flag per thumbnail pixel: true where there is tissue.
 pub fn tissue_mask(thumb: &RgbImage) -> Vec<bool> {
+    tissue_mask_with(thumb, None).0
+}
+
+/// One flag per thumbnail pixel: true where the saturation is above
+/// `threshold`, or, when `None`, above Otsu's threshold of the thumbnail's
+/// saturation (at least 12). Returns the threshold used too.
+pub fn tissue_mask_with(thumb: &RgbImage, threshold: Option<u8>) -> (Vec<bool>, u8) {
     let sat: Vec<u8> = thumb
         .pixels()
         .map(|p| p.0.iter().max().unwrap() - p.0.iter().min().unwrap())
         .collect();
-    let threshold = otsu(&sat).max(MIN_TISSUE_SATURATION);
-    sat.iter().map(|&s| s > threshold).collect()
+    let threshold = threshold.unwrap_or_else(|| otsu(&sat).max(MIN_TISSUE_SATURATION));
+    (sat.iter().map(|&s| s > threshold).collect(), threshold)
 }
 
 /// Which tiles of `plan` (over a working level `downsample` times smaller
@@ -102,5 +109,59 @@ mod tests {
         // A blank slide has no tissue.
         let blank = RgbImage::from_fn(20, 20, |x, _| Rgb([240 + (x % 3) as u8, 240, 241]));
         assert!(tissue_mask(&blank).iter().all(|&t| !t));
+    }
+
+    /// A 1000×800 level tiled by 100-px tiles (overlap 20: stride 80, so
+    /// 13 × 10 tiles), whose thumbnail is 4× smaller; tissue blobs sit well
+    /// inside the cores of 7 known tiles, so exactly those 7 are run.
+    #[test]
+    fn tiles_with_tissue_are_exactly_those_under_the_tissue() {
+        let plan = TilePlan::new(Size::new(1000, 800), 100, 20).unwrap();
+        assert_eq!(plan.len(), 130);
+        let want = [
+            (0u32, 0u32),
+            (1, 4),
+            (1, 5),
+            (3, 9),
+            (6, 2),
+            (9, 12),
+            (9, 0),
+        ];
+        // Thumbnail pixels of level pixels (x, y): (x / 4, y / 4).
+        let inside = |x: u32, y: u32| {
+            want.iter().any(|&(r, c)| {
+                let core = plan.tile(crate::TileIndex { row: r, col: c }).core;
+                let (cx, cy) = (core.x as u32, core.y as u32);
+                x >= cx + 12 && x + 12 < cx + core.w && y >= cy + 12 && y + 12 < cy + core.h
+            })
+        };
+        let thumb = RgbImage::from_fn(250, 200, |x, y| {
+            if inside(4 * x, 4 * y) && inside(4 * x + 3, 4 * y + 3) {
+                Rgb([200, 120, 170])
+            } else {
+                Rgb([242, 241, 243])
+            }
+        });
+        let (mask, threshold) = tissue_mask_with(&thumb, None);
+        assert!(threshold >= MIN_TISSUE_SATURATION);
+        let fraction = mask.iter().filter(|&&t| t).count() as f64 / mask.len() as f64;
+        assert!(
+            fraction > 0.02 && fraction < 0.05,
+            "tissue fraction {fraction}"
+        );
+        let run = tissue_tiles(&plan, 1.0, Size::new(1000, 800), &mask, Size::new(250, 200));
+        let got: Vec<(u32, u32)> = plan
+            .tiles()
+            .zip(&run)
+            .filter(|(_, &r)| r)
+            .map(|(t, _)| (t.index.row, t.index.col))
+            .collect();
+        let mut want = want.to_vec();
+        want.sort();
+        assert_eq!(got, want);
+        // A fixed threshold above the tissue's saturation finds none.
+        let (none, used) = tissue_mask_with(&thumb, Some(90));
+        assert_eq!(used, 90);
+        assert!(none.iter().all(|&t| !t));
     }
 }

@@ -153,8 +153,14 @@ fn tile_cache_eviction_and_concurrency_do_not_change_pixels() {
         most = most.max(roomy.cache().len());
     }
     assert!(most > 1, "tiles shared by neighbouring reads are kept");
-    assert!(most < 40, "{most} tiles kept at once: only about two rows' worth");
-    assert!(roomy.cache().is_empty(), "every tile dropped after its last read");
+    assert!(
+        most < 40,
+        "{most} tiles kept at once: only about two rows' worth"
+    );
+    assert!(
+        roomy.cache().is_empty(),
+        "every tile dropped after its last read"
+    );
 
     // Four threads reading the same rectangles in different orders.
     let shared = open_with(&path, Reader::Auto).unwrap();
