@@ -26,25 +26,24 @@ impl Drop for Scratch {
     }
 }
 
-/// Runs `work(i)` for i in 0..n on `threads` threads; returns the wall seconds.
-fn parallel(
-    n: usize,
-    threads: usize,
-    work: &(dyn Fn(usize, &mut Option<File>) -> Result<()> + Sync),
-) -> Result<f64> {
+/// Runs `work(i)` for i in 0..n on `threads` threads, each taking runs of
+/// consecutive `i` as the pipeline's readers do; returns the wall seconds.
+fn parallel(n: usize, threads: usize, work: &(dyn Fn(usize) -> Result<()> + Sync)) -> Result<f64> {
+    let chunk = crate::pipeline::READ_CHUNK;
     let next = AtomicUsize::new(0);
     let start = Instant::now();
     std::thread::scope(|s| -> Result<()> {
         let handles: Vec<_> = (0..threads.max(1))
             .map(|_| {
                 s.spawn(|| -> Result<()> {
-                    let mut file = None;
                     loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= n {
+                        let first = next.fetch_add(chunk, Ordering::Relaxed);
+                        if first >= n {
                             return Ok(());
                         }
-                        work(i, &mut file)?;
+                        for i in first..(first + chunk).min(n) {
+                            work(i)?;
+                        }
                     }
                 })
             })
@@ -232,7 +231,7 @@ fn read_all(
     threads: usize,
 ) -> Result<f64> {
     working.plan_reads(slide, rects.iter().copied());
-    parallel(rects.len(), threads, &|i, _| {
+    parallel(rects.len(), threads, &|i| {
         working.read(slide, rects[i])?;
         Ok(())
     })
@@ -286,7 +285,7 @@ fn read_figures(
     let raw = |set: &[usize]| -> Result<f64> {
         let mut best = f64::MAX;
         for _ in 0..3 {
-            best = best.min(parallel(set.len(), threads, &|i, _| {
+            best = best.min(parallel(set.len(), threads, &|i| {
                 tiles.decode(&file, set[i])?;
                 Ok(())
             })?);
@@ -305,7 +304,7 @@ fn read_figures(
     let aligned: Vec<Rect> = sample.iter().map(|&n| tiles.tile_rect(n)).collect();
     let at_source = |slide: &dyn Slide| {
         slide.plan_reads(level, &aligned);
-        parallel(aligned.len(), threads, &|i, _| {
+        parallel(aligned.len(), threads, &|i| {
             slide.read_inside(level, aligned[i])?;
             Ok(())
         })

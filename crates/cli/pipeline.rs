@@ -25,6 +25,11 @@ use crate::outputs::{LabelSink, ProbSink};
 /// Tests set this to make a run fail after that many tiles, like a crash midway.
 pub const FAIL_AFTER_TILES: &str = "WSISEG_FAIL_AFTER_TILES";
 
+/// Reader threads take this many consecutive tiles at a time: neighbouring
+/// tiles share slide tiles (their halo), which one thread then decodes and
+/// reuses instead of two threads waiting on each other.
+pub const READ_CHUNK: usize = 4;
+
 /// Batches queued on the device at once: one running, one waiting behind it.
 const IN_FLIGHT: usize = 2;
 
@@ -138,17 +143,21 @@ impl Job<'_> {
                 let pool = pool_rx.clone();
                 let (next, cancel, read_nanos) = (&next, &cancel, &read_nanos);
                 scope.spawn(move || loop {
-                    let k = next.fetch_add(1, Ordering::Relaxed);
-                    if k >= todo.len() || cancel.load(Ordering::Relaxed) {
+                    let first = next.fetch_add(READ_CHUNK, Ordering::Relaxed);
+                    if first >= todo.len() {
                         break;
                     }
-                    let n = todo[k];
-                    let t0 = Instant::now();
-                    let buf = pool.try_recv().unwrap_or_default();
-                    let read = working.read_into(slide, plan.nth(n).rect, buf);
-                    read_nanos.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
-                    if tx.send((n, read)).is_err() {
-                        break;
+                    for &n in &todo[first..(first + READ_CHUNK).min(todo.len())] {
+                        if cancel.load(Ordering::Relaxed) {
+                            return;
+                        }
+                        let t0 = Instant::now();
+                        let buf = pool.try_recv().unwrap_or_default();
+                        let read = working.read_into(slide, plan.nth(n).rect, buf);
+                        read_nanos.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                        if tx.send((n, read)).is_err() {
+                            return;
+                        }
                     }
                 });
             }
