@@ -26,6 +26,14 @@ fn wsiseg(args: &[&str], dir: &Path) -> Output {
     o
 }
 
+/// `wsiseg synth` of one slide into `dir/slides` (truth in `dir/slides/truth`).
+fn synth(dir: &Path, seed: &str, size: &str) {
+    wsiseg(
+        &["synth", "--out", "slides", "--seed", seed, "--size", size],
+        dir,
+    );
+}
+
 fn model() -> String {
     repo("models/unet").display().to_string()
 }
@@ -46,18 +54,7 @@ fn shipped_model_finds_the_tumor_of_a_held_out_synthetic_slide() {
         "seed 101 was used for training"
     );
 
-    wsiseg(
-        &[
-            "synth",
-            "--out",
-            "slides",
-            "--seed",
-            "101",
-            "--size",
-            "8192x8192",
-        ],
-        d,
-    );
+    synth(d, "101", "8192x8192");
     wsiseg(
         &["segment", "slides", "--model", &model(), "--out", "masks"],
         d,
@@ -81,18 +78,7 @@ fn shipped_model_finds_the_tumor_of_a_held_out_synthetic_slide() {
 fn tiled_inference_matches_one_whole_image_pass() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    wsiseg(
-        &[
-            "synth",
-            "--out",
-            "slides",
-            "--seed",
-            "202",
-            "--size",
-            "8192x8192",
-        ],
-        d,
-    );
+    synth(d, "202", "8192x8192");
     // 2048 px with a stride of 200 − 52 = 148: tiles do not divide the level.
     wsiseg(
         &[
@@ -188,19 +174,8 @@ fn synth_is_deterministic_and_opens_in_openslide() {
 fn tissue_detection_keeps_every_tumor_pixel_inside_the_tiles_it_runs() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    wsiseg(
-        &[
-            "synth",
-            "--out",
-            "s",
-            "--seed",
-            "404",
-            "--size",
-            "8192x8192",
-        ],
-        d,
-    );
-    let slide = open(&d.join("s/synth-404.svs")).unwrap();
+    synth(d, "404", "8192x8192");
+    let slide = open(&d.join("slides/synth-404.svs")).unwrap();
     let working = WorkingLevel::choose(slide.as_ref(), Resolution::Mpp(1.0)).unwrap();
     let plan = wsiseg_slide::TilePlan::new(working.size, 256, 32).unwrap();
     let thumb = wsiseg_slide::thumbnail(slide.as_ref(), 2048).unwrap();
@@ -220,7 +195,7 @@ fn tissue_detection_keeps_every_tumor_pixel_inside_the_tiles_it_runs() {
         plan.len()
     );
 
-    let truth = open(&d.join("s/truth/synth-404.tiff")).unwrap();
+    let truth = open(&d.join("slides/truth/synth-404.tiff")).unwrap();
     assert_eq!(truth.levels()[1].size, working.size);
     let (w, h) = (working.size.w, working.size.h);
     let labels = truth.read_inside(1, Rect::new(0, 0, w, h)).unwrap();
@@ -251,18 +226,7 @@ fn tissue_detection_keeps_every_tumor_pixel_inside_the_tiles_it_runs() {
 fn pipelined_engine_writes_the_same_mask_bytes_as_a_sequential_loop() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    wsiseg(
-        &[
-            "synth",
-            "--out",
-            "slides",
-            "--seed",
-            "505",
-            "--size",
-            "6144x4096",
-        ],
-        d,
-    );
+    synth(d, "505", "6144x4096");
     let slide_path = d.join("slides/synth-505.svs");
     wsiseg(
         &[
@@ -322,10 +286,7 @@ fn peak_memory_stays_flat_as_the_slide_grows() {
     let d = dir.path();
     let mut peaks = Vec::new();
     for (seed, size) in [("606", "4096x4096"), ("607", "16384x16384")] {
-        wsiseg(
-            &["synth", "--out", "slides", "--seed", seed, "--size", size],
-            d,
-        );
+        synth(d, seed, size);
         let slide = format!("slides/synth-{seed}.svs");
         wsiseg(
             &[
