@@ -438,8 +438,13 @@ fn bench_prints_every_stage_figure() {
         "stitch_mp_s",
         "write_png_mp_s",
         "write_tiff_mp_s",
+        "openslide_read_decode_mp_s",
+        "planned_read_mp_s",
+        "planned_read_vs_raw_decode",
         "e2e_tiles_s",
         "e2e_vs_model_only",
+        "e2e_inference_tiles_s",
+        "e2e_stitch_write_mp_s",
         "peak_rss_mib",
     ] {
         assert!(
@@ -454,6 +459,9 @@ fn bench_prints_every_stage_figure() {
             .unwrap()
             <= 8
     );
+    assert_eq!(v["reader"], "direct JPEG");
+    let window = v["e2e_unix_window"].as_array().unwrap();
+    assert!(window[1].as_f64() >= window[0].as_f64());
     // The scratch slide and outputs are removed.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }

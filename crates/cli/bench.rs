@@ -200,6 +200,19 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         "e2e_vs_model_only".into(),
         json!(tiles_run / pipeline / model_tiles_s),
     );
+    // The pipeline's own stages: the model inside the pipeline (queuing and
+    // collecting batches), and the stitcher thread's busy time.
+    let stage = |k: &str| report["timings_s"][k].as_f64().filter(|&v| v > 0.0);
+    if let Some(s) = stage("inference") {
+        figures.insert("e2e_inference_tiles_s".into(), json!(tiles_run / s));
+        figures.insert(
+            "e2e_inference_mp_s".into(),
+            json!(tiles_run * f64::from(tile * tile) / 1e6 / s),
+        );
+    }
+    if let Some(s) = stage("stitch_and_write") {
+        figures.insert("e2e_stitch_write_mp_s".into(), json!(level_mp / s));
+    }
     figures.insert("peak_rss_mib".into(), json!(crate::report::peak_rss_mib()));
 
     let figures = Value::Object(figures);
@@ -491,6 +504,14 @@ fn table(f: &Value) -> String {
         (
             "  end-to-end tiles/s / model-only tiles/s",
             ratio("e2e_vs_model_only"),
+        ),
+        (
+            "  inference inside the pipeline",
+            num("e2e_inference_tiles_s") + " tiles/s, " + &num("e2e_inference_mp_s") + " MP/s",
+        ),
+        (
+            "  stitch + write inside the pipeline",
+            num("e2e_stitch_write_mp_s") + " MP/s",
         ),
         ("peak RSS", num("peak_rss_mib") + " MiB"),
     ];

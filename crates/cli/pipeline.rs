@@ -274,7 +274,11 @@ impl Inference<'_> {
             free.push(flight.wait_into(&mut labels, probs.as_deref_mut())?);
             busy += t0.elapsed();
             let k = indices.len();
-            tracing::debug!(tiles = k, "batch done");
+            tracing::debug!(
+                tiles = k,
+                wait_ms = t0.elapsed().as_millis() as u64,
+                "batch done"
+            );
             finished += k;
             progress.inc(k as u64);
             done.send(Finished {
