@@ -214,11 +214,22 @@ impl Segmenter {
     /// batch; page-locked on CUDA so that uploads run asynchronously.
     pub fn staging(&self, capacity: usize, tile: u32) -> Staging {
         let t = i64::from(tile);
-        let host = Tensor::empty([capacity as i64, t, t, 3], (Kind::Uint8, Device::Cpu));
+        let shape = [capacity as i64, t, t, 3];
         let host = match self.device {
-            // Pageable memory still works (synchronous copies) if pinning fails.
-            Device::Cuda(_) => host.f_pin_memory(self.device).unwrap_or(host),
-            _ => host,
+            // A non-blocking download lands in page-locked memory from
+            // libtorch's pinned allocator (`pin_memory` would need a device
+            // argument, which libtorch 2.11 deprecates with a warning per call).
+            Device::Cuda(i) => {
+                let host = Tensor::empty(shape, (Kind::Uint8, self.device)).to_device_(
+                    Device::Cpu,
+                    Kind::Uint8,
+                    true,
+                    false,
+                );
+                tch::Cuda::synchronize(i as i64);
+                host
+            }
+            _ => Tensor::empty(shape, (Kind::Uint8, Device::Cpu)),
         };
         Staging {
             host,
