@@ -32,7 +32,13 @@ fn texture(w: u32, h: u32) -> RgbImage {
 
 /// A 3-level Aperio-style JPEG (YCbCr 4:2:0) pyramid, like wsiseg's synthetic slides.
 fn jpeg_pyramid(dir: &Path, size: Size) -> PathBuf {
-    let path = dir.join("p.svs");
+    jpeg_pyramid_described(dir, size, true)
+}
+
+/// The same pyramid; without an Aperio description OpenSlide reads it as a
+/// generic tiled TIFF.
+fn jpeg_pyramid_described(dir: &Path, size: Size, aperio: bool) -> PathBuf {
+    let path = dir.join(if aperio { "p.svs" } else { "p.tiff" });
     let opts = PyramidOptions {
         channels: 3,
         tile: 256,
@@ -41,10 +47,12 @@ fn jpeg_pyramid(dir: &Path, size: Size) -> PathBuf {
         compression: TileCompression::Jpeg { quality: 85 },
         reduce: Reduce::Average,
         mpp: Some(0.5),
-        description: Some(format!(
-            "Aperio Image Library wsiseg\r\n{}x{} (256x256) JPEG/RGB Q=85|AppMag = 20|MPP = 0.5",
-            size.w, size.h
-        )),
+        description: aperio.then(|| {
+            format!(
+                "Aperio Image Library wsiseg\r\n{}x{} (256x256) JPEG/RGB Q=85|AppMag = 20|MPP = 0.5",
+                size.w, size.h
+            )
+        }),
     };
     let img = texture(size.w, size.h);
     let mut w = PyramidWriter::create(&path, size, opts).unwrap();
@@ -82,10 +90,18 @@ fn direct_reads_match_openslide_up_to_decoder_rounding() {
     let dir = tempfile::tempdir().unwrap();
     // default.svs: Aperio photometric-RGB JPEG, 240-px tiles, from a scanner.
     // The pyramid: YCbCr 4:2:0 JPEG, 256-px tiles, three levels.
+    // The generic one: the same pixels without an Aperio description.
     let pyramid = jpeg_pyramid(dir.path(), Size::new(1500, 1100));
-    for (path, levels, bound) in [(data("default.svs"), 1, 2u8), (pyramid, 3, 8)] {
+    let generic = jpeg_pyramid_described(dir.path(), Size::new(1500, 1100), false);
+    for (path, format, levels, bound) in [
+        (data("default.svs"), "aperio", 1, 2u8),
+        (pyramid, "aperio", 3, 8),
+        (generic, "generic-tiff", 3, 8),
+    ] {
         let direct = open_with(&path, Reader::Auto).unwrap();
         let openslide = open_with(&path, Reader::OpenSlide).unwrap();
+        assert_eq!(direct.format(), format);
+        let mut worst = 0;
         assert_eq!(direct.levels(), openslide.levels());
         assert_eq!(direct.levels().len(), levels);
         for level in 0..levels as u32 {
@@ -107,8 +123,10 @@ fn direct_reads_match_openslide_up_to_decoder_rounding() {
                     "{} level {level} {rect:?}: differs by {d}",
                     path.display()
                 );
+                worst = worst.max(d);
             }
         }
+        eprintln!("{format} {}: largest difference {worst}", path.display());
     }
 }
 
