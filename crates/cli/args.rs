@@ -57,7 +57,7 @@ pub struct BenchArgs {
     /// Tiles per model call [default: 32 on CUDA, 8 on the CPU].
     #[arg(long)]
     pub batch: Option<usize>,
-    /// Threads reading and decoding tiles [default: all cores but two, at least 2].
+    /// Threads reading and decoding tiles [default: all cores but two, 2 to 24].
     #[arg(long)]
     pub readers: Option<usize>,
     /// Slide tiles (and planned tiles, in whole rows) read for the read and decode figures.
@@ -165,7 +165,7 @@ pub struct SegmentArgs {
     /// least 12]. Lower it for pale tissue, raise it for dirty glass.
     #[arg(long, conflicts_with = "no_tissue_mask")]
     pub tissue_threshold: Option<u8>,
-    /// Threads reading and decoding tiles [default: all cores but two, at least 2].
+    /// Threads reading and decoding tiles [default: all cores but two, 2 to 24].
     #[arg(long)]
     pub readers: Option<usize>,
     /// How slide levels are read: auto decodes the JPEG tiles of Aperio SVS
@@ -223,12 +223,13 @@ impl From<ReaderArg> for wsiseg_slide::Reader {
 }
 
 /// Reader threads when `--readers` is not given: all cores but two (one
-/// drives the model, one stitches and writes), at least 2.
+/// drives the model, one stitches and writes), at least 2 and at most 24
+/// (more only wait on the bounded queue: 24 decode several GP/s).
 pub fn default_readers() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get().saturating_sub(2))
         .unwrap_or(2)
-        .max(2)
+        .clamp(2, 24)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, ValueEnum)]
