@@ -189,11 +189,21 @@ fn bad_inputs_fail_with_one_clear_line_and_no_output() {
     .unwrap();
     let svs = repo("tests/data/default.svs");
     let good = threshold_model();
+    // A BigTIFF slide cut short: its directories (written last) are gone.
+    let o = wsiseg(&args![&"synth", &"--out", d, &"--size", &"1024x1024"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let whole = std::fs::read(d.join("synth-1.svs")).unwrap();
+    let cut = d.join("cut.svs");
+    std::fs::write(&cut, &whole[..whole.len() / 2]).unwrap();
 
     let cases: Vec<(Vec<OsString>, &str)> = vec![
         (
             args![&"segment", &d.join("missing.svs"), &"--model", &good],
             "missing.svs: no such file",
+        ),
+        (
+            args![&"segment", &cut, &"--model", &good],
+            "cut.svs: corrupt or unreadable slide (its TIFF structure cannot be read",
         ),
         (
             args![&"segment", &text, &"--model", &good],

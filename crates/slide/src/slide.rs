@@ -185,8 +185,45 @@ pub fn open_with(path: &Path, reader: Reader) -> Result<Box<dyn Slide>, SlideErr
             }
             other => other.map(|s| Box::new(s) as Box<dyn Slide>),
         },
-        None => Ok(Box::new(crate::openslide::OpenSlideSlide::open(
-            path, reader,
-        )?)),
+        None => match crate::openslide::OpenSlideSlide::open(path, reader) {
+            // OpenSlide cannot tell a damaged TIFF from a foreign format.
+            Err(SlideError::Unsupported { .. }) if has_tiff_magic(path) => Err(
+                tiff_structure_problem(path).unwrap_or(SlideError::Unsupported {
+                    path: path.to_path_buf(),
+                }),
+            ),
+            other => other.map(|s| Box::new(s) as Box<dyn Slide>),
+        },
     }
+}
+
+/// Whether `path` starts like a TIFF or BigTIFF file.
+fn has_tiff_magic(path: &Path) -> bool {
+    let mut head = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+        .is_ok()
+        && matches!(head, [b'I', b'I', 42 | 43, 0] | [b'M', b'M', 0, 42 | 43])
+}
+
+/// Why the TIFF at `path` cannot be read, if its directory structure is
+/// broken (a truncated or damaged file); `None` when it parses.
+fn tiff_structure_problem(path: &Path) -> Option<SlideError> {
+    let corrupt = |e: tiff::TiffError| SlideError::Corrupt {
+        path: path.to_path_buf(),
+        detail: format!(
+            "its TIFF structure cannot be read ({e}); the file is truncated or damaged"
+        ),
+    };
+    let file = std::fs::File::open(path).ok()?;
+    let mut d = match tiff::decoder::Decoder::new(std::io::BufReader::new(file)) {
+        Ok(d) => d,
+        Err(e) => return Some(corrupt(e)),
+    };
+    while d.more_images() {
+        if let Err(e) = d.next_image() {
+            return Some(corrupt(e));
+        }
+    }
+    None
 }
