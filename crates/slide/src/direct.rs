@@ -222,6 +222,15 @@ struct CacheInner {
     uses: HashMap<(u32, usize), u32>,
 }
 
+impl CacheInner {
+    /// Forgets tile `key`, if held, and the bytes it counted for.
+    fn drop_slot(&mut self, key: (u32, usize)) {
+        if let Some(s) = self.slots.remove(&key) {
+            self.bytes -= s.bytes;
+        }
+    }
+}
+
 struct Slot {
     cell: Arc<Cell>,
     last_use: u64,
@@ -273,9 +282,7 @@ impl TileCache {
             .copied()
             .collect();
         for k in stale {
-            if let Some(s) = inner.slots.remove(&k) {
-                inner.bytes -= s.bytes;
-            }
+            inner.drop_slot(k);
         }
         inner.uses = uses;
     }
@@ -289,9 +296,7 @@ impl TileCache {
         *left -= 1;
         if *left == 0 {
             inner.uses.remove(&key);
-            if let Some(s) = inner.slots.remove(&key) {
-                inner.bytes -= s.bytes;
-            }
+            inner.drop_slot(key);
         }
     }
 
@@ -372,7 +377,7 @@ impl TileCache {
                 Ok(Some(img)) => img.as_raw().len(),
                 // Failures are not kept: a later read tries again.
                 Err(_) => {
-                    self.lock().slots.remove(&key);
+                    self.lock().drop_slot(key);
                     return value;
                 }
                 Ok(None) => 0,
@@ -408,9 +413,7 @@ impl TileCache {
             if inner.bytes <= target {
                 break;
             }
-            if let Some(s) = inner.slots.remove(&k) {
-                inner.bytes -= s.bytes;
-            }
+            inner.drop_slot(k);
         }
     }
 }

@@ -139,15 +139,7 @@ impl Slide for OpenSlideSlide {
     }
 
     fn read_inside(&self, level: u32, rect: Rect) -> Result<RgbImage, SlideError> {
-        let l = crate::slide::level(self, level)?;
-        debug_assert!(
-            rect.clip_to(l.size) == Some(rect),
-            "{rect:?} outside level {level}"
-        );
-        if let Some(read) = self.direct.as_ref().and_then(|d| d.read(level, rect)) {
-            return read;
-        }
-        self.read_openslide(level, rect)
+        self.read_inside_into(level, rect, Vec::new())
     }
 
     fn read_inside_into(
@@ -156,16 +148,25 @@ impl Slide for OpenSlideSlide {
         rect: Rect,
         buf: Vec<u8>,
     ) -> Result<RgbImage, SlideError> {
-        match self.direct.as_ref() {
-            Some(d) if d.serves(level) => d.read_into(level, rect, buf).expect("served level"),
-            _ => self.read_inside(level, rect),
+        let l = crate::slide::level(self, level)?;
+        debug_assert!(
+            rect.clip_to(l.size) == Some(rect),
+            "{rect:?} outside level {level}"
+        );
+        match self
+            .direct
+            .as_ref()
+            .and_then(|d| d.read_into(level, rect, buf))
+        {
+            Some(read) => read,
+            None => self.read_openslide(level, l, rect),
         }
     }
 }
 
 impl OpenSlideSlide {
-    fn read_openslide(&self, level: u32, rect: Rect) -> Result<RgbImage, SlideError> {
-        let l = crate::slide::level(self, level)?;
+    /// Reads `rect` of `level` (described by `l`) through OpenSlide.
+    fn read_openslide(&self, level: u32, l: Level, rect: Rect) -> Result<RgbImage, SlideError> {
         // OpenSlide takes the top-left corner in level-0 pixels. Round up so
         // that OpenSlide's division by a non-integer downsample lands on `rect.x`.
         let to_level0 = |v: i64| (v as f64 * l.downsample).ceil() as u32;
