@@ -1,37 +1,27 @@
-//! The outputs of `segment`: pyramidal TIFF mask, GeoJSON, overlays, report,
-//! PNG at another level, and what an interrupted run leaves.
+//! The outputs of `segment`: pyramidal TIFF mask (and its tags), GeoJSON,
+//! overlays, report, PNG at another level; what a failing run and a killed
+//! run leave behind.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{
+    command, differing, json, read_mask, run, run_ok, stderr, synth, threshold_model, unet,
+};
 use image::{Rgb, RgbImage};
 use serde_json::Value;
 use wsiseg_slide::{open, PyramidOptions, PyramidWriter, Rect, Reduce, Size, TileCompression};
 
-fn repo(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
-}
-
-fn wsiseg(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wsiseg"))
-        .args(args)
-        .envs(env.iter().copied())
-        .current_dir(dir)
-        .output()
-        .expect("run wsiseg")
-}
-
-fn ok(o: &Output) {
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-}
-
-fn json(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-/// A 2000×1400 slide at 0.5 µm/px, 2 levels (4× apart), white with a dark-green
-/// (green < 128: "tumor" for the threshold model) rectangle at level-0
-/// x 400..800, y 200..600, and a dark square with a white hole at x 1200..1600, y 800..1200.
+/// A 2000×1400 slide at 0.5 µm/px, 2 levels (4× apart), white with three
+/// dark (green < 128: "tumor" for the threshold model) shapes, all on
+/// multiples of 4 level-0 pixels so that they are exact at level 1:
+/// a rectangle at x 400..800, y 200..600; a square at x 1200..1600,
+/// y 800..1200 with a white hole at x 1340..1460, y 940..1060; and a
+/// 40×40 speck at x 1600..1640, y 200..240 (400 µm², under the default
+/// `--min-area` of 500 µm²).
 fn known_slide(path: &Path) {
     let (w, h) = (2000u32, 1400u32);
     let img = RgbImage::from_fn(w, h, |x, y| {
@@ -39,7 +29,8 @@ fn known_slide(path: &Path) {
         let ring = (1200..1600).contains(&x)
             && (800..1200).contains(&y)
             && !((1340..1460).contains(&x) && (940..1060).contains(&y));
-        if rect || ring {
+        let speck = (1600..1640).contains(&x) && (200..240).contains(&y);
+        if rect || ring || speck {
             Rgb([90, 40, 120])
         } else {
             Rgb([240, 235, 240])
@@ -188,15 +179,66 @@ fn iou(a: &[u8], b: &[u8]) -> f64 {
     inter as f64 / union.max(1) as f64
 }
 
+/// Signed area (shoelace) of a closed ring, in the ring's units².
+fn ring_area(ring: &[(f64, f64)]) -> f64 {
+    ring.windows(2)
+        .map(|p| p[0].0 * p[1].1 - p[1].0 * p[0].1)
+        .sum::<f64>()
+        / 2.0
+}
+
+/// The tags of every page of a pyramidal TIFF, read with the `tiff` crate.
+struct Page {
+    new_subfile_type: u32,
+    size: (u32, u32),
+    tile: (u32, u32),
+    compression: u16,
+    bits: u16,
+    samples: u16,
+    resolution_ppcm: f64,
+    resolution_unit: u16,
+    description: Option<String>,
+}
+
+fn tiff_pages(path: &Path) -> Vec<Page> {
+    use tiff::decoder::Decoder;
+    use tiff::tags::Tag;
+    let mut d = Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap())).unwrap();
+    let mut pages = Vec::new();
+    loop {
+        let u = |d: &mut Decoder<_>, t| d.get_tag_u32(t).unwrap();
+        let rational = d.get_tag(Tag::XResolution).unwrap();
+        let resolution_ppcm = match rational {
+            tiff::decoder::ifd::Value::Rational(n, dd) => f64::from(n) / f64::from(dd),
+            other => panic!("XResolution {other:?}"),
+        };
+        pages.push(Page {
+            new_subfile_type: u(&mut d, Tag::NewSubfileType),
+            size: (u(&mut d, Tag::ImageWidth), u(&mut d, Tag::ImageLength)),
+            tile: (u(&mut d, Tag::TileWidth), u(&mut d, Tag::TileLength)),
+            compression: u(&mut d, Tag::Compression) as u16,
+            bits: u(&mut d, Tag::BitsPerSample) as u16,
+            samples: u(&mut d, Tag::SamplesPerPixel) as u16,
+            resolution_ppcm,
+            resolution_unit: u(&mut d, Tag::ResolutionUnit) as u16,
+            description: d.get_tag_ascii_string(Tag::ImageDescription).ok(),
+        });
+        if !d.more_images() {
+            break;
+        }
+        d.next_image().unwrap();
+    }
+    pages
+}
+
 #[test]
 fn outputs_of_a_slide_with_known_tumor() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     known_slide(&d.join("known.svs"));
-    let model = repo("tests/data/models/green-threshold")
-        .display()
-        .to_string();
-    let o = wsiseg(
+    let model = threshold_model().display().to_string();
+    let o = run_ok(
+        d,
         &[
             "segment",
             "known.svs",
@@ -207,18 +249,26 @@ fn outputs_of_a_slide_with_known_tumor() {
             "--level",
             "1",
             "--probabilities",
+            "--device",
+            "cpu",
         ],
-        d,
-        &[],
     );
-    ok(&o);
     let out = d.join("out");
 
     // PNG and pyramidal TIFF mask: the working level (level 1: 500×350, 2 µm/px).
-    let png = image::open(out.join("known.mask.png"))
-        .unwrap()
-        .into_luma8();
+    let png = read_mask(&out.join("known.mask.png"));
     assert_eq!(png.dimensions(), (500, 350));
+    // Exactly the shapes, at level 1: 100² + (100² − 30²) + 10² pixels.
+    let want = RgbImage::from_fn(500, 350, |x, y| {
+        let tumor = ((100..200).contains(&x) && (50..150).contains(&y))
+            || ((300..400).contains(&x)
+                && (200..300).contains(&y)
+                && !((335..365).contains(&x) && (235..265).contains(&y)))
+            || ((400..410).contains(&x) && (50..60).contains(&y));
+        Rgb([u8::from(tumor); 3])
+    });
+    let want: Vec<u8> = want.pixels().map(|p| p.0[0]).collect();
+    assert_eq!(differing(png.as_raw(), &want), 0, "the mask is the shapes");
     let tiff = open(&out.join("known.mask.tiff")).unwrap();
     assert_eq!(tiff.format(), "generic-tiff");
     assert_eq!(tiff.levels()[0].size, Size::new(500, 350));
@@ -234,18 +284,48 @@ fn outputs_of_a_slide_with_known_tumor() {
         tiff_labels == *png.as_raw(),
         "TIFF level 0 differs from the PNG mask"
     );
-    // The rectangle at level-0 (400..800, 200..600) is level-1 (100..200, 50..150).
-    assert_eq!(png.get_pixel(150, 100).0[0], 1);
-    assert_eq!(png.get_pixel(99, 100).0[0], 0);
-    assert_eq!(png.get_pixel(100, 100).0[0], 1);
     let prob = open(&out.join("known.prob.tiff")).unwrap();
-    let p = prob.read_inside(0, Rect::new(150, 100, 1, 1)).unwrap();
+    let p = prob.read_inside(0, Rect::new(0, 0, 500, 350)).unwrap();
+    // The threshold model's P(tumor) is 1 / (1 + e^-(1 - 2g)), g = green / 255.
+    let (inside, outside) = (p.get_pixel(150, 100).0[0], p.get_pixel(20, 20).0[0]);
     assert!(
-        p.get_pixel(0, 0).0[0] > 128,
-        "tumor probability inside the rectangle"
+        inside > 160 && outside < 70,
+        "P(tumor) {inside} inside, {outside} outside"
     );
 
-    // GeoJSON in level-0 pixels: one rectangle, one square with a hole.
+    // The TIFF tags the README names: BigTIFF, levels in the main chain
+    // (NewSubfileType 1 for reduced levels), 512-px Deflate tiles, the
+    // working level's resolution and the exact downsample.
+    let bytes = std::fs::read(out.join("known.mask.tiff")).unwrap();
+    assert_eq!(&bytes[..4], b"II\x2b\x00", "little-endian BigTIFF");
+    let pages = tiff_pages(&out.join("known.mask.tiff"));
+    assert_eq!(pages.len(), 2);
+    for (i, page) in pages.iter().enumerate() {
+        assert_eq!(page.new_subfile_type, u32::from(i > 0), "page {i}");
+        assert_eq!(page.tile, (512, 512));
+        assert_eq!(page.compression, 8, "Deflate");
+        assert_eq!((page.bits, page.samples), (8, 1));
+        assert_eq!(page.resolution_unit, 3, "centimetre");
+    }
+    assert_eq!(pages[0].size, (500, 350));
+    assert_eq!(pages[1].size, (125, 88));
+    assert_eq!(pages[0].resolution_ppcm, 5000.0, "2 µm/px");
+    assert_eq!(pages[1].resolution_ppcm, 1250.0, "8 µm/px");
+    assert_eq!(
+        pages[0].description.as_deref(),
+        Some(
+            format!(
+                "wsiseg {} tumor mask of known.svs: level 0 of this file is the slide's level 0 \
+                 downsampled by 4.000000; 0 = background, k = class k (background, tumor)",
+                env!("CARGO_PKG_VERSION")
+            )
+            .as_str()
+        )
+    );
+    assert!(pages[1].description.is_none());
+
+    // GeoJSON in level-0 pixels: one rectangle, one square with a hole; the
+    // speck is under the default --min-area (500 µm²) and left out.
     let gj = json(&out.join("known.geojson"));
     let polys = polygons(&gj);
     assert_eq!(polys.len(), 2, "{gj}");
@@ -260,9 +340,9 @@ fn outputs_of_a_slide_with_known_tumor() {
     };
     let rect = polys
         .iter()
-        .find(|p| p.len() == 1)
+        .position(|p| p.len() == 1)
         .expect("rectangle without hole");
-    let (x0, y0, x1, y1) = bbox(&rect[0]);
+    let (x0, y0, x1, y1) = bbox(&polys[rect][0]);
     for (got, want) in [(x0, 400.0), (y0, 200.0), (x1, 800.0), (y1, 600.0)] {
         assert!(
             (got - want).abs() <= 4.0,
@@ -272,18 +352,28 @@ fn outputs_of_a_slide_with_known_tumor() {
     }
     let ring = polys
         .iter()
-        .find(|p| p.len() == 2)
+        .position(|p| p.len() == 2)
         .expect("square with a hole");
-    let (hx0, hy0, hx1, hy1) = bbox(&ring[1]);
+    let (hx0, hy0, hx1, hy1) = bbox(&polys[ring][1]);
     assert!(
         (hx0 - 1340.0).abs() <= 4.0 && (hy1 - 1060.0).abs() <= 4.0,
         "hole {:?}",
         (hx0, hy0, hx1, hy1)
     );
-    let area = gj["features"][0]["properties"]["measurements"]["Area µm^2"]
-        .as_f64()
-        .unwrap();
-    assert!(area > 0.0);
+    // Areas: the region's pixels (16 level-0 px² each, 0.25 µm² per
+    // level-0 pixel), exactly: 400² and 400² − 120² level-0 px².
+    for (i, px2) in [(rect, 160_000.0), (ring, 145_600.0)] {
+        let m = &gj["features"][i]["properties"]["measurements"];
+        assert_eq!(m["Area (level-0 px^2)"].as_f64(), Some(px2), "{m}");
+        assert_eq!(m["Area µm^2"].as_f64(), Some(px2 / 4.0), "{m}");
+        assert_eq!(m["Area mm^2"].as_f64(), Some(px2 / 4.0 / 1e6), "{m}");
+        // The outline is smoothed, within 0.7 mask pixels of the pixels' edges.
+        let drawn: f64 = polys[i].iter().map(|r| ring_area(r)).sum::<f64>().abs();
+        assert!(
+            (drawn - px2).abs() <= 0.7 * 16.0 * 1600.0,
+            "{drawn} vs {px2}"
+        );
+    }
 
     // Overlay and heat map: thumbnail-sized pictures.
     let overlay = image::open(out.join("known.overlay.png")).unwrap();
@@ -295,6 +385,14 @@ fn outputs_of_a_slide_with_known_tumor() {
         px[0] > px[1] + 20,
         "tumor is tinted red in the overlay: {px:?}"
     );
+    let glass = overlay.to_rgb8().get_pixel(100, 100).0;
+    assert!(
+        glass
+            .iter()
+            .zip([240, 235, 240])
+            .all(|(a, b)| a.abs_diff(b) <= 3),
+        "glass is left as it is (JPEG aside): {glass:?}"
+    );
 
     // Report.
     let r = json(&out.join("known.report.json"));
@@ -305,30 +403,39 @@ fn outputs_of_a_slide_with_known_tumor() {
     assert_eq!(r["model"]["name"], "green-threshold");
     assert_eq!(r["model"]["sha256"].as_str().unwrap().len(), 64);
     assert_eq!(r["parameters"]["tile"], 64);
+    assert_eq!(r["parameters"]["device"], "cpu");
     assert_eq!(
         r["tiles"]["run"], r["tiles"]["with_tissue"],
         "only tissue tiles are run"
     );
     // Level 1 is 500×350: 64-px tiles, stride 56 → 9 × 7 = 63 tiles; the
-    // white background has no tissue, so only tiles over the two dark shapes count.
+    // white background has no tissue, so only tiles over the dark shapes count.
     assert_eq!(r["tiles"]["planned"], 63);
     let with_tissue = r["tiles"]["with_tissue"].as_u64().unwrap();
     assert!(
-        (12..=24).contains(&with_tissue),
+        (12..=26).contains(&with_tissue),
         "{with_tissue} tiles with tissue"
     );
-    // Tumor: 400×400 + (400² − 120²) level-0 px of 0.25 µm² = 0.0764 mm².
+    // Tumor: 19200 pixels of 4 µm² = 0.0768 mm².
+    assert_eq!(r["areas"]["classes"]["tumor"]["pixels"], 19_200);
     let mm2 = r["areas"]["tumor_mm2"].as_f64().unwrap();
-    assert!((mm2 - 0.0764).abs() < 0.002, "tumor area {mm2} mm²");
+    assert!((mm2 - 0.0768).abs() < 1e-12, "tumor area {mm2} mm²");
     assert_eq!(r["areas"]["geojson_regions"], 2);
+    // Timings: every stage took time, and the parts fit in the whole.
+    let t = |k: &str| r["timings_s"][k].as_f64().unwrap();
     for stage in [
+        "open_and_thumbnail",
         "read_decode_thread_sum",
         "inference",
         "stitch_and_write",
+        "pipeline_wall",
+        "outputs",
         "total",
     ] {
-        assert!(r["timings_s"][stage].as_f64().unwrap() >= 0.0, "{stage}");
+        assert!(t(stage) > 0.0, "{stage}: {}", t(stage));
     }
+    assert!(t("inference") <= t("pipeline_wall") && t("stitch_and_write") <= t("pipeline_wall"));
+    assert!(t("open_and_thumbnail") + t("pipeline_wall") + t("outputs") <= t("total"));
     let listed: Vec<&str> = r["outputs"]
         .as_array()
         .unwrap()
@@ -340,9 +447,45 @@ fn outputs_of_a_slide_with_known_tumor() {
         assert!(Path::new(f).exists(), "{f}");
     }
     assert_eq!(r["wsiseg_version"], env!("CARGO_PKG_VERSION"));
+    assert!(stderr(&o).contains("known.svs: 63 tiles of 64 px") || stderr(&o).contains("63 tiles"));
+
+    // --min-area 0 keeps the speck: 10 × 10 pixels of 2 µm, 400 µm².
+    run_ok(
+        d,
+        &[
+            "segment",
+            "known.svs",
+            "--model",
+            &model,
+            "--out",
+            "all",
+            "--level",
+            "1",
+            "--formats",
+            "geojson",
+            "--min-area",
+            "0",
+            "--device",
+            "cpu",
+        ],
+    );
+    let gj = json(&d.join("all/known.geojson"));
+    assert_eq!(polygons(&gj).len(), 3, "{gj}");
+    let speck = gj["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            f["properties"]["measurements"]["Area µm^2"]
+                .as_f64()
+                .unwrap()
+        })
+        .fold(f64::MAX, f64::min);
+    assert!((speck - 400.0).abs() <= 4.0 * 4.0, "speck {speck} µm²");
 
     // A PNG mask at another level, as 0/255.
-    let o = wsiseg(
+    run_ok(
+        d,
         &[
             "segment",
             "known.svs",
@@ -358,42 +501,34 @@ fn outputs_of_a_slide_with_known_tumor() {
             "0",
             "--mask-values",
             "0255",
+            "--device",
+            "cpu",
         ],
-        d,
-        &[],
     );
-    ok(&o);
-    let l0 = image::open(d.join("l0/known.mask.png"))
-        .unwrap()
-        .into_luma8();
+    let l0 = read_mask(&d.join("l0/known.mask.png"));
     assert_eq!(l0.dimensions(), (2000, 1400));
     assert_eq!(l0.get_pixel(600, 400).0[0], 255);
     assert_eq!(l0.get_pixel(100, 100).0[0], 0);
     assert!(l0.pixels().all(|p| p.0[0] == 0 || p.0[0] == 255));
+    // Each level-0 pixel is its level-1 pixel.
+    let up: Vec<u8> = (0..1400)
+        .flat_map(|y| (0..2000).map(move |x| (x, y)))
+        .map(|(x, y)| png.get_pixel(x / 4, y / 4).0[0] * 255)
+        .collect();
+    assert_eq!(differing(l0.as_raw(), &up), 0);
 }
 
 #[test]
 fn geojson_of_a_synthetic_prediction_rasterizes_back_to_the_mask() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    ok(&wsiseg(
-        &[
-            "synth",
-            "--out",
-            "s",
-            "--seed",
-            "303",
-            "--size",
-            "8192x8192",
-        ],
+    let slide = synth(d, "303", "8192x8192");
+    let model = unet().display().to_string();
+    run_ok(
         d,
-        &[],
-    ));
-    let model = repo("models/unet").display().to_string();
-    ok(&wsiseg(
         &[
             "segment",
-            "s/synth-303.svs",
+            slide.to_str().unwrap(),
             "--model",
             &model,
             "--out",
@@ -402,13 +537,11 @@ fn geojson_of_a_synthetic_prediction_rasterizes_back_to_the_mask() {
             "png,geojson",
             "--min-area",
             "0",
+            "--device",
+            "cpu",
         ],
-        d,
-        &[],
-    ));
-    let mask = image::open(d.join("o/synth-303.mask.png"))
-        .unwrap()
-        .into_luma8();
+    );
+    let mask = read_mask(&d.join("o/synth-303.mask.png"));
     let (w, h) = mask.dimensions();
     let polys = polygons(&json(&d.join("o/synth-303.geojson")));
     assert!(!polys.is_empty());
@@ -425,54 +558,288 @@ fn geojson_of_a_synthetic_prediction_rasterizes_back_to_the_mask() {
     assert!(score >= 0.98, "GeoJSON vs mask IoU {score}");
 }
 
+/// The final names a default `segment` (with `--probabilities`) of slide
+/// NAME writes, report last.
+fn final_names(name: &str) -> Vec<String> {
+    [
+        "mask.png",
+        "mask.tiff",
+        "prob.tiff",
+        "overlay.png",
+        "heatmap.png",
+        "geojson",
+        "report.json",
+    ]
+    .iter()
+    .map(|s| format!("{name}.{s}"))
+    .collect()
+}
+
+/// Every file under a final name in `out` is complete: byte for byte the
+/// file of an uninterrupted run in `reference` (the report, which holds
+/// timings and paths, is complete JSON naming the same slide). Returns the
+/// final names present.
+fn assert_final_files_complete(out: &Path, reference: &Path, name: &str) -> Vec<String> {
+    let mut present = Vec::new();
+    for f in final_names(name) {
+        let path = out.join(&f);
+        if !path.exists() {
+            continue;
+        }
+        if f.ends_with("report.json") {
+            let (got, want) = (json(&path), json(&reference.join(&f)));
+            assert_eq!(got["slide"], want["slide"], "{f}");
+            assert_eq!(got["areas"], want["areas"], "{f}");
+        } else {
+            let (got, want) = (
+                std::fs::read(&path).unwrap(),
+                std::fs::read(reference.join(&f)).unwrap(),
+            );
+            assert!(
+                got == want,
+                "{f}: {} bytes under its final name, the complete file has {}",
+                got.len(),
+                want.len()
+            );
+        }
+        present.push(f);
+    }
+    present
+}
+
+/// Polls `ready` every millisecond (for at most a minute, while `child`
+/// runs), then kills `child` with SIGKILL, as a crash or the OOM killer would.
+fn kill_when(child: &mut Child, what: &str, ready: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !ready() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "wsiseg ended before {what}"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{what} never came"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "killed while {what}");
+}
+
+fn segment_child(dir: &Path, slide: &Path, out: &str, extra: &[&str]) -> Child {
+    let model = unet();
+    command(dir)
+        .args(["segment"])
+        .arg(slide)
+        .arg("--model")
+        .arg(&model)
+        .args(["--out", out, "--probabilities", "--device", "cpu"])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// A real crash: `wsiseg segment` killed with SIGKILL (no cleanup code runs)
+/// while tiles stream into its masks, and again in the output phase, as
+/// soon as its first final file appears. Temporary `.partial` files may be
+/// left; every file under a final name is complete (the uninterrupted run's
+/// bytes). Re-running finishes the slide with the same masks: after the
+/// first kill as it is, after the second with `--overwrite` (some outputs
+/// exist, so a plain re-run refuses rather than guess).
 #[test]
-fn an_interrupted_run_leaves_no_file_with_a_final_name() {
+fn killed_runs_leave_no_incomplete_file_under_a_final_name() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let model = repo("models/unet").display().to_string();
-    let slide = repo("tests/data/default.svs").display().to_string();
-    let o = wsiseg(
+    // 8192² at 0.25 µm/px → 2048² at 1 µm/px: 64 tiles of the shipped model, a few seconds.
+    let slide = synth(d, "808", "8192x8192");
+    let model = unet();
+    let model_arg = model.to_str().unwrap();
+    let mut reference = segment_child(d, &slide, "ref", &[]);
+    assert!(reference.wait().unwrap().success());
+    let reference = d.join("ref");
+    assert_eq!(
+        assert_final_files_complete(&reference, &reference, "synth-808").len(),
+        7
+    );
+
+    // 1. Killed mid-run: rows of the mask are being written.
+    let out = d.join("out");
+    let mut child = segment_child(d, &slide, "out", &[]);
+    kill_when(&mut child, "rows reach the PNG mask", || {
+        std::fs::metadata(out.join("synth-808.mask.png.partial")).is_ok_and(|m| m.len() > 0)
+    });
+    assert!(
+        common::files_in(&out)
+            .iter()
+            .any(|f| f.ends_with(".partial")),
+        "a killed process leaves its temporary files"
+    );
+    assert_eq!(
+        assert_final_files_complete(&out, &reference, "synth-808"),
+        Vec::<String>::new()
+    );
+    let o = run(
+        d,
         &[
             "segment",
-            &slide,
+            slide.to_str().unwrap(),
             "--model",
-            &model,
+            model_arg,
             "--out",
             "out",
             "--probabilities",
+            "--device",
+            "cpu",
         ],
-        d,
-        &[("WSISEG_FAIL_AFTER_TILES", "9")],
     );
-    assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("stopped on purpose after"));
-    let left: Vec<_> = std::fs::read_dir(d.join("out")).unwrap().collect();
-    assert!(left.is_empty(), "left behind: {left:?}");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        assert_final_files_complete(&out, &reference, "synth-808").len(),
+        7
+    );
 
-    // Outputs from an earlier run that stopped between files are not taken for finished.
-    ok(&wsiseg(
+    // 2. Killed in the output phase: the first final file has appeared.
+    let out = d.join("out2");
+    let mut child = segment_child(d, &slide, "out2", &[]);
+    kill_when(&mut child, "the first final file appears", || {
+        final_names("synth-808")
+            .iter()
+            .any(|f| out.join(f).exists())
+    });
+    let present = assert_final_files_complete(&out, &reference, "synth-808");
+    assert!(
+        !present.is_empty() && present.len() < 7,
+        "killed between the first and the last output: {present:?}"
+    );
+    let again = [
+        "segment",
+        slide.to_str().unwrap(),
+        "--model",
+        model_arg,
+        "--out",
+        "out2",
+        "--probabilities",
+        "--device",
+        "cpu",
+    ];
+    let o = run(d, &again);
+    assert!(
+        !o.status.success(),
+        "a plain re-run does not take a half-written slide for done"
+    );
+    assert!(stderr(&o).contains("--overwrite"), "{}", stderr(&o));
+    let mut overwrite = again.to_vec();
+    overwrite.push("--overwrite");
+    run_ok(d, &overwrite);
+    assert_eq!(
+        assert_final_files_complete(&out, &reference, "synth-808").len(),
+        7
+    );
+    assert!(
+        !common::files_in(&out)
+            .iter()
+            .any(|f| f.ends_with(".partial")),
+        "the finished re-run leaves no temporary file: {:?}",
+        common::files_in(&out)
+    );
+}
+
+/// The TIFF byte range of tile `n` of page `page`.
+fn tile_bytes(path: &Path, page: usize, n: usize) -> std::ops::Range<usize> {
+    use tiff::tags::Tag;
+    let mut d = tiff::decoder::Decoder::new(std::fs::File::open(path).unwrap()).unwrap();
+    for _ in 0..page {
+        d.next_image().unwrap();
+    }
+    let offsets = d.get_tag_u64_vec(Tag::TileOffsets).unwrap();
+    let counts = d.get_tag_u64_vec(Tag::TileByteCounts).unwrap();
+    offsets[n] as usize..(offsets[n] + counts[n]) as usize
+}
+
+/// A slide whose JPEG tile in the middle of the working level is garbage:
+/// the run stops there with one `error:` line naming the slide, the level
+/// and the tile, and the output folder holds nothing, not even temporary
+/// files (the error path removes them).
+#[test]
+fn a_corrupt_tile_mid_run_is_one_error_and_leaves_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Level 0 (8192², 32 × 32 JPEG tiles of 256 px) is the working level; the
+    // thumbnail comes from level 1 (2048²), which stays intact.
+    let slide = synth(d, "909", "8192x8192");
+    let mut bytes = std::fs::read(&slide).unwrap();
+    let range = tile_bytes(&slide, 0, 32 * 16 + 16);
+    bytes[range].fill(0);
+    std::fs::write(&slide, bytes).unwrap();
+    let model = threshold_model();
+    let o = run(
+        d,
         &[
             "segment",
-            &slide,
+            slide.to_str().unwrap(),
             "--model",
-            &model,
+            model.to_str().unwrap(),
             "--out",
             "out",
-            "--formats",
-            "png",
+            "--level",
+            "0",
+            "--tile",
+            "512",
+            "--probabilities",
+            "--device",
+            "cpu",
         ],
-        d,
-        &[],
-    ));
-    let o = wsiseg(
-        &["segment", &slide, "--model", &model, "--out", "out"],
-        d,
-        &[],
     );
     assert!(!o.status.success());
-    let err = String::from_utf8_lossy(&o.stderr);
+    let errors = common::error_lines(&o);
+    assert_eq!(errors.len(), 1, "{}", stderr(&o));
+    assert!(
+        errors[0].contains("synth-909.svs: corrupt or unreadable slide (level 0, JPEG tile 528"),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        stderr(&o).contains("tiles have tissue"),
+        "it failed mid-run: {}",
+        stderr(&o)
+    );
+    assert_eq!(common::files_in(&d.join("out")), Vec::<String>::new());
+}
+
+/// Outputs of an earlier run that stopped between files are not taken for
+/// a finished slide.
+#[test]
+fn some_outputs_present_is_an_error_until_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let slide = common::repo("tests/data/default.svs").display().to_string();
+    let model = threshold_model().display().to_string();
+    let args = |formats: &str| {
+        vec![
+            "segment".to_string(),
+            slide.clone(),
+            "--model".into(),
+            model.clone(),
+            "--out".into(),
+            "out".into(),
+            "--formats".into(),
+            formats.into(),
+            "--device".into(),
+            "cpu".into(),
+        ]
+    };
+    run_ok(d, &args("png"));
+    let png = std::fs::read(d.join("out/default.mask.png")).unwrap();
+    let o = run(d, &args("png,tiff,geojson,overlay,report"));
+    assert!(!o.status.success());
+    let err = stderr(&o);
     assert!(
         err.contains("default.mask.png exists but") && err.contains("--overwrite"),
         "{err}"
     );
+    assert_eq!(common::files_in(&d.join("out")), ["default.mask.png"]);
+    assert_eq!(std::fs::read(d.join("out/default.mask.png")).unwrap(), png);
 }

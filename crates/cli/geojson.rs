@@ -43,6 +43,15 @@ impl Polygon {
     pub fn area(&self) -> f64 {
         signed_area(&self.shell) + self.holes.iter().map(signed_area).sum::<f64>()
     }
+
+    /// The number of mask pixels of the region, from its traced rings: a
+    /// midpoint ring cuts 1/8 pixel at each convex corner and adds 1/8 at
+    /// each concave one, and a simple ring has four more convex corners
+    /// than concave, so each ring's area is 1/2 pixel short of (a hole's 1/2
+    /// pixel over) the pixels it encloses. Exact before simplification.
+    pub fn pixel_area(&self) -> f64 {
+        self.area() + 0.5 * (1.0 - self.holes.len() as f64)
+    }
 }
 
 const DIRS: [(i64, i64); 4] = [(1, 0), (0, 1), (-1, 0), (0, -1)]; // E, S, W, N
@@ -352,8 +361,9 @@ pub fn write(
             .unwrap_or_else(|| format!("class {class}"));
         let color = if class == 1 { [200, 0, 0] } else { [0, 0, 200] };
         for poly in trace(mask, size, class) {
+            // Measured on the region's pixels, drawn smoothed (within SIMPLIFY_PX).
+            let area_level0 = poly.pixel_area() * level0_per_px * level0_per_px;
             let poly = poly.simplified(SIMPLIFY_PX);
-            let area_level0 = poly.area() * level0_per_px * level0_per_px;
             let area_um2 = mpp.map(|m| area_level0 * m * m);
             if area_um2.unwrap_or(area_level0) < min_area {
                 continue;
@@ -446,6 +456,34 @@ mod tests {
         assert!(contains(&big.shell, (2.5, 2.5)) && !contains(&big.holes[0], (1.5, 1.5)));
         let rings = |p: &Polygon| [vec![p.shell.clone()], p.holes.clone()].concat();
         assert!(rings_are_simple(&rings(big)));
+    }
+
+    /// The measured area of a traced region is its pixel count, whatever
+    /// its shape: rectangles, thin bars, holes, staircases, a lone pixel.
+    #[test]
+    fn pixel_area_of_traced_regions_is_their_pixel_count() {
+        let size = Size::new(64, 48);
+        let shapes: [&dyn Fn(u32, u32) -> bool; 5] = [
+            &|x, y| (2..40).contains(&x) && (3..8).contains(&y),
+            &|x, y| (x, y) == (20, 20),
+            &|x, y| {
+                (4..44).contains(&x)
+                    && (4..44).contains(&y)
+                    && !((10..20).contains(&x) && (10..20).contains(&y))
+                    && !((25..30).contains(&x) && (30..41).contains(&y))
+            },
+            &|x, y| (f64::from(x) - 0.37 * f64::from(y) - 20.0).abs() < 6.0,
+            &|x, y| (x / 3 + y / 2) % 5 == 0 && x < 30,
+        ];
+        for (k, shape) in shapes.iter().enumerate() {
+            let m: Vec<u8> = (0..size.area() as u32)
+                .map(|i| u8::from(shape(i % size.w, i / size.w)))
+                .collect();
+            let polys = trace(&m, size, 1);
+            let traced: f64 = polys.iter().map(Polygon::pixel_area).sum();
+            let pixels = m.iter().filter(|&&v| v == 1).count() as f64;
+            assert_eq!(traced, pixels, "shape {k}: {} regions", polys.len());
+        }
     }
 
     #[test]

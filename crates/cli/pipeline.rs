@@ -13,7 +13,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use crossbeam_channel::{Receiver, Sender};
 use indicatif::{ProgressBar, ProgressStyle};
 use wsiseg_infer::{InFlight, Segmenter};
@@ -21,9 +21,6 @@ use wsiseg_slide::{Slide, TileIndex, TilePlan, WorkingLevel};
 use wsiseg_stitch::Stitcher;
 
 use crate::outputs::{LabelSink, ProbSink};
-
-/// Tests set this to make a run fail after that many tiles, like a crash midway.
-pub const FAIL_AFTER_TILES: &str = "WSISEG_FAIL_AFTER_TILES";
 
 /// Reader threads take this many consecutive tiles at a time: neighbouring
 /// tiles share slide tiles (their halo), which one thread then decodes and
@@ -130,9 +127,6 @@ impl Job<'_> {
             model: self.model,
             batch: self.batch,
             with_probs,
-            fail_after: std::env::var(FAIL_AFTER_TILES)
-                .ok()
-                .and_then(|v| v.parse().ok()),
         };
         let todo = &todo;
         let tile_px = (plan.tile_size() as usize).pow(2);
@@ -210,7 +204,6 @@ struct Inference<'a> {
     model: &'a Segmenter,
     batch: usize,
     with_probs: bool,
-    fail_after: Option<usize>,
 }
 
 impl Inference<'_> {
@@ -287,9 +280,6 @@ impl Inference<'_> {
                 probs,
             })
             .map_err(|_| anyhow!("the stitcher stopped"))?;
-            if self.fail_after.is_some_and(|n| finished >= n) {
-                bail!("stopped on purpose after {finished} tiles ({FAIL_AFTER_TILES} is set)");
-            }
         }
         Ok(busy)
     }

@@ -182,31 +182,60 @@ mod tests {
         }
     }
 
-    /// The build keeps libtorch_cuda in the link whenever the libtorch we
-    /// built against has it (DESIGN.md: CUDA silently disappears otherwise).
+    /// The folder of the libtorch this process loaded (its libtorch_cpu.so).
+    fn loaded_libtorch_dir() -> std::path::PathBuf {
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let lib = maps
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(5))
+            .find(|p| p.ends_with("/libtorch_cpu.so"))
+            .expect("libtorch_cpu.so is loaded");
+        std::path::Path::new(lib).parent().unwrap().to_path_buf()
+    }
+
+    /// The build keeps libtorch_cuda in the link whenever the libtorch the
+    /// process runs on has it (DESIGN.md: CUDA silently disappears
+    /// otherwise); a CPU-only libtorch has no CUDA to offer.
     #[test]
     fn libtorch_cuda_is_linked_when_libtorch_has_it() {
-        let lib = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../.libtorch/lib/libtorch_cuda.so");
-        if lib.exists() {
+        let dir = loaded_libtorch_dir();
+        if dir.join("libtorch_cuda.so").exists() {
             assert!(
                 cuda_support_linked(),
-                "libtorch_cuda.so exists but is not loaded"
+                "{} has libtorch_cuda.so but it is not loaded",
+                dir.display()
             );
+        } else {
+            assert!(!cuda_support_linked());
+            assert_eq!(cuda_device_count(), 0, "no CUDA without libtorch_cuda");
         }
     }
 
+    /// `auto` picks CUDA device 0 when there is a GPU, else the CPU; an
+    /// explicit CUDA device that is not there is an error, never a fallback.
     #[test]
-    fn explicit_cuda_without_a_gpu_is_an_error_not_a_fallback() {
-        if cuda_device_count() > 0 {
-            return; // On a GPU machine this test has nothing to check.
+    fn auto_follows_the_machine_and_explicit_cuda_is_never_a_fallback() {
+        let count = cuda_device_count();
+        if count == 0 {
+            assert_eq!(DeviceChoice::Auto.resolve().unwrap(), Device::Cpu);
+            let err = DeviceChoice::Cuda(0).resolve().unwrap_err().to_string();
+            assert!(
+                err.starts_with("--device cuda:0: CUDA is not available"),
+                "{err}"
+            );
+        } else {
+            assert_eq!(DeviceChoice::Auto.resolve().unwrap(), Device::Cuda(0));
+            assert_eq!(
+                DeviceChoice::Cuda(count - 1).resolve().unwrap(),
+                Device::Cuda(count - 1)
+            );
+            let err = DeviceChoice::Cuda(count).resolve().unwrap_err().to_string();
+            assert_eq!(
+                err,
+                format!("--device cuda:{count}: this machine has {count} CUDA device(s)")
+            );
         }
-        let err = DeviceChoice::Cuda(0).resolve().unwrap_err().to_string();
-        assert!(
-            err.starts_with("--device cuda:0: CUDA is not available"),
-            "{err}"
-        );
-        assert_eq!(DeviceChoice::Auto.resolve().unwrap(), Device::Cpu);
+        assert_eq!(DeviceChoice::Cpu.resolve().unwrap(), Device::Cpu);
     }
 
     #[test]

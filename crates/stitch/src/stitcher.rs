@@ -218,6 +218,54 @@ mod tests {
         }
     }
 
+    /// What tile `n` outputs at its pixel (lx, ly): different from what its
+    /// neighbours output for the same level pixel, and from itself one pixel over.
+    fn tile_says(n: usize, lx: i64, ly: i64) -> u8 {
+        (n as i64 * 67 + lx * 3 + ly * 5 + 1) as u8
+    }
+
+    proptest! {
+        /// Neighbouring tiles disagree everywhere in their overlaps, so the
+        /// stitched level shows where each pixel came from: from the tile
+        /// whose core holds it, at its own place in that tile — the centre
+        /// of every tile, exactly, whatever the arrival order.
+        #[test]
+        fn each_pixel_comes_from_the_core_of_its_own_tile(
+            w in 1u32..160, h in 1u32..160, tile in 2u32..60, overlap_frac in 0.0f64..1.0,
+            order in any::<u64>()
+        ) {
+            let overlap = ((f64::from(tile) * overlap_frac) as u32).min(tile - 1);
+            let plan = TilePlan::new(Size::new(w, h), tile, overlap).unwrap();
+            let mut want = vec![0u8; (w * h) as usize];
+            for (n, t) in plan.tiles().enumerate() {
+                for y in t.core.y..t.core.bottom() {
+                    for x in t.core.x..t.core.right() {
+                        want[(y * i64::from(w) + x) as usize] =
+                            tile_says(n, x - t.rect.x, y - t.rect.y);
+                    }
+                }
+            }
+            // A shuffled arrival order.
+            let mut tiles: Vec<(usize, TileIndex)> =
+                plan.tiles().enumerate().map(|(n, t)| (n, t.index)).collect();
+            let mut state = order | 1;
+            for i in (1..tiles.len()).rev() {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                tiles.swap(i, (state >> 33) as usize % (i + 1));
+            }
+            let mut s = Stitcher::new(plan, Vec::new());
+            for (n, index) in tiles {
+                let out: Vec<u8> = (0..i64::from(tile * tile))
+                    .map(|i| tile_says(n, i % i64::from(tile), i / i64::from(tile)))
+                    .collect();
+                s.add(index, &out).unwrap();
+            }
+            let got = s.finish().unwrap();
+            let wrong = got.iter().zip(&want).filter(|(a, b)| a != b).count();
+            prop_assert_eq!(wrong, 0, "pixels not from the core of their own tile");
+        }
+    }
+
     #[test]
     fn tiles_not_run_stay_background() {
         let plan = TilePlan::new(Size::new(50, 40), 20, 4).unwrap();

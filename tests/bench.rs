@@ -1,0 +1,110 @@
+//! `wsiseg bench` prints every stage's figure, and the figures of one run
+//! stand in the ratios physics allows. A file of its own: cargo runs test
+//! binaries one at a time, so no other test shares the cores while it times.
+
+mod common;
+
+use common::{command, stderr, unet};
+use serde_json::Value;
+
+#[test]
+fn bench_prints_every_stage_figure_in_sane_ratios() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = command(dir.path())
+        .args([
+            "bench",
+            "--size",
+            "4096x4096",
+            "--json",
+            "--sample-tiles",
+            "40",
+            "--device",
+            "cpu",
+            "--model",
+        ])
+        .arg(unet())
+        .env("TMPDIR", dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let f = |key: &str| {
+        v[key]
+            .as_f64()
+            .filter(|x| x.is_finite() && *x > 0.0)
+            .unwrap_or_else(|| panic!("{key}: {}", v[key]))
+    };
+    eprintln!("{}", serde_json::to_string_pretty(&v).unwrap());
+    assert_eq!(v["device"], "cpu");
+    assert_eq!(v["precision"], "f32");
+    assert_eq!(v["reader"], "direct JPEG");
+
+    // Decoding: reading a tile through the engine, or through OpenSlide, is
+    // decoding it and more, so neither beats raw decode (10% for timing noise).
+    for ratio in [
+        "read_vs_raw_decode",
+        "planned_read_vs_raw_decode",
+        "openslide_vs_raw_decode",
+    ] {
+        assert!(f(ratio) <= 1.1, "{ratio} {}", f(ratio));
+    }
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(b.abs());
+    assert!(close(
+        f("read_vs_raw_decode"),
+        f("read_decode_mp_s") / f("raw_jpeg_decode_mp_s")
+    ));
+    assert!(close(
+        f("openslide_vs_raw_decode"),
+        f("openslide_read_decode_mp_s") / f("raw_jpeg_decode_mp_s")
+    ));
+    assert!(
+        v["reader_vs_openslide_max_pixel_difference"]
+            .as_u64()
+            .unwrap()
+            <= 4,
+        "the README's bound: {}",
+        v["reader_vs_openslide_max_pixel_difference"]
+    );
+
+    // The model: 256-px tiles.
+    assert!(close(
+        f("model_only_mp_s"),
+        f("model_only_tiles_s") * 256.0 * 256.0 / 1e6
+    ));
+    // End to end runs the model and more: not faster than the model alone
+    // (5% for timing noise), and not faster than its own inference stage.
+    assert!(
+        f("e2e_vs_model_only") <= 1.05,
+        "e2e {} tiles/s vs model only {}",
+        f("e2e_tiles_s"),
+        f("model_only_tiles_s")
+    );
+    assert!(close(
+        f("e2e_vs_model_only"),
+        f("e2e_tiles_s") / f("model_only_tiles_s")
+    ));
+    assert!(f("e2e_tiles_s") <= f("e2e_inference_tiles_s"));
+    // 4096² at 0.25 µm/px, segmented at 1 µm/px: 1024², 256-px tiles with a
+    // stride of 224 → 5 × 5 planned, the tissue ones run.
+    assert_eq!(v["e2e_tiles_planned"], 25);
+    let run = f("e2e_tiles_run");
+    assert!((1.0..=25.0).contains(&run), "{run} tiles run");
+    assert!(f("e2e_wall_s") * f("e2e_tiles_s") >= run * 0.999);
+    let window = v["e2e_unix_window"].as_array().unwrap();
+    let (t0, t1) = (window[0].as_f64().unwrap(), window[1].as_f64().unwrap());
+    assert!(t1 - t0 >= f("e2e_wall_s") * 0.99 && t1 - t0 <= f("e2e_wall_s") + 1.0);
+
+    // Stitching and writing are far from the bottleneck: faster than the model.
+    for key in [
+        "stitch_mp_s",
+        "write_png_mp_s",
+        "write_tiff_mp_s",
+        "e2e_stitch_write_mp_s",
+    ] {
+        assert!(f(key) > f("model_only_mp_s"), "{key} {}", f(key));
+    }
+    let rss = f("peak_rss_mib");
+    assert!((100.0..=2048.0).contains(&rss), "peak RSS {rss} MiB");
+    // The scratch slide and outputs are removed.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}

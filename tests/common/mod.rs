@@ -1,0 +1,116 @@
+//! What the integration tests share: the real `wsiseg` binary run in a
+//! folder, the repository's test data and models, and readers of outputs.
+//!
+//! Every test states its device: commands that run a model pass
+//! `--device cpu` (the default `auto` would pick a GPU where there is one);
+//! tests/cuda.rs runs the CUDA cases.
+
+// Each test file uses a different part of this module.
+#![allow(dead_code)]
+
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use image::GrayImage;
+use serde_json::Value;
+
+/// Command-line arguments from anything path- or string-like.
+#[macro_export]
+macro_rules! args {
+    ($($a:expr),* $(,)?) => {
+        Vec::<std::ffi::OsString>::from([$(std::ffi::OsString::from(AsRef::<std::ffi::OsStr>::as_ref(&$a))),*])
+    };
+}
+
+/// A file or folder of the repository.
+pub fn repo(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// The shipped model (models/unet).
+pub fn unet() -> PathBuf {
+    repo("models/unet")
+}
+
+/// The test model that labels a pixel 1 where its green byte is below 128.
+pub fn threshold_model() -> PathBuf {
+    repo("tests/data/models/green-threshold")
+}
+
+/// The `wsiseg` binary, ready to run in `dir`.
+pub fn command(dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_wsiseg"));
+    c.current_dir(dir);
+    c
+}
+
+/// Runs `wsiseg ARGS` in `dir`.
+pub fn run<S: AsRef<OsStr>>(dir: &Path, args: &[S]) -> Output {
+    command(dir).args(args).output().expect("run wsiseg")
+}
+
+/// Runs `wsiseg ARGS` in `dir` and fails the test unless it succeeds.
+pub fn run_ok<S: AsRef<OsStr>>(dir: &Path, args: &[S]) -> Output {
+    let o = run(dir, args);
+    let shown: Vec<_> = args.iter().map(|a| a.as_ref().to_string_lossy()).collect();
+    assert!(o.status.success(), "wsiseg {shown:?}: {}", stderr(&o));
+    o
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The `error:` lines a run printed.
+pub fn error_lines(o: &Output) -> Vec<String> {
+    stderr(o)
+        .lines()
+        .filter(|l| l.starts_with("error:"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Names in `dir`, sorted (none when it does not exist).
+pub fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|r| {
+            r.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+pub fn json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// An 8-bit mask (PNG or TIFF) as gray pixels.
+pub fn read_mask(path: &Path) -> GrayImage {
+    image::open(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .into_luma8()
+}
+
+/// `wsiseg synth` of one slide into `dir/slides` (truth in `dir/slides/truth`).
+pub fn synth(dir: &Path, seed: &str, size: &str) -> PathBuf {
+    run_ok(
+        dir,
+        &["synth", "--out", "slides", "--seed", seed, "--size", size],
+    );
+    dir.join(format!("slides/synth-{seed}.svs"))
+}
+
+/// Pixels where two equally long masks differ.
+pub fn differing(a: &[u8], b: &[u8]) -> usize {
+    assert_eq!(a.len(), b.len(), "masks of different sizes");
+    a.iter().zip(b).filter(|(p, q)| p != q).count()
+}
+
+/// `args` with `OsString`s, for building argument lists piece by piece.
+pub fn os(args: &[&str]) -> Vec<OsString> {
+    args.iter().map(OsString::from).collect()
+}
