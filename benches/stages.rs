@@ -3,6 +3,10 @@
 //! the PNG and pyramidal TIFF writers, and reading (raw JPEG tile decode vs
 //! the engine's reader and OpenSlide on planned tiles, tests/data/default.svs).
 //! Each figure is the best of a few repetitions of the same work.
+//!
+//! `cargo test` runs this file too (`test = true` in Cargo.toml), without
+//! `--bench`: then it does the same work once on a small level, as a smoke
+//! test that the benchmark still builds and runs, and prints no figures.
 
 use std::path::Path;
 use std::time::Instant;
@@ -12,10 +16,12 @@ use wsiseg_slide::{
 };
 use wsiseg_stitch::{PngMaskWriter, RowSink, StitchError, Stitcher};
 
-struct Null;
+/// Counts the bytes it is given.
+struct Null(u64);
 
 impl RowSink for Null {
-    fn write_rows(&mut self, _rows: &[u8]) -> Result<(), StitchError> {
+    fn write_rows(&mut self, rows: &[u8]) -> Result<(), StitchError> {
+        self.0 += rows.len() as u64;
         Ok(())
     }
 }
@@ -40,18 +46,26 @@ fn report(name: &str, megapixels: f64, seconds: f64) {
 }
 
 fn main() {
-    let level = Size::new(16_384, 16_384);
+    // `cargo bench` passes --bench; `cargo test` does not.
+    let bench = std::env::args().any(|a| a == "--bench");
+    let (side, reps) = if bench { (16_384, 3) } else { (2048, 1) };
+    let report = |name: &str, megapixels: f64, seconds: f64| {
+        if bench {
+            report(name, megapixels, seconds);
+        }
+    };
+    let level = Size::new(side, side);
     let mp = level.area() as f64 / 1e6;
     let (tile, overlap) = (512u32, 64u32);
     let plan = TilePlan::new(level, tile, overlap).unwrap();
 
     let labels = vec![1u8; (tile * tile) as usize];
-    let s = best(3, || {
-        let mut st = Stitcher::new(plan, Null);
+    let s = best(reps, || {
+        let mut st = Stitcher::new(plan, Null(0));
         for t in plan.tiles() {
             st.add(t.index, &labels).unwrap();
         }
-        st.finish().unwrap();
+        assert_eq!(st.finish().unwrap().0, level.area(), "every pixel once");
     });
     report("stitch (centre crop, one core)", mp, s);
 
@@ -64,19 +78,27 @@ fn main() {
             sink.write_rows(&band).unwrap();
         }
     };
-    let s = best(3, || {
+    let s = best(reps, || {
         let mut w = PngMaskWriter::create(&dir.join("m.png"), level).unwrap();
         rows(&mut w);
         w.commit().unwrap();
     });
+    let png = image::open(dir.join("m.png")).unwrap().into_luma8();
+    assert_eq!(png.dimensions(), (level.w, level.h));
+    assert_eq!(
+        png.get_pixel(level.w - 1, level.h - 1).0[0],
+        row[level.w as usize - 1]
+    );
     report("PNG label mask writer", mp, s);
-    let s = best(3, || {
+    let s = best(reps, || {
         let opts = PyramidOptions::label_mask(Some(1.0), None);
         let mut w = PyramidWriter::create(&dir.join("m.tiff"), level, opts).unwrap();
         rows(&mut w);
         w.finish().unwrap();
     });
     report("pyramidal TIFF label mask writer (all cores)", mp, s);
+    let tiff = wsiseg_slide::open(&dir.join("m.tiff")).unwrap();
+    assert_eq!(tiff.levels()[0].size, level);
     let _ = std::fs::remove_dir_all(&dir);
 
     // Reading: raw decode of every JPEG tile of default.svs vs the engine's
@@ -87,7 +109,7 @@ fn main() {
     let tiles = JpegTiles::open(&svs, 0).unwrap().expect("JPEG tiles");
     let px = tiles.size.area() as f64 / 1e6;
     let file = std::fs::File::open(&svs).unwrap();
-    let s = best(3, || {
+    let s = best(reps, || {
         for n in 0..tiles.len() {
             tiles.decode(&file, n).unwrap();
         }
@@ -103,7 +125,7 @@ fn main() {
             .map(|_| open_with(&svs, reader).unwrap())
             .collect::<Vec<_>>()
             .into_iter();
-        let s = best(3, || {
+        let s = best(reps, || {
             let slide = fresh.next().unwrap();
             let rects: Vec<_> = plan.tiles().map(|t| t.rect).collect();
             slide.plan_reads(0, &rects);

@@ -1,16 +1,15 @@
 //! `wsiseg eval` on small hand-made masks.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
+use std::path::Path;
+use std::process::Output;
+
+use common::json;
 use image::GrayImage;
 
 fn wsiseg(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wsiseg"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run wsiseg")
+    common::run(dir, args)
 }
 
 fn save(dir: &Path, name: &str, w: u32, h: u32, f: impl Fn(u32, u32) -> u8) {
@@ -19,10 +18,6 @@ fn save(dir: &Path, name: &str, w: u32, h: u32, f: impl Fn(u32, u32) -> u8) {
     GrayImage::from_fn(w, h, |x, y| image::Luma([f(x, y)]))
         .save(path)
         .unwrap();
-}
-
-fn json(path: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 fn close(v: &serde_json::Value, want: f64) -> bool {

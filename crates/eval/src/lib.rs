@@ -8,9 +8,15 @@
 //! bands, so memory does not grow with the mask. The value 255 counts as
 //! class 1 (binary masks saved as 0/255).
 //!
-//! ```no_run
-//! let c = wsiseg_eval::compare("pred.mask.png".as_ref(), "truth.tiff".as_ref())?;
-//! println!("tumor Dice {:?}", c.scores(1).dice);
+//! ```
+//! # let dir = tempfile::tempdir().unwrap();
+//! # let (pred, truth) = (dir.path().join("pred.mask.png"), dir.path().join("truth.png"));
+//! // Prediction: the left 6 of 10 columns; truth: the left 4 (saved 0/255).
+//! image::GrayImage::from_fn(10, 10, |x, _| image::Luma([u8::from(x < 6)])).save(&pred).unwrap();
+//! image::GrayImage::from_fn(10, 10, |x, _| image::Luma([if x < 4 { 255 } else { 0 }])).save(&truth).unwrap();
+//! let c = wsiseg_eval::compare(&pred, &truth)?;
+//! // 40 true positives, 20 false positives: Dice 80 / 100.
+//! assert_eq!(c.scores(1).dice, 0.8);
 //! # Ok::<(), wsiseg_eval::EvalError>(())
 //! ```
 

@@ -5,15 +5,16 @@
 //! `N×H×W×3` bytes, uploads them as bytes, normalizes on the device, runs the
 //! model and returns one class index per pixel.
 //!
-//! ```no_run
+//! ```
 //! use wsiseg_infer::{DeviceChoice, Precision, Segmenter};
 //!
-//! let device = DeviceChoice::Auto.resolve()?;
-//! let model = Segmenter::load("models/unet".as_ref(), device, Precision::default_for(device))?;
+//! let device = DeviceChoice::Cpu.resolve()?; // or Auto: CUDA when there is a GPU
+//! let model = Segmenter::load("../../models/unet".as_ref(), device, Precision::default_for(device))?;
 //! let t = model.manifest().tile;
-//! let tiles = vec![255u8; 2 * (t * t * 3) as usize];
-//! let mut labels = vec![0u8; 2 * (t * t) as usize];
+//! let tiles = vec![255u8; 2 * (t * t * 3) as usize]; // two white tiles, N×H×W×3
+//! let mut labels = vec![9u8; 2 * (t * t) as usize];
 //! model.segment(&tiles, 2, t, &mut labels, None)?;
+//! assert!(labels.iter().all(|&l| l == 0), "white glass is background");
 //! # Ok::<(), wsiseg_infer::InferError>(())
 //! ```
 

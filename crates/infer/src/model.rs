@@ -323,6 +323,12 @@ impl Staging {
         self.capacity
     }
 
+    /// Whether the buffer is page-locked (CUDA staging buffers are, so that
+    /// uploads and downloads run asynchronously).
+    pub fn is_page_locked(&self) -> bool {
+        tch::Cuda::is_available() && self.host.f_is_pinned(Device::Cuda(0)).unwrap_or(false)
+    }
+
     /// The bytes of the first `n` tiles, packed `n×tile×tile×3`, to fill.
     pub fn tiles_mut(&mut self, n: usize) -> &mut [u8] {
         assert!(
@@ -356,6 +362,13 @@ pub struct InFlight {
 }
 
 impl InFlight {
+    /// Whether [`Self::wait_into`] waits for this batch alone (a CUDA event
+    /// recorded after its downloads), not for the whole device; always
+    /// true on the CPU, where the work is done already.
+    pub fn waits_for_this_batch_only(&self) -> bool {
+        !self.device.is_cuda() || self.done.is_some()
+    }
+
     /// Waits for this batch only, copies its labels (and tumor probability,
     /// when it was asked for) into the slices, and returns the staging
     /// buffer for the next batch.

@@ -12,7 +12,7 @@ use std::fs::File;
 use std::io::BufReader;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use image::RgbImage;
@@ -208,6 +208,8 @@ impl JpegTiles {
 pub struct TileCache {
     budget: AtomicUsize,
     inner: Mutex<CacheInner>,
+    /// Tiles decoded through this cache, kept or not.
+    decodes: AtomicU64,
 }
 
 type Decoded = Result<Option<Arc<RgbImage>>, String>;
@@ -258,7 +260,20 @@ impl TileCache {
         Self {
             budget: AtomicUsize::new(budget),
             inner: Mutex::new(CacheInner::default()),
+            decodes: AtomicU64::new(0),
         }
+    }
+
+    /// How many tiles have been decoded through this cache so far, whether
+    /// they were kept or not: with announced reads and room enough, each
+    /// tile once.
+    pub fn decodes(&self) -> u64 {
+        self.decodes.load(Ordering::Relaxed)
+    }
+
+    fn decode(&self, decode: impl FnOnce() -> Decoded) -> Decoded {
+        self.decodes.fetch_add(1, Ordering::Relaxed);
+        decode()
     }
 
     pub fn set_budget(&self, bytes: usize) {
@@ -342,7 +357,7 @@ impl TileCache {
     /// other thread is decoding it; `None` while another thread is.
     fn try_get(&self, key: (u32, usize), decode: impl FnOnce() -> Decoded) -> Option<Decoded> {
         let Some(cell) = self.slot(key) else {
-            return Some(decode());
+            return Some(self.decode(decode));
         };
         if let Some(v) = cell.value.get() {
             return Some(v.clone());
@@ -357,7 +372,7 @@ impl TileCache {
     /// or being decoded by another thread (then this waits for it).
     fn get(&self, key: (u32, usize), decode: impl FnOnce() -> Decoded) -> Decoded {
         let Some(cell) = self.slot(key) else {
-            return decode();
+            return self.decode(decode);
         };
         cell.claimed.store(true, Ordering::Release);
         self.fill(key, &cell, decode)
@@ -369,7 +384,7 @@ impl TileCache {
             .value
             .get_or_init(|| {
                 decoded_here = true;
-                decode()
+                self.decode(decode)
             })
             .clone();
         if decoded_here {

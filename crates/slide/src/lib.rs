@@ -5,12 +5,15 @@
 //! says at which resolution to segment; a [`TilePlan`] covers it with
 //! overlapping tiles whose cores partition it.
 //!
-//! ```no_run
+//! ```
 //! use wsiseg_slide::{open, Resolution, TilePlan, WorkingLevel};
 //!
-//! let slide = open("slide.svs".as_ref())?;
+//! // A real Aperio slide, 2220×2967 at 0.499 µm/px.
+//! let slide = open("../../tests/data/default.svs".as_ref())?;
 //! let working = WorkingLevel::choose(slide.as_ref(), Resolution::Mpp(1.0))?;
+//! assert_eq!((working.size.w, working.size.h), (1108, 1481));
 //! let plan = TilePlan::new(working.size, 256, 32)?;
+//! assert_eq!(plan.len(), 5 * 7);
 //! for tile in plan.tiles() {
 //!     let rgb = working.read(slide.as_ref(), tile.rect)?;
 //!     assert_eq!(rgb.dimensions(), (256, 256));

@@ -8,18 +8,24 @@
 //! [`RowSink`] such as the [`PngMaskWriter`]. Memory stays a few bands of
 //! rows, whatever the level's height.
 //!
-//! ```no_run
+//! ```
 //! use wsiseg_slide::{Size, TilePlan};
 //! use wsiseg_stitch::{PngMaskWriter, Stitcher};
 //!
+//! let dir = tempfile::tempdir()?;
+//! let path = dir.path().join("mask.png");
 //! let plan = TilePlan::new(Size::new(1000, 800), 256, 32)?;
-//! let png = PngMaskWriter::create("mask.png".as_ref(), plan.level_size())?;
+//! let png = PngMaskWriter::create(&path, plan.level_size())?;
 //! let mut stitcher = Stitcher::new(plan, png);
 //! for tile in plan.tiles() {
-//!     let labels = vec![0u8; 256 * 256]; // the model's output for this tile
+//!     let labels = vec![1u8; 256 * 256]; // the model's output for this tile
 //!     stitcher.add(tile.index, &labels)?;
 //! }
+//! assert!(!path.exists(), "the mask gets its name when complete");
 //! stitcher.finish()?.commit()?;
+//! let mask = image::open(&path)?.into_luma8();
+//! assert_eq!(mask.dimensions(), (1000, 800));
+//! assert!(mask.pixels().all(|p| p.0[0] == 1));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 

@@ -8,12 +8,17 @@
 //! file gets its final name only when complete. The same seed gives the same
 //! slide.
 //!
-//! ```no_run
+//! ```
 //! use wsiseg_synth::{generate, SynthSpec};
 //!
-//! let spec = SynthSpec { seed: 7, width: 8192, height: 8192, ..SynthSpec::default() };
-//! let stats = generate(&spec, "s7.svs".as_ref(), "s7.truth.tiff".as_ref(), &mut |_| {})?;
+//! let dir = tempfile::tempdir().unwrap();
+//! let (slide, truth) = (dir.path().join("s7.svs"), dir.path().join("s7.truth.tiff"));
+//! let spec = SynthSpec { seed: 7, width: 1024, height: 768, ..SynthSpec::default() };
+//! let stats = generate(&spec, &slide, &truth, &mut |_| {})?;
 //! println!("{:.1} MP/s", stats.megapixels / stats.seconds);
+//! let opened = wsiseg_slide::open(&slide).unwrap();
+//! assert_eq!(opened.format(), "aperio");
+//! assert_eq!(opened.levels()[0].size, wsiseg_slide::Size::new(1024, 768));
 //! # Ok::<(), wsiseg_synth::SynthError>(())
 //! ```
 

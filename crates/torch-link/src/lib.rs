@@ -2,7 +2,7 @@
 //!
 //! Call [`emit`] from a `build.rs`:
 //!
-//! ```no_run
+//! ```
 //! wsiseg_torch_link::emit();
 //! ```
 //!

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Prepares .dev/ (git-ignored) here, for a GPU server that has no Rust
+# toolchain and no OpenSlide (see shared/GPU.md of the project):
+#   .dev/wsiseg           the release binary, stripped
+#   .dev/tests/           every test binary of the workspace, built in release
+#                         with the cuda-tests feature, stripped, and
+#                         .dev/tests/MANIFEST: "package-folder binary" per line;
+#                         .dev/tests/ROOT: this checkout's path, which the
+#                         binaries have compiled in
+#   .dev/*.whl            openslide-bin 4.0.1.2 (OpenSlide without apt) and
+#                         segmentation-models-pytorch 0.6.0 (gpu_bench.sh)
+# Then, on the server, from the repo root (carry .dev):
+#   bash scripts/gpu_check.sh 2>&1 | tee $OUT/gpu_check.log
+#   bash scripts/gpu_bench.sh 2>&1 | tee $OUT/gpu_bench.log
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p .dev/tests
+rm -f .dev/tests/*
+
+echo "== release binary" >&2
+cargo build --release --locked
+strip -o .dev/wsiseg target/release/wsiseg
+
+echo "== test binaries (release, --features cuda-tests)" >&2
+cargo test --release --locked --workspace \
+    --features wsiseg/cuda-tests,wsiseg-infer/cuda-tests --no-run \
+    --message-format=json-render-diagnostics |
+    python3 -c '
+import json, os, sys
+root = os.getcwd()
+with open(".dev/tests/MANIFEST", "w") as manifest:
+    for line in sys.stdin:
+        m = json.loads(line)
+        exe = m.get("executable")
+        if m.get("reason") != "compiler-artifact" or not exe or not m["profile"]["test"]:
+            continue
+        package = os.path.relpath(os.path.dirname(m["manifest_path"]), root)
+        name = os.path.basename(exe)
+        os.system(f"strip -o .dev/tests/{name} {exe}")
+        manifest.write(f"{package} {name}\n")
+'
+pwd > .dev/tests/ROOT
+cat .dev/tests/MANIFEST >&2
+
+echo "== wheels" >&2
+for wheel in openslide-bin==4.0.1.2 segmentation-models-pytorch==0.6.0; do
+    name=${wheel%%==*}
+    ls .dev/"${name//-/_}"-*.whl >/dev/null 2>&1 ||
+        python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
+            --platform manylinux_2_28_x86_64 --platform any -d .dev "$wheel"
+done
+du -sh .dev >&2
