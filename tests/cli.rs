@@ -107,8 +107,8 @@ fn segment_default_svs_writes_a_mask_of_the_working_level() {
 }
 
 /// f16 and bf16 on the CPU: the shipped model's mask of default.svs agrees
-/// with f32 on at least 99.9% of the pixels (measured: f16 99.994%, bf16
-/// 99.971%), and the log and report say which precision ran.
+/// with f32 on at least 99.9% of the pixels but not on all (measured: f16
+/// 99.994%, bf16 99.971%), and the log and report say which precision ran.
 #[test]
 fn reduced_precision_on_the_cpu_agrees_with_f32() {
     let dir = tempfile::tempdir().unwrap();
@@ -141,7 +141,10 @@ fn reduced_precision_on_the_cpu_agrees_with_f32() {
     }
     let f32 = masks[0].as_raw();
     for (precision, mask) in ["f16", "bf16"].iter().zip(&masks[1..]) {
-        let agree = 1.0 - differing(f32, mask.as_raw()) as f64 / f32.len() as f64;
+        let differ = differing(f32, mask.as_raw());
+        // The precision really changed the arithmetic: a few pixels move.
+        assert!(differ > 0, "{precision} gave the f32 mask bit for bit");
+        let agree = 1.0 - differ as f64 / f32.len() as f64;
         eprintln!(
             "{precision} vs f32 on the CPU: {:.4}% of pixels agree",
             100.0 * agree

@@ -575,16 +575,23 @@ fn final_names(name: &str) -> Vec<String> {
     .collect()
 }
 
-/// Every file under a final name in `out` is complete: byte for byte the
-/// file of an uninterrupted run in `reference` (the report, which holds
-/// timings and paths, is complete JSON naming the same slide). Returns the
-/// final names present.
+/// Every file under a final name in `out` is complete: it decodes, and it
+/// is byte for byte the file of an uninterrupted run in `reference` (the
+/// report, which holds timings and paths, is complete JSON with the same
+/// slide and areas). Returns the final names present.
 fn assert_final_files_complete(out: &Path, reference: &Path, name: &str) -> Vec<String> {
     let mut present = Vec::new();
     for f in final_names(name) {
         let path = out.join(&f);
         if !path.exists() {
             continue;
+        }
+        if f.ends_with(".png") {
+            image::open(&path).unwrap_or_else(|e| panic!("{f} does not decode: {e}"));
+        } else if f.ends_with(".tiff") {
+            let t = open(&path).unwrap_or_else(|e| panic!("{f} does not open: {e}"));
+            let s = t.levels()[0].size;
+            t.read_inside(0, Rect::new(0, 0, s.w, s.h)).unwrap();
         }
         if f.ends_with("report.json") {
             let (got, want) = (json(&path), json(&reference.join(&f)));

@@ -294,13 +294,14 @@ fn pipelined_engine_writes_the_same_mask_bytes_as_a_sequential_loop() {
 /// five outputs, the shipped model at 1 µm/px, tissue tiles only) on a
 /// synthetic slide with 16× the pixels of another peaks at most 1.25× the
 /// resident memory of the smaller one (the report's VmHWM), and at most
-/// `GROWTH_MIB` more.
+/// `GROWTH_MIB` more: less than one RGB copy of the larger working level
+/// (4096², 48 MiB).
 #[test]
 fn peak_memory_stays_flat_as_the_slide_grows() {
-    /// The outputs whose size is capped but not constant (the GeoJSON
-    /// raster, up to 8192² bytes; the thumbnail for the overlays) may grow
-    /// until they reach their cap, and nothing else.
-    const GROWTH_MIB: f64 = 80.0;
+    /// Measured: 30–44 MiB, of which 15 MiB is the label copy GeoJSON is
+    /// traced from (capped at 8192² bytes); the rest is noise and bands of
+    /// rows as wide as the level.
+    const GROWTH_MIB: f64 = 64.0;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let mut peaks = Vec::new();
