@@ -682,15 +682,15 @@ fn killed_runs_leave_no_incomplete_file_under_a_final_name() {
             .iter()
             .any(|f| std::fs::metadata(out.join(f)).is_ok_and(|m| m.len() > 0))
     });
+    assert_eq!(
+        assert_final_files_complete(&out, &reference, "synth-808"),
+        Vec::<String>::new()
+    );
     assert!(
         common::files_in(&out)
             .iter()
             .any(|f| f.ends_with(".partial")),
         "a killed process leaves its temporary files"
-    );
-    assert_eq!(
-        assert_final_files_complete(&out, &reference, "synth-808"),
-        Vec::<String>::new()
     );
     let o = run(
         d,
