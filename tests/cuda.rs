@@ -197,25 +197,18 @@ fn held_out_synthetic_slide_on_cuda() {
 fn bench_on_cuda_prints_figures_in_sane_ratios() {
     gpus();
     let dir = tempfile::tempdir().unwrap();
-    let o = common::command(dir.path())
-        .args([
-            "bench",
+    let v = common::bench(
+        dir.path(),
+        &[
             "--size",
             "8192x8192",
-            "--json",
             "--sample-tiles",
             "100",
             "--device",
             "cuda",
-            "--model",
-        ])
-        .arg(unet())
-        .env("TMPDIR", dir.path())
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    eprintln!("{}", serde_json::to_string_pretty(&v).unwrap());
+        ],
+        &unet(),
+    );
     let f = |k: &str| {
         v[k].as_f64()
             .filter(|x| *x > 0.0)

@@ -104,6 +104,28 @@ pub fn synth(dir: &Path, seed: &str, size: &str) -> PathBuf {
     dir.join(format!("slides/synth-{seed}.svs"))
 }
 
+/// `wsiseg bench --json ARGS --model MODEL` with its scratch files in `dir`
+/// (which it must leave empty); its figures.
+pub fn bench(dir: &Path, args: &[&str], model: &Path) -> Value {
+    let o = command(dir)
+        .args(["bench", "--json"])
+        .args(args)
+        .arg("--model")
+        .arg(model)
+        .env("TMPDIR", dir)
+        .output()
+        .expect("run wsiseg bench");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        files_in(dir),
+        Vec::<String>::new(),
+        "bench leaves nothing behind"
+    );
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    eprintln!("{}", serde_json::to_string_pretty(&v).unwrap());
+    v
+}
+
 /// Pixels where two equally long masks differ.
 pub fn differing(a: &[u8], b: &[u8]) -> usize {
     assert_eq!(a.len(), b.len(), "masks of different sizes");

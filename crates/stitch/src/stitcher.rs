@@ -195,14 +195,19 @@ mod tests {
         out
     }
 
+    /// A `w×h` level tiled by `tile`, overlapping by a fraction of it.
+    fn plan_of(w: u32, h: u32, tile: u32, overlap_frac: f64) -> TilePlan {
+        let overlap = ((f64::from(tile) * overlap_frac) as u32).min(tile - 1);
+        TilePlan::new(Size::new(w, h), tile, overlap).unwrap()
+    }
+
     proptest! {
         #[test]
         fn stitching_known_tiles_reproduces_the_level(
             w in 1u32..200, h in 1u32..200, tile in 2u32..70, overlap_frac in 0.0f64..1.0,
             reverse in any::<bool>()
         ) {
-            let overlap = ((f64::from(tile) * overlap_frac) as u32).min(tile - 1);
-            let plan = TilePlan::new(Size::new(w, h), tile, overlap).unwrap();
+            let plan = plan_of(w, h, tile, overlap_frac);
             let want = truth(plan.level_size());
             let mut tiles: Vec<_> = plan.tiles().collect();
             if reverse {
@@ -234,8 +239,7 @@ mod tests {
             w in 1u32..160, h in 1u32..160, tile in 2u32..60, overlap_frac in 0.0f64..1.0,
             order in any::<u64>()
         ) {
-            let overlap = ((f64::from(tile) * overlap_frac) as u32).min(tile - 1);
-            let plan = TilePlan::new(Size::new(w, h), tile, overlap).unwrap();
+            let plan = plan_of(w, h, tile, overlap_frac);
             let mut want = vec![0u8; (w * h) as usize];
             for (n, t) in plan.tiles().enumerate() {
                 for y in t.core.y..t.core.bottom() {
