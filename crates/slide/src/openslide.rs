@@ -78,11 +78,14 @@ fn map_error(path: &Path, e: OpenSlideError) -> SlideError {
     }
 }
 
-/// `openslide.mpp-x/y`, which OpenSlide sets for vendor formats (Aperio, NDPI, MRXS…).
+/// `openslide.mpp-x/y`, which OpenSlide sets for vendor formats (Aperio,
+/// NDPI, MRXS…) and, from OpenSlide 4, from the TIFF resolution tags of a
+/// generic TIFF: held to the same plausibility as [`tiff_mpp`], so that a
+/// screen default is "not recorded" whichever OpenSlide reads the file.
 fn vendor_mpp(prop: &dyn Fn(&str) -> Option<String>) -> Option<Mpp> {
     let x: f64 = prop("openslide.mpp-x")?.parse().ok()?;
     let y: f64 = prop("openslide.mpp-y")?.parse().ok()?;
-    (x > 0.0 && y > 0.0).then_some(Mpp { x, y })
+    (plausible_mpp(x) && plausible_mpp(y)).then_some(Mpp { x, y })
 }
 
 /// Generic tiled TIFF: OpenSlide 3.4 exposes only the TIFF resolution tags,
@@ -100,14 +103,18 @@ fn tiff_mpp(prop: &dyn Fn(&str) -> Option<String>) -> Option<Mpp> {
         x: microns_per_unit / rx,
         y: microns_per_unit / ry,
     };
-    // Many TIFF writers put a screen default (72 dpi = 353 µm/px) in these
-    // tags; no microscope records level 0 coarser than this.
-    let plausible = |v: f64| v.is_finite() && v > 0.0 && v <= MAX_PLAUSIBLE_MPP;
-    (plausible(mpp.x) && plausible(mpp.y)).then_some(mpp)
+    (plausible_mpp(mpp.x) && plausible_mpp(mpp.y)).then_some(mpp)
 }
 
 /// Level-0 resolutions coarser than this (µm/px) are taken as "not recorded".
 const MAX_PLAUSIBLE_MPP: f64 = 50.0;
+
+/// Many TIFF writers put a screen default (72 dpi = 353 µm/px) in their
+/// resolution tags; no microscope records level 0 coarser than
+/// [`MAX_PLAUSIBLE_MPP`].
+fn plausible_mpp(v: f64) -> bool {
+    v.is_finite() && v > 0.0 && v <= MAX_PLAUSIBLE_MPP
+}
 
 fn parse_hex_rgb(hex: &str) -> Option<[u8; 3]> {
     let v = u32::from_str_radix(hex.trim(), 16).ok()?;
@@ -248,5 +255,24 @@ mod tests {
             None,
             "72 dpi is a screen default, not a scan"
         );
+    }
+
+    /// OpenSlide 4 turns the same tags into openslide.mpp-x/y itself
+    /// (boxes.tiff: 28.34 px/cm → 352.86 µm/px); wsiseg reads that as
+    /// OpenSlide 3.4 reads the tags: not recorded.
+    #[test]
+    fn openslide_4_mpp_of_a_screen_default_is_not_a_resolution() {
+        let props = |mpp: &'static str| {
+            move |n: &str| match n {
+                "openslide.mpp-x" | "openslide.mpp-y" => Some(mpp.to_string()),
+                _ => None,
+            }
+        };
+        assert_eq!(vendor_mpp(&props("352.85814906304194")), None);
+        assert_eq!(
+            vendor_mpp(&props("0.499")),
+            Some(Mpp { x: 0.499, y: 0.499 })
+        );
+        assert_eq!(vendor_mpp(&props("0")), None);
     }
 }
