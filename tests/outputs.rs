@@ -5,7 +5,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
@@ -259,15 +259,17 @@ fn outputs_of_a_slide_with_known_tumor() {
     let png = read_mask(&out.join("known.mask.png"));
     assert_eq!(png.dimensions(), (500, 350));
     // Exactly the shapes, at level 1: 100² + (100² − 30²) + 10² pixels.
-    let want = RgbImage::from_fn(500, 350, |x, y| {
-        let tumor = ((100..200).contains(&x) && (50..150).contains(&y))
-            || ((300..400).contains(&x)
-                && (200..300).contains(&y)
-                && !((335..365).contains(&x) && (235..265).contains(&y)))
-            || ((400..410).contains(&x) && (50..60).contains(&y));
-        Rgb([u8::from(tumor); 3])
-    });
-    let want: Vec<u8> = want.pixels().map(|p| p.0[0]).collect();
+    let want: Vec<u8> = (0..350u32)
+        .flat_map(|y| (0..500u32).map(move |x| (x, y)))
+        .map(|(x, y)| {
+            let tumor = ((100..200).contains(&x) && (50..150).contains(&y))
+                || ((300..400).contains(&x)
+                    && (200..300).contains(&y)
+                    && !((335..365).contains(&x) && (235..265).contains(&y)))
+                || ((400..410).contains(&x) && (50..60).contains(&y));
+            u8::from(tumor)
+        })
+        .collect();
     assert_eq!(differing(png.as_raw(), &want), 0, "the mask is the shapes");
     let tiff = open(&out.join("known.mask.tiff")).unwrap();
     assert_eq!(tiff.format(), "generic-tiff");
@@ -639,15 +641,22 @@ fn kill_when(child: &mut Child, what: &str, ready: impl Fn() -> bool) {
     assert!(!status.success(), "killed while {what}");
 }
 
-fn segment_child(dir: &Path, slide: &Path, out: &str, extra: &[&str]) -> Child {
-    let model = unet();
-    command(dir)
-        .args(["segment"])
+/// `wsiseg segment SLIDE --out OUT` of the crash test: the shipped model,
+/// every output and the probability map, on the CPU.
+fn segment_command(dir: &Path, slide: &Path, out: &str, extra: &[&str]) -> Command {
+    let mut c = command(dir);
+    c.arg("segment")
         .arg(slide)
         .arg("--model")
-        .arg(&model)
+        .arg(unet())
         .args(["--out", out, "--probabilities", "--device", "cpu"])
-        .args(extra)
+        .args(extra);
+    c
+}
+
+/// [`segment_command`] started in the background, its output discarded.
+fn segment_child(dir: &Path, slide: &Path, out: &str) -> Child {
+    segment_command(dir, slide, out, &[])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -667,9 +676,7 @@ fn killed_runs_leave_no_incomplete_file_under_a_final_name() {
     let d = dir.path();
     // 8192² at 0.25 µm/px → 2048² at 1 µm/px: 64 tiles of the shipped model, a few seconds.
     let slide = synth(d, "808", "8192x8192");
-    let model = unet();
-    let model_arg = model.to_str().unwrap();
-    let mut reference = segment_child(d, &slide, "ref", &[]);
+    let mut reference = segment_child(d, &slide, "ref");
     assert!(reference.wait().unwrap().success());
     let reference = d.join("ref");
     assert_eq!(
@@ -679,7 +686,7 @@ fn killed_runs_leave_no_incomplete_file_under_a_final_name() {
 
     // 1. Killed mid-run: rows of the mask are being written.
     let out = d.join("out");
-    let mut child = segment_child(d, &slide, "out", &[]);
+    let mut child = segment_child(d, &slide, "out");
     // (Under whichever name the mask is being written: a writer that wrote
     // straight to the final name must be caught by the checks below.)
     kill_when(&mut child, "rows reach the PNG mask", || {
@@ -697,20 +704,7 @@ fn killed_runs_leave_no_incomplete_file_under_a_final_name() {
             .any(|f| f.ends_with(".partial")),
         "a killed process leaves its temporary files"
     );
-    let o = run(
-        d,
-        &[
-            "segment",
-            slide.to_str().unwrap(),
-            "--model",
-            model_arg,
-            "--out",
-            "out",
-            "--probabilities",
-            "--device",
-            "cpu",
-        ],
-    );
+    let o = segment_command(d, &slide, "out", &[]).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
         assert_final_files_complete(&out, &reference, "synth-808").len(),
@@ -719,7 +713,7 @@ fn killed_runs_leave_no_incomplete_file_under_a_final_name() {
 
     // 2. Killed in the output phase: the first final file has appeared.
     let out = d.join("out2");
-    let mut child = segment_child(d, &slide, "out2", &[]);
+    let mut child = segment_child(d, &slide, "out2");
     kill_when(&mut child, "the first final file appears", || {
         final_names("synth-808")
             .iter()
@@ -730,26 +724,16 @@ fn killed_runs_leave_no_incomplete_file_under_a_final_name() {
         !present.is_empty() && present.len() < 7,
         "killed between the first and the last output: {present:?}"
     );
-    let again = [
-        "segment",
-        slide.to_str().unwrap(),
-        "--model",
-        model_arg,
-        "--out",
-        "out2",
-        "--probabilities",
-        "--device",
-        "cpu",
-    ];
-    let o = run(d, &again);
+    let o = segment_command(d, &slide, "out2", &[]).output().unwrap();
     assert!(
         !o.status.success(),
         "a plain re-run does not take a half-written slide for done"
     );
     assert!(stderr(&o).contains("--overwrite"), "{}", stderr(&o));
-    let mut overwrite = again.to_vec();
-    overwrite.push("--overwrite");
-    run_ok(d, &overwrite);
+    let o = segment_command(d, &slide, "out2", &["--overwrite"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
         assert_final_files_complete(&out, &reference, "synth-808").len(),
         7

@@ -8,7 +8,7 @@
 // Each test file uses a different part of this module.
 #![allow(dead_code)]
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -130,9 +130,4 @@ pub fn bench(dir: &Path, args: &[&str], model: &Path) -> Value {
 pub fn differing(a: &[u8], b: &[u8]) -> usize {
     assert_eq!(a.len(), b.len(), "masks of different sizes");
     a.iter().zip(b).filter(|(p, q)| p != q).count()
-}
-
-/// `args` with `OsString`s, for building argument lists piece by piece.
-pub fn os(args: &[&str]) -> Vec<OsString> {
-    args.iter().map(OsString::from).collect()
 }
