@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use wsiseg_infer::{DeviceChoice, Precision};
+use wsiseg_engine::Precision;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -50,7 +50,7 @@ pub struct BenchArgs {
     pub size: (u32, u32),
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
-    pub device: DeviceChoice,
+    pub device: String,
     /// f32, f16 or bf16 [default: f16 on CUDA, f32 on the CPU].
     #[arg(long)]
     pub precision: Option<Precision>,
@@ -150,9 +150,11 @@ pub struct SegmentArgs {
     /// Tiles per model call [default: 32 on CUDA, 8 on the CPU].
     #[arg(long)]
     pub batch: Option<usize>,
-    /// auto (CUDA when available, else CPU), cpu, cuda or cuda:N.
+    /// auto (CUDA when available, else CPU), cpu, cuda or cuda:N; a
+    /// comma-separated list runs one inference worker per entry on the same
+    /// slide (cuda:0,cuda:1; cuda:all for every GPU; cpu,cpu).
     #[arg(long, default_value = "auto")]
-    pub device: DeviceChoice,
+    pub device: String,
     /// f32, f16 or bf16 [default: f16 on CUDA, f32 on the CPU].
     #[arg(long)]
     pub precision: Option<Precision>,
@@ -205,7 +207,6 @@ pub struct SegmentArgs {
     pub overwrite: bool,
 }
 
-/// One kind of output of `segment`.
 /// `--reader`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ReaderArg {
@@ -222,16 +223,7 @@ impl From<ReaderArg> for wsiseg_slide::Reader {
     }
 }
 
-/// Reader threads when `--readers` is not given: all cores but two (one
-/// drives the model, one stitches and writes), at least 2 and at most 24
-/// (more only wait on the bounded queue: 24 decode several GP/s).
-pub fn default_readers() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get().saturating_sub(2))
-        .unwrap_or(2)
-        .clamp(2, 24)
-}
-
+/// One kind of output of `segment`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, ValueEnum)]
 pub enum Format {
     Png,
@@ -239,6 +231,18 @@ pub enum Format {
     Geojson,
     Overlay,
     Report,
+}
+
+impl From<Format> for wsiseg_engine::Format {
+    fn from(f: Format) -> Self {
+        match f {
+            Format::Png => Self::Png,
+            Format::Tiff => Self::Tiff,
+            Format::Geojson => Self::Geojson,
+            Format::Overlay => Self::Overlay,
+            Format::Report => Self::Report,
+        }
+    }
 }
 
 /// How the PNG mask stores classes.
@@ -250,6 +254,15 @@ pub enum MaskValues {
     /// 0 background, 255 tumor (two-class models only).
     #[value(name = "0255")]
     Binary255,
+}
+
+impl From<MaskValues> for wsiseg_engine::MaskValues {
+    fn from(v: MaskValues) -> Self {
+        match v {
+            MaskValues::ClassIndex => Self::ClassIndex,
+            MaskValues::Binary255 => Self::Binary255,
+        }
+    }
 }
 
 #[derive(Debug, Args)]

@@ -6,16 +6,18 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
-use clap::Parser;
+use anyhow::{Context, Result};
 use serde_json::{json, Value};
-use wsiseg_infer::{describe, locate, Manifest, Precision, Segmenter};
-use wsiseg_slide::{
-    JpegTiles, PyramidOptions, PyramidWriter, Reader, Rect, Slide, TilePlan, WorkingLevel,
+use wsiseg_engine::{
+    describe_devices, EngineBuilder, Format, Precision, Request, RunControl, SlideOutcome,
+    DEFAULT_CPU_BATCH, DEFAULT_CUDA_BATCH,
 };
-use wsiseg_stitch::{PngMaskWriter, RowSink, StitchError, Stitcher};
+use wsiseg_infer::{locate, Manifest, Segmenter};
+use wsiseg_slide::{JpegTiles, Reader, Rect, Slide, TilePlan, WorkingLevel};
+use wsiseg_stitch::{RowSink, StitchError, Stitcher};
+use wsiseg_write::{PngMaskWriter, PyramidOptions, PyramidWriter};
 
-use crate::args::{BenchArgs, Cli, Command};
+use crate::args::BenchArgs;
 
 /// A scratch folder removed when dropped.
 struct Scratch(PathBuf);
@@ -29,7 +31,7 @@ impl Drop for Scratch {
 /// Runs `work(i)` for i in 0..n on `threads` threads, each taking runs of
 /// consecutive `i` as the pipeline's readers do; returns the wall seconds.
 fn parallel(n: usize, threads: usize, work: &(dyn Fn(usize) -> Result<()> + Sync)) -> Result<f64> {
-    let chunk = crate::pipeline::READ_CHUNK;
+    let chunk = wsiseg_engine::READ_CHUNK;
     let next = AtomicUsize::new(0);
     let start = Instant::now();
     std::thread::scope(|s| -> Result<()> {
@@ -60,6 +62,7 @@ fn parallel(n: usize, threads: usize, work: &(dyn Fn(usize) -> Result<()> + Sync
 struct Null(u64);
 
 impl RowSink for Null {
+    type Error = StitchError;
     fn write_rows(&mut self, rows: &[u8]) -> Result<(), StitchError> {
         self.0 += rows.len() as u64;
         Ok(())
@@ -75,22 +78,30 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         Some(p) => p.clone(),
         None => make_synthetic(args, &scratch.0)?,
     };
-    let device = args.device.resolve()?;
+    let devices = wsiseg_engine::resolve_devices(&args.device).map_err(crate::flag_context)?;
+    let device = devices[0];
     let precision = args.precision.unwrap_or(Precision::default_for(device));
     // The model is loaded after the read figures: libtorch's worker threads
     // must not share the cores while decoding is timed.
     let manifest = Manifest::read(&locate(&args.model)?.1)?;
-    let batch = args.batch.unwrap_or(if device.is_cuda() { 32 } else { 8 });
-    let readers = args.readers.unwrap_or_else(crate::args::default_readers);
+    let batch = args.batch.unwrap_or(if device.is_cuda() {
+        DEFAULT_CUDA_BATCH
+    } else {
+        DEFAULT_CPU_BATCH
+    });
+    let readers = args.readers.unwrap_or_else(wsiseg_engine::default_readers);
     let tile = manifest.tile;
     let overlap = tile / 8;
     let slide = wsiseg_slide::open(&slide_path)?;
 
     // The working level segment would use.
-    let seg_args = segment_args(args, &slide_path, &scratch.0.join("e2e"), batch, readers)?;
+    let request = Request {
+        formats: vec![Format::Png, Format::Tiff, Format::Report],
+        ..Request::default()
+    };
     let working = WorkingLevel::choose(
         slide.as_ref(),
-        crate::segment::resolution(&seg_args, slide.as_ref(), &manifest),
+        wsiseg_engine::resolution(&request, slide.as_ref(), &manifest),
     )?;
     tracing::info!(
         "bench: {} ({} {}), working {} from level {}, model {} on {} in {precision}, batch {batch}, {} readers",
@@ -100,12 +111,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         working.size,
         working.source_level,
         manifest.name,
-        describe(device),
+        describe_devices(&devices),
         readers
     );
     let mut figures = serde_json::Map::new();
     figures.insert("slide".into(), json!(slide_path));
-    figures.insert("device".into(), json!(describe(device)));
+    figures.insert("device".into(), json!(describe_devices(&devices)));
     figures.insert("precision".into(), json!(precision.to_string()));
     figures.insert("batch".into(), json!(batch));
     figures.insert("readers".into(), json!(readers));
@@ -115,6 +126,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let plan = TilePlan::new(working.size, tile, overlap)?;
     read_figures(args, readers, &slide_path, &working, &plan, &mut figures)?;
     let model = Segmenter::load(&args.model, device, precision)?;
+    if device.is_cuda() {
+        model.warm_up(batch, tile)?;
+    }
 
     // 3. Model only: one batch already on the device.
     let per_pass = model.time_forward(batch, tile, 3, if device.is_cuda() { 20 } else { 3 })?;
@@ -141,33 +155,39 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         .map(|x| u8::from((x / 97) % 3 == 0))
         .collect();
     let band: Vec<u8> = row.iter().copied().cycle().take(row.len() * 64).collect();
-    let write = |sink: &mut dyn RowSink| -> Result<f64> {
+    let write = |sink: &mut dyn FnMut(&[u8]) -> Result<()>| -> Result<f64> {
         let start = Instant::now();
         let mut y = 0;
         while y < working.size.h {
             let n = 64.min(working.size.h - y) as usize;
-            sink.write_rows(&band[..n * row.len()])?;
+            sink(&band[..n * row.len()])?;
             y += n as u32;
         }
         Ok(start.elapsed().as_secs_f64())
     };
     let mut png = PngMaskWriter::create(&scratch.0.join("w.png"), working.size)?;
-    let png_s = write(&mut png)?;
+    let png_s = write(&mut |rows| Ok(png.write_rows(rows)?))?;
     png.commit()?;
     let mut tiff = PyramidWriter::create(
         &scratch.0.join("w.tiff"),
         working.size,
         PyramidOptions::label_mask(working.mpp, None),
     )?;
-    let tiff_s = write(&mut tiff)?;
+    let tiff_s = write(&mut |rows| Ok(tiff.push_rows(rows)?))?;
     tiff.finish()?;
     let level_mp = working.size.area() as f64 / 1e6;
     figures.insert("write_png_mp_s".into(), json!(level_mp / png_s));
     figures.insert("write_tiff_mp_s".into(), json!(level_mp / tiff_s));
 
-    // 6. End to end: the real `segment` on the slide.
+    // 6. End to end: the engine on the slide, as `segment` runs it.
     drop(model);
-    let start = Instant::now();
+    let engine = EngineBuilder::new(&args.model)
+        .devices(devices.clone())
+        .precision(Some(precision))
+        .batch(Some(batch))
+        .readers(Some(readers))
+        .build()
+        .map_err(crate::flag_context)?;
     let unix = || {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -175,45 +195,52 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             .unwrap_or(0.0)
     };
     let started_unix = unix();
-    let summary = crate::segment::run(&seg_args)?;
+    let start = Instant::now();
+    let cancel = crate::signals::cancel_flag();
+    let outcome = engine.segment(
+        &slide_path,
+        &scratch.0.join("e2e"),
+        &request,
+        &RunControl::new(cancel),
+    );
+    let wall = start.elapsed().as_secs_f64();
     // When the run happened, to pick GPU utilisation samples taken during it.
     figures.insert("e2e_unix_window".into(), json!([started_unix, unix()]));
-    if summary.failed > 0 {
-        bail!("segment failed on {}", slide_path.display());
-    }
-    let wall = start.elapsed().as_secs_f64();
-    let report_path = crate::outputs::OutputPaths::new(&seg_args.out, &slide_path).report;
-    let report: Value = serde_json::from_str(&std::fs::read_to_string(&report_path)?)?;
-    let tiles_run = report["tiles"]["run"].as_f64().unwrap_or(0.0);
-    let pipeline = report["timings_s"]["pipeline_wall"]
-        .as_f64()
-        .unwrap_or(wall);
+    let stats = match outcome.map_err(crate::flag_context)? {
+        SlideOutcome::Segmented { stats, .. } => stats,
+        SlideOutcome::Skipped(_) => unreachable!("a fresh scratch folder has nothing to skip"),
+    };
+    let tiles_run = stats.tiles_run as f64;
+    let pipeline = stats.pipeline_wall_s;
     figures.insert("e2e_wall_s".into(), json!(wall));
-    figures.insert("e2e_tiles_run".into(), json!(tiles_run));
-    figures.insert(
-        "e2e_tiles_planned".into(),
-        report["tiles"]["planned"].clone(),
-    );
+    figures.insert("e2e_tiles_run".into(), json!(stats.tiles_run));
+    figures.insert("e2e_tiles_planned".into(), json!(stats.tiles_planned));
     figures.insert("e2e_tiles_s".into(), json!(tiles_run / pipeline));
     figures.insert("e2e_mp_s".into(), json!(level_mp / wall));
     figures.insert(
         "e2e_vs_model_only".into(),
         json!(tiles_run / pipeline / model_tiles_s),
     );
+    figures.insert("e2e_tiles_per_worker".into(), json!(stats.tiles_per_worker));
     // The pipeline's own stages: the model inside the pipeline (queuing and
-    // collecting batches), and the stitcher thread's busy time.
-    let stage = |k: &str| report["timings_s"][k].as_f64().filter(|&v| v > 0.0);
-    if let Some(s) = stage("inference") {
-        figures.insert("e2e_inference_tiles_s".into(), json!(tiles_run / s));
+    // collecting batches, summed over workers), and the stitcher's busy time.
+    if stats.inference_s > 0.0 {
+        figures.insert(
+            "e2e_inference_tiles_s".into(),
+            json!(tiles_run / stats.inference_s),
+        );
         figures.insert(
             "e2e_inference_mp_s".into(),
-            json!(tiles_run * f64::from(tile * tile) / 1e6 / s),
+            json!(tiles_run * f64::from(tile * tile) / 1e6 / stats.inference_s),
         );
     }
-    if let Some(s) = stage("stitch_and_write") {
-        figures.insert("e2e_stitch_write_mp_s".into(), json!(level_mp / s));
+    if stats.stitch_write_s > 0.0 {
+        figures.insert(
+            "e2e_stitch_write_mp_s".into(),
+            json!(level_mp / stats.stitch_write_s),
+        );
     }
-    figures.insert("peak_rss_mib".into(), json!(crate::report::peak_rss_mib()));
+    figures.insert("peak_rss_mib".into(), json!(wsiseg_engine::peak_rss_mib()));
 
     let figures = Value::Object(figures);
     if args.json {
@@ -398,40 +425,6 @@ fn make_synthetic(args: &BenchArgs, dir: &Path) -> Result<PathBuf> {
         stats.megapixels / stats.seconds
     );
     Ok(slide)
-}
-
-fn segment_args(
-    args: &BenchArgs,
-    slide: &Path,
-    out: &Path,
-    batch: usize,
-    readers: usize,
-) -> Result<crate::args::SegmentArgs> {
-    let mut argv: Vec<String> = vec![
-        "wsiseg".into(),
-        "-q".into(),
-        "segment".into(),
-        slide.display().to_string(),
-        "--model".into(),
-        args.model.display().to_string(),
-        "--out".into(),
-        out.display().to_string(),
-        "--formats".into(),
-        "png,tiff,report".into(),
-        "--device".into(),
-        args.device.to_string(),
-        "--batch".into(),
-        batch.to_string(),
-        "--readers".into(),
-        readers.to_string(),
-    ];
-    if let Some(p) = args.precision {
-        argv.extend(["--precision".into(), p.to_string()]);
-    }
-    match Cli::try_parse_from(argv)?.command {
-        Command::Segment(s) => Ok(s),
-        _ => unreachable!("parsed a segment command"),
-    }
 }
 
 fn table(f: &Value) -> String {

@@ -192,8 +192,8 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     print!("{}", table(&rows, classes, &name_of));
     std::fs::create_dir_all(&out)
         .with_context(|| format!("{}: cannot create folder", out.display()))?;
-    crate::report::write_atomic(&csv_path, csv(&rows, classes, &name_of).as_bytes())?;
-    crate::report::write_atomic(
+    crate::write_atomic(&csv_path, csv(&rows, classes, &name_of).as_bytes())?;
+    crate::write_atomic(
         &json_path,
         serde_json::to_string_pretty(&json(&rows, classes, &name_of))?.as_bytes(),
     )?;

@@ -3,16 +3,13 @@
 mod args;
 mod bench;
 mod eval;
-mod geojson;
 mod info;
-mod outputs;
-mod overlay;
-mod pipeline;
-mod report;
 mod segment;
+mod signals;
 mod synth;
 
 use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -29,13 +26,23 @@ fn main() -> ExitCode {
         Command::Synth(args) => synth::run(args).map(|()| ExitCode::SUCCESS),
         Command::Eval(args) => eval::run(args).map(|()| ExitCode::SUCCESS),
         Command::Bench(args) => bench::run(args).map(|()| ExitCode::SUCCESS),
-        Command::Segment(args) => segment::run(args).map(|s| {
-            if s.failed == 0 {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
-        }),
+        Command::Segment(args) => {
+            signals::install();
+            segment::run(args).map(|s| {
+                if s.cancelled {
+                    let (code, name) = signals::received();
+                    eprintln!(
+                        "error: interrupted by {name}: {} slide(s) finished, temporary files removed; run the same command again to resume",
+                        s.done
+                    );
+                    ExitCode::from(code)
+                } else if s.failed == 0 {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            })
+        }
     };
     result.unwrap_or_else(|e| {
         report_error(&e);
@@ -62,6 +69,55 @@ fn fix_mmap_threshold() {
             mallopt(M_MMAP_THRESHOLD, 4 << 20);
         }
     }
+}
+
+/// Writes a small file completely or not at all.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<PathBuf> {
+    use anyhow::Context;
+    wsiseg_write::PartialFile::write(path, bytes)
+        .with_context(|| format!("{}: cannot write", path.display()))
+}
+
+/// The engine's error with the command line's words: its settings named
+/// by their flags, and what to do about outputs that exist.
+pub(crate) fn flag_context(e: wsiseg_engine::EngineError) -> anyhow::Error {
+    use wsiseg_engine::{EngineError, Setting};
+    match &e {
+        EngineError::Setting {
+            setting,
+            value,
+            problem,
+        } => {
+            let flag = match setting {
+                Setting::Tile => "--tile",
+                Setting::Overlap => "--overlap",
+                Setting::Batch => "--batch",
+                Setting::Readers => "--readers",
+                Setting::Devices => "--device",
+                Setting::MaskMpp => "--mask-mpp",
+                Setting::MinArea => "--min-area",
+                Setting::MaskValues => "--mask-values",
+                Setting::Outputs => "--formats",
+            };
+            anyhow::anyhow!("{flag} {value}: {problem}")
+        }
+        EngineError::Incomplete { .. } => {
+            anyhow::anyhow!("{e}: use --overwrite to redo this slide")
+        }
+        EngineError::Changed { .. } => {
+            anyhow::anyhow!("{e}: use --overwrite to redo it, or --out another folder")
+        }
+        _ => e.into(),
+    }
+}
+
+/// An error's first line, causes included.
+pub(crate) fn one_line(e: &anyhow::Error) -> String {
+    format!("{e:#}")
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// Prints an error as one line: `error: <what, with its causes>`.

@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 type CuResult = i32;
 type CuEvent = *mut c_void;
 type CuStream = *mut c_void;
+type CuContext = *mut c_void;
 
 /// Entry points of NVIDIA's driver library, with their C signatures from
 /// cuda.h (unchanged since CUDA 4).
@@ -21,6 +22,8 @@ struct Driver {
     event_record: unsafe extern "C" fn(CuEvent, CuStream) -> CuResult,
     event_synchronize: unsafe extern "C" fn(CuEvent) -> CuResult,
     event_destroy: unsafe extern "C" fn(CuEvent) -> CuResult,
+    primary_ctx_retain: unsafe extern "C" fn(*mut CuContext, i32) -> CuResult,
+    ctx_set_current: unsafe extern "C" fn(CuContext) -> CuResult,
 }
 
 fn driver() -> Option<&'static Driver> {
@@ -38,6 +41,8 @@ fn driver() -> Option<&'static Driver> {
                 let event_record = *lib.get(b"cuEventRecord\0").ok()?;
                 let event_synchronize = *lib.get(b"cuEventSynchronize\0").ok()?;
                 let event_destroy = *lib.get(b"cuEventDestroy_v2\0").ok()?;
+                let primary_ctx_retain = *lib.get(b"cuDevicePrimaryCtxRetain\0").ok()?;
+                let ctx_set_current = *lib.get(b"cuCtxSetCurrent\0").ok()?;
                 Some(Driver {
                     _lib: lib,
                     init,
@@ -47,6 +52,8 @@ fn driver() -> Option<&'static Driver> {
                     event_record,
                     event_synchronize,
                     event_destroy,
+                    primary_ctx_retain,
+                    ctx_set_current,
                 })
             }
         })
@@ -75,6 +82,29 @@ pub fn gpu_name(ordinal: usize) -> Option<String> {
                 .to_string_lossy()
                 .into_owned(),
         )
+    }
+}
+
+/// Makes GPU `ordinal`'s primary context (the one libtorch uses) current
+/// on the calling thread, so that events recorded on this thread mark that
+/// GPU's work; false when the driver cannot.
+pub fn make_current(ordinal: usize) -> bool {
+    let Some(d) = driver() else {
+        return false;
+    };
+    let Ok(ordinal) = i32::try_from(ordinal) else {
+        return false;
+    };
+    // SAFETY: valid driver entry points; out-pointers are live locals. The
+    // primary context is retained once per call and never released: it
+    // lives as long as the process, as libtorch's does.
+    unsafe {
+        let mut device = 0i32;
+        let mut ctx: CuContext = std::ptr::null_mut();
+        (d.init)(0) == 0
+            && (d.device_get)(&mut device, ordinal) == 0
+            && (d.primary_ctx_retain)(&mut ctx, device) == 0
+            && (d.ctx_set_current)(ctx) == 0
     }
 }
 

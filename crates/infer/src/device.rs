@@ -4,7 +4,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use tch::{Device, Kind};
+use tch::Kind;
 
 use crate::InferError;
 
@@ -76,6 +76,39 @@ impl DeviceChoice {
                 }
                 Ok(Device::Cuda(index))
             }
+        }
+    }
+}
+
+/// A device that runs the model: the CPU or one CUDA GPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Device {
+    /// The CPU (libtorch's intra-op threads).
+    Cpu,
+    /// CUDA GPU number N.
+    Cuda(usize),
+}
+
+impl Device {
+    /// Whether this is a CUDA GPU.
+    pub fn is_cuda(self) -> bool {
+        matches!(self, Self::Cuda(_))
+    }
+
+    /// libtorch's name for it.
+    pub(crate) fn tch(self) -> tch::Device {
+        match self {
+            Self::Cpu => tch::Device::Cpu,
+            Self::Cuda(n) => tch::Device::Cuda(n),
+        }
+    }
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Cpu => f.write_str("cpu"),
+            Self::Cuda(n) => write!(f, "cuda:{n}"),
         }
     }
 }
@@ -156,7 +189,7 @@ pub fn describe(device: Device) -> String {
             Some(name) => format!("cuda:{n} ({name})"),
             None => format!("cuda:{n}"),
         },
-        _ => "cpu".to_string(),
+        Device::Cpu => "cpu".to_string(),
     }
 }
 

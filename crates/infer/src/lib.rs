@@ -25,8 +25,9 @@ mod manifest;
 mod model;
 
 pub use cuda::gpu_name;
-pub use device::{cuda_device_count, cuda_support_linked, describe, DeviceChoice, Precision};
+pub use device::{
+    cuda_device_count, cuda_support_linked, describe, Device, DeviceChoice, Precision,
+};
 pub use error::InferError;
 pub use manifest::{locate, Manifest, OutputKind};
 pub use model::{InFlight, Segmenter, Staging};
-pub use tch::Device;

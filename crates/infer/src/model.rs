@@ -2,9 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use tch::{CModule, Device, Kind, Tensor};
+use tch::{CModule, Kind, Tensor};
 
-use crate::{manifest, InferError, Manifest, OutputKind, Precision};
+use crate::{manifest, Device, InferError, Manifest, OutputKind, Precision};
 
 /// A TorchScript segmentation model on one device, with its manifest.
 pub struct Segmenter {
@@ -23,13 +23,13 @@ impl Segmenter {
     pub fn load(path: &Path, device: Device, precision: Precision) -> Result<Self, InferError> {
         let (model_path, manifest_path) = manifest::locate(path)?;
         let manifest = Manifest::read(&manifest_path)?;
-        let mut module = CModule::load_on_device(&model_path, device).map_err(|source| {
+        let mut module = CModule::load_on_device(&model_path, device.tch()).map_err(|source| {
             InferError::ModelLoad {
                 path: model_path.clone(),
                 source,
             }
         })?;
-        module.to(device, precision.kind(), false);
+        module.to(device.tch(), precision.kind(), false);
         module.set_eval();
         if device.is_cuda() {
             tch::Cuda::cudnn_set_benchmark(true);
@@ -37,7 +37,7 @@ impl Segmenter {
         let per_channel = |v: [f32; 3]| {
             Tensor::from_slice(&v)
                 .view([1, 3, 1, 1])
-                .to_device(device)
+                .to_device(device.tch())
                 .to_kind(precision.kind())
         };
         let segmenter = Self {
@@ -83,6 +83,17 @@ impl Segmenter {
         Ok(())
     }
 
+    /// Prepares the calling thread to drive this model: on CUDA, makes the
+    /// model's GPU current, so that a worker thread's events and default
+    /// stream are that GPU's. Nothing to do on the CPU.
+    pub fn bind_thread(&self) {
+        if let Device::Cuda(i) = self.device {
+            if !crate::cuda::make_current(i) {
+                warn_no_context(i);
+            }
+        }
+    }
+
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
     }
@@ -107,7 +118,7 @@ impl Segmenter {
         let t = i64::from(tile);
         let x = Tensor::from_slice(tiles)
             .view([n as i64, t, t, 3])
-            .to_device(self.device);
+            .to_device(self.device.tch());
         self.forward_bytes(x)
     }
 
@@ -144,7 +155,7 @@ impl Segmenter {
     ) -> Result<f64, InferError> {
         let _no_grad = tch::no_grad_guard();
         let t = i64::from(tile);
-        let x = Tensor::rand([n as i64, t, t, 3], (Kind::Float, self.device))
+        let x = Tensor::rand([n as i64, t, t, 3], (Kind::Float, self.device.tch()))
             .permute([0, 3, 1, 2])
             .to_kind(self.precision.kind());
         let x = (x - &self.mean) * &self.inv_std;
@@ -220,8 +231,8 @@ impl Segmenter {
             // libtorch's pinned allocator (`pin_memory` would need a device
             // argument, which libtorch 2.11 deprecates with a warning per call).
             Device::Cuda(i) => {
-                let host = Tensor::empty(shape, (Kind::Uint8, self.device)).to_device_(
-                    Device::Cpu,
+                let host = Tensor::empty(shape, (Kind::Uint8, self.device.tch())).to_device_(
+                    tch::Device::Cpu,
                     Kind::Uint8,
                     true,
                     false,
@@ -229,7 +240,7 @@ impl Segmenter {
                 tch::Cuda::synchronize(i as i64);
                 host
             }
-            _ => Tensor::empty(shape, (Kind::Uint8, Device::Cpu)),
+            Device::Cpu => Tensor::empty(shape, (Kind::Uint8, tch::Device::Cpu)),
         };
         Staging {
             host,
@@ -257,7 +268,7 @@ impl Segmenter {
         let cuda = self.device.is_cuda();
         let host = staging.host.narrow(0, 0, n as i64);
         let x = if cuda {
-            host.to_device_(self.device, Kind::Uint8, true, false)
+            host.to_device_(self.device.tch(), Kind::Uint8, true, false)
         } else {
             host
         };
@@ -277,7 +288,7 @@ impl Segmenter {
         // marks their end, so waiting for it does not wait for later batches.
         let download = |t: Tensor| {
             if cuda {
-                t.to_device_(Device::Cpu, Kind::Uint8, true, false)
+                t.to_device_(tch::Device::Cpu, Kind::Uint8, true, false)
             } else {
                 t
             }
@@ -292,8 +303,8 @@ impl Segmenter {
         if cuda && done.is_none() {
             static WARNED: std::sync::Once = std::sync::Once::new();
             WARNED.call_once(|| {
-                eprintln!(
-                    "warning: CUDA events are unavailable (libcuda.so.1 not found or no current context); each batch waits for the whole device, so batches do not overlap"
+                tracing::warn!(
+                    "CUDA events are unavailable (libcuda.so.1 not found or no current context); each batch waits for the whole device, so batches do not overlap"
                 );
             });
         }
@@ -307,6 +318,13 @@ impl Segmenter {
             done,
         })
     }
+}
+
+fn warn_no_context(i: usize) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| {
+        tracing::warn!("cannot make cuda:{i} current on a worker thread (libcuda.so.1 not found?); batches wait for the whole device");
+    });
 }
 
 /// Reusable host memory for one batch of `capacity` RGB tiles (see
@@ -326,7 +344,7 @@ impl Staging {
     /// Whether the buffer is page-locked (CUDA staging buffers are, so that
     /// uploads and downloads run asynchronously).
     pub fn is_page_locked(&self) -> bool {
-        tch::Cuda::is_available() && self.host.f_is_pinned(Device::Cuda(0)).unwrap_or(false)
+        tch::Cuda::is_available() && self.host.f_is_pinned(tch::Device::Cuda(0)).unwrap_or(false)
     }
 
     /// The bytes of the first `n` tiles, packed `n×tile×tile×3`, to fill.

@@ -25,26 +25,20 @@ mod direct;
 mod error;
 mod geometry;
 mod openslide;
-mod partial;
 mod plain;
 mod plan;
 mod resolution;
 mod slide;
-mod tiff_writer;
 mod tissue;
 
 pub use direct::{DirectReader, JpegTiles, TileCache};
 pub use error::{PlanError, SlideError};
 pub use geometry::{Level, Mpp, Rect, Size, TileIndex};
-pub use partial::PartialFile;
 pub use plan::{Tile, TilePlan};
 pub use resolution::{Resolution, WorkingLevel};
 pub use slide::{
     has_slide_extension, level, open, open_with, read_padded, read_padded_into, thumbnail, Reader,
     Slide, BACKGROUND, SLIDE_EXTENSIONS,
-};
-pub use tiff_writer::{
-    pyramid_sizes, PyramidOptions, PyramidWriter, Reduce, TiffWriteError, TileCompression,
 };
 pub use tissue::{otsu, tissue_mask, tissue_mask_with, tissue_tiles};
 

@@ -4,10 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use image::{Rgb, RgbImage};
-use wsiseg_slide::{
-    open_with, read_padded, PyramidOptions, PyramidWriter, Reader, Rect, Reduce, Size,
-    TileCompression,
-};
+use wsiseg_slide::{open_with, read_padded, Reader, Rect, Size};
+use wsiseg_write::{PyramidOptions, PyramidWriter, Reduce, TileCompression};
 
 fn data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -1,6 +1,6 @@
 use wsiseg_slide::Size;
 
-use crate::{RowSink, StitchError};
+use crate::RowSink;
 
 /// Passes rows on at another size, by nearest neighbour, as they stream in:
 /// a label mask of the working level written at another level.
@@ -42,7 +42,8 @@ fn source_index(i: u32, from: u32, to: u32) -> usize {
 }
 
 impl<S: RowSink> RowSink for NearestRows<S> {
-    fn write_rows(&mut self, rows: &[u8]) -> Result<(), StitchError> {
+    type Error = S::Error;
+    fn write_rows(&mut self, rows: &[u8]) -> Result<(), S::Error> {
         let w = self.from.w as usize;
         let n = (rows.len() / w) as u32;
         self.out.clear();

@@ -6,19 +6,16 @@ use crate::StitchError;
 
 /// Where finished rows of the mask go, top to bottom.
 pub trait RowSink {
+    /// What can go wrong writing rows; the stitcher's own errors (a tile
+    /// missing, given twice…) convert into it.
+    type Error: From<StitchError>;
     /// `rows` holds whole rows of the level, `width` bytes each.
-    fn write_rows(&mut self, rows: &[u8]) -> Result<(), StitchError>;
-}
-
-/// A pyramidal TIFF mask takes rows as they come.
-impl RowSink for wsiseg_slide::PyramidWriter {
-    fn write_rows(&mut self, rows: &[u8]) -> Result<(), StitchError> {
-        Ok(self.push_rows(rows)?)
-    }
+    fn write_rows(&mut self, rows: &[u8]) -> Result<(), Self::Error>;
 }
 
 /// Collects the whole mask in memory (tests, small levels).
 impl RowSink for Vec<u8> {
+    type Error = StitchError;
     fn write_rows(&mut self, rows: &[u8]) -> Result<(), StitchError> {
         self.extend_from_slice(rows);
         Ok(())
@@ -78,21 +75,22 @@ impl<S: RowSink> Stitcher<S> {
     }
 
     /// Adds one tile's output: `tile × tile` bytes, row-major.
-    pub fn add(&mut self, index: TileIndex, labels: &[u8]) -> Result<(), StitchError> {
+    pub fn add(&mut self, index: TileIndex, labels: &[u8]) -> Result<(), S::Error> {
         let t = self.plan.tile_size() as usize;
         if labels.len() != t * t {
             return Err(StitchError::TileSize {
                 index,
                 got: labels.len(),
                 expected: t * t,
-            });
+            }
+            .into());
         }
         if index.row < self.next_row
             || index.row >= self.plan.rows()
             || index.col >= self.plan.cols()
             || !self.is_run(index)
         {
-            return Err(StitchError::UnexpectedTile { index });
+            return Err(StitchError::UnexpectedTile { index }.into());
         }
         let width = self.plan.level_size().w as usize;
         let (y0, y1) = self.plan.core_rows(index.row);
@@ -103,7 +101,7 @@ impl<S: RowSink> Stitcher<S> {
             received: 0,
         });
         if std::mem::replace(&mut band.seen[index.col as usize], true) {
-            return Err(StitchError::UnexpectedTile { index });
+            return Err(StitchError::UnexpectedTile { index }.into());
         }
         let tile = self.plan.tile(index);
         let (ox, oy) = tile.core_offset();
@@ -119,7 +117,7 @@ impl<S: RowSink> Stitcher<S> {
 
     /// Streams every complete band at the top to the sink (rows of tiles
     /// with nothing to run are complete from the start).
-    fn flush(&mut self) -> Result<(), StitchError> {
+    fn flush(&mut self) -> Result<(), S::Error> {
         while self.next_row < self.plan.rows() {
             let want = self.expected[self.next_row as usize];
             let received = self.bands.get(&self.next_row).map_or(0, |b| b.received);
@@ -139,6 +137,11 @@ impl<S: RowSink> Stitcher<S> {
         Ok(())
     }
 
+    /// The sink, e.g. to take the rows a `Vec` sink has collected so far.
+    pub fn sink_mut(&mut self) -> &mut S {
+        &mut self.sink
+    }
+
     /// Number of rows of the level already handed to the sink.
     pub fn rows_done(&self) -> u32 {
         if self.next_row == 0 {
@@ -149,14 +152,15 @@ impl<S: RowSink> Stitcher<S> {
     }
 
     /// Checks that every tile arrived and returns the sink.
-    pub fn finish(mut self) -> Result<S, StitchError> {
+    pub fn finish(mut self) -> Result<S, S::Error> {
         self.flush()?;
         if self.next_row < self.plan.rows() {
             let received: u32 = self.bands.values().map(|b| b.received).sum();
             let left: u32 = self.expected[self.next_row as usize..].iter().sum();
             return Err(StitchError::Incomplete {
                 missing: (left - received) as usize,
-            });
+            }
+            .into());
         }
         Ok(self.sink)
     }

@@ -29,7 +29,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use rayon::prelude::*;
-use wsiseg_slide::{PyramidOptions, PyramidWriter, Reduce, Size, TiffWriteError, TileCompression};
+use wsiseg_slide::Size;
+use wsiseg_write::{PyramidOptions, PyramidWriter, Reduce, TiffWriteError, TileCompression};
 
 pub use scene::Scene;
 

@@ -1,4 +1,4 @@
-//! QuPath-compatible GeoJSON of the tumor regions.
+//! NAME.geojson: QuPath-compatible GeoJSON of the tumor regions.
 //!
 //! Regions are traced along pixel edges (4-connected regions, holes as inner
 //! rings), with each vertex at the midpoint of a boundary edge: rings then
@@ -10,12 +10,56 @@
 //! (x right, y down), as QuPath expects.
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
 use serde_json::{json, Value};
-use wsiseg_slide::{PartialFile, Size};
+use wsiseg_slide::Size;
+use wsiseg_stitch::{NearestRows, RowSink};
+use wsiseg_write::Staged;
+
+use super::{fit, stage_bytes, MaskOutput, OutputContext, SlideResult, GEOMETRY_SIDE};
+use crate::EngineError;
+
+/// A copy of the labels (at most [`GEOMETRY_SIDE`] a side) to trace at the end.
+pub(super) struct GeoJson {
+    copy: NearestRows<Vec<u8>>,
+    size: Size,
+}
+
+impl GeoJson {
+    pub(super) fn create(ctx: &OutputContext) -> Self {
+        let working = ctx.plan.working.size;
+        let size = fit(working, GEOMETRY_SIDE);
+        Self {
+            copy: NearestRows::new(Vec::new(), working, size),
+            size,
+        }
+    }
+}
+
+impl MaskOutput for GeoJson {
+    fn label_rows(&mut self, rows: &[u8]) -> Result<(), EngineError> {
+        Ok(self.copy.write_rows(rows)?)
+    }
+
+    fn finish(self: Box<Self>, result: &mut SlideResult) -> Result<Vec<Staged>, EngineError> {
+        let ctx = result.context;
+        let working = &ctx.plan.working;
+        let level0_per_px = working.downsample * f64::from(working.size.w) / f64::from(self.size.w);
+        let (doc, count) = document(
+            &self.copy.into_inner(),
+            self.size,
+            level0_per_px,
+            ctx.slide.mpp().map(|m| m.mean()),
+            ctx.request.min_area,
+            ctx.classes,
+        );
+        result.regions = Some(count);
+        let path = ctx.paths.file("geojson");
+        let bytes = serde_json::to_vec(&doc)
+            .map_err(|e| EngineError::io(&path, "cannot write", e.into()))?;
+        Ok(vec![stage_bytes(&path, &bytes, ctx.limit)?])
+    }
+}
 
 /// A closed ring (first point not repeated), in mask pixels.
 pub type Ring = Vec<(f64, f64)>;
@@ -335,17 +379,16 @@ fn assemble(rings: Vec<Ring>) -> Vec<Polygon> {
     polygons
 }
 
-/// Writes the GeoJSON of every class ≥ 1 of `mask` (`size` pixels, each
-/// `level0_per_px` level-0 pixels wide); returns its path and the number of regions.
-pub fn write(
-    path: &Path,
+/// The GeoJSON of every class ≥ 1 of `mask` (`size` pixels, each
+/// `level0_per_px` level-0 pixels wide), and its number of regions.
+fn document(
     mask: &[u8],
     size: Size,
     level0_per_px: f64,
     mpp: Option<f64>,
     min_area: f64,
     classes: &[String],
-) -> Result<(PathBuf, usize)> {
+) -> (Value, usize) {
     let mut features = Vec::new();
     let present: Vec<u8> = {
         let mut seen = [false; 256];
@@ -399,20 +442,7 @@ pub fn write(
     }
     let count = features.len();
     let doc = json!({"type": "FeatureCollection", "features": features});
-    let (partial, file) =
-        PartialFile::create(path).with_context(|| format!("{}: cannot write", path.display()))?;
-    let mut out = std::io::BufWriter::new(file);
-    serde_json::to_writer(&mut out, &doc)
-        .with_context(|| format!("{}: cannot write", path.display()))?;
-    out.flush()
-        .with_context(|| format!("{}: cannot write", path.display()))?;
-    drop(out);
-    Ok((
-        partial
-            .commit()
-            .with_context(|| format!("{}: cannot write", path.display()))?,
-        count,
-    ))
+    (doc, count)
 }
 
 fn round2(v: f64) -> f64 {

@@ -1,12 +1,72 @@
-//! Pictures to look at where no viewer runs: the thumbnail with the tumor
-//! tinted and outlined, and a heat map of the tumor probability.
+//! NAME.overlay.png and NAME.heatmap.png, pictures to look at where no
+//! viewer runs: the thumbnail with the tumor tinted and outlined, and a heat
+//! map of the tumor probability.
 
-use std::io::BufWriter;
-use std::path::{Path, PathBuf};
+use std::io::Cursor;
+use std::path::Path;
 
-use anyhow::{Context, Result};
 use image::{Rgb, RgbImage};
-use wsiseg_slide::PartialFile;
+use wsiseg_slide::Size;
+use wsiseg_stitch::{NearestRows, RowSink};
+use wsiseg_write::{Staged, WriteLimit};
+
+use super::{stage_bytes, MaskOutput, OutputContext, SlideResult};
+use crate::EngineError;
+
+/// Copies of the labels and probabilities at the thumbnail's size.
+pub(super) struct Overlay {
+    labels: NearestRows<Vec<u8>>,
+    probs: NearestRows<Vec<u8>>,
+}
+
+impl Overlay {
+    pub(super) fn create(ctx: &OutputContext) -> Self {
+        let working = ctx.plan.working.size;
+        let thumb = ctx
+            .plan
+            .thumbnail
+            .as_ref()
+            .map_or(Size::new(1, 1), |t| Size::new(t.width(), t.height()));
+        Self {
+            labels: NearestRows::new(Vec::new(), working, thumb),
+            probs: NearestRows::new(Vec::new(), working, thumb),
+        }
+    }
+}
+
+impl MaskOutput for Overlay {
+    fn wants_probabilities(&self) -> bool {
+        true
+    }
+
+    fn label_rows(&mut self, rows: &[u8]) -> Result<(), EngineError> {
+        Ok(self.labels.write_rows(rows)?)
+    }
+
+    fn prob_rows(&mut self, rows: &[u8]) -> Result<(), EngineError> {
+        Ok(self.probs.write_rows(rows)?)
+    }
+
+    fn finish(self: Box<Self>, result: &mut SlideResult) -> Result<Vec<Staged>, EngineError> {
+        let ctx = result.context;
+        let Some(thumb) = &ctx.plan.thumbnail else {
+            return Ok(Vec::new());
+        };
+        let (labels, probs) = (self.labels.into_inner(), self.probs.into_inner());
+        Ok(vec![
+            stage_png(
+                &overlay(thumb, &labels),
+                &ctx.paths.file("overlay.png"),
+                ctx.limit,
+            )?,
+            stage_png(
+                &heatmap(thumb, &probs),
+                &ctx.paths.file("heatmap.png"),
+                ctx.limit,
+            )?,
+        ])
+    }
+}
 
 const TUMOR: [f32; 3] = [230.0, 30.0, 30.0];
 
@@ -60,15 +120,12 @@ fn colour(t: f32) -> [f32; 3] {
     [0, 1, 2].map(|k| STOPS[i][k] + (STOPS[i + 1][k] - STOPS[i][k]) * f)
 }
 
-/// Saves a PNG under its final name only once it is complete.
-pub fn save_png(img: &RgbImage, path: &Path) -> Result<PathBuf> {
-    let (partial, file) =
-        PartialFile::create(path).with_context(|| format!("{}: cannot write", path.display()))?;
-    img.write_to(&mut BufWriter::new(file), image::ImageFormat::Png)
-        .with_context(|| format!("{}: cannot write PNG", path.display()))?;
-    partial
-        .commit()
-        .with_context(|| format!("{}: cannot write", path.display()))
+/// Encodes a picture as PNG and stages it.
+fn stage_png(img: &RgbImage, path: &Path, limit: &WriteLimit) -> Result<Staged, EngineError> {
+    let mut bytes = Vec::new();
+    img.write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Png)
+        .map_err(|e| EngineError::io(path, "cannot encode PNG", std::io::Error::other(e)))?;
+    stage_bytes(path, &bytes, limit)
 }
 
 #[cfg(test)]

@@ -9,13 +9,14 @@
 //! OpenSlide's generic-tiff and Aperio readers expect) go at the end of the
 //! file, and the file gets its final name only when complete.
 
-use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use crate::{PartialFile, Size};
+use wsiseg_slide::Size;
+
+use crate::{OutFile, PartialFile, Staged, WriteLimit};
 
 /// How tiles are compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,7 +107,7 @@ impl LevelState {
 /// See the module documentation.
 pub struct PyramidWriter {
     path: PathBuf,
-    out: BufWriter<File>,
+    out: BufWriter<OutFile>,
     partial: PartialFile,
     pos: u64,
     opts: PyramidOptions,
@@ -126,7 +127,18 @@ pub fn pyramid_sizes(level0: Size, step: u32, smallest: u32) -> Vec<Size> {
 }
 
 impl PyramidWriter {
+    /// Starts writing a pyramid of `level0` that will be named `path`.
     pub fn create(path: &Path, level0: Size, opts: PyramidOptions) -> Result<Self, TiffWriteError> {
+        Self::create_limited(path, level0, opts, &WriteLimit::none())
+    }
+
+    /// [`Self::create`], the file's writes counting against `limit`.
+    pub fn create_limited(
+        path: &Path,
+        level0: Size,
+        opts: PyramidOptions,
+        limit: &WriteLimit,
+    ) -> Result<Self, TiffWriteError> {
         let invalid = |problem: String| TiffWriteError::Invalid {
             path: path.to_path_buf(),
             problem,
@@ -154,7 +166,7 @@ impl PyramidWriter {
             path: path.to_path_buf(),
             source,
         };
-        let (partial, file) = PartialFile::create(path).map_err(io)?;
+        let (partial, file) = PartialFile::create_limited(path, limit).map_err(io)?;
         let mut out = BufWriter::with_capacity(1 << 20, file);
         // BigTIFF header; the first IFD's offset is patched in at the end.
         out.write_all(b"II").map_err(io)?;
@@ -277,7 +289,16 @@ impl PyramidWriter {
     }
 
     /// Writes the IFDs and gives the file its final name.
-    pub fn finish(mut self) -> Result<PathBuf, TiffWriteError> {
+    pub fn finish(self) -> Result<PathBuf, TiffWriteError> {
+        let path = self.path.clone();
+        self.finish_staged()?
+            .commit()
+            .map_err(|source| TiffWriteError::Io { path, source })
+    }
+
+    /// Writes the IFDs, flushes and fsyncs: the file is complete, under its
+    /// temporary name until [`Staged::commit`].
+    pub fn finish_staged(mut self) -> Result<Staged, TiffWriteError> {
         for (i, l) in self.levels.iter().enumerate() {
             let expected =
                 (l.size.w.div_ceil(self.opts.tile) * l.size.h.div_ceil(self.opts.tile)) as usize;
@@ -298,15 +319,12 @@ impl PyramidWriter {
         let PyramidWriter {
             out, partial, path, ..
         } = self;
-        let file = out.into_inner().map_err(|e| TiffWriteError::Io {
+        let io = |source| TiffWriteError::Io {
             path: path.clone(),
-            source: e.into_error(),
-        })?;
-        file.sync_all().ok();
-        drop(file);
-        partial
-            .commit()
-            .map_err(|source| TiffWriteError::Io { path, source })
+            source,
+        };
+        let file = out.into_inner().map_err(|e| io(e.into_error()))?;
+        partial.finish(file).map_err(io)
     }
 
     fn write_ifds(&mut self) -> std::io::Result<()> {

@@ -1,9 +1,8 @@
 //! Pyramids written by `PyramidWriter`, read back through OpenSlide.
 
 use image::{Rgb, RgbImage};
-use wsiseg_slide::{
-    open, pyramid_sizes, PyramidOptions, PyramidWriter, Rect, Reduce, Size, TileCompression,
-};
+use wsiseg_slide::{open, Rect, Size};
+use wsiseg_write::{pyramid_sizes, PyramidOptions, PyramidWriter, Reduce, TileCompression};
 
 fn smooth(w: u32, h: u32) -> RgbImage {
     // Smooth gradients: JPEG keeps them within a few levels.

@@ -1,0 +1,3 @@
+fn main() {
+    wsiseg_torch_link::emit();
+}

@@ -1,0 +1,499 @@
+//! The engine: models loaded on their devices, and what a slide needs
+//! before its tiles run (working level, tile plan, tissue).
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
+use wsiseg_infer::{Device, DeviceChoice, Manifest, Precision, Segmenter};
+use wsiseg_slide::{Reader, Resolution, RgbImage, Size, Slide, TilePlan, WorkingLevel};
+
+use crate::outputs::{Format, OVERVIEW_SIDE};
+use crate::{EngineError, Setting};
+
+/// Tiles per model call on CUDA when none is given.
+pub const DEFAULT_CUDA_BATCH: usize = 32;
+/// Tiles per model call on the CPU when none is given.
+pub const DEFAULT_CPU_BATCH: usize = 8;
+
+/// Reader threads when none is given: all cores but two (one drives the
+/// model, one stitches and writes), at least 2 and at most 24 (more only
+/// wait on the bounded queue: 24 decode several GP/s).
+pub fn default_readers() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get().saturating_sub(2))
+        .unwrap_or(2)
+        .clamp(2, 24)
+}
+
+/// Builds an [`Engine`]: `EngineBuilder::new(model).devices(..).build()`.
+#[derive(Debug, Clone)]
+pub struct EngineBuilder {
+    model: PathBuf,
+    devices: Vec<Device>,
+    precision: Option<Precision>,
+    batch: Option<usize>,
+    readers: Option<usize>,
+}
+
+impl EngineBuilder {
+    /// An engine for the model at `model` (a folder with model.pt and
+    /// manifest.json, or a .pt file with its .json beside it), on the CPU
+    /// unless [`Self::devices`] says otherwise.
+    pub fn new(model: impl AsRef<Path>) -> Self {
+        Self {
+            model: model.as_ref().to_path_buf(),
+            devices: vec![Device::Cpu],
+            precision: None,
+            batch: None,
+            readers: None,
+        }
+    }
+
+    /// One inference worker per entry (`[Cpu, Cpu]` runs two CPU workers).
+    pub fn devices(mut self, devices: Vec<Device>) -> Self {
+        self.devices = devices;
+        self
+    }
+
+    /// The model's precision [default: f16 on CUDA, f32 on the CPU].
+    pub fn precision(mut self, precision: Option<Precision>) -> Self {
+        self.precision = precision;
+        self
+    }
+
+    /// Tiles per model call, per worker [default: 32 on CUDA, 8 on the CPU].
+    pub fn batch(mut self, batch: Option<usize>) -> Self {
+        self.batch = batch;
+        self
+    }
+
+    /// Reader threads [default: [`default_readers`]].
+    pub fn readers(mut self, readers: Option<usize>) -> Self {
+        self.readers = readers;
+        self
+    }
+
+    /// Loads the model on every device (and warms it up on CUDA).
+    pub fn build(self) -> Result<Engine, EngineError> {
+        let first = *self.devices.first().ok_or_else(|| EngineError::Setting {
+            setting: Setting::Devices,
+            value: String::new(),
+            problem: "no device to run the model on".into(),
+        })?;
+        let precision = self.precision.unwrap_or(Precision::default_for(first));
+        let batch = self.batch.unwrap_or(if first.is_cuda() {
+            DEFAULT_CUDA_BATCH
+        } else {
+            DEFAULT_CPU_BATCH
+        });
+        if batch == 0 {
+            return Err(setting(Setting::Batch, 0, "must be at least 1"));
+        }
+        let readers = self.readers.unwrap_or_else(default_readers);
+        if readers == 0 {
+            return Err(setting(Setting::Readers, 0, "must be at least 1"));
+        }
+        let workers = self
+            .devices
+            .iter()
+            .map(|&d| Segmenter::load(&self.model, d, precision))
+            .collect::<Result<Vec<_>, _>>()?;
+        let path = workers[0].path().to_path_buf();
+        let manifest = workers[0].manifest().clone();
+        let devices = workers.iter().map(Segmenter::device).collect();
+        let workers = workers.into_iter().map(Mutex::new).collect();
+        let bytes = std::fs::read(&path).map_err(|e| EngineError::io(&path, "cannot read", e))?;
+        let sha256 = Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Ok(Engine {
+            workers,
+            manifest,
+            model_path: path,
+            devices,
+            precision,
+            batch,
+            readers,
+            model_sha256: sha256,
+        })
+    }
+}
+
+pub(crate) fn setting(setting: Setting, value: impl ToString, problem: &str) -> EngineError {
+    EngineError::Setting {
+        setting,
+        value: value.to_string(),
+        problem: problem.to_string(),
+    }
+}
+
+/// Models on their devices, ready to segment slides one after another.
+pub struct Engine {
+    /// One model copy per worker; each worker thread holds its own lock
+    /// for a whole slide (libtorch modules may move between threads, not be shared).
+    pub(crate) workers: Vec<Mutex<Segmenter>>,
+    manifest: Manifest,
+    model_path: PathBuf,
+    devices: Vec<Device>,
+    precision: Precision,
+    pub(crate) batch: usize,
+    pub(crate) readers: usize,
+    model_sha256: String,
+}
+
+/// How the PNG mask stores classes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MaskValues {
+    /// 0 background, 1.. class index.
+    #[default]
+    ClassIndex,
+    /// 0 background, 255 tumor (two-class models only).
+    Binary255,
+}
+
+/// The size of the PNG mask.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum MaskSize {
+    /// The working level's.
+    #[default]
+    Working,
+    /// This pyramid level's.
+    Level(u32),
+    /// This resolution's, in µm per pixel.
+    Mpp(f64),
+}
+
+/// Which tiles run through the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TissuePolicy {
+    /// Only tiles with tissue: thumbnail saturation above the threshold
+    /// (Otsu's, at least 12, when `None`).
+    Detect(Option<u8>),
+    /// Every tile, glass included.
+    All,
+}
+
+/// What to compute for a slide, and what to write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    /// Segment this pyramid level as stored; wins over `mpp`.
+    pub level: Option<u32>,
+    /// Segment at this resolution (µm/px) [default: the model's, when the slide records its own].
+    pub mpp: Option<f64>,
+    /// Tile side in working-level pixels [default: the model's].
+    pub tile: Option<u32>,
+    /// Pixels shared by neighbouring tiles [default: tile/8].
+    pub overlap: Option<u32>,
+    /// Which tiles run.
+    pub tissue: TissuePolicy,
+    /// How slide levels are read.
+    pub reader: Reader,
+    /// The outputs to write.
+    pub formats: Vec<Format>,
+    /// PNG mask size.
+    pub mask_size: MaskSize,
+    /// PNG mask values.
+    pub mask_values: MaskValues,
+    /// GeoJSON: smallest region kept, µm² (level-0 px² without a resolution).
+    pub min_area: f64,
+    /// Redo a slide whose outputs exist.
+    pub overwrite: bool,
+}
+
+impl Default for Request {
+    fn default() -> Self {
+        Self {
+            level: None,
+            mpp: None,
+            tile: None,
+            overlap: None,
+            tissue: TissuePolicy::Detect(None),
+            reader: Reader::Auto,
+            formats: vec![
+                Format::Png,
+                Format::Tiff,
+                Format::Geojson,
+                Format::Overlay,
+                Format::Report,
+            ],
+            mask_size: MaskSize::Working,
+            mask_values: MaskValues::ClassIndex,
+            min_area: 500.0,
+            overwrite: false,
+        }
+    }
+}
+
+/// Tissue found on the thumbnail.
+#[derive(Debug, Clone)]
+pub struct Tissue {
+    /// Share of the thumbnail that is tissue.
+    pub fraction: f64,
+    /// Per planned tile: whether its core holds tissue.
+    pub tiles: Vec<bool>,
+    /// Thumbnail saturation above which a pixel is tissue.
+    pub threshold: u8,
+}
+
+/// Everything about a slide decided before its tiles run.
+#[derive(Debug, Clone)]
+pub struct SlidePlan {
+    /// The level (or scaled level) segmented.
+    pub working: WorkingLevel,
+    /// Tiles over it.
+    pub tiles: TilePlan,
+    /// Tile side and overlap.
+    pub tile: u32,
+    /// Pixels shared by neighbouring tiles.
+    pub overlap: u32,
+    /// The thumbnail, when tissue detection or an output needs it.
+    pub thumbnail: Option<RgbImage>,
+    /// Tissue, when detected.
+    pub tissue: Option<Tissue>,
+    /// Per planned tile: whether it runs through the model.
+    pub run: Vec<bool>,
+    /// Size of the PNG mask.
+    pub png_size: Size,
+    /// Seconds spent opening and planning.
+    pub seconds: f64,
+}
+
+impl SlidePlan {
+    /// Tiles that run through the model.
+    pub fn tiles_to_run(&self) -> usize {
+        self.run.iter().filter(|&&r| r).count()
+    }
+}
+
+impl Engine {
+    /// The model's manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// The model file.
+    pub fn model_path(&self) -> &Path {
+        &self.model_path
+    }
+
+    /// SHA-256 of the model file.
+    pub fn model_sha256(&self) -> &str {
+        &self.model_sha256
+    }
+
+    /// One device per inference worker.
+    pub fn devices(&self) -> Vec<Device> {
+        self.devices.clone()
+    }
+
+    /// The precision the model runs in.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// Tiles per model call, per worker.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
+    /// Reader threads.
+    pub fn readers(&self) -> usize {
+        self.readers
+    }
+
+    /// Checks what can be checked of a request without a slide.
+    pub fn check(&self, request: &Request) -> Result<(u32, u32), EngineError> {
+        let m = self.manifest();
+        let tile = request.tile.unwrap_or(m.tile);
+        if tile == 0 || !tile.is_multiple_of(m.tile_multiple) {
+            return Err(setting(
+                Setting::Tile,
+                tile,
+                &format!(
+                    "model {} needs tiles that are a positive multiple of {} pixels",
+                    m.name, m.tile_multiple
+                ),
+            ));
+        }
+        let overlap = request.overlap.unwrap_or(tile / 8);
+        if overlap >= tile {
+            return Err(setting(
+                Setting::Overlap,
+                overlap,
+                &format!("must be smaller than the tile ({tile})"),
+            ));
+        }
+        if request.formats.is_empty() {
+            return Err(setting(Setting::Outputs, "", "nothing to write"));
+        }
+        if let MaskSize::Mpp(m) = request.mask_size {
+            if !(m.is_finite() && m > 0.0) {
+                return Err(setting(
+                    Setting::MaskMpp,
+                    m,
+                    "must be a positive number of µm per pixel",
+                ));
+            }
+        }
+        if !(request.min_area.is_finite() && request.min_area >= 0.0) {
+            return Err(setting(
+                Setting::MinArea,
+                request.min_area,
+                "must be zero or positive",
+            ));
+        }
+        if request.mask_values == MaskValues::Binary255 && m.classes.len() > 2 {
+            return Err(setting(
+                Setting::MaskValues,
+                "0255",
+                &format!(
+                    "is for two-class models; {} has {} classes",
+                    m.name,
+                    m.classes.len()
+                ),
+            ));
+        }
+        Ok((tile, overlap))
+    }
+
+    /// Decides how `slide` is segmented: the working level, the tile plan,
+    /// the tissue and the PNG mask's size.
+    pub fn plan(&self, slide: &dyn Slide, request: &Request) -> Result<SlidePlan, EngineError> {
+        let started = Instant::now();
+        let (tile, overlap) = self.check(request)?;
+        let working = WorkingLevel::choose(slide, resolution(request, slide, self.manifest()))?;
+        let tiles = TilePlan::new(working.size, tile, overlap)?;
+        let png_size = png_size(request, slide, &working)?;
+        let wants = |f| request.formats.contains(&f);
+        let detect = match request.tissue {
+            TissuePolicy::Detect(t) => Some(t),
+            TissuePolicy::All => None,
+        };
+        let thumbnail = if wants(Format::Overlay) || wants(Format::Report) || detect.is_some() {
+            Some(wsiseg_slide::thumbnail(slide, OVERVIEW_SIDE)?)
+        } else {
+            None
+        };
+        let tissue = thumbnail.as_ref().map(|t| {
+            let threshold = match request.tissue {
+                TissuePolicy::Detect(t) => t,
+                TissuePolicy::All => None,
+            };
+            let (mask, threshold) = wsiseg_slide::tissue_mask_with(t, threshold);
+            let fraction = mask.iter().filter(|&&x| x).count() as f64 / mask.len().max(1) as f64;
+            let thumb = Size::new(t.width(), t.height());
+            let level0 = slide.levels()[0].size;
+            let tiles =
+                wsiseg_slide::tissue_tiles(&tiles, working.downsample, level0, &mask, thumb);
+            Tissue {
+                fraction,
+                tiles,
+                threshold,
+            }
+        });
+        let run = match (&tissue, detect) {
+            (Some(t), Some(_)) => t.tiles.clone(),
+            _ => vec![true; tiles.len()],
+        };
+        Ok(SlidePlan {
+            working,
+            tiles,
+            tile,
+            overlap,
+            thumbnail,
+            tissue,
+            run,
+            png_size,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+}
+
+/// The resolution to segment at: the request's, else the model's when the
+/// slide records its own, else level 0.
+pub fn resolution(request: &Request, slide: &dyn Slide, model: &Manifest) -> Resolution {
+    if let Some(level) = request.level {
+        return Resolution::Level(level);
+    }
+    if let Some(mpp) = request.mpp {
+        return Resolution::Mpp(mpp);
+    }
+    match (model.mpp, slide.mpp()) {
+        (Some(want), Some(have)) if want >= have.mean() * 0.999 => Resolution::Mpp(want),
+        (Some(want), Some(have)) => {
+            tracing::warn!(
+                "{}: the model expects {want} µm/px but the slide's finest level is {:.3} µm/px; segmenting level 0",
+                slide.path().display(),
+                have.mean()
+            );
+            Resolution::Level(0)
+        }
+        (Some(want), None) => {
+            tracing::warn!(
+                "{}: the slide does not record its resolution; segmenting level 0 (the model expects {want} µm/px; choose a level)",
+                slide.path().display()
+            );
+            Resolution::Level(0)
+        }
+        (None, _) => Resolution::Level(0),
+    }
+}
+
+/// The size of the PNG mask: the working level, or the level / mpp asked for.
+fn png_size(
+    request: &Request,
+    slide: &dyn Slide,
+    working: &WorkingLevel,
+) -> Result<Size, EngineError> {
+    match request.mask_size {
+        MaskSize::Working => Ok(working.size),
+        MaskSize::Level(level) => Ok(wsiseg_slide::level(slide, level)?.size),
+        MaskSize::Mpp(mpp) => {
+            let level0 = slide.levels()[0].size;
+            let mpp0 = slide.mpp().map(|m| m.mean()).ok_or_else(|| EngineError::Unsupported {
+                slide: slide.path().to_path_buf(),
+                problem: "the slide does not record its resolution, so a mask resolution in µm/px cannot be honoured; give a mask level instead".into(),
+            })?;
+            let scale = mpp0 / mpp;
+            Ok(Size::new(
+                ((f64::from(level0.w) * scale).round() as u32).max(1),
+                ((f64::from(level0.h) * scale).round() as u32).max(1),
+            ))
+        }
+    }
+}
+
+/// The devices a list such as `auto`, `cpu`, `cuda:0,cuda:1`, `cuda:all` or
+/// `cpu,cpu` names, one inference worker each. `cuda:all` is every GPU
+/// libtorch sees (an error when there is none).
+pub fn resolve_devices(spec: &str) -> Result<Vec<Device>, EngineError> {
+    let mut devices = Vec::new();
+    for item in spec.split(',').map(str::trim) {
+        if item.eq_ignore_ascii_case("cuda:all") || item.eq_ignore_ascii_case("all") {
+            let n = wsiseg_infer::cuda_device_count();
+            if n == 0 {
+                // The same error as naming a GPU that is not there.
+                DeviceChoice::Cuda(0).resolve()?;
+            }
+            devices.extend((0..n).map(Device::Cuda));
+        } else {
+            devices.push(item.parse::<DeviceChoice>()?.resolve()?);
+        }
+    }
+    if devices.is_empty() {
+        return Err(setting(Setting::Devices, spec, "names no device"));
+    }
+    Ok(devices)
+}
+
+/// The devices for logs: `cpu`, `cuda:0 (NVIDIA H100…), cuda:1 (…)`.
+pub fn describe_devices(devices: &[Device]) -> String {
+    devices
+        .iter()
+        .map(|&d| wsiseg_infer::describe(d))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,68 @@
+//! The wsiseg engine as a library: what the `wsiseg` command, a server or a
+//! Python module drive.
+//!
+//! An [`Engine`] holds the model, loaded once per device (one inference
+//! worker each). For each slide, [`Engine::segment`]:
+//! - takes the slide's lock in the output folder (`NAME.lock`, exclusive;
+//!   a second process on the same slide gets [`EngineError::Locked`]);
+//! - skips the slide when its run record (`NAME.run.json`) has the same
+//!   [`Fingerprint`] and every requested output is intact, and refuses
+//!   ([`EngineError::Changed`], [`EngineError::Incomplete`]) when outputs
+//!   exist that another model, other settings, another slide or an
+//!   interrupted run made — unless the request says overwrite;
+//! - plans the slide ([`Engine::plan`]: working level, tiles, tissue), runs
+//!   reader threads → inference workers → stitcher ([`Engine::run`]) into
+//!   every requested [`MaskOutput`], finishes them under temporary names,
+//!   then renames them all and the record last.
+//!
+//! A [`RunControl`] carries the progress callback, the cancel flag and (for
+//! tests) injected faults. Errors are typed ([`EngineError`]) and name the file.
+//!
+//! ```
+//! use std::sync::atomic::AtomicBool;
+//! use wsiseg_engine::{EngineBuilder, Request, RunControl, SlideOutcome};
+//!
+//! let engine = EngineBuilder::new("../../models/unet").build()?; // the CPU by default
+//! let out = tempfile::tempdir()?;
+//! let cancel = AtomicBool::new(false);
+//! let slide = "../../tests/data/default.svs".as_ref();
+//! let outcome = engine.segment(slide, out.path(), &Request::default(), &RunControl::new(&cancel))?;
+//! let SlideOutcome::Segmented { figures, files, .. } = outcome else { unreachable!() };
+//! assert!(figures.tumor_fraction > 0.05 && figures.tumor_fraction < 0.15);
+//! assert_eq!(files.len(), 6, "mask.png, mask.tiff, overlay.png, heatmap.png, geojson, report.json");
+//! // Again: the same model and settings, so the slide is done already.
+//! let again = engine.segment(slide, out.path(), &Request::default(), &RunControl::new(&cancel))?;
+//! assert!(matches!(again, SlideOutcome::Skipped(_)));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod control;
+mod engine;
+mod error;
+mod lock;
+mod outputs;
+mod pipeline;
+mod record;
+mod segment;
+mod summary;
+
+pub use control::{Progress, RunControl};
+pub use engine::{
+    default_readers, describe_devices, resolution, resolve_devices, Engine, EngineBuilder,
+    MaskSize, MaskValues, Request, SlidePlan, Tissue, TissuePolicy, DEFAULT_CPU_BATCH,
+    DEFAULT_CUDA_BATCH,
+};
+pub use error::{EngineError, Setting};
+pub use lock::SlideLock;
+pub use outputs::report::peak_rss_mib;
+pub use outputs::{
+    create as create_output, fit, Format, MaskOutput, OutputContext, OutputPaths, SlideResult,
+    GEOMETRY_SIDE, OVERVIEW_SIDE,
+};
+pub use pipeline::READ_CHUNK;
+pub use record::{Fingerprint, RecordedFile, RunRecord, SlideIdentity};
+pub use segment::{RunOutput, RunStats, SlideOutcome};
+pub use summary::{write_summary, SlideFigures, Status, SummaryEntry};
+pub use wsiseg_infer::{Device, DeviceChoice, Precision};
+pub use wsiseg_slide::Reader;
+pub use wsiseg_write::WriteLimit;

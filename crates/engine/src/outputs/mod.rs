@@ -1,0 +1,247 @@
+//! Every file a slide's run writes is a [`MaskOutput`]: it takes the
+//! stitched label rows (and probability rows, when it asks for them) as they
+//! stream, and when the slide is done it finishes its files as [`Staged`]
+//! files — complete, flushed and fsynced, under temporary names. The engine
+//! renames them only when every output has finished (see wsiseg-write's
+//! commit protocol), and writes the run record last.
+//!
+//! Adding a format: a file here with a `MaskOutput`, a [`Format`] variant,
+//! and one line in [`create`].
+
+mod geojson;
+mod overlay;
+mod png;
+mod prob;
+pub(crate) mod report;
+mod tiff;
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use wsiseg_slide::{Size, Slide};
+use wsiseg_write::{Staged, WriteLimit};
+
+use crate::{EngineError, Request, RunStats, SlidePlan};
+
+/// Side of the overlay and heat map images, and of the label copy GeoJSON is traced from.
+pub const OVERVIEW_SIDE: u32 = 2048;
+/// Longest side of the label copy GeoJSON is traced from.
+pub const GEOMETRY_SIDE: u32 = 8192;
+
+/// One kind of output, in the order outputs are finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Format {
+    /// NAME.mask.png: the label mask, 8-bit grey.
+    Png,
+    /// NAME.mask.tiff: the pyramidal BigTIFF label mask.
+    Tiff,
+    /// NAME.prob.tiff: the pyramidal tumor probability map (0–255).
+    Prob,
+    /// NAME.overlay.png and NAME.heatmap.png: pictures over the thumbnail.
+    Overlay,
+    /// NAME.geojson: tumor regions as QuPath annotations.
+    Geojson,
+    /// NAME.report.json: everything about the run.
+    Report,
+}
+
+impl Format {
+    /// Every format, in finishing order.
+    pub const ALL: [Format; 6] = [
+        Self::Png,
+        Self::Tiff,
+        Self::Prob,
+        Self::Overlay,
+        Self::Geojson,
+        Self::Report,
+    ];
+
+    /// Its name in requests and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Png => "png",
+            Self::Tiff => "tiff",
+            Self::Prob => "prob",
+            Self::Overlay => "overlay",
+            Self::Geojson => "geojson",
+            Self::Report => "report",
+        }
+    }
+
+    /// The final names of its files.
+    pub fn files(self, paths: &OutputPaths) -> Vec<PathBuf> {
+        let f = |suffix: &str| paths.file(suffix);
+        match self {
+            Self::Png => vec![f("mask.png")],
+            Self::Tiff => vec![f("mask.tiff")],
+            Self::Prob => vec![f("prob.tiff")],
+            Self::Overlay => vec![f("overlay.png"), f("heatmap.png")],
+            Self::Geojson => vec![f("geojson")],
+            Self::Report => vec![f("report.json")],
+        }
+    }
+}
+
+impl FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|f| f.name() == s)
+            .ok_or_else(|| {
+                format!("'{s}' is not an output (png, tiff, prob, overlay, geojson, report)")
+            })
+    }
+}
+
+/// Where a slide's files go: `OUT/STEM.*`.
+#[derive(Debug, Clone)]
+pub struct OutputPaths {
+    out: PathBuf,
+    stem: String,
+}
+
+impl OutputPaths {
+    /// The files of `slide` in the folder `out`.
+    pub fn new(out: &Path, slide: &Path) -> Self {
+        Self {
+            out: out.to_path_buf(),
+            stem: slide
+                .file_stem()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned(),
+        }
+    }
+
+    /// `OUT/STEM.suffix`.
+    pub fn file(&self, suffix: &str) -> PathBuf {
+        self.out.join(format!("{}.{suffix}", self.stem))
+    }
+
+    /// The output folder.
+    pub fn folder(&self) -> &Path {
+        &self.out
+    }
+
+    /// The report's path.
+    pub fn report(&self) -> PathBuf {
+        self.file("report.json")
+    }
+
+    /// The run record: what made the outputs (see [`crate::RunRecord`]).
+    pub fn record(&self) -> PathBuf {
+        self.file("run.json")
+    }
+
+    /// The lock held while the slide is segmented.
+    pub fn lock(&self) -> PathBuf {
+        self.file("lock")
+    }
+
+    /// Every file any format could write, the record included.
+    pub fn all(&self) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = Format::ALL.iter().flat_map(|f| f.files(self)).collect();
+        v.push(self.record());
+        v
+    }
+}
+
+/// What an output is made with.
+pub struct OutputContext<'a> {
+    /// Final names.
+    pub paths: &'a OutputPaths,
+    /// The slide.
+    pub slide: &'a dyn Slide,
+    /// The slide's plan (working level, thumbnail…).
+    pub plan: &'a SlidePlan,
+    /// The request (mask values, GeoJSON's smallest area…).
+    pub request: &'a Request,
+    /// Class names, background first.
+    pub classes: &'a [String],
+    /// The byte budget every file shares (fault injection; none normally).
+    pub limit: &'a WriteLimit,
+}
+
+impl OutputContext<'_> {
+    /// The TIFF ImageDescription of the masks.
+    fn description(&self, what: &str) -> String {
+        format!(
+            "wsiseg {} {what} of {}: level 0 of this file is the slide's level 0 downsampled by {:.6}; 0 = background, k = class k ({})",
+            env!("CARGO_PKG_VERSION"),
+            self.slide.path().file_name().unwrap_or_default().to_string_lossy(),
+            self.plan.working.downsample,
+            self.classes.join(", ")
+        )
+    }
+}
+
+/// What the finished slide knows, for outputs that summarise it.
+pub struct SlideResult<'a> {
+    /// Made with.
+    pub context: &'a OutputContext<'a>,
+    /// Pixels of the working level per label value.
+    pub class_pixels: [u64; 256],
+    /// Tumor regions written to GeoJSON, when it was asked for.
+    pub regions: Option<usize>,
+    /// Per-stage times and counts so far.
+    pub stats: RunStats,
+    /// Final names of the files finished so far, in order.
+    pub files: Vec<PathBuf>,
+    /// Facts about the run for the report ("parameters").
+    pub parameters: serde_json::Value,
+    /// The model's identity for the report.
+    pub model: serde_json::Value,
+}
+
+/// One output format; see the module documentation.
+pub trait MaskOutput: Send {
+    /// Whether it needs the probability rows too.
+    fn wants_probabilities(&self) -> bool {
+        false
+    }
+
+    /// The next label rows of the working level, top to bottom.
+    fn label_rows(&mut self, _rows: &[u8]) -> Result<(), EngineError> {
+        Ok(())
+    }
+
+    /// The next probability rows (0–255 tumor probability), top to bottom.
+    fn prob_rows(&mut self, _rows: &[u8]) -> Result<(), EngineError> {
+        Ok(())
+    }
+
+    /// Finishes its files: complete and fsynced, not yet renamed.
+    fn finish(self: Box<Self>, result: &mut SlideResult) -> Result<Vec<Staged>, EngineError>;
+}
+
+/// The output `format` for one slide: the one registration of every format.
+pub fn create(format: Format, ctx: &OutputContext) -> Result<Box<dyn MaskOutput>, EngineError> {
+    Ok(match format {
+        Format::Png => Box::new(png::PngMask::create(ctx)?),
+        Format::Tiff => Box::new(tiff::TiffMask::create(ctx)?),
+        Format::Prob => Box::new(prob::ProbTiff::create(ctx)?),
+        Format::Overlay => Box::new(overlay::Overlay::create(ctx)),
+        Format::Geojson => Box::new(geojson::GeoJson::create(ctx)),
+        Format::Report => Box::new(report::Report),
+    })
+}
+
+/// Size of a copy of `size` whose longer side is at most `side`.
+pub fn fit(size: Size, side: u32) -> Size {
+    let scale = (f64::from(side) / f64::from(size.w.max(size.h))).min(1.0);
+    Size::new(
+        ((f64::from(size.w) * scale).round() as u32).max(1),
+        ((f64::from(size.h) * scale).round() as u32).max(1),
+    )
+}
+
+/// A small file (JSON, a picture) written whole and staged.
+pub(crate) fn stage_bytes(
+    path: &Path,
+    bytes: &[u8],
+    limit: &WriteLimit,
+) -> Result<Staged, EngineError> {
+    wsiseg_write::PartialFile::write_staged(path, bytes, limit)
+        .map_err(|e| EngineError::io(path, "cannot write", e))
+}

@@ -1,0 +1,31 @@
+//! NAME.mask.tiff: the label mask as a pyramidal BigTIFF (Deflate tiles,
+//! nearest-neighbour levels) that OpenSlide, QuPath and ASAP open.
+
+use wsiseg_write::{PyramidOptions, PyramidWriter, Staged};
+
+use super::{MaskOutput, OutputContext, SlideResult};
+use crate::EngineError;
+
+pub(super) struct TiffMask(PyramidWriter);
+
+impl TiffMask {
+    pub(super) fn create(ctx: &OutputContext) -> Result<Self, EngineError> {
+        let working = &ctx.plan.working;
+        Ok(Self(PyramidWriter::create_limited(
+            &ctx.paths.file("mask.tiff"),
+            working.size,
+            PyramidOptions::label_mask(working.mpp, Some(ctx.description("tumor mask"))),
+            ctx.limit,
+        )?))
+    }
+}
+
+impl MaskOutput for TiffMask {
+    fn label_rows(&mut self, rows: &[u8]) -> Result<(), EngineError> {
+        Ok(self.0.push_rows(rows)?)
+    }
+
+    fn finish(self: Box<Self>, _: &mut SlideResult) -> Result<Vec<Staged>, EngineError> {
+        Ok(vec![self.0.finish_staged()?])
+    }
+}

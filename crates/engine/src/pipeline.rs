@@ -1,0 +1,431 @@
+//! One slide through the engine, every stage on its own thread(s), joined by
+//! bounded channels:
+//!
+//! reader threads → tiles → inference workers (one per device, each owning
+//! its model copy, staging buffers and two batches in flight, so the device
+//! never waits for the host) → finished batches → stitcher thread (label
+//! and probability stitchers, streaming rows to every output).
+//!
+//! Every channel is bounded and buffers are recycled, so memory does not
+//! grow with the slide: readers stay at most two batches per worker ahead,
+//! and at most a few batches of results wait for the stitcher. Tiles reach
+//! the stitcher in any order.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use wsiseg_infer::{InFlight, Segmenter};
+use wsiseg_slide::{RgbImage, Slide, SlideError, TileIndex, TilePlan, WorkingLevel};
+use wsiseg_stitch::Stitcher;
+
+use crate::control::Progress;
+use crate::outputs::MaskOutput;
+use crate::{EngineError, RunControl};
+
+/// Reader threads take this many consecutive tiles at a time: neighbouring
+/// tiles share slide tiles (their halo), which one thread then decodes and
+/// reuses instead of two threads waiting on each other.
+pub const READ_CHUNK: usize = 4;
+
+/// Batches queued on a device at once: one running, one waiting behind it.
+const IN_FLIGHT: usize = 2;
+
+/// Seconds spent per stage (reading summed over the reader threads,
+/// inference over the workers) and tiles per worker.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PipelineStats {
+    pub read: f64,
+    pub inference: f64,
+    pub stitch_write: f64,
+    pub wall: f64,
+    pub tiles_per_worker: Vec<usize>,
+    pub class_pixels: Vec<u64>,
+}
+
+/// One slide's tiles through the workers into the outputs.
+pub(crate) struct Job<'a> {
+    pub slide: &'a dyn Slide,
+    pub working: WorkingLevel,
+    pub plan: TilePlan,
+    pub workers: &'a [Mutex<Segmenter>],
+    pub batch: usize,
+    pub readers: usize,
+    /// Which tiles to run (raster order); the others are background.
+    pub run: &'a [bool],
+    pub control: &'a RunControl<'a>,
+}
+
+type ReadResult = (usize, Result<RgbImage, SlideError>);
+
+/// Outputs of one batch on their way to the stitcher.
+struct Finished {
+    indices: Vec<TileIndex>,
+    labels: Vec<u8>,
+    probs: Option<Vec<u8>>,
+}
+
+/// Result buffers returned by the stitcher for the next batch.
+type Spare = (Vec<u8>, Option<Vec<u8>>);
+
+/// The stitcher thread's state: two stitchers whose rows (collected in
+/// their `Vec` sinks) go to every output as soon as they are complete.
+struct Stitching<'o> {
+    labels: Stitcher<Vec<u8>>,
+    probs: Option<Stitcher<Vec<u8>>>,
+    outputs: &'o mut [Box<dyn MaskOutput>],
+    counts: Vec<u64>,
+}
+
+impl Stitching<'_> {
+    /// Adds one batch's tiles; returns its buffers for reuse.
+    fn add(&mut self, done: Finished, tile_px: usize) -> Result<Spare, EngineError> {
+        for (i, &index) in done.indices.iter().enumerate() {
+            let range = i * tile_px..(i + 1) * tile_px;
+            self.labels.add(index, &done.labels[range.clone()])?;
+            if let (Some(s), Some(p)) = (&mut self.probs, &done.probs) {
+                s.add(index, &p[range])?;
+            }
+        }
+        self.drain()?;
+        Ok((done.labels, done.probs))
+    }
+
+    /// Hands the rows finished so far to the outputs.
+    fn drain(&mut self) -> Result<(), EngineError> {
+        let rows = self.labels.sink_mut();
+        if !rows.is_empty() {
+            for &v in rows.iter() {
+                self.counts[v as usize] += 1;
+            }
+            for o in self.outputs.iter_mut() {
+                o.label_rows(rows)?;
+            }
+            rows.clear();
+        }
+        if let Some(p) = &mut self.probs {
+            let rows = p.sink_mut();
+            if !rows.is_empty() {
+                for o in self.outputs.iter_mut().filter(|o| o.wants_probabilities()) {
+                    o.prob_rows(rows)?;
+                }
+                rows.clear();
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that every tile arrived and hands over the last rows.
+    fn finish(mut self) -> Result<Vec<u64>, EngineError> {
+        self.drain()?;
+        let rows = self.labels.finish()?;
+        let probs = self.probs.map(Stitcher::finish).transpose()?;
+        debug_assert!(rows.is_empty() && probs.is_none_or(|p| p.is_empty()));
+        Ok(self.counts)
+    }
+}
+
+/// Shared between the threads of one job.
+struct Shared<'a> {
+    plan: TilePlan,
+    control: &'a RunControl<'a>,
+    /// Set when any stage fails or the run is cancelled: everyone stops.
+    stop: AtomicBool,
+    tiles_done: AtomicU64,
+    tiles_total: u64,
+    with_probs: bool,
+    batch: usize,
+}
+
+impl Shared<'_> {
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed) || self.control.cancelled()
+    }
+}
+
+impl Job<'_> {
+    /// Runs every tile to be run into `outputs`.
+    pub fn run(self, outputs: &mut [Box<dyn MaskOutput>]) -> Result<PipelineStats, EngineError> {
+        let start = Instant::now();
+        let todo: Vec<usize> = (0..self.plan.len()).filter(|&n| self.run[n]).collect();
+        let with_probs = outputs.iter().any(|o| o.wants_probabilities());
+        let (plan, working, slide) = (self.plan, self.working, self.slide);
+        let stitching = Stitching {
+            labels: Stitcher::with_tiles(plan, Vec::new(), self.run.to_vec()),
+            probs: with_probs.then(|| Stitcher::with_tiles(plan, Vec::new(), self.run.to_vec())),
+            outputs,
+            counts: vec![0; 256],
+        };
+        // The reader keeps each decoded slide tile from its first read to its last.
+        working.plan_reads(slide, todo.iter().map(|&n| plan.nth(n).rect));
+        let shared = Shared {
+            plan,
+            control: self.control,
+            stop: AtomicBool::new(false),
+            tiles_done: AtomicU64::new(0),
+            tiles_total: todo.len() as u64,
+            with_probs,
+            batch: self.batch,
+        };
+        let workers = self.workers.len().max(1);
+        let readers = self.readers.max(1);
+        let (tiles_tx, tiles_rx) =
+            crossbeam_channel::bounded::<ReadResult>(self.batch * 2 * workers);
+        let (done_tx, done_rx) = crossbeam_channel::bounded::<Finished>(IN_FLIGHT * workers);
+        let (spare_tx, spare_rx) = crossbeam_channel::unbounded::<Spare>();
+        // Tile buffers go back to the readers once copied into a batch: no
+        // allocation per tile, so the heap does not fragment as slides grow.
+        let (pool_tx, pool_rx) =
+            crossbeam_channel::bounded::<Vec<u8>>(self.batch * 2 * workers + readers);
+        let read_nanos = AtomicU64::new(0);
+        let next = AtomicUsize::new(0);
+        let tile_px = (plan.tile_size() as usize).pow(2);
+        let (todo, shared, read_nanos, next) = (&todo, &shared, &read_nanos, &next);
+
+        let (inferred, stitched) = std::thread::scope(|scope| {
+            for _ in 0..readers {
+                let (tx, pool) = (tiles_tx.clone(), pool_rx.clone());
+                scope.spawn(move || {
+                    read_tiles(slide, &working, todo, next, shared, read_nanos, &tx, &pool)
+                });
+            }
+            drop(tiles_tx);
+            let handles: Vec<_> = self
+                .workers
+                .iter()
+                .map(|model| {
+                    let (tiles, done, spare, pool) = (
+                        tiles_rx.clone(),
+                        done_tx.clone(),
+                        spare_rx.clone(),
+                        pool_tx.clone(),
+                    );
+                    scope.spawn(move || {
+                        let model = model.lock().unwrap_or_else(PoisonError::into_inner);
+                        model.bind_thread();
+                        let r = infer(&model, shared, &tiles, &done, &spare, &pool);
+                        if r.is_err() {
+                            shared.stop.store(true, Ordering::Relaxed);
+                        }
+                        r
+                    })
+                })
+                .collect();
+            drop((tiles_rx, done_tx, spare_rx, pool_tx));
+            let stitched = stitch(stitching, &done_rx, &spare_tx, tile_px, shared);
+            if stitched.is_err() {
+                shared.stop.store(true, Ordering::Relaxed);
+            }
+            // Blocked workers wake up: the stitcher no longer takes batches.
+            drop(done_rx);
+            let inferred: Vec<_> = handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or(Err(EngineError::Panicked("inference"))))
+                .collect();
+            (inferred, stitched)
+        });
+        if self.control.cancelled() {
+            return Err(EngineError::Cancelled);
+        }
+        let mut busy = Duration::ZERO;
+        let mut tiles_per_worker = Vec::new();
+        let mut first_error: Option<EngineError> = None;
+        for r in inferred {
+            match r {
+                Ok((d, n)) => {
+                    busy += d;
+                    tiles_per_worker.push(n);
+                }
+                // A worker's own error, not the "stopped" of the others.
+                Err(e)
+                    if first_error
+                        .as_ref()
+                        .is_none_or(|f| matches!(f, EngineError::Stopped)) =>
+                {
+                    first_error = Some(e);
+                }
+                Err(_) => {}
+            }
+        }
+        // A stitcher error (a full disk…) is the cause of inference stopping.
+        let (counts, stitch_write) = stitched?;
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        Ok(PipelineStats {
+            read: read_nanos.load(Ordering::Relaxed) as f64 * 1e-9,
+            inference: busy.as_secs_f64(),
+            stitch_write: stitch_write.as_secs_f64(),
+            wall: start.elapsed().as_secs_f64(),
+            tiles_per_worker,
+            class_pixels: counts,
+        })
+    }
+}
+
+/// A reader thread: takes runs of [`READ_CHUNK`] tiles until none are left.
+#[allow(clippy::too_many_arguments)]
+fn read_tiles(
+    slide: &dyn Slide,
+    working: &WorkingLevel,
+    todo: &[usize],
+    next: &AtomicUsize,
+    shared: &Shared,
+    read_nanos: &AtomicU64,
+    tx: &Sender<ReadResult>,
+    pool: &Receiver<Vec<u8>>,
+) {
+    loop {
+        let first = next.fetch_add(READ_CHUNK, Ordering::Relaxed);
+        if first >= todo.len() {
+            return;
+        }
+        for &n in &todo[first..(first + READ_CHUNK).min(todo.len())] {
+            if shared.stopping() {
+                return;
+            }
+            let t0 = Instant::now();
+            let buf = pool.try_recv().unwrap_or_default();
+            let read = working.read_into(slide, shared.plan.nth(n).rect, buf);
+            read_nanos.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            if tx.send((n, read)).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// The stitcher thread's loop: ends when every worker has dropped its sender.
+fn stitch(
+    mut stitching: Stitching,
+    done: &Receiver<Finished>,
+    spare: &Sender<Spare>,
+    tile_px: usize,
+    shared: &Shared,
+) -> Result<(Vec<u64>, Duration), EngineError> {
+    let mut busy = Duration::ZERO;
+    for batch in done {
+        if shared.control.cancelled() {
+            return Err(EngineError::Cancelled);
+        }
+        let t0 = Instant::now();
+        let buffers = stitching.add(batch, tile_px)?;
+        busy += t0.elapsed();
+        let _ = spare.send(buffers);
+    }
+    if shared.stopping() {
+        // A worker failed: its error is the one to report.
+        return Ok((Vec::new(), busy));
+    }
+    let t0 = Instant::now();
+    let counts = stitching.finish()?;
+    busy += t0.elapsed();
+    Ok((counts, busy))
+}
+
+/// One inference worker: packs tiles into its staging buffers as they come,
+/// keeps [`IN_FLIGHT`] batches queued on its device, and hands each finished
+/// batch to the stitcher. Returns the time spent queuing and collecting
+/// batches, and the tiles it ran.
+fn infer(
+    model: &Segmenter,
+    shared: &Shared,
+    tiles: &Receiver<ReadResult>,
+    done: &Sender<Finished>,
+    spare: &Receiver<Spare>,
+    pool: &Sender<Vec<u8>>,
+) -> Result<(Duration, usize), EngineError> {
+    let t = shared.plan.tile_size();
+    let tile_px = (t as usize).pow(2);
+    let batch = shared.batch;
+    let mut free: Vec<_> = (0..IN_FLIGHT).map(|_| model.staging(batch, t)).collect();
+    let mut queued: VecDeque<(InFlight, Vec<TileIndex>)> = VecDeque::new();
+    let mut busy = Duration::ZERO;
+    let mut ran = 0;
+    let mut input_done = false;
+    loop {
+        if !input_done && queued.len() < IN_FLIGHT {
+            let mut staging = free.pop().expect("a staging buffer per batch in flight");
+            let mut indices = Vec::with_capacity(batch);
+            while indices.len() < batch {
+                if shared.stopping() {
+                    return Err(stopped(shared));
+                }
+                let Ok((n, read)) = tiles.recv() else {
+                    input_done = true;
+                    break;
+                };
+                let rgb = read?;
+                staging
+                    .tile_mut(indices.len())
+                    .copy_from_slice(rgb.as_raw());
+                let _ = pool.try_send(rgb.into_raw());
+                indices.push(shared.plan.nth(n).index);
+            }
+            if indices.is_empty() {
+                free.push(staging);
+            } else {
+                if let Some(limit) = shared.control.failing_after() {
+                    if shared.tiles_done.load(Ordering::Relaxed) + indices.len() as u64 > limit {
+                        return Err(EngineError::Injected { after: limit });
+                    }
+                }
+                // On CUDA the last, partial batch runs at full size (the
+                // extra tiles are ignored): one input shape, no new autotuning.
+                let n = if model.device().is_cuda() {
+                    batch
+                } else {
+                    indices.len()
+                };
+                let t0 = Instant::now();
+                let flight = model.submit(staging, n, shared.with_probs)?;
+                busy += t0.elapsed();
+                queued.push_back((flight, indices));
+                // Keep the device fed: collect only once the next batch is queued.
+                if queued.len() < IN_FLIGHT && !input_done {
+                    continue;
+                }
+            }
+        }
+        let Some((flight, indices)) = queued.pop_front() else {
+            return Ok((busy, ran));
+        };
+        let (mut labels, mut probs) = spare.try_recv().unwrap_or_else(|_| {
+            let buffer = || vec![0u8; batch * tile_px];
+            (buffer(), shared.with_probs.then(buffer))
+        });
+        let t0 = Instant::now();
+        free.push(flight.wait_into(&mut labels, probs.as_deref_mut())?);
+        busy += t0.elapsed();
+        let k = indices.len();
+        tracing::debug!(
+            tiles = k,
+            wait_ms = t0.elapsed().as_millis() as u64,
+            "batch done"
+        );
+        ran += k;
+        let so_far = shared.tiles_done.fetch_add(k as u64, Ordering::Relaxed) + k as u64;
+        shared.control.progress(Progress {
+            tiles_done: so_far,
+            tiles_total: shared.tiles_total,
+        });
+        done.send(Finished {
+            indices,
+            labels,
+            probs,
+        })
+        .map_err(|_| stopped(shared))?;
+    }
+}
+
+/// The error of a worker told to stop: cancelled, or another stage failed
+/// (whose error is then the one reported).
+fn stopped(shared: &Shared) -> EngineError {
+    if shared.control.cancelled() {
+        EngineError::Cancelled
+    } else {
+        EngineError::Stopped
+    }
+}

@@ -1,0 +1,464 @@
+//! One slide from file to committed outputs: lock, resume by fingerprint,
+//! plan, run, finish every output, commit them all, record the run.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde_json::{json, Value};
+use wsiseg_slide::Slide;
+use wsiseg_write::{partial_name, PartialFile, Staged};
+
+use crate::lock::SlideLock;
+use crate::outputs::{self, report::tumor_pixels, Format, OutputContext, OutputPaths, SlideResult};
+use crate::pipeline::Job;
+use crate::record::{unix_now, Fingerprint, RecordedFile, RunRecord, SlideIdentity};
+use crate::summary::SlideFigures;
+use crate::{
+    Engine, EngineError, MaskSize, MaskValues, Request, RunControl, SlidePlan, TissuePolicy,
+};
+
+/// Per-stage times (seconds) and counts of one slide's run: what `bench`
+/// prints and the report records.
+#[derive(Debug, Clone, Default)]
+pub struct RunStats {
+    /// Opening the slide, its thumbnail and the plan.
+    pub plan_s: f64,
+    /// Reading and decoding tiles, summed over the reader threads.
+    pub read_s: f64,
+    /// Queuing and collecting batches, summed over the workers.
+    pub inference_s: f64,
+    /// The stitcher thread's busy time (stitching and streaming writers).
+    pub stitch_write_s: f64,
+    /// Wall time of the pipeline, first read to last row.
+    pub pipeline_wall_s: f64,
+    /// Finishing the outputs (GeoJSON tracing, pictures, TIFF directories).
+    pub outputs_s: f64,
+    /// The whole slide, opening to the last output.
+    pub total_s: f64,
+    /// Tiles planned over the working level.
+    pub tiles_planned: usize,
+    /// Tiles whose core holds tissue, when tissue was detected.
+    pub tiles_with_tissue: Option<usize>,
+    /// Tiles run through the model.
+    pub tiles_run: usize,
+    /// Tiles run by each worker, in device order.
+    pub tiles_per_worker: Vec<usize>,
+    /// Working-level pixels per label value (256 entries).
+    pub class_pixels: Vec<u64>,
+}
+
+/// How a slide ended.
+#[derive(Debug)]
+pub enum SlideOutcome {
+    /// Segmented now.
+    Segmented {
+        /// Times and counts.
+        stats: RunStats,
+        /// The files written, in order.
+        files: Vec<PathBuf>,
+        /// What was found.
+        figures: SlideFigures,
+    },
+    /// Its outputs were complete, made with the same fingerprint.
+    Skipped(Box<RunRecord>),
+}
+
+/// Finished outputs waiting for their names.
+pub struct RunOutput {
+    /// Times and counts.
+    pub stats: RunStats,
+    /// Every output's files, complete and fsynced, in order.
+    pub staged: Vec<Staged>,
+    /// What was found.
+    pub figures: SlideFigures,
+}
+
+impl Engine {
+    /// Segments `slide` into `out` as `request` says: see the crate
+    /// documentation for the guarantees (lock, resume, commit).
+    pub fn segment(
+        &self,
+        slide: &Path,
+        out: &Path,
+        request: &Request,
+        control: &RunControl,
+    ) -> Result<SlideOutcome, EngineError> {
+        let started = Instant::now();
+        if !slide.exists() {
+            return Err(wsiseg_slide::SlideError::NotFound {
+                path: slide.to_path_buf(),
+            }
+            .into());
+        }
+        let paths = OutputPaths::new(out, slide);
+        let _lock = SlideLock::acquire(&paths.lock(), slide)?;
+        // We hold the lock: temporary files of this slide are a dead run's.
+        for f in paths.all() {
+            let _ = std::fs::remove_file(partial_name(&f));
+        }
+        let fingerprint = self.fingerprint(slide, request)?;
+        if let Some(record) = self.resume(&paths, request, &fingerprint)? {
+            return Ok(SlideOutcome::Skipped(Box::new(record)));
+        }
+        let opened = wsiseg_slide::open_with(slide, request.reader)?;
+        let plan = self.plan(opened.as_ref(), request)?;
+        log_plan(opened.as_ref(), &plan, request);
+        let mut run = self.run(opened.as_ref(), &plan, request, &paths, control)?;
+        run.figures.seconds = started.elapsed().as_secs_f64();
+        let record = RunRecord {
+            fingerprint,
+            formats: request
+                .formats
+                .iter()
+                .map(|f| f.name().to_string())
+                .collect(),
+            files: run
+                .staged
+                .iter()
+                .map(|s| {
+                    Ok(RecordedFile {
+                        name: file_name(s.path()),
+                        bytes: s
+                            .len()
+                            .map_err(|e| EngineError::io(s.path(), "cannot read", e))?,
+                    })
+                })
+                .collect::<Result<_, EngineError>>()?,
+            devices: self.devices().iter().map(ToString::to_string).collect(),
+            figures: run.figures.clone(),
+            finished_unix: unix_now(),
+        };
+        // Everything is on disk under temporary names, the record included:
+        // only renames are left.
+        let record_path = paths.record();
+        let text = serde_json::to_vec_pretty(&record)
+            .map_err(|e| EngineError::io(&record_path, "cannot write", e.into()))?;
+        let record_file = PartialFile::write_staged(&record_path, &text, control_limit(control))
+            .map_err(|e| EngineError::io(&record_path, "cannot write", e))?;
+        if control.cancelled() {
+            return Err(EngineError::Cancelled);
+        }
+        let mut files = Vec::new();
+        for s in run.staged {
+            let path = s.path().to_path_buf();
+            files.push(
+                s.commit()
+                    .map_err(|e| EngineError::io(&path, "cannot rename into place", e))?,
+            );
+        }
+        record_file
+            .commit()
+            .map_err(|e| EngineError::io(&record_path, "cannot rename into place", e))?;
+        Ok(SlideOutcome::Segmented {
+            stats: run.stats,
+            files,
+            figures: run.figures,
+        })
+    }
+
+    /// Whether the slide is done already (`Some`: skip it), to be redone, or
+    /// in a state only an overwrite may touch (an error).
+    fn resume(
+        &self,
+        paths: &OutputPaths,
+        request: &Request,
+        now: &Fingerprint,
+    ) -> Result<Option<RunRecord>, EngineError> {
+        let record_path = paths.record();
+        if request.overwrite {
+            // An interrupted overwrite must not leave the old record beside new files.
+            match std::fs::remove_file(&record_path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(EngineError::io(&record_path, "cannot remove", e))
+                }
+                _ => return Ok(None),
+            }
+        }
+        let requested: Vec<PathBuf> = request
+            .formats
+            .iter()
+            .flat_map(|f| f.files(paths))
+            .collect();
+        match RunRecord::read(&record_path)? {
+            Some(record) => {
+                let differences = record.fingerprint.differences(now);
+                if !differences.is_empty() {
+                    return Err(EngineError::Changed {
+                        slide: now.slide.path.clone(),
+                        out: paths.folder().to_path_buf(),
+                        differences,
+                    });
+                }
+                if let Some((file, why)) = record.damaged(paths.folder(), &requested) {
+                    return Err(EngineError::Incomplete {
+                        present: record_path,
+                        missing: format!("{} {why}", file.display()),
+                    });
+                }
+                Ok(Some(record))
+            }
+            None => {
+                let existing: Vec<PathBuf> =
+                    paths.all().into_iter().filter(|p| p.exists()).collect();
+                let Some(first) = existing.first() else {
+                    return Ok(None);
+                };
+                let missing: Vec<String> = requested
+                    .iter()
+                    .filter(|p| !p.exists())
+                    .map(|p| p.display().to_string())
+                    .collect();
+                Err(EngineError::Incomplete {
+                    present: first.clone(),
+                    missing: if missing.is_empty() {
+                        format!(
+                            "no run record ({}) says it is complete",
+                            record_path.display()
+                        )
+                    } else {
+                        format!("{} does not", missing.join(", "))
+                    },
+                })
+            }
+        }
+    }
+
+    /// What decides the pixels of `slide`'s outputs under `request`.
+    pub fn fingerprint(&self, slide: &Path, request: &Request) -> Result<Fingerprint, EngineError> {
+        let (tile, overlap) = self.check(request)?;
+        let (tissue, threshold) = match request.tissue {
+            TissuePolicy::Detect(t) => ("detect", t),
+            TissuePolicy::All => ("all", None),
+        };
+        let settings = [
+            ("level", json!(request.level)),
+            ("mpp", json!(request.mpp)),
+            ("tile", json!(tile)),
+            ("overlap", json!(overlap)),
+            ("precision", json!(self.precision().to_string())),
+            ("tissue", json!(tissue)),
+            ("tissue_threshold", json!(threshold)),
+            (
+                "reader",
+                json!(format!("{:?}", request.reader).to_lowercase()),
+            ),
+            ("mask_size", mask_size(request.mask_size)),
+            ("mask_values", json!(mask_values(request.mask_values))),
+            ("min_area", json!(request.min_area)),
+        ];
+        Ok(Fingerprint {
+            wsiseg_version: env!("CARGO_PKG_VERSION").to_string(),
+            slide: SlideIdentity::of(slide)?,
+            model_sha256: self.model_sha256().to_string(),
+            settings: settings
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+        })
+    }
+
+    /// Runs a planned slide into the requested outputs and finishes them
+    /// (complete, fsynced, under temporary names: commit each [`Staged`]).
+    pub fn run(
+        &self,
+        slide: &dyn Slide,
+        plan: &SlidePlan,
+        request: &Request,
+        paths: &OutputPaths,
+        control: &RunControl,
+    ) -> Result<RunOutput, EngineError> {
+        let started = Instant::now();
+        let mut formats = request.formats.clone();
+        formats.sort();
+        formats.dedup();
+        let ctx = OutputContext {
+            paths,
+            slide,
+            plan,
+            request,
+            classes: &self.manifest().classes,
+            limit: control_limit(control),
+        };
+        let mut outputs = formats
+            .iter()
+            .map(|&f| outputs::create(f, &ctx))
+            .collect::<Result<Vec<_>, _>>()?;
+        let pipeline = Job {
+            slide,
+            working: plan.working,
+            plan: plan.tiles,
+            workers: &self.workers,
+            batch: self.batch,
+            readers: self.readers,
+            run: &plan.run,
+            control,
+        }
+        .run(&mut outputs)?;
+        let outputs_started = Instant::now();
+        let mut stats = RunStats {
+            plan_s: plan.seconds,
+            read_s: pipeline.read,
+            inference_s: pipeline.inference,
+            stitch_write_s: pipeline.stitch_write,
+            pipeline_wall_s: pipeline.wall,
+            outputs_s: 0.0,
+            total_s: 0.0,
+            tiles_planned: plan.tiles.len(),
+            tiles_with_tissue: plan
+                .tissue
+                .as_ref()
+                .map(|t| t.tiles.iter().filter(|&&x| x).count()),
+            tiles_run: plan.tiles_to_run(),
+            tiles_per_worker: pipeline.tiles_per_worker,
+            class_pixels: pipeline.class_pixels.clone(),
+        };
+        let mut class_pixels = [0u64; 256];
+        class_pixels.copy_from_slice(&pipeline.class_pixels);
+        let mut result = SlideResult {
+            context: &ctx,
+            class_pixels,
+            regions: None,
+            stats: stats.clone(),
+            files: Vec::new(),
+            parameters: self.parameters(request, plan),
+            model: self.model_json(),
+        };
+        let mut staged = Vec::new();
+        for (format, output) in formats.iter().zip(outputs) {
+            if control.cancelled() {
+                return Err(EngineError::Cancelled);
+            }
+            if *format == Format::Report {
+                result.stats.outputs_s = outputs_started.elapsed().as_secs_f64();
+                result.stats.total_s = plan.seconds + started.elapsed().as_secs_f64();
+            }
+            for s in output.finish(&mut result)? {
+                result
+                    .files
+                    .push(outputs::report::absolute(paths.folder()).join(file_name(s.path())));
+                staged.push(s);
+            }
+        }
+        stats.outputs_s = outputs_started.elapsed().as_secs_f64();
+        stats.total_s = plan.seconds + started.elapsed().as_secs_f64();
+        let tumor = tumor_pixels(&class_pixels);
+        let figures = SlideFigures {
+            tumor_fraction: tumor as f64 / plan.working.size.area().max(1) as f64,
+            tumor_mm2: plan
+                .working
+                .mpp
+                .map(|m| (m / 1000.0).powi(2) * tumor as f64),
+            seconds: stats.total_s,
+        };
+        Ok(RunOutput {
+            stats,
+            staged,
+            figures,
+        })
+    }
+
+    /// The report's "parameters": every setting after defaults were resolved.
+    fn parameters(&self, request: &Request, plan: &SlidePlan) -> Value {
+        let (mask_level, mask_mpp) = match request.mask_size {
+            MaskSize::Working => (None, None),
+            MaskSize::Level(l) => (Some(l), None),
+            MaskSize::Mpp(m) => (None, Some(m)),
+        };
+        json!({
+            "tile": plan.tile,
+            "overlap": plan.overlap,
+            "batch": self.batch,
+            "device": self.devices().iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+            "precision": self.precision().to_string(),
+            "readers": self.readers,
+            "reader": format!("{:?}", request.reader).to_lowercase(),
+            "level": request.level,
+            "mpp": request.mpp,
+            "formats": request.formats.iter().filter(|&&f| f != Format::Prob).map(|f| f.name()).collect::<Vec<_>>(),
+            "probabilities": request.formats.contains(&Format::Prob),
+            "mask_level": mask_level,
+            "mask_mpp": mask_mpp,
+            "mask_values": mask_values(request.mask_values),
+            "png_mask_size": {"width": plan.png_size.w, "height": plan.png_size.h},
+            "min_area": request.min_area,
+            "tissue_mask": request.tissue != TissuePolicy::All,
+            "tissue_threshold": plan.tissue.as_ref().map(|t| t.threshold),
+        })
+    }
+
+    fn model_json(&self) -> Value {
+        json!({
+            "name": self.manifest().name,
+            "path": outputs::report::absolute(self.model_path()),
+            "sha256": self.model_sha256(),
+            "manifest": serde_json::to_value(self.manifest()).unwrap_or(Value::Null),
+        })
+    }
+}
+
+fn mask_values(v: MaskValues) -> &'static str {
+    match v {
+        MaskValues::ClassIndex => "01",
+        MaskValues::Binary255 => "0255",
+    }
+}
+
+fn mask_size(s: MaskSize) -> Value {
+    match s {
+        MaskSize::Working => json!("working"),
+        MaskSize::Level(l) => json!({ "level": l }),
+        MaskSize::Mpp(m) => json!({ "mpp": m }),
+    }
+}
+
+fn control_limit<'a>(control: &'a RunControl) -> &'a wsiseg_write::WriteLimit {
+    control.limit()
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn log_plan(slide: &dyn Slide, plan: &SlidePlan, request: &Request) {
+    let w = &plan.working;
+    tracing::info!(
+        "{}: {} {} → working {} from level {}{} ({}), {} tiles of {} px, overlap {}",
+        slide.path().display(),
+        slide.format(),
+        slide.levels()[0].size,
+        w.size,
+        w.source_level,
+        if w.scale == 1.0 {
+            String::new()
+        } else {
+            format!(" scaled 1/{:.3}", w.scale)
+        },
+        w.mpp
+            .map(|m| format!("{m:.3} µm/px"))
+            .unwrap_or_else(|| "resolution unknown".into()),
+        plan.tiles.len(),
+        plan.tile,
+        plan.overlap
+    );
+    let detect = request.tissue != TissuePolicy::All;
+    if let (Some(t), true) = (&plan.tissue, detect) {
+        let n = plan.tiles_to_run();
+        if n == 0 {
+            tracing::warn!(
+                "{}: no tissue found (thumbnail saturation > {} nowhere); the mask is all background — lower the tissue threshold or run every tile",
+                slide.path().display(),
+                t.threshold
+            );
+        } else {
+            tracing::info!(
+                "{}: {n} of {} tiles have tissue (thumbnail saturation > {}); the others are background",
+                slide.path().display(),
+                plan.tiles.len(),
+                t.threshold
+            );
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! summary.json and summary.csv: one line per slide of a folder run.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::outputs::report::{absolute, write_atomic};
+use crate::EngineError;
+
+/// What a finished slide's run found, kept in its run record so that a
+/// resumed (skipped) slide keeps its figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SlideFigures {
+    /// Share of the working level labelled tumor (any class ≥ 1).
+    pub tumor_fraction: f64,
+    /// Tumor area in mm², when the slide's resolution is known.
+    pub tumor_mm2: Option<f64>,
+    /// Seconds the slide took, opening to the last output.
+    pub seconds: f64,
+}
+
+/// How a slide of a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Segmented now.
+    Segmented,
+    /// Finished by an earlier run with the same fingerprint.
+    Skipped,
+    /// Failed (the error says why).
+    Failed,
+}
+
+impl Status {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Segmented => "segmented",
+            Self::Skipped => "skipped",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// One line of the run summary.
+#[derive(Debug, Clone)]
+pub struct SummaryEntry {
+    /// The slide.
+    pub slide: PathBuf,
+    /// How it ended.
+    pub status: Status,
+    /// Why it failed (one line).
+    pub error: Option<String>,
+    /// Its figures, when it was segmented now or before.
+    pub figures: Option<SlideFigures>,
+    /// Its report, when there is one.
+    pub report: Option<PathBuf>,
+}
+
+/// Writes summary.json and summary.csv for the run into `out`.
+pub fn write_summary(out: &Path, entries: &[SummaryEntry]) -> Result<(), EngineError> {
+    let rows: Vec<serde_json::Value> = entries
+        .iter()
+        .map(|e| {
+            let f = e.figures.as_ref();
+            json!({
+                "slide": absolute(&e.slide), "status": e.status.name(), "error": e.error,
+                "tumor_fraction": f.map(|f| f.tumor_fraction), "tumor_mm2": f.and_then(|f| f.tumor_mm2),
+                "seconds": f.filter(|_| e.status == Status::Segmented).map(|f| f.seconds),
+                "report": e.report,
+            })
+        })
+        .collect();
+    let doc = json!({"wsiseg_version": env!("CARGO_PKG_VERSION"), "slides": rows});
+    let path = out.join("summary.json");
+    let text = serde_json::to_string_pretty(&doc)
+        .map_err(|e| EngineError::io(&path, "cannot write", e.into()))?;
+    write_atomic(&path, text.as_bytes())?;
+    let cell = |v: Option<f64>| v.map(|x| x.to_string()).unwrap_or_default();
+    let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+    let mut csv = String::from("slide,status,tumor_fraction,tumor_mm2,seconds,error\n");
+    for e in entries {
+        let f = e.figures.as_ref();
+        csv += &format!(
+            "{},{},{},{},{},{}\n",
+            quote(&e.slide.display().to_string()),
+            e.status.name(),
+            cell(f.map(|f| f.tumor_fraction)),
+            cell(f.and_then(|f| f.tumor_mm2)),
+            cell(
+                f.filter(|_| e.status == Status::Segmented)
+                    .map(|f| f.seconds)
+            ),
+            quote(e.error.as_deref().unwrap_or_default())
+        );
+    }
+    write_atomic(&out.join("summary.csv"), csv.as_bytes())?;
+    Ok(())
+}
