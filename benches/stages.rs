@@ -11,15 +11,15 @@
 use std::path::Path;
 use std::time::Instant;
 
-use wsiseg_slide::{
-    open_with, read_padded, JpegTiles, PyramidOptions, PyramidWriter, Reader, Size, TilePlan,
-};
-use wsiseg_stitch::{PngMaskWriter, RowSink, StitchError, Stitcher};
+use wsiseg_slide::{open_with, read_padded, JpegTiles, Reader, Size, TilePlan};
+use wsiseg_stitch::{RowSink, StitchError, Stitcher};
+use wsiseg_write::{PngMaskWriter, PyramidOptions, PyramidWriter};
 
 /// Counts the bytes it is given.
 struct Null(u64);
 
 impl RowSink for Null {
+    type Error = StitchError;
     fn write_rows(&mut self, rows: &[u8]) -> Result<(), StitchError> {
         self.0 += rows.len() as u64;
         Ok(())
@@ -73,14 +73,14 @@ fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     let row: Vec<u8> = (0..level.w).map(|x| u8::from((x / 97) % 3 == 0)).collect();
     let band: Vec<u8> = row.iter().copied().cycle().take(row.len() * 64).collect();
-    let rows = |sink: &mut dyn RowSink| {
+    let rows = |sink: &mut dyn FnMut(&[u8])| {
         for _ in 0..level.h / 64 {
-            sink.write_rows(&band).unwrap();
+            sink(&band);
         }
     };
     let s = best(reps, || {
         let mut w = PngMaskWriter::create(&dir.join("m.png"), level).unwrap();
-        rows(&mut w);
+        rows(&mut |r| w.write_rows(r).unwrap());
         w.commit().unwrap();
     });
     let png = image::open(dir.join("m.png")).unwrap().into_luma8();
@@ -93,7 +93,7 @@ fn main() {
     let s = best(reps, || {
         let opts = PyramidOptions::label_mask(Some(1.0), None);
         let mut w = PyramidWriter::create(&dir.join("m.tiff"), level, opts).unwrap();
-        rows(&mut w);
+        rows(&mut |r| w.push_rows(r).unwrap());
         w.finish().unwrap();
     });
     report("pyramidal TIFF label mask writer (all cores)", mp, s);

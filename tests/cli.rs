@@ -58,7 +58,8 @@ fn segment_default_svs_writes_a_mask_of_the_working_level() {
             "default.mask.png",
             "default.mask.tiff",
             "default.overlay.png",
-            "default.report.json"
+            "default.report.json",
+            "default.run.json"
         ]
     );
     let mask = read_mask(&out.path().join("default.mask.png"));
@@ -316,7 +317,7 @@ fn bad_inputs_fail_with_one_clear_line_and_no_output() {
                 &"--overlap",
                 &"64"
             ],
-            "--overlap 64 must be smaller than --tile 64",
+            "--overlap 64: must be smaller than the tile (64)",
         ),
         (
             args![
@@ -357,7 +358,7 @@ fn bad_inputs_fail_with_one_clear_line_and_no_output() {
                 &"--mask-mpp",
                 &"2"
             ],
-            "boxes.tiff: the slide does not record its resolution, so --mask-mpp cannot be honoured",
+            "boxes.tiff: the slide does not record its resolution, so a mask resolution in µm/px cannot be honoured",
         ),
         (
             args![&"segment", &svs, &"--model", &good, &"--device", &cuda_beyond],
@@ -475,10 +476,13 @@ fn a_folder_run_reports_a_bad_slide_and_finishes_the_others() {
         [
             "boxes.mask.png",
             "boxes.report.json",
+            "boxes.run.json",
             "noise.mask.png",
             "noise.report.json",
+            "noise.run.json",
             "small.mask.png",
             "small.report.json",
+            "small.run.json",
             "summary.csv",
             "summary.json"
         ]

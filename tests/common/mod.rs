@@ -131,3 +131,19 @@ pub fn differing(a: &[u8], b: &[u8]) -> usize {
     assert_eq!(a.len(), b.len(), "masks of different sizes");
     a.iter().zip(b).filter(|(p, q)| p != q).count()
 }
+
+/// Polls `ready` every millisecond while `child` runs (at most a minute).
+pub fn wait_until(child: &mut std::process::Child, what: &str, ready: impl Fn() -> bool) {
+    let start = std::time::Instant::now();
+    while !ready() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "wsiseg ended before {what}"
+        );
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "{what} never came"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}

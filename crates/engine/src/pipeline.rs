@@ -95,36 +95,55 @@ impl Stitching<'_> {
 
     /// Hands the rows finished so far to the outputs.
     fn drain(&mut self) -> Result<(), EngineError> {
-        let rows = self.labels.sink_mut();
-        if !rows.is_empty() {
-            for &v in rows.iter() {
-                self.counts[v as usize] += 1;
-            }
-            for o in self.outputs.iter_mut() {
-                o.label_rows(rows)?;
-            }
-            rows.clear();
-        }
+        emit_labels(self.outputs, &mut self.counts, self.labels.sink_mut())?;
         if let Some(p) = &mut self.probs {
-            let rows = p.sink_mut();
-            if !rows.is_empty() {
-                for o in self.outputs.iter_mut().filter(|o| o.wants_probabilities()) {
-                    o.prob_rows(rows)?;
-                }
-                rows.clear();
-            }
+            emit_probs(self.outputs, p.sink_mut())?;
         }
         Ok(())
     }
 
-    /// Checks that every tile arrived and hands over the last rows.
+    /// Checks that every tile arrived and hands over the last rows (rows
+    /// of tiles with nothing to run are complete only now).
     fn finish(mut self) -> Result<Vec<u64>, EngineError> {
         self.drain()?;
-        let rows = self.labels.finish()?;
-        let probs = self.probs.map(Stitcher::finish).transpose()?;
-        debug_assert!(rows.is_empty() && probs.is_none_or(|p| p.is_empty()));
+        let mut rows = self.labels.finish()?;
+        emit_labels(self.outputs, &mut self.counts, &mut rows)?;
+        if let Some(p) = self.probs {
+            emit_probs(self.outputs, &mut p.finish()?)?;
+        }
         Ok(self.counts)
     }
+}
+
+/// Label rows to every output (counted by value), then cleared for reuse.
+fn emit_labels(
+    outputs: &mut [Box<dyn MaskOutput>],
+    counts: &mut [u64],
+    rows: &mut Vec<u8>,
+) -> Result<(), EngineError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    for &v in rows.iter() {
+        counts[v as usize] += 1;
+    }
+    for o in outputs.iter_mut() {
+        o.label_rows(rows)?;
+    }
+    rows.clear();
+    Ok(())
+}
+
+/// Probability rows to the outputs that want them, then cleared for reuse.
+fn emit_probs(outputs: &mut [Box<dyn MaskOutput>], rows: &mut Vec<u8>) -> Result<(), EngineError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    for o in outputs.iter_mut().filter(|o| o.wants_probabilities()) {
+        o.prob_rows(rows)?;
+    }
+    rows.clear();
+    Ok(())
 }
 
 /// Shared between the threads of one job.
