@@ -564,11 +564,18 @@ fn a_folder_run_reports_a_bad_slide_and_finishes_the_others() {
         lines[3]
     );
 
-    // A second run keeps finished masks untouched and only retries the failure.
+    // A second run skips finished slides, retries the failure, and never
+    // takes a mask changed since its run (here replaced by a user's file)
+    // for finished, nor overwrites it.
     std::fs::write(out.join("small.mask.png"), "user's file").unwrap();
     let o = run(&[]);
     assert!(
-        stderr(&o).contains("4 slides: 0 segmented, 3 skipped, 1 failed"),
+        stderr(&o).contains("4 slides: 0 segmented, 2 skipped, 2 failed"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).contains("small.mask.png has 11 bytes, the recorded run wrote"),
         "{}",
         stderr(&o)
     );
@@ -582,7 +589,7 @@ fn a_folder_run_reports_a_bad_slide_and_finishes_the_others() {
         .iter()
         .map(|r| r["status"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(statuses, ["skipped", "skipped", "skipped", "failed"]);
+    assert_eq!(statuses, ["skipped", "skipped", "failed", "failed"]);
 
     // --overwrite redoes them.
     let o = run(&["--overwrite"]);
