@@ -2,6 +2,9 @@
 //! runs a model says `--device cpu`: the suite passes unchanged on a GPU
 //! machine (tests/cuda.rs holds the CUDA cases).
 
+// Test functions read as one scenario each.
+#![allow(clippy::too_many_lines)]
+
 mod common;
 
 use std::ffi::OsString;

@@ -83,7 +83,10 @@ fn auto_runs_on_cuda_and_says_so() {
         "{log}"
     );
     let report = json(&dir.path().join("auto/default.report.json"));
-    assert_eq!(report["parameters"]["device"], "auto");
+    assert_eq!(
+        report["parameters"]["device"], "cuda:0",
+        "the device that ran, not the request"
+    );
 
     let o = common::run(
         dir.path(),

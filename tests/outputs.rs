@@ -2,6 +2,9 @@
 //! overlays, report, PNG at another level; what a failing run and a killed
 //! run leave behind.
 
+// Test functions read as one scenario each.
+#![allow(clippy::too_many_lines)]
+
 mod common;
 
 use std::path::Path;

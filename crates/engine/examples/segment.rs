@@ -7,6 +7,7 @@ use std::sync::atomic::AtomicBool;
 
 use wsiseg_engine::{EngineBuilder, Request, RunControl, SlideOutcome};
 
+/// Segments the slide and prints what was done.
 pub fn main() -> Result<(), Box<dyn std::error::Error>> {
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let mut args = std::env::args_os().skip(1).map(PathBuf::from);

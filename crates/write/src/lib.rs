@@ -18,6 +18,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+// Items documented before `missing_docs` became a workspace lint still lack
+// per-field docs; they get them as the crate is next touched.
+#![allow(missing_docs)]
+
 mod commit;
 mod png;
 mod tiff;
