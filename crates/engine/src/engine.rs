@@ -289,6 +289,11 @@ impl Engine {
         self.devices.clone()
     }
 
+    /// The devices as `cpu`, `cuda:0`…, one per worker.
+    pub fn device_names(&self) -> Vec<String> {
+        self.devices.iter().map(ToString::to_string).collect()
+    }
+
     /// The precision the model runs in.
     pub fn precision(&self) -> Precision {
         self.precision
@@ -368,20 +373,16 @@ impl Engine {
         let tiles = TilePlan::new(working.size, tile, overlap)?;
         let png_size = png_size(request, slide, &working)?;
         let wants = |f| request.formats.contains(&f);
-        let detect = match request.tissue {
-            TissuePolicy::Detect(t) => Some(t),
-            TissuePolicy::All => None,
+        let (detect, threshold) = match request.tissue {
+            TissuePolicy::Detect(t) => (true, t),
+            TissuePolicy::All => (false, None),
         };
-        let thumbnail = if wants(Format::Overlay) || wants(Format::Report) || detect.is_some() {
+        let thumbnail = if wants(Format::Overlay) || wants(Format::Report) || detect {
             Some(wsiseg_slide::thumbnail(slide, OVERVIEW_SIDE)?)
         } else {
             None
         };
         let tissue = thumbnail.as_ref().map(|t| {
-            let threshold = match request.tissue {
-                TissuePolicy::Detect(t) => t,
-                TissuePolicy::All => None,
-            };
             let (mask, threshold) = wsiseg_slide::tissue_mask_with(t, threshold);
             let fraction = mask.iter().filter(|&&x| x).count() as f64 / mask.len().max(1) as f64;
             let thumb = Size::new(t.width(), t.height());
@@ -395,7 +396,7 @@ impl Engine {
             }
         });
         let run = match (&tissue, detect) {
-            (Some(t), Some(_)) => t.tiles.clone(),
+            (Some(t), true) => t.tiles.clone(),
             _ => vec![true; tiles.len()],
         };
         Ok(SlidePlan {

@@ -130,7 +130,7 @@ impl Engine {
                     })
                 })
                 .collect::<Result<_, EngineError>>()?,
-            devices: self.devices().iter().map(ToString::to_string).collect(),
+            devices: self.device_names(),
             figures: run.figures.clone(),
             finished_unix: unix_now(),
         };
@@ -139,7 +139,7 @@ impl Engine {
         let record_path = paths.record();
         let text = serde_json::to_vec_pretty(&record)
             .map_err(|e| EngineError::io(&record_path, "cannot write", e.into()))?;
-        let record_file = PartialFile::write_staged(&record_path, &text, control_limit(control))
+        let record_file = PartialFile::write_staged(&record_path, &text, control.limit())
             .map_err(|e| EngineError::io(&record_path, "cannot write", e))?;
         if control.cancelled() {
             return Err(EngineError::Cancelled);
@@ -244,10 +244,7 @@ impl Engine {
             ("precision", json!(self.precision().to_string())),
             ("tissue", json!(tissue)),
             ("tissue_threshold", json!(threshold)),
-            (
-                "reader",
-                json!(format!("{:?}", request.reader).to_lowercase()),
-            ),
+            ("reader", json!(reader_name(request.reader))),
             ("mask_size", mask_size(request.mask_size)),
             ("mask_values", json!(mask_values(request.mask_values))),
             ("min_area", json!(request.min_area)),
@@ -284,7 +281,7 @@ impl Engine {
             plan,
             request,
             classes: &self.manifest().classes,
-            limit: control_limit(control),
+            limit: control.limit(),
         };
         let mut outputs = formats
             .iter()
@@ -302,7 +299,7 @@ impl Engine {
         }
         .run(&mut outputs)?;
         let outputs_started = Instant::now();
-        let mut stats = RunStats {
+        let stats = RunStats {
             plan_s: plan.seconds,
             read_s: pipeline.read,
             inference_s: pipeline.inference,
@@ -317,28 +314,28 @@ impl Engine {
                 .map(|t| t.tiles.iter().filter(|&&x| x).count()),
             tiles_run: plan.tiles_to_run(),
             tiles_per_worker: pipeline.tiles_per_worker,
-            class_pixels: pipeline.class_pixels.clone(),
+            class_pixels: pipeline.class_pixels,
         };
-        let mut class_pixels = [0u64; 256];
-        class_pixels.copy_from_slice(&pipeline.class_pixels);
         let mut result = SlideResult {
             context: &ctx,
-            class_pixels,
             regions: None,
-            stats: stats.clone(),
+            stats,
             files: Vec::new(),
             parameters: self.parameters(request, plan),
             model: self.model_json(),
         };
+        // The times so far; the report (finished last) gives the figures
+        // of the moment it is written.
+        let clock = |stats: &mut RunStats| {
+            stats.outputs_s = outputs_started.elapsed().as_secs_f64();
+            stats.total_s = plan.seconds + started.elapsed().as_secs_f64();
+        };
         let mut staged = Vec::new();
-        for (format, output) in formats.iter().zip(outputs) {
+        for output in outputs {
             if control.cancelled() {
                 return Err(EngineError::Cancelled);
             }
-            if *format == Format::Report {
-                result.stats.outputs_s = outputs_started.elapsed().as_secs_f64();
-                result.stats.total_s = plan.seconds + started.elapsed().as_secs_f64();
-            }
+            clock(&mut result.stats);
             for s in output.finish(&mut result)? {
                 result
                     .files
@@ -346,15 +343,11 @@ impl Engine {
                 staged.push(s);
             }
         }
-        if formats.contains(&Format::Report) {
-            // The figures the report gives.
-            stats.outputs_s = result.stats.outputs_s;
-            stats.total_s = result.stats.total_s;
-        } else {
-            stats.outputs_s = outputs_started.elapsed().as_secs_f64();
-            stats.total_s = plan.seconds + started.elapsed().as_secs_f64();
+        if formats.last() != Some(&Format::Report) {
+            clock(&mut result.stats);
         }
-        let tumor = tumor_pixels(&class_pixels);
+        let stats = result.stats;
+        let tumor = tumor_pixels(&stats.class_pixels);
         let figures = SlideFigures {
             tumor_fraction: tumor as f64 / plan.working.size.area().max(1) as f64,
             tumor_mm2: plan
@@ -381,10 +374,10 @@ impl Engine {
             "tile": plan.tile,
             "overlap": plan.overlap,
             "batch": self.batch,
-            "device": self.devices().iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+            "device": self.device_names().join(","),
             "precision": self.precision().to_string(),
             "readers": self.readers,
-            "reader": format!("{:?}", request.reader).to_lowercase(),
+            "reader": reader_name(request.reader),
             "level": request.level,
             "mpp": request.mpp,
             "formats": request.formats.iter().filter(|&&f| f != Format::Prob).map(|f| f.name()).collect::<Vec<_>>(),
@@ -409,6 +402,11 @@ impl Engine {
     }
 }
 
+/// `auto` or `openslide`, as reports and fingerprints name the reader.
+fn reader_name(reader: wsiseg_slide::Reader) -> String {
+    format!("{reader:?}").to_lowercase()
+}
+
 fn mask_values(v: MaskValues) -> &'static str {
     match v {
         MaskValues::ClassIndex => "01",
@@ -422,10 +420,6 @@ fn mask_size(s: MaskSize) -> Value {
         MaskSize::Level(l) => json!({ "level": l }),
         MaskSize::Mpp(m) => json!({ "mpp": m }),
     }
-}
-
-fn control_limit<'a>(control: &'a RunControl) -> &'a wsiseg_write::WriteLimit {
-    control.limit()
 }
 
 fn file_name(p: &Path) -> String {

@@ -180,11 +180,9 @@ impl OutputContext<'_> {
 pub struct SlideResult<'a> {
     /// Made with.
     pub context: &'a OutputContext<'a>,
-    /// Pixels of the working level per label value.
-    pub class_pixels: [u64; 256],
     /// Tumor regions written to GeoJSON, when it was asked for.
     pub regions: Option<usize>,
-    /// Per-stage times and counts so far.
+    /// Per-stage times and counts so far (pixels per label value included).
     pub stats: RunStats,
     /// Final names of the files finished so far, in order.
     pub files: Vec<PathBuf>,

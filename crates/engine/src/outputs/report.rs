@@ -41,7 +41,7 @@ fn level0_mm2(r: &SlideResult) -> Option<f64> {
 }
 
 /// Pixels of every class but background.
-pub(crate) fn tumor_pixels(class_pixels: &[u64; 256]) -> u64 {
+pub(crate) fn tumor_pixels(class_pixels: &[u64]) -> u64 {
     class_pixels[1..].iter().sum()
 }
 
@@ -63,7 +63,7 @@ fn to_json(r: &SlideResult, outputs: &[PathBuf]) -> Value {
         .iter()
         .enumerate()
         .map(|(k, name)| {
-            let px = r.class_pixels[k];
+            let px = r.stats.class_pixels[k];
             (
                 name.clone(),
                 json!({
@@ -75,7 +75,7 @@ fn to_json(r: &SlideResult, outputs: &[PathBuf]) -> Value {
         })
         .collect();
     let t = &r.stats;
-    let tumor = tumor_pixels(&r.class_pixels);
+    let tumor = tumor_pixels(&r.stats.class_pixels);
     let tissue_fraction = plan.tissue.as_ref().map(|t| t.fraction);
     json!({
         "wsiseg_version": env!("CARGO_PKG_VERSION"),
