@@ -660,8 +660,10 @@ fn segment_child(dir: &Path, slide: &Path, out: &str) -> Child {
 /// soon as its first final file appears. Temporary `.partial` files may be
 /// left; every file under a final name is complete (the uninterrupted run's
 /// bytes). Re-running finishes the slide with the same masks: after the
-/// first kill as it is, after the second with `--overwrite` (some outputs
-/// exist, so a plain re-run refuses rather than guess).
+/// first kill as it is (the dead run's lock and temporary files are taken
+/// over); after the second, a plain re-run resumes if the run record was
+/// renamed before the kill, and otherwise refuses until `--overwrite`
+/// (some outputs exist without a record, so it does not guess).
 #[test]
 fn killed_runs_leave_no_incomplete_file_under_a_final_name() {
     let dir = tempfile::tempdir().unwrap();
