@@ -69,7 +69,18 @@ impl RowSink for Null {
     }
 }
 
-#[allow(clippy::too_many_lines)] // One pass through the stages; to be split (issue 10 note).
+/// Figures by name, printed as a table or as JSON.
+type Figures = serde_json::Map<String, Value>;
+
+/// What every stage of the bench runs with.
+struct Setup {
+    devices: Vec<wsiseg_engine::Device>,
+    precision: Precision,
+    batch: usize,
+    readers: usize,
+    tile: u32,
+}
+
 pub fn run(args: &BenchArgs) -> Result<()> {
     let scratch =
         Scratch(std::env::temp_dir().join(format!("wsiseg-bench-{}", std::process::id())));
@@ -79,20 +90,23 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         Some(p) => p.clone(),
         None => make_synthetic(args, &scratch.0)?,
     };
-    let devices = wsiseg_engine::resolve_devices(&args.device).map_err(crate::flag_context)?;
+    let devices =
+        wsiseg_engine::resolve_devices(&args.device).map_err(crate::errors::flag_context)?;
     let device = devices[0];
-    let precision = args.precision.unwrap_or(Precision::default_for(device));
     // The model is loaded after the read figures: libtorch's worker threads
     // must not share the cores while decoding is timed.
     let manifest = Manifest::read(&locate(&args.model)?.1)?;
-    let batch = args.batch.unwrap_or(if device.is_cuda() {
-        DEFAULT_CUDA_BATCH
-    } else {
-        DEFAULT_CPU_BATCH
-    });
-    let readers = args.readers.unwrap_or_else(wsiseg_engine::default_readers);
-    let tile = manifest.tile;
-    let overlap = tile / 8;
+    let setup = Setup {
+        precision: args.precision.unwrap_or(Precision::default_for(device)),
+        batch: args.batch.unwrap_or(if device.is_cuda() {
+            DEFAULT_CUDA_BATCH
+        } else {
+            DEFAULT_CPU_BATCH
+        }),
+        readers: args.readers.unwrap_or_else(wsiseg_engine::default_readers),
+        tile: manifest.tile,
+        devices,
+    };
     let slide = wsiseg_slide::open(&slide_path)?;
 
     // The working level segment would use.
@@ -105,33 +119,60 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         wsiseg_engine::resolution(&request, slide.as_ref(), &manifest),
     )?;
     tracing::info!(
-        "bench: {} ({} {}), working {} from level {}, model {} on {} in {precision}, batch {batch}, {} readers",
+        "bench: {} ({} {}), working {} from level {}, model {} on {} in {}, batch {}, {} readers",
         slide_path.display(),
         slide.format(),
         slide.levels()[0].size,
         working.size,
         working.source_level,
         manifest.name,
-        describe_devices(&devices),
-        readers
+        describe_devices(&setup.devices),
+        setup.precision,
+        setup.batch,
+        setup.readers
     );
-    let mut figures = serde_json::Map::new();
+    let mut figures = Figures::new();
     figures.insert("slide".into(), json!(slide_path));
-    figures.insert("device".into(), json!(describe_devices(&devices)));
-    figures.insert("precision".into(), json!(precision.to_string()));
-    figures.insert("batch".into(), json!(batch));
-    figures.insert("readers".into(), json!(readers));
+    figures.insert("device".into(), json!(describe_devices(&setup.devices)));
+    figures.insert("precision".into(), json!(setup.precision.to_string()));
+    figures.insert("batch".into(), json!(setup.batch));
+    figures.insert("readers".into(), json!(setup.readers));
 
     // 1–2. The engine's reader on a run of planned tiles vs raw JPEG decode
     // of exactly the slide tiles those planned tiles cover, on the same threads.
-    let plan = TilePlan::new(working.size, tile, overlap)?;
-    read_figures(args, readers, &slide_path, &working, &plan, &mut figures)?;
-    let model = Segmenter::load(&args.model, device, precision)?;
+    let plan = TilePlan::new(working.size, setup.tile, setup.tile / 8)?;
+    read_figures(
+        args,
+        setup.readers,
+        &slide_path,
+        &working,
+        &plan,
+        &mut figures,
+    )?;
+    let model_tiles_s = model_figures(args, &setup, &mut figures)?;
+    stitch_figures(plan, setup.tile, &mut figures)?;
+    write_figures(&scratch.0, &working, &mut figures)?;
+    let run = (slide_path.as_path(), scratch.0.join("e2e"), &request);
+    end_to_end_figures(args, &setup, run, model_tiles_s, &mut figures)?;
+    figures.insert("peak_rss_mib".into(), json!(wsiseg_engine::peak_rss_mib()));
+
+    let figures = Value::Object(figures);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&figures)?);
+    } else {
+        print!("{}", table(&figures));
+    }
+    Ok(())
+}
+
+/// Stage 3, model only: one batch already on the device; returns tiles/s.
+fn model_figures(args: &BenchArgs, setup: &Setup, figures: &mut Figures) -> Result<f64> {
+    let device = setup.devices[0];
+    let (batch, tile) = (setup.batch, setup.tile);
+    let model = Segmenter::load(&args.model, device, setup.precision)?;
     if device.is_cuda() {
         model.warm_up(batch, tile)?;
     }
-
-    // 3. Model only: one batch already on the device.
     let per_pass = model.time_forward(batch, tile, 3, if device.is_cuda() { 20 } else { 3 })?;
     let model_tiles_s = batch as f64 / per_pass;
     figures.insert("model_only_tiles_s".into(), json!(model_tiles_s));
@@ -139,8 +180,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         "model_only_mp_s".into(),
         json!(model_tiles_s * f64::from(tile * tile) / 1e6),
     );
+    Ok(model_tiles_s)
+}
 
-    // 4. Stitch (one core): every tile of the working level into a sink that counts.
+/// Stage 4, stitch (one core): every tile of the working level into a sink that counts.
+fn stitch_figures(plan: TilePlan, tile: u32, figures: &mut Figures) -> Result<()> {
     let labels = vec![1u8; (tile * tile) as usize];
     let start = Instant::now();
     let mut stitcher = Stitcher::new(plan, Null(0));
@@ -150,8 +194,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let rows = stitcher.finish()?.0;
     let stitch_s = start.elapsed().as_secs_f64();
     figures.insert("stitch_mp_s".into(), json!(rows as f64 / 1e6 / stitch_s));
+    Ok(())
+}
 
-    // 5. Writers: the working level's labels as PNG and as pyramidal TIFF.
+/// Stage 5, writers: the working level's labels as PNG and as pyramidal TIFF.
+fn write_figures(scratch: &Path, working: &WorkingLevel, figures: &mut Figures) -> Result<()> {
     let row: Vec<u8> = (0..working.size.w)
         .map(|x| u8::from((x / 97) % 3 == 0))
         .collect();
@@ -166,11 +213,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         }
         Ok(start.elapsed().as_secs_f64())
     };
-    let mut png = PngMaskWriter::create(&scratch.0.join("w.png"), working.size)?;
+    let mut png = PngMaskWriter::create(&scratch.join("w.png"), working.size)?;
     let png_s = write(&mut |rows| Ok(png.write_rows(rows)?))?;
     png.commit()?;
     let mut tiff = PyramidWriter::create(
-        &scratch.0.join("w.tiff"),
+        &scratch.join("w.tiff"),
         working.size,
         PyramidOptions::label_mask(working.mpp, None),
     )?;
@@ -179,16 +226,25 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let level_mp = working.size.area() as f64 / 1e6;
     figures.insert("write_png_mp_s".into(), json!(level_mp / png_s));
     figures.insert("write_tiff_mp_s".into(), json!(level_mp / tiff_s));
+    Ok(())
+}
 
-    // 6. End to end: the engine on the slide, as `segment` runs it.
-    drop(model);
+/// Stage 6, end to end: the engine on the slide (`run`: slide, output folder,
+/// request), as `segment` runs it.
+fn end_to_end_figures(
+    args: &BenchArgs,
+    setup: &Setup,
+    (slide, out, request): (&Path, PathBuf, &Request),
+    model_tiles_s: f64,
+    figures: &mut Figures,
+) -> Result<()> {
     let engine = EngineBuilder::new(&args.model)
-        .devices(devices.clone())
-        .precision(Some(precision))
-        .batch(Some(batch))
-        .readers(Some(readers))
+        .devices(setup.devices.clone())
+        .precision(Some(setup.precision))
+        .batch(Some(setup.batch))
+        .readers(Some(setup.readers))
         .build()
-        .map_err(crate::flag_context)?;
+        .map_err(crate::errors::flag_context)?;
     let unix = || {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -198,56 +254,46 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let started_unix = unix();
     let start = Instant::now();
     let cancel = crate::signals::cancel_flag();
-    let outcome = engine.segment(
-        &slide_path,
-        &scratch.0.join("e2e"),
-        &request,
-        &RunControl::new(cancel),
-    );
+    let outcome = engine.segment(slide, &out, request, &RunControl::new(cancel));
     let wall = start.elapsed().as_secs_f64();
     // When the run happened, to pick GPU utilisation samples taken during it.
     figures.insert("e2e_unix_window".into(), json!([started_unix, unix()]));
-    let stats = match outcome.map_err(crate::flag_context)? {
+    let stats = match outcome.map_err(crate::errors::flag_context)? {
         SlideOutcome::Segmented { stats, .. } => stats,
         SlideOutcome::Skipped(_) => unreachable!("a fresh scratch folder has nothing to skip"),
     };
+    let level_mp = stats.class_pixels.iter().sum::<u64>() as f64 / 1e6;
     let tiles_run = stats.tiles_run as f64;
+    let tile_mp = f64::from(setup.tile * setup.tile) / 1e6;
     let pipeline = stats.pipeline_wall_s;
-    figures.insert("e2e_wall_s".into(), json!(wall));
-    figures.insert("e2e_tiles_run".into(), json!(stats.tiles_run));
-    figures.insert("e2e_tiles_planned".into(), json!(stats.tiles_planned));
-    figures.insert("e2e_tiles_s".into(), json!(tiles_run / pipeline));
-    figures.insert("e2e_mp_s".into(), json!(level_mp / wall));
-    figures.insert(
-        "e2e_vs_model_only".into(),
+    let mut put = |k: &str, v: Value| figures.insert(k.into(), v);
+    put("e2e_wall_s", json!(wall));
+    put("e2e_tiles_run", json!(stats.tiles_run));
+    put("e2e_tiles_planned", json!(stats.tiles_planned));
+    put("e2e_tiles_s", json!(tiles_run / pipeline));
+    put("e2e_mp_s", json!(level_mp / wall));
+    put(
+        "e2e_vs_model_only",
         json!(tiles_run / pipeline / model_tiles_s),
     );
-    figures.insert("e2e_tiles_per_worker".into(), json!(stats.tiles_per_worker));
+    put("e2e_tiles_per_worker", json!(stats.tiles_per_worker));
     // The pipeline's own stages: the model inside the pipeline (queuing and
     // collecting batches, summed over workers), and the stitcher's busy time.
     if stats.inference_s > 0.0 {
-        figures.insert(
-            "e2e_inference_tiles_s".into(),
+        put(
+            "e2e_inference_tiles_s",
             json!(tiles_run / stats.inference_s),
         );
-        figures.insert(
-            "e2e_inference_mp_s".into(),
-            json!(tiles_run * f64::from(tile * tile) / 1e6 / stats.inference_s),
+        put(
+            "e2e_inference_mp_s",
+            json!(tiles_run * tile_mp / stats.inference_s),
         );
     }
     if stats.stitch_write_s > 0.0 {
-        figures.insert(
-            "e2e_stitch_write_mp_s".into(),
+        put(
+            "e2e_stitch_write_mp_s",
             json!(level_mp / stats.stitch_write_s),
         );
-    }
-    figures.insert("peak_rss_mib".into(), json!(wsiseg_engine::peak_rss_mib()));
-
-    let figures = Value::Object(figures);
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&figures)?);
-    } else {
-        print!("{}", table(&figures));
     }
     Ok(())
 }
@@ -296,14 +342,13 @@ fn best_of_3(path: &Path, reader: Reader, f: &dyn Fn(&dyn Slide) -> Result<f64>)
 ///   OpenSlide reading exactly those tiles (tile-aligned regions);
 /// - the engine's reader on a run of planned tiles (halo included) vs raw
 ///   decode of the JPEG tiles under them: what the shared tile cache saves.
-#[allow(clippy::too_many_lines)] // One pass through the stages; to be split (issue 10 note).
 fn read_figures(
     args: &BenchArgs,
     threads: usize,
     path: &Path,
     working: &WorkingLevel,
     plan: &TilePlan,
-    figures: &mut serde_json::Map<String, Value>,
+    figures: &mut Figures,
 ) -> Result<()> {
     let level = working.source_level;
     let probe = wsiseg_slide::open_with(path, Reader::Auto)?;
@@ -365,7 +410,27 @@ fn read_figures(
         json!(decode_s / openslide_s),
     );
 
-    // Planned tiles with their halo, through the working level as segment reads them.
+    planned_read_figures(args, threads, path, working, plan, &tiles, &raw, figures)?;
+    Ok(())
+}
+
+/// Planned tiles with their halo, through the working level as segment
+/// reads them, against raw decode (`raw`) of the JPEG tiles under them; and
+/// the largest pixel difference between the engine's reader and OpenSlide.
+#[allow(clippy::too_many_arguments)]
+fn planned_read_figures(
+    args: &BenchArgs,
+    threads: usize,
+    path: &Path,
+    working: &WorkingLevel,
+    plan: &TilePlan,
+    tiles: &JpegTiles,
+    raw: &dyn Fn(&[usize]) -> Result<f64>,
+    figures: &mut Figures,
+) -> Result<()> {
+    let level = working.source_level;
+    let probe = wsiseg_slide::open_with(path, Reader::Auto)?;
+    let level_size = probe.levels()[level as usize].size;
     let rects = planned_run(plan, args.sample_tiles);
     let under: std::collections::BTreeSet<usize> = rects
         .iter()
@@ -373,7 +438,11 @@ fn read_figures(
         .flat_map(|r| tiles.tiles_touching(r).collect::<Vec<_>>())
         .collect();
     let under: Vec<usize> = under.into_iter().collect();
-    let mp = megapixels(&under);
+    let mp = under
+        .iter()
+        .map(|&n| tiles.tile_rect(n).size().area())
+        .sum::<u64>() as f64
+        / 1e6;
     let decode_s = raw(&under)?;
     let read_s = best_of_3(path, Reader::Auto, &|s| {
         read_all(s, working, &rects, threads)
@@ -429,93 +498,113 @@ fn make_synthetic(args: &BenchArgs, dir: &Path) -> Result<PathBuf> {
     Ok(slide)
 }
 
-#[allow(clippy::too_many_lines)] // One pass through the stages; to be split (issue 10 note).
-fn table(f: &Value) -> String {
-    let num = |k: &str| {
-        f[k].as_f64()
-            .map(|v| format!("{v:.1}"))
-            .unwrap_or_else(|| "—".into())
-    };
-    let ratio = |k: &str| {
-        f[k].as_f64()
-            .map(|v| format!("{v:.2}×"))
-            .unwrap_or_else(|| "—".into())
-    };
-    let lines = [
+/// `k`'s number to one decimal, or a dash.
+fn num(f: &Value, k: &str) -> String {
+    f[k].as_f64()
+        .map(|v| format!("{v:.1}"))
+        .unwrap_or_else(|| "—".into())
+}
+
+/// `k`'s ratio to two decimals, or a dash.
+fn ratio(f: &Value, k: &str) -> String {
+    f[k].as_f64()
+        .map(|v| format!("{v:.2}×"))
+        .unwrap_or_else(|| "—".into())
+}
+
+/// The read and decode lines of the table.
+fn read_lines(f: &Value) -> Vec<(&'static str, String)> {
+    vec![
         (
             "raw JPEG decode of the slide's tiles",
-            num("raw_jpeg_decode_mp_s") + " MP/s",
+            num(f, "raw_jpeg_decode_mp_s") + " MP/s",
         ),
         (
             "read + decode of the same tiles, engine reader",
             format!(
                 "{} MP/s ({})",
-                num("read_decode_mp_s"),
+                num(f, "read_decode_mp_s"),
                 f["reader"].as_str().unwrap_or("—"),
             ),
         ),
-        ("  read+decode / raw decode", ratio("read_vs_raw_decode")),
+        ("  read+decode / raw decode", ratio(f, "read_vs_raw_decode")),
         (
             "read + decode of the same tiles, OpenSlide",
-            num("openslide_read_decode_mp_s") + " MP/s",
+            num(f, "openslide_read_decode_mp_s") + " MP/s",
         ),
-        ("  OpenSlide / raw decode", ratio("openslide_vs_raw_decode")),
+        (
+            "  OpenSlide / raw decode",
+            ratio(f, "openslide_vs_raw_decode"),
+        ),
         (
             "planned tiles with halo, engine reader",
             format!(
                 "{} MP/s of slide tiles ({} planned tiles)",
-                num("planned_read_mp_s"),
+                num(f, "planned_read_mp_s"),
                 f["planned_tiles_read"]
             ),
         ),
         (
             "  planned tiles / raw decode of their tiles",
-            ratio("planned_read_vs_raw_decode"),
+            ratio(f, "planned_read_vs_raw_decode"),
         ),
         (
             "  largest pixel difference, reader vs OpenSlide",
             f["reader_vs_openslide_max_pixel_difference"].to_string(),
         ),
+    ]
+}
+
+/// The model, stitch, write and end-to-end lines of the table.
+fn pipeline_lines(f: &Value) -> Vec<(&'static str, String)> {
+    vec![
         (
             "model only (batch on the device)",
-            num("model_only_tiles_s") + " tiles/s, " + &num("model_only_mp_s") + " MP/s",
+            num(f, "model_only_tiles_s") + " tiles/s, " + &num(f, "model_only_mp_s") + " MP/s",
         ),
-        ("stitch (one core)", num("stitch_mp_s") + " MP/s"),
-        ("write PNG mask", num("write_png_mp_s") + " MP/s"),
+        ("stitch (one core)", num(f, "stitch_mp_s") + " MP/s"),
+        ("write PNG mask", num(f, "write_png_mp_s") + " MP/s"),
         (
             "write pyramidal TIFF mask",
-            num("write_tiff_mp_s") + " MP/s",
+            num(f, "write_tiff_mp_s") + " MP/s",
         ),
         (
             "end to end (segment)",
             format!(
                 "{} s, {} of {} tiles run, {} tiles/s, {} MP/s of the working level",
-                num("e2e_wall_s"),
+                num(f, "e2e_wall_s"),
                 f["e2e_tiles_run"],
                 f["e2e_tiles_planned"],
-                num("e2e_tiles_s"),
-                num("e2e_mp_s")
+                num(f, "e2e_tiles_s"),
+                num(f, "e2e_mp_s")
             ),
         ),
         (
             "  end-to-end tiles/s / model-only tiles/s",
-            ratio("e2e_vs_model_only"),
+            ratio(f, "e2e_vs_model_only"),
         ),
         (
             "  inference inside the pipeline",
-            num("e2e_inference_tiles_s") + " tiles/s, " + &num("e2e_inference_mp_s") + " MP/s",
+            num(f, "e2e_inference_tiles_s")
+                + " tiles/s, "
+                + &num(f, "e2e_inference_mp_s")
+                + " MP/s",
         ),
         (
             "  stitch + write inside the pipeline",
-            num("e2e_stitch_write_mp_s") + " MP/s",
+            num(f, "e2e_stitch_write_mp_s") + " MP/s",
         ),
-        ("peak RSS", num("peak_rss_mib") + " MiB"),
-    ];
+        ("peak RSS", num(f, "peak_rss_mib") + " MiB"),
+    ]
+}
+
+/// The figures as a table for the terminal.
+fn table(f: &Value) -> String {
     let mut s = format!(
         "wsiseg bench — {} on {} ({}), batch {}, {} readers\n",
         f["slide"], f["device"], f["precision"], f["batch"], f["readers"]
     );
-    for (k, v) in lines {
+    for (k, v) in read_lines(f).into_iter().chain(pipeline_lines(f)) {
         s += &format!("  {k:<46} {v}\n");
     }
     s

@@ -178,7 +178,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     if !failures.is_empty() {
         let count = failures.len();
         for e in &failures[..count - 1] {
-            crate::report_error(e);
+            crate::errors::report_error(e);
         }
         return Err(failures.pop().expect("non-empty"));
     }

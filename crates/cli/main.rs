@@ -2,6 +2,7 @@
 
 mod args;
 mod bench;
+mod errors;
 mod eval;
 mod info;
 mod segment;
@@ -45,7 +46,7 @@ fn main() -> ExitCode {
         }
     };
     result.unwrap_or_else(|e| {
-        report_error(&e);
+        errors::report_error(&e);
         ExitCode::FAILURE
     })
 }
@@ -76,63 +77,6 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<PathBuf>
     use anyhow::Context;
     wsiseg_write::PartialFile::write(path, bytes)
         .with_context(|| format!("{}: cannot write", path.display()))
-}
-
-/// The engine's error with the command line's words: its settings named
-/// by their flags, and what to do about outputs that exist.
-pub(crate) fn flag_context(e: wsiseg_engine::EngineError) -> anyhow::Error {
-    use wsiseg_engine::{EngineError, Setting};
-    match &e {
-        EngineError::Setting {
-            setting,
-            value,
-            problem,
-        } => {
-            let flag = match setting {
-                Setting::Tile => "--tile",
-                Setting::Overlap => "--overlap",
-                Setting::Batch => "--batch",
-                Setting::Readers => "--readers",
-                Setting::Devices => "--device",
-                Setting::MaskMpp => "--mask-mpp",
-                Setting::MinArea => "--min-area",
-                Setting::MaskValues => "--mask-values",
-                Setting::Outputs => "--formats",
-            };
-            anyhow::anyhow!("{flag} {value}: {problem}")
-        }
-        EngineError::Incomplete { .. } => {
-            anyhow::anyhow!("{e}: use --overwrite to redo this slide")
-        }
-        EngineError::Changed { .. } => {
-            anyhow::anyhow!("{e}: use --overwrite to redo it, or --out another folder")
-        }
-        _ => e.into(),
-    }
-}
-
-/// An error's first line, causes included.
-pub(crate) fn one_line(e: &anyhow::Error) -> String {
-    format!("{e:#}")
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .to_string()
-}
-
-/// Prints an error as one line: `error: <what, with its causes>`.
-pub(crate) fn report_error(e: &anyhow::Error) {
-    // Our errors already name the file and the cause; libtorch's sources may
-    // span lines, so keep only the first line of each link of the chain.
-    let mut parts: Vec<String> = Vec::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        let line = text.lines().next().unwrap_or_default().trim().to_string();
-        if !parts.iter().any(|p| p.contains(&line)) {
-            parts.push(line);
-        }
-    }
-    eprintln!("error: {}", parts.join(": "));
 }
 
 fn init_logging(cli: &Cli) {

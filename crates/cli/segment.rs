@@ -22,12 +22,23 @@ pub struct RunSummary {
     pub cancelled: bool,
 }
 
-#[allow(clippy::too_many_lines)] // One pass through the stages; to be split (issue 10 note).
+impl RunSummary {
+    fn count(&mut self, status: Status) {
+        match status {
+            Status::Segmented => self.done += 1,
+            Status::Skipped => self.skipped += 1,
+            Status::Failed => self.failed += 1,
+        }
+    }
+}
+
 pub fn run(args: &SegmentArgs) -> Result<RunSummary> {
     let slides = list_inputs(&args.input)?;
     let request = args.request()?;
     let engine = build_engine(args)?;
-    engine.check(&request).map_err(crate::flag_context)?;
+    engine
+        .check(&request)
+        .map_err(crate::errors::flag_context)?;
     prepare_out_dir(&args.out)?;
     check_output_names(&slides)?;
 
@@ -40,71 +51,17 @@ pub fn run(args: &SegmentArgs) -> Result<RunSummary> {
     };
     let mut entries = Vec::new();
     for path in &slides {
-        if cancel.load(std::sync::atomic::Ordering::Relaxed) {
+        let entry = if cancel.load(std::sync::atomic::Ordering::Relaxed) {
+            None
+        } else {
+            segment_one(&engine, path, &args.out, &request, cancel)
+        };
+        let Some(entry) = entry else {
             summary.cancelled = true;
             break;
-        }
-        let bar = progress_bar(path);
-        let on_progress = |p: Progress| {
-            bar.set_length(p.tiles_total);
-            bar.set_position(p.tiles_done);
         };
-        let control = RunControl::new(cancel).on_progress(&on_progress);
-        let result = engine.segment(path, &args.out, &request, &control);
-        bar.finish_and_clear();
-        let report = OutputPaths::new(&args.out, path).report();
-        let report = report.exists().then_some(report);
-        match result {
-            Ok(SlideOutcome::Segmented {
-                stats,
-                files,
-                figures,
-            }) => {
-                log_done(path, &stats, figures.tumor_fraction, &files);
-                summary.done += 1;
-                entries.push(SummaryEntry {
-                    slide: path.clone(),
-                    status: Status::Segmented,
-                    error: None,
-                    figures: Some(figures),
-                    report,
-                });
-            }
-            Ok(SlideOutcome::Skipped(record)) => {
-                tracing::info!(
-                    "{}: skipped, its outputs exist and were made with this model and these settings (--overwrite to redo)",
-                    path.display()
-                );
-                summary.skipped += 1;
-                entries.push(SummaryEntry {
-                    slide: path.clone(),
-                    status: Status::Skipped,
-                    error: None,
-                    figures: Some(record.figures),
-                    report,
-                });
-            }
-            Err(EngineError::Cancelled) => {
-                summary.cancelled = true;
-                tracing::warn!(
-                    "{}: interrupted; its temporary files were removed, a re-run resumes here",
-                    path.display()
-                );
-                break;
-            }
-            Err(e) => {
-                let e = crate::flag_context(e);
-                crate::report_error(&e);
-                summary.failed += 1;
-                entries.push(SummaryEntry {
-                    slide: path.clone(),
-                    status: Status::Failed,
-                    error: Some(crate::one_line(&e)),
-                    figures: None,
-                    report: None,
-                });
-            }
-        }
+        summary.count(entry.status);
+        entries.push(entry);
     }
     if slides.len() > 1 {
         tracing::info!(
@@ -126,15 +83,75 @@ pub fn run(args: &SegmentArgs) -> Result<RunSummary> {
     Ok(summary)
 }
 
+/// One slide with a progress bar; its summary entry, or `None` when the
+/// run was interrupted.
+fn segment_one(
+    engine: &Engine,
+    path: &Path,
+    out: &Path,
+    request: &Request,
+    cancel: &std::sync::atomic::AtomicBool,
+) -> Option<SummaryEntry> {
+    let bar = progress_bar(path);
+    let on_progress = |p: Progress| {
+        bar.set_length(p.tiles_total);
+        bar.set_position(p.tiles_done);
+    };
+    let control = RunControl::new(cancel).on_progress(&on_progress);
+    let result = engine.segment(path, out, request, &control);
+    bar.finish_and_clear();
+    let report = OutputPaths::new(out, path).report();
+    let report = report.exists().then_some(report);
+    let entry = |status, figures, error| SummaryEntry {
+        slide: path.to_path_buf(),
+        status,
+        error,
+        figures,
+        report,
+    };
+    match result {
+        Ok(SlideOutcome::Segmented {
+            stats,
+            files,
+            figures,
+        }) => {
+            log_done(path, &stats, figures.tumor_fraction, &files);
+            Some(entry(Status::Segmented, Some(figures), None))
+        }
+        Ok(SlideOutcome::Skipped(record)) => {
+            tracing::info!(
+                "{}: skipped, its outputs exist and were made with this model and these settings (--overwrite to redo)",
+                path.display()
+            );
+            Some(entry(Status::Skipped, Some(record.figures), None))
+        }
+        Err(EngineError::Cancelled) => {
+            tracing::warn!(
+                "{}: interrupted; its temporary files were removed, a re-run resumes here",
+                path.display()
+            );
+            None
+        }
+        Err(e) => {
+            let e = crate::errors::flag_context(e);
+            crate::errors::report_error(&e);
+            let mut failed = entry(Status::Failed, None, Some(crate::errors::one_line(&e)));
+            failed.report = None;
+            Some(failed)
+        }
+    }
+}
+
 fn build_engine(args: &SegmentArgs) -> Result<Engine> {
-    let devices = wsiseg_engine::resolve_devices(&args.device).map_err(crate::flag_context)?;
+    let devices =
+        wsiseg_engine::resolve_devices(&args.device).map_err(crate::errors::flag_context)?;
     let engine = EngineBuilder::new(&args.model)
         .devices(devices)
         .precision(args.precision)
         .batch(args.batch)
         .readers(args.readers)
         .build()
-        .map_err(crate::flag_context)?;
+        .map_err(crate::errors::flag_context)?;
     log_runtime(&engine);
     Ok(engine)
 }

@@ -57,6 +57,12 @@ pub fn run(args: &SynthArgs) -> Result<()> {
         bar.set_message(format!("synth-{seed}"));
         let stats = generate(&spec, &slide, &truth, &mut |rows| {
             bar.set_position(u64::from(rows))
+        })
+        .map_err(|e| match e {
+            wsiseg_synth::SynthError::Mpp(mpp) => {
+                anyhow::anyhow!("--mpp {mpp}: must be between 0.05 and 10 µm per pixel")
+            }
+            e => e.into(),
         })?;
         bar.finish_and_clear();
         let levels: Vec<String> = stats.levels.iter().map(|s| s.to_string()).collect();

@@ -164,14 +164,20 @@ impl Shared<'_> {
     }
 }
 
+/// What the threads of one job return: each worker's busy time and tiles,
+/// and the stitcher's class counts and busy time.
+type Joined = (
+    Vec<Result<(Duration, usize), EngineError>>,
+    Result<(Vec<u64>, Duration), EngineError>,
+);
+
 impl Job<'_> {
     /// Runs every tile to be run into `outputs`.
-    #[allow(clippy::too_many_lines)] // One pass through the stages; to be split (issue 10 note).
     pub fn run(self, outputs: &mut [Box<dyn MaskOutput>]) -> Result<PipelineStats, EngineError> {
         let start = Instant::now();
         let todo: Vec<usize> = (0..self.plan.len()).filter(|&n| self.run[n]).collect();
         let with_probs = outputs.iter().any(|o| o.wants_probabilities());
-        let (plan, working, slide) = (self.plan, self.working, self.slide);
+        let plan = self.plan;
         let stitching = Stitching {
             labels: Stitcher::with_tiles(plan, Vec::new(), self.run.to_vec()),
             probs: with_probs.then(|| Stitcher::with_tiles(plan, Vec::new(), self.run.to_vec())),
@@ -179,7 +185,8 @@ impl Job<'_> {
             counts: vec![0; 256],
         };
         // The reader keeps each decoded slide tile from its first read to its last.
-        working.plan_reads(slide, todo.iter().map(|&n| plan.nth(n).rect));
+        self.working
+            .plan_reads(self.slide, todo.iter().map(|&n| plan.nth(n).rect));
         let shared = Shared {
             plan,
             control: self.control,
@@ -189,6 +196,35 @@ impl Job<'_> {
             with_probs,
             batch: self.batch,
         };
+        let read_nanos = AtomicU64::new(0);
+        let (inferred, stitched) = self.run_stages(&todo, &shared, &read_nanos, stitching);
+        if self.control.cancelled() {
+            return Err(EngineError::Cancelled);
+        }
+        let workers = join_workers(inferred);
+        // A stitcher error (a full disk…) is the cause of inference stopping.
+        let (counts, stitch_write) = stitched?;
+        let (busy, tiles_per_worker) = workers?;
+        Ok(PipelineStats {
+            read: read_nanos.load(Ordering::Relaxed) as f64 * 1e-9,
+            inference: busy.as_secs_f64(),
+            stitch_write: stitch_write.as_secs_f64(),
+            wall: start.elapsed().as_secs_f64(),
+            tiles_per_worker,
+            class_pixels: counts,
+        })
+    }
+
+    /// Reader threads, one inference thread per worker and the stitcher
+    /// (on this thread), joined by bounded channels; returns when all ended.
+    fn run_stages(
+        &self,
+        todo: &[usize],
+        shared: &Shared,
+        read_nanos: &AtomicU64,
+        stitching: Stitching,
+    ) -> Joined {
+        let (slide, working) = (self.slide, &self.working);
         let workers = self.workers.len().max(1);
         let readers = self.readers.max(1);
         let (tiles_tx, tiles_rx) =
@@ -199,16 +235,14 @@ impl Job<'_> {
         // allocation per tile, so the heap does not fragment as slides grow.
         let (pool_tx, pool_rx) =
             crossbeam_channel::bounded::<Vec<u8>>(self.batch * 2 * workers + readers);
-        let read_nanos = AtomicU64::new(0);
         let next = AtomicUsize::new(0);
-        let tile_px = (plan.tile_size() as usize).pow(2);
-        let (todo, shared, read_nanos, next) = (&todo, &shared, &read_nanos, &next);
-
-        let (inferred, stitched) = std::thread::scope(|scope| {
+        let next = &next;
+        let tile_px = (shared.plan.tile_size() as usize).pow(2);
+        std::thread::scope(|scope| {
             for _ in 0..readers {
                 let (tx, pool) = (tiles_tx.clone(), pool_rx.clone());
                 scope.spawn(move || {
-                    read_tiles(slide, &working, todo, next, shared, read_nanos, &tx, &pool)
+                    read_tiles(slide, working, todo, next, shared, read_nanos, &tx, &pool)
                 });
             }
             drop(tiles_tx);
@@ -245,43 +279,37 @@ impl Job<'_> {
                 .map(|h| h.join().unwrap_or(Err(EngineError::Panicked("inference"))))
                 .collect();
             (inferred, stitched)
-        });
-        if self.control.cancelled() {
-            return Err(EngineError::Cancelled);
-        }
-        let mut busy = Duration::ZERO;
-        let mut tiles_per_worker = Vec::new();
-        let mut first_error: Option<EngineError> = None;
-        for r in inferred {
-            match r {
-                Ok((d, n)) => {
-                    busy += d;
-                    tiles_per_worker.push(n);
-                }
-                // A worker's own error, not the "stopped" of the others.
-                Err(e)
-                    if first_error
-                        .as_ref()
-                        .is_none_or(|f| matches!(f, EngineError::Stopped)) =>
-                {
-                    first_error = Some(e);
-                }
-                Err(_) => {}
-            }
-        }
-        // A stitcher error (a full disk…) is the cause of inference stopping.
-        let (counts, stitch_write) = stitched?;
-        if let Some(e) = first_error {
-            return Err(e);
-        }
-        Ok(PipelineStats {
-            read: read_nanos.load(Ordering::Relaxed) as f64 * 1e-9,
-            inference: busy.as_secs_f64(),
-            stitch_write: stitch_write.as_secs_f64(),
-            wall: start.elapsed().as_secs_f64(),
-            tiles_per_worker,
-            class_pixels: counts,
         })
+    }
+}
+
+/// The workers' summed busy time and tiles each, or the first worker's own
+/// error (not the "stopped" of the others, unless that is all there is).
+fn join_workers(
+    inferred: Vec<Result<(Duration, usize), EngineError>>,
+) -> Result<(Duration, Vec<usize>), EngineError> {
+    let mut busy = Duration::ZERO;
+    let mut tiles_per_worker = Vec::new();
+    let mut first_error: Option<EngineError> = None;
+    for r in inferred {
+        match r {
+            Ok((d, n)) => {
+                busy += d;
+                tiles_per_worker.push(n);
+            }
+            Err(e)
+                if first_error
+                    .as_ref()
+                    .is_none_or(|f| matches!(f, EngineError::Stopped)) =>
+            {
+                first_error = Some(e);
+            }
+            Err(_) => {}
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok((busy, tiles_per_worker)),
     }
 }
 

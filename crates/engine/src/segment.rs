@@ -10,7 +10,7 @@ use wsiseg_write::{partial_name, PartialFile, Staged};
 
 use crate::lock::SlideLock;
 use crate::outputs::{self, report::tumor_pixels, Format, OutputContext, OutputPaths, SlideResult};
-use crate::pipeline::Job;
+use crate::pipeline::{Job, PipelineStats};
 use crate::record::{unix_now, Fingerprint, RecordedFile, RunRecord, SlideIdentity};
 use crate::summary::SlideFigures;
 use crate::{
@@ -262,7 +262,6 @@ impl Engine {
 
     /// Runs a planned slide into the requested outputs and finishes them
     /// (complete, fsynced, under temporary names: commit each [`Staged`]).
-    #[allow(clippy::too_many_lines)] // One pass through the stages; to be split (issue 10 note).
     pub fn run(
         &self,
         slide: &dyn Slide,
@@ -299,23 +298,7 @@ impl Engine {
         }
         .run(&mut outputs)?;
         let outputs_started = Instant::now();
-        let stats = RunStats {
-            plan_s: plan.seconds,
-            read_s: pipeline.read,
-            inference_s: pipeline.inference,
-            stitch_write_s: pipeline.stitch_write,
-            pipeline_wall_s: pipeline.wall,
-            outputs_s: 0.0,
-            total_s: 0.0,
-            tiles_planned: plan.tiles.len(),
-            tiles_with_tissue: plan
-                .tissue
-                .as_ref()
-                .map(|t| t.tiles.iter().filter(|&&x| x).count()),
-            tiles_run: plan.tiles_to_run(),
-            tiles_per_worker: pipeline.tiles_per_worker,
-            class_pixels: pipeline.class_pixels,
-        };
+        let stats = run_stats(plan, pipeline);
         let mut result = SlideResult {
             context: &ctx,
             regions: None,
@@ -347,15 +330,7 @@ impl Engine {
             clock(&mut result.stats);
         }
         let stats = result.stats;
-        let tumor = tumor_pixels(&stats.class_pixels);
-        let figures = SlideFigures {
-            tumor_fraction: tumor as f64 / plan.working.size.area().max(1) as f64,
-            tumor_mm2: plan
-                .working
-                .mpp
-                .map(|m| (m / 1000.0).powi(2) * tumor as f64),
-            seconds: stats.total_s,
-        };
+        let figures = slide_figures(plan, &stats);
         Ok(RunOutput {
             stats,
             staged,
@@ -399,6 +374,41 @@ impl Engine {
             "sha256": self.model_sha256(),
             "manifest": serde_json::to_value(self.manifest()).unwrap_or(Value::Null),
         })
+    }
+}
+
+/// The pipeline's times and counts with the plan's; the output times are
+/// filled in as the outputs finish.
+fn run_stats(plan: &SlidePlan, pipeline: PipelineStats) -> RunStats {
+    RunStats {
+        plan_s: plan.seconds,
+        read_s: pipeline.read,
+        inference_s: pipeline.inference,
+        stitch_write_s: pipeline.stitch_write,
+        pipeline_wall_s: pipeline.wall,
+        outputs_s: 0.0,
+        total_s: 0.0,
+        tiles_planned: plan.tiles.len(),
+        tiles_with_tissue: plan
+            .tissue
+            .as_ref()
+            .map(|t| t.tiles.iter().filter(|&&x| x).count()),
+        tiles_run: plan.tiles_to_run(),
+        tiles_per_worker: pipeline.tiles_per_worker,
+        class_pixels: pipeline.class_pixels,
+    }
+}
+
+/// A slide's headline figures for logs and summaries.
+fn slide_figures(plan: &SlidePlan, stats: &RunStats) -> SlideFigures {
+    let tumor = tumor_pixels(&stats.class_pixels);
+    SlideFigures {
+        tumor_fraction: tumor as f64 / plan.working.size.area().max(1) as f64,
+        tumor_mm2: plan
+            .working
+            .mpp
+            .map(|m| (m / 1000.0).powi(2) * tumor as f64),
+        seconds: stats.total_s,
     }
 }
 

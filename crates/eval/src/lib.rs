@@ -22,7 +22,6 @@
 
 // Items documented before `missing_docs` became a workspace lint still lack
 // per-field docs; they get them as the crate is next touched.
-#![allow(missing_docs)]
 
 mod mask;
 mod metrics;
@@ -32,38 +31,61 @@ pub use metrics::{Confusion, Scores};
 
 use std::path::{Path, PathBuf};
 
+/// Errors reading or comparing masks. Each message names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
+    /// Opening a mask stored as a slide (pyramidal TIFF).
     #[error("{}: {source}", path.display())]
     Slide {
+        /// The mask.
         path: PathBuf,
+        /// What the slide reader said.
         #[source]
         source: wsiseg_slide::SlideError,
     },
+    /// Reading a mask file.
     #[error("{}: cannot read mask: {source}", path.display())]
     Io {
+        /// The mask.
         path: PathBuf,
+        /// What the system said.
         #[source]
         source: std::io::Error,
     },
+    /// Decoding a PNG mask.
     #[error("{}: cannot decode PNG mask: {source}", path.display())]
     Png {
+        /// The mask.
         path: PathBuf,
+        /// What the PNG decoder said.
         #[source]
         source: png::DecodingError,
     },
+    /// A PNG that is not an 8-bit single-channel mask.
     #[error("{}: a mask must be an 8-bit single-channel PNG (this one is {detail})", path.display())]
-    PngFormat { path: PathBuf, detail: String },
+    PngFormat {
+        /// The mask.
+        path: PathBuf,
+        /// What it is instead.
+        detail: String,
+    },
     #[error(
         "{} ({}×{}) and {} ({}×{}) do not match: the truth must have the prediction's size or be larger by a level downsample",
         pred.display(), pw, ph, truth.display(), tw, th
     )]
+    /// Masks whose sizes are not one downsample apart.
     SizeMismatch {
+        /// The prediction.
         pred: PathBuf,
+        /// Its width.
         pw: u32,
+        /// Its height.
         ph: u32,
+        /// The truth.
         truth: PathBuf,
+        /// Its width.
         tw: u32,
+        /// Its height.
         th: u32,
     },
 }

@@ -8,15 +8,24 @@ use crate::EvalError;
 
 /// A label mask read top to bottom in bands of rows.
 pub enum MaskSource {
+    /// An 8-bit single-channel PNG.
     Png {
+        /// The file.
         path: PathBuf,
+        /// Its decoder, at `next_row`.
         reader: Box<png::Reader<BufReader<File>>>,
+        /// Width and height.
         size: (u32, u32),
+        /// The next row the decoder gives.
         next_row: u32,
     },
+    /// A slide (pyramidal TIFF mask), read at one level.
     Slide {
+        /// The open slide.
         slide: Box<dyn Slide>,
+        /// The level read.
         level: u32,
+        /// That level's width and height.
         size: (u32, u32),
     },
 }
@@ -88,6 +97,7 @@ impl MaskSource {
         })
     }
 
+    /// Width and height of the mask as read.
     pub fn size(&self) -> (u32, u32) {
         match self {
             Self::Png { size, .. } | Self::Slide { size, .. } => *size,

@@ -17,11 +17,17 @@ impl Default for Confusion {
 /// nothing found).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Scores {
+    /// 2·TP / (2·TP + FP + FN).
     pub dice: f64,
+    /// TP / (TP + FP + FN).
     pub iou: f64,
+    /// TP / (TP + FP).
     pub precision: Option<f64>,
+    /// TP / (TP + FN).
     pub recall: Option<f64>,
+    /// Pixels of the class in the truth.
     pub true_pixels: u64,
+    /// Pixels of the class in the prediction.
     pub predicted_pixels: u64,
 }
 
@@ -35,6 +41,7 @@ fn label(v: u8) -> usize {
 }
 
 impl Confusion {
+    /// Counts one pixel (255 counts as class 1).
     pub fn add(&mut self, predicted: u8, truth: u8) {
         self.counts[label(predicted)][label(truth)] += 1;
     }
@@ -49,6 +56,7 @@ impl Confusion {
         c
     }
 
+    /// Pixels counted.
     pub fn pixels(&self) -> u64 {
         self.counts.iter().flatten().sum()
     }
@@ -61,6 +69,7 @@ impl Confusion {
             .unwrap_or(1)
     }
 
+    /// The scores of `class` against all others.
     pub fn scores(&self, class: usize) -> Scores {
         let tp = self.counts[class][class];
         let predicted: u64 = self.counts[class].iter().sum();

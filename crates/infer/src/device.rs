@@ -8,12 +8,14 @@ use tch::Kind;
 
 use crate::InferError;
 
-/// `--device`: `auto` picks CUDA when it is available, an explicit `cuda`
+/// Which device to run on: `auto` picks CUDA when it is available, an explicit `cuda`
 /// request without CUDA is an error, never a silent fallback to the CPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DeviceChoice {
+    /// CUDA device 0 when there is one, else the CPU.
     #[default]
     Auto,
+    /// The CPU.
     Cpu,
     /// `cuda` (device 0) or `cuda:N`.
     Cuda(usize),
@@ -134,8 +136,11 @@ pub fn cuda_support_linked() -> bool {
 /// Floating-point precision the model runs in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Precision {
+    /// 32-bit floats.
     F32,
+    /// 16-bit floats (CUDA).
     F16,
+    /// bfloat16.
     BF16,
 }
 
@@ -149,6 +154,7 @@ impl Precision {
         }
     }
 
+    /// libtorch's tensor kind for it.
     pub fn kind(self) -> Kind {
         match self {
             Self::F32 => Kind::Float,
@@ -252,10 +258,7 @@ mod tests {
         if count == 0 {
             assert_eq!(DeviceChoice::Auto.resolve().unwrap(), Device::Cpu);
             let err = DeviceChoice::Cuda(0).resolve().unwrap_err().to_string();
-            assert!(
-                err.starts_with("--device cuda:0: CUDA is not available"),
-                "{err}"
-            );
+            assert!(err.starts_with("cuda:0: CUDA is not available"), "{err}");
         } else {
             assert_eq!(DeviceChoice::Auto.resolve().unwrap(), Device::Cuda(0));
             assert_eq!(
@@ -265,7 +268,7 @@ mod tests {
             let err = DeviceChoice::Cuda(count).resolve().unwrap_err().to_string();
             assert_eq!(
                 err,
-                format!("--device cuda:{count}: this machine has {count} CUDA device(s)")
+                format!("cuda:{count}: this machine has {count} CUDA device(s)")
             );
         }
         assert_eq!(DeviceChoice::Cpu.resolve().unwrap(), Device::Cpu);

@@ -3,62 +3,113 @@ use std::path::PathBuf;
 /// Errors loading or running a model. Each message names the file or the device.
 #[derive(Debug, thiserror::Error)]
 pub enum InferError {
+    /// The model path does not exist.
     #[error("{}: no such model (give a model folder with model.pt and manifest.json, or a .pt file with a .json manifest beside it)", path.display())]
-    ModelNotFound { path: PathBuf },
+    ModelNotFound {
+        /// The path given.
+        path: PathBuf,
+    },
 
+    /// The TorchScript file has no manifest beside it.
     #[error("{}: model manifest not found (expected beside the TorchScript file)", path.display())]
-    ManifestNotFound { path: PathBuf },
+    ManifestNotFound {
+        /// Where the manifest was looked for.
+        path: PathBuf,
+    },
 
+    /// The manifest cannot be read.
     #[error("{}: cannot read model manifest: {source}", path.display())]
     ManifestIo {
+        /// The manifest.
         path: PathBuf,
+        /// What the system said.
         #[source]
         source: std::io::Error,
     },
 
+    /// The manifest is not valid JSON of the expected shape.
     #[error("{}: invalid model manifest: {source}", path.display())]
     ManifestSyntax {
+        /// The manifest.
         path: PathBuf,
+        /// What the JSON parser said.
         #[source]
         source: serde_json::Error,
     },
 
+    /// A manifest field has an impossible value.
     #[error("{}: invalid model manifest: {field} {problem}", path.display())]
     ManifestValue {
+        /// The manifest.
         path: PathBuf,
+        /// The field.
         field: &'static str,
+        /// What is wrong with its value.
         problem: String,
     },
 
+    /// libtorch cannot load the file.
     #[error("{}: not a TorchScript model libtorch can load: {}", path.display(), first_line(source))]
     ModelLoad {
+        /// The TorchScript file.
         path: PathBuf,
+        /// What libtorch said.
         #[source]
         source: tch::TchError,
     },
 
+    /// The model's output does not match what its manifest says.
     #[error("{}: the model does not fit its manifest: {problem}", path.display())]
-    ModelMismatch { path: PathBuf, problem: String },
+    ModelMismatch {
+        /// The TorchScript file.
+        path: PathBuf,
+        /// What does not match.
+        problem: String,
+    },
 
+    /// The model's forward pass failed.
     #[error("{}: the model failed on a {shape:?} batch: {}", path.display(), first_line(source))]
     Forward {
+        /// The TorchScript file.
         path: PathBuf,
+        /// The input batch's shape.
         shape: Vec<i64>,
+        /// What libtorch said.
         #[source]
         source: tch::TchError,
     },
 
-    #[error("invalid --device '{given}': use auto, cpu, cuda or cuda:N")]
-    DeviceSyntax { given: String },
+    /// A device name that is not one.
+    #[error("'{given}' is not a device: use auto, cpu, cuda or cuda:N")]
+    DeviceSyntax {
+        /// The name given.
+        given: String,
+    },
 
-    #[error("--device {requested}: CUDA is not available ({why}); use --device cpu or auto")]
-    CudaUnavailable { requested: String, why: String },
+    /// A CUDA device was asked for on a machine or build without CUDA.
+    #[error("{requested}: CUDA is not available ({why})")]
+    CudaUnavailable {
+        /// The device asked for.
+        requested: String,
+        /// Why CUDA is missing.
+        why: String,
+    },
 
-    #[error("--device cuda:{index}: this machine has {count} CUDA device(s)")]
-    CudaIndex { index: usize, count: usize },
+    /// A CUDA device number beyond the machine's GPUs.
+    #[error("cuda:{index}: this machine has {count} CUDA device(s)")]
+    CudaIndex {
+        /// The device number asked for.
+        index: usize,
+        /// The machine's CUDA devices.
+        count: usize,
+    },
 
-    #[error("invalid --precision '{given}': use f32, f16 or bf16")]
-    PrecisionSyntax { given: String },
+    /// A precision name that is not one.
+    #[error("'{given}' is not a precision: use f32, f16 or bf16")]
+    PrecisionSyntax {
+        /// The name given.
+        given: String,
+    },
 }
 
 /// libtorch errors carry a C++ backtrace; one line is what a user needs.

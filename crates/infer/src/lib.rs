@@ -20,7 +20,6 @@
 
 // Items documented before `missing_docs` became a workspace lint still lack
 // per-field docs; they get them as the crate is next touched.
-#![allow(missing_docs)]
 
 mod cuda;
 mod device;

@@ -10,7 +10,9 @@ use crate::InferError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OutputKind {
+    /// Unnormalized scores; the mask is their arg-max.
     Logits,
+    /// Probabilities per class.
     Probabilities,
 }
 
@@ -32,10 +34,13 @@ pub struct Manifest {
     /// Microns per pixel the model was trained at, when it matters.
     #[serde(default)]
     pub mpp: Option<f64>,
+    /// Per-channel mean subtracted from RGB in [0, 1].
     pub mean: [f32; 3],
+    /// Per-channel standard deviation divided by.
     pub std: [f32; 3],
     /// Class names; index 0 is background, the mask stores the class index.
     pub classes: Vec<String>,
+    /// What the output channels hold.
     pub output: OutputKind,
     /// Anything else the exporter recorded (training seeds, versions…).
     #[serde(default)]
@@ -47,6 +52,7 @@ fn one() -> u32 {
 }
 
 impl Manifest {
+    /// Reads and checks a manifest file.
     pub fn read(path: &Path) -> Result<Self, InferError> {
         let text = std::fs::read_to_string(path).map_err(|source| match source.kind() {
             std::io::ErrorKind::NotFound => InferError::ManifestNotFound {

@@ -94,15 +94,19 @@ impl Segmenter {
         }
     }
 
+    /// The model's manifest.
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
     }
+    /// The TorchScript file.
     pub fn path(&self) -> &Path {
         &self.path
     }
+    /// The device it runs on.
     pub fn device(&self) -> Device {
         self.device
     }
+    /// The precision it runs in.
     pub fn precision(&self) -> Precision {
         self.precision
     }
@@ -337,6 +341,7 @@ pub struct Staging {
 }
 
 impl Staging {
+    /// Tiles one batch holds.
     pub fn capacity(&self) -> usize {
         self.capacity
     }

@@ -26,9 +26,13 @@ pub struct JpegTiles {
     path: PathBuf,
     /// The level's size in pixels.
     pub size: Size,
+    /// Tile width, pixels.
     pub tile_width: u32,
+    /// Tile height, pixels.
     pub tile_height: u32,
+    /// Tiles per row.
     pub tiles_across: u32,
+    /// Tiles per column.
     pub tiles_down: u32,
     offsets: Vec<u64>,
     counts: Vec<u64>,
@@ -111,10 +115,12 @@ impl JpegTiles {
         }))
     }
 
+    /// Tiles in the level.
     pub fn len(&self) -> usize {
         self.tiles_across as usize * self.tiles_down as usize
     }
 
+    /// Whether the level has no tiles.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -256,6 +262,7 @@ impl Default for TileCache {
 }
 
 impl TileCache {
+    /// A cache that holds at most `budget` bytes of decoded tiles.
     pub fn new(budget: usize) -> Self {
         Self {
             budget: AtomicUsize::new(budget),
@@ -276,6 +283,7 @@ impl TileCache {
         decode()
     }
 
+    /// Changes how many bytes of decoded tiles may be held.
     pub fn set_budget(&self, bytes: usize) {
         self.budget.store(bytes, Ordering::Relaxed);
     }
@@ -320,6 +328,7 @@ impl TileCache {
         self.lock().slots.len()
     }
 
+    /// Whether no decoded tile is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -474,6 +483,7 @@ impl DirectReader {
         self.levels.get(level as usize).and_then(Option::as_ref)
     }
 
+    /// The cache of decoded tiles.
     pub fn cache(&self) -> &TileCache {
         &self.cache
     }

@@ -3,61 +3,117 @@ use std::path::PathBuf;
 /// Everything that can go wrong opening or reading a slide. Each message names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum SlideError {
+    /// The path does not exist.
     #[error("{}: no such file", path.display())]
-    NotFound { path: PathBuf },
+    NotFound {
+        /// The path given.
+        path: PathBuf,
+    },
 
+    /// The path is a folder.
     #[error("{}: is a directory, not a slide", path.display())]
-    IsDirectory { path: PathBuf },
+    IsDirectory {
+        /// The path given.
+        path: PathBuf,
+    },
 
+    /// No reader recognises the file.
     #[error("{}: not a slide or image wsiseg can read (OpenSlide formats: SVS, NDPI, MRXS, SCN, BIF, tiled TIFF…; plain PNG, JPEG, TIFF)", path.display())]
-    Unsupported { path: PathBuf },
+    Unsupported {
+        /// The file.
+        path: PathBuf,
+    },
 
+    /// A reader recognises the file but cannot read it.
     #[error("{}: corrupt or unreadable slide ({detail})", path.display())]
-    Corrupt { path: PathBuf, detail: String },
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What the reader said.
+        detail: String,
+    },
 
+    /// Reading the file failed.
     #[error("{}: cannot read {what}: {source}", path.display())]
     Io {
+        /// The file.
         path: PathBuf,
+        /// What was being read.
         what: &'static str,
+        /// What the system said.
         #[source]
         source: std::io::Error,
     },
 
+    /// A plain image cannot be decoded.
     #[error("{}: cannot decode image: {source}", path.display())]
     Decode {
+        /// The image.
         path: PathBuf,
+        /// What the decoder said.
         #[source]
         source: image::ImageError,
     },
 
+    /// A pyramid level the slide does not have.
     #[error("{}: level {level} does not exist (the slide has levels 0..={})", path.display(), count.saturating_sub(1))]
     LevelOutOfRange {
+        /// The slide.
         path: PathBuf,
+        /// The level asked for.
         level: u32,
+        /// The slide's levels.
         count: u32,
     },
 
-    #[error("{}: the slide does not record its resolution (mpp), so --mpp {requested} cannot be honoured; choose a level with --level", path.display())]
-    NoMpp { path: PathBuf, requested: f64 },
-
-    #[error("{}: --mpp {requested} is finer than the slide's level 0 ({available:.4} µm/px); wsiseg does not upsample", path.display())]
-    MppTooFine {
+    /// A resolution in µm/px was asked of a slide that does not record its own.
+    #[error("{}: the slide does not record its resolution (mpp), so {requested} µm/px cannot be honoured; choose a level instead", path.display())]
+    NoMpp {
+        /// The slide.
         path: PathBuf,
+        /// The resolution asked for, µm/px.
         requested: f64,
+    },
+
+    /// A resolution finer than the slide's level 0.
+    #[error("{}: {requested} µm/px is finer than the slide's level 0 ({available:.4} µm/px); wsiseg does not upsample", path.display())]
+    MppTooFine {
+        /// The slide.
+        path: PathBuf,
+        /// The resolution asked for, µm/px.
+        requested: f64,
+        /// Level 0's resolution, µm/px.
         available: f64,
     },
 
-    #[error("--mpp must be a positive number of microns per pixel, got {requested}")]
-    InvalidMpp { requested: f64 },
+    /// A resolution that is not a positive number.
+    #[error("{requested}: a resolution must be a positive number of microns per pixel")]
+    InvalidMpp {
+        /// The resolution asked for, µm/px.
+        requested: f64,
+    },
 }
 
 /// A tile plan that cannot exist.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
+    /// A tile of zero pixels.
     #[error("tile size must be positive")]
     ZeroTile,
-    #[error("--tile {tile} must be larger than --overlap {overlap}")]
-    OverlapTooLarge { tile: u32, overlap: u32 },
+    /// An overlap that leaves no stride.
+    #[error("a tile of {tile} px must be larger than its overlap of {overlap} px")]
+    OverlapTooLarge {
+        /// Tile side, pixels.
+        tile: u32,
+        /// Overlap, pixels.
+        overlap: u32,
+    },
+    /// A level of zero pixels.
     #[error("the level to tile is empty ({w}×{h} pixels)")]
-    EmptyLevel { w: u32, h: u32 },
+    EmptyLevel {
+        /// Width, pixels.
+        w: u32,
+        /// Height, pixels.
+        h: u32,
+    },
 }

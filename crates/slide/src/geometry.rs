@@ -6,11 +6,14 @@ use std::fmt;
 /// Width and height in pixels of some level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Size {
+    /// Width.
     pub w: u32,
+    /// Height.
     pub h: u32,
 }
 
 impl Size {
+    /// `w`×`h` pixels.
     pub const fn new(w: u32, h: u32) -> Self {
         Self { w, h }
     }
@@ -31,17 +34,23 @@ impl fmt::Display for Size {
 /// level (negative, or past its edge): tiles with a halo at the border do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Rect {
+    /// Left edge.
     pub x: i64,
+    /// Top edge.
     pub y: i64,
+    /// Width.
     pub w: u32,
+    /// Height.
     pub h: u32,
 }
 
 impl Rect {
+    /// The rectangle at (`x`, `y`) of `w`×`h` pixels.
     pub const fn new(x: i64, y: i64, w: u32, h: u32) -> Self {
         Self { x, y, w, h }
     }
 
+    /// Its width and height.
     pub fn size(self) -> Size {
         Size::new(self.w, self.h)
     }
@@ -74,14 +83,18 @@ impl Rect {
 /// Column and row of a tile in a [`crate::TilePlan`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TileIndex {
+    /// Row, from the top.
     pub row: u32,
+    /// Column, from the left.
     pub col: u32,
 }
 
 /// Microns per pixel of level 0.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Mpp {
+    /// Across.
     pub x: f64,
+    /// Down.
     pub y: f64,
 }
 

@@ -23,7 +23,6 @@
 
 // Items documented before `missing_docs` became a workspace lint still lack
 // per-field docs; they get them as the crate is next touched.
-#![allow(missing_docs)]
 
 mod direct;
 mod error;

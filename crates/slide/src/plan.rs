@@ -23,6 +23,7 @@ pub struct TilePlan {
 /// One planned tile, in pixels of the planned level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tile {
+    /// Its place in the grid.
     pub index: TileIndex,
     /// The whole tile, halo included; may extend outside the level.
     pub rect: Rect,
@@ -65,27 +66,35 @@ impl TilePlan {
         })
     }
 
+    /// Size of the tiled level.
     pub fn level_size(&self) -> Size {
         self.level
     }
+    /// Tile side, halo included.
     pub fn tile_size(&self) -> u32 {
         self.tile
     }
+    /// Pixels shared by neighbouring tiles.
     pub fn overlap(&self) -> u32 {
         self.overlap
     }
+    /// Distance between tile origins (tile − overlap).
     pub fn stride(&self) -> u32 {
         self.tile - self.overlap
     }
+    /// Tiles per row.
     pub fn cols(&self) -> u32 {
         self.cols
     }
+    /// Rows of tiles.
     pub fn rows(&self) -> u32 {
         self.rows
     }
+    /// Tiles in the plan.
     pub fn len(&self) -> usize {
         self.cols as usize * self.rows as usize
     }
+    /// Whether the plan has no tiles.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -33,6 +33,7 @@ pub struct WorkingLevel {
 const SAME_SCALE: f64 = 1e-3;
 
 impl WorkingLevel {
+    /// The level to read and the scale to apply for `resolution`.
     pub fn choose(slide: &dyn Slide, resolution: Resolution) -> Result<Self, SlideError> {
         let mpp0 = slide.mpp().map(|m| m.mean());
         match resolution {

@@ -17,6 +17,7 @@ pub struct NearestRows<S> {
 }
 
 impl<S: RowSink> NearestRows<S> {
+    /// Resamples rows of `from` to `to` (nearest neighbour) into `inner`.
     pub fn new(inner: S, from: Size, to: Size) -> Self {
         let cols = (0..to.w).map(|x| source_index(x, from.w, to.w)).collect();
         Self {
@@ -30,6 +31,7 @@ impl<S: RowSink> NearestRows<S> {
         }
     }
 
+    /// The sink rows went to.
     pub fn into_inner(self) -> S {
         self.inner
     }

@@ -42,6 +42,7 @@ pub struct Stitcher<S: RowSink> {
 }
 
 impl<S: RowSink> Stitcher<S> {
+    /// A stitcher for `plan` that hands finished rows to `sink`.
     pub fn new(plan: TilePlan, sink: S) -> Self {
         Self {
             plan,

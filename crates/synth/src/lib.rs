@@ -24,7 +24,6 @@
 
 // Items documented before `missing_docs` became a workspace lint still lack
 // per-field docs; they get them as the crate is next touched.
-#![allow(missing_docs)]
 
 mod noise;
 mod scene;
@@ -41,8 +40,11 @@ pub use scene::Scene;
 /// What to generate.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SynthSpec {
+    /// Random seed: the same seed gives the same slide.
     pub seed: u64,
+    /// Level-0 width, pixels.
     pub width: u32,
+    /// Level-0 height, pixels.
     pub height: u32,
     /// Microns per level-0 pixel.
     pub mpp: f64,
@@ -68,28 +70,74 @@ impl Default for SynthSpec {
 /// What was generated.
 #[derive(Debug, Clone)]
 pub struct SynthStats {
+    /// The slide written.
     pub slide: PathBuf,
+    /// Its truth mask.
     pub truth: PathBuf,
+    /// The slide's levels.
     pub levels: Vec<Size>,
+    /// Level-0 megapixels.
     pub megapixels: f64,
+    /// Seconds taken.
     pub seconds: f64,
     /// Fraction of level-0 pixels that are tumor.
     pub tumor_fraction: f64,
 }
 
+/// Errors generating a slide.
 #[derive(Debug, thiserror::Error)]
 pub enum SynthError {
+    /// Writing either TIFF.
     #[error(transparent)]
     Write(#[from] TiffWriteError),
+    /// A size outside 64–1,000,000 pixels a side.
     #[error("slide size {width}×{height}: both sides must be between 64 and 1,000,000 pixels")]
-    Size { width: u32, height: u32 },
-    #[error("--mpp {0}: must be between 0.05 and 10 µm per pixel")]
+    Size {
+        /// Width asked for.
+        width: u32,
+        /// Height asked for.
+        height: u32,
+    },
+    /// A resolution outside 0.05–10 µm/px.
+    #[error("{0} µm/px: the resolution must be between 0.05 and 10 µm per pixel")]
     Mpp(f64),
+}
+
+/// The slide's pyramid (Aperio-style JPEG, read by OpenSlide as Aperio)
+/// and its truth's (labels, Deflate, nearest-neighbour levels).
+fn pyramid_options(spec: &SynthSpec) -> (PyramidOptions, PyramidOptions) {
+    let (w, h, t) = (spec.width, spec.height, spec.tile);
+    let description = format!(
+        "Aperio Image Library wsiseg-synth\r\n{w}x{h} [0,0 {w}x{h}] ({t}x{t}) JPEG/RGB Q={q}|AppMag = {mag}|MPP = {mpp}|Seed = {seed}",
+        q = spec.quality,
+        mag = (10.0 / spec.mpp).round(),
+        mpp = spec.mpp,
+        seed = spec.seed,
+    );
+    let slide = PyramidOptions {
+        channels: 3,
+        tile: t,
+        step: 4,
+        smallest: 1024,
+        compression: TileCompression::Jpeg {
+            quality: spec.quality,
+        },
+        reduce: Reduce::Average,
+        mpp: Some(spec.mpp),
+        description: Some(description),
+    };
+    let truth = PyramidOptions {
+        channels: 1,
+        compression: TileCompression::Deflate,
+        reduce: Reduce::Nearest,
+        description: None,
+        ..slide.clone()
+    };
+    (slide, truth)
 }
 
 /// Writes the slide to `slide_path` and its truth mask to `truth_path`;
 /// `progress` is called with the number of level-0 rows done.
-#[allow(clippy::too_many_lines)] // One pass through the stages; to be split (issue 10 note).
 pub fn generate(
     spec: &SynthSpec,
     slide_path: &Path,
@@ -110,37 +158,9 @@ pub fn generate(
     let scene = Scene::new(spec.seed, w, h, spec.mpp);
     let size = Size::new(w, h);
     let t = spec.tile;
-    let description = format!(
-        "Aperio Image Library wsiseg-synth\r\n{w}x{h} [0,0 {w}x{h}] ({t}x{t}) JPEG/RGB Q={q}|AppMag = {mag}|MPP = {mpp}|Seed = {seed}",
-        q = spec.quality,
-        mag = (10.0 / spec.mpp).round(),
-        mpp = spec.mpp,
-        seed = spec.seed,
-    );
-    let common = PyramidOptions {
-        channels: 3,
-        tile: t,
-        step: 4,
-        smallest: 1024,
-        compression: TileCompression::Jpeg {
-            quality: spec.quality,
-        },
-        reduce: Reduce::Average,
-        mpp: Some(spec.mpp),
-        description: Some(description),
-    };
-    let mut slide = PyramidWriter::create(slide_path, size, common.clone())?;
-    let mut truth = PyramidWriter::create(
-        truth_path,
-        size,
-        PyramidOptions {
-            channels: 1,
-            compression: TileCompression::Deflate,
-            reduce: Reduce::Nearest,
-            description: None,
-            ..common
-        },
-    )?;
+    let (slide_options, truth_options) = pyramid_options(spec);
+    let mut slide = PyramidWriter::create(slide_path, size, slide_options)?;
+    let mut truth = PyramidWriter::create(truth_path, size, truth_options)?;
     let mut tumor_pixels = 0u64;
     let (wu, tu) = (w as usize, t as usize);
     let mut band_rgb = Vec::new();

@@ -22,7 +22,10 @@ use crate::{OutFile, PartialFile, Staged, WriteLimit};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TileCompression {
     /// Baseline JPEG, 4:2:0 YCbCr for RGB (photometric YCbCr), as scanners write.
-    Jpeg { quality: u8 },
+    Jpeg {
+        /// JPEG quality, 1–100.
+        quality: u8,
+    },
     /// Lossless zlib/Deflate (TIFF compression 8).
     Deflate,
 }
@@ -47,7 +50,9 @@ pub struct PyramidOptions {
     pub step: u32,
     /// Levels are added until the smallest fits in this many pixels a side.
     pub smallest: u32,
+    /// How tiles are compressed.
     pub compression: TileCompression,
+    /// How each level is reduced to the next.
     pub reduce: Reduce,
     /// Microns per level-0 pixel, written as resolution tags (pixels per cm).
     pub mpp: Option<f64>,
@@ -76,16 +81,31 @@ impl PyramidOptions {
 /// Errors writing a pyramid.
 #[derive(Debug, thiserror::Error)]
 pub enum TiffWriteError {
+    /// Writing the file.
     #[error("{}: cannot write TIFF: {source}", path.display())]
     Io {
+        /// The file.
         path: PathBuf,
+        /// What the system said.
         #[source]
         source: std::io::Error,
     },
+    /// JPEG-encoding a tile.
     #[error("{}: cannot JPEG-encode a tile: {detail}", path.display())]
-    Jpeg { path: PathBuf, detail: String },
+    Jpeg {
+        /// The file.
+        path: PathBuf,
+        /// What the encoder said.
+        detail: String,
+    },
+    /// Options or data the writer cannot write.
     #[error("{}: {problem}", path.display())]
-    Invalid { path: PathBuf, problem: String },
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
 }
 
 struct LevelState {
