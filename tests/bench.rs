@@ -97,4 +97,7 @@ fn bench_prints_every_stage_figure_in_sane_ratios() {
     }
     let rss = f("peak_rss_mib");
     assert!((100.0..=2048.0).contains(&rss), "peak RSS {rss} MiB");
+    // wsiseg's own buffers, counted by the binary's allocator: part of the RSS.
+    let own = f("peak_rust_heap_mib");
+    assert!(own > 1.0 && own < rss, "own {own} of {rss} MiB");
 }

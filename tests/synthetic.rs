@@ -293,15 +293,20 @@ fn pipelined_engine_writes_the_same_mask_bytes_as_a_sequential_loop() {
 /// Memory does not grow with the slide: `segment` with its defaults (all
 /// five outputs, the shipped model at 1 µm/px, tissue tiles only) on a
 /// synthetic slide with 16× the pixels of another peaks at most 1.25× the
-/// resident memory of the smaller one (the report's VmHWM), and at most
-/// `GROWTH_MIB` more: less than one RGB copy of the larger working level
-/// (4096², 48 MiB).
+/// resident memory of the smaller one (the report's VmHWM), and wsiseg's own
+/// buffers (the report's `peak_rust_heap_mib`, counted by the binary's
+/// allocator) grow by at most `GROWTH_MIB`: less than one RGB copy of the
+/// larger working level (4096², 48 MiB).
+///
+/// The RSS bound is loose because most of the RSS is libtorch's: its heap
+/// keeps freed activations and varies by up to ~120 MiB between identical
+/// runs (measured, 678–799 MiB for the same slide); wsiseg's own peak is
+/// exact (96.1 and 109.3 MiB here, every run).
 #[test]
 fn peak_memory_stays_flat_as_the_slide_grows() {
-    /// Measured: 30–44 MiB, of which 15 MiB is the label copy GeoJSON is
-    /// traced from (capped at 8192² bytes); the rest is noise and bands of
-    /// rows as wide as the level.
-    const GROWTH_MIB: f64 = 64.0;
+    /// Measured: 13.2 MiB, mostly the label copy GeoJSON is traced from
+    /// (a byte per working-level pixel, capped at 8192²).
+    const GROWTH_MIB: f64 = 24.0;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let mut peaks = Vec::new();
@@ -324,22 +329,22 @@ fn peak_memory_stays_flat_as_the_slide_grows() {
         assert!(report["tiles"]["run"].as_u64().unwrap() > 0);
         let formats = report["parameters"]["formats"].as_array().unwrap().len();
         assert_eq!(formats, 5, "the default outputs");
-        peaks.push(report["peak_rss_mib"].as_f64().expect("peak RSS reported"));
+        let peak = |key: &str| report[key].as_f64().expect(key);
+        peaks.push((peak("peak_rss_mib"), peak("peak_rust_heap_mib")));
     }
-    let (small, large) = (peaks[0], peaks[1]);
+    let ((small, own_small), (large, own_large)) = (peaks[0], peaks[1]);
     eprintln!(
-        "peak RSS: {small:.0} MiB (4096²), {large:.0} MiB (16384²): ratio {:.3}, growth {:.0} MiB",
+        "peak RSS: {small:.0} MiB (4096²), {large:.0} MiB (16384²): ratio {:.3}; wsiseg's own: {own_small:.1} → {own_large:.1} MiB",
         large / small,
-        large - small
     );
     assert!(
         large <= 1.25 * small,
         "peak RSS {large:.0} MiB for 16× the pixels vs {small:.0} MiB"
     );
     assert!(
-        large - small <= GROWTH_MIB,
-        "peak RSS grew by {:.0} MiB for 16× the pixels (at most {GROWTH_MIB})",
-        large - small
+        own_large - own_small <= GROWTH_MIB,
+        "wsiseg's own peak grew by {:.1} MiB for 16× the pixels (at most {GROWTH_MIB})",
+        own_large - own_small
     );
 }
 

@@ -63,9 +63,33 @@ pub struct BenchArgs {
     /// Slide tiles (and planned tiles, in whole rows) read for the read and decode figures.
     #[arg(long, default_value_t = 400)]
     pub sample_tiles: usize,
+    /// Stages to measure, comma-separated: read, model, stitch, write, e2e
+    /// (the whole `segment` pipeline).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "read,model,stitch,write,e2e"
+    )]
+    pub stages: Vec<Stage>,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// A stage `wsiseg bench` measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Stage {
+    /// Raw JPEG decode vs the engine's reader vs OpenSlide.
+    Read,
+    /// The model alone on a batch already on the device.
+    Model,
+    /// Stitching tiles into rows.
+    Stitch,
+    /// The PNG and TIFF mask writers.
+    Write,
+    /// `segment` end to end.
+    E2e,
 }
 
 #[derive(Debug, Args)]

@@ -17,7 +17,7 @@ use wsiseg_slide::{JpegTiles, Reader, Rect, Slide, TilePlan, WorkingLevel};
 use wsiseg_stitch::{RowSink, StitchError, Stitcher};
 use wsiseg_write::{PngMaskWriter, PyramidOptions, PyramidWriter};
 
-use crate::args::BenchArgs;
+use crate::args::{BenchArgs, Stage};
 
 /// A scratch folder removed when dropped.
 struct Scratch(PathBuf);
@@ -90,23 +90,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         Some(p) => p.clone(),
         None => make_synthetic(args, &scratch.0)?,
     };
-    let devices =
-        wsiseg_engine::resolve_devices(&args.device).map_err(crate::errors::flag_context)?;
-    let device = devices[0];
-    // The model is loaded after the read figures: libtorch's worker threads
-    // must not share the cores while decoding is timed.
-    let manifest = Manifest::read(&locate(&args.model)?.1)?;
-    let setup = Setup {
-        precision: args.precision.unwrap_or(Precision::default_for(device)),
-        batch: args.batch.unwrap_or(if device.is_cuda() {
-            DEFAULT_CUDA_BATCH
-        } else {
-            DEFAULT_CPU_BATCH
-        }),
-        readers: args.readers.unwrap_or_else(wsiseg_engine::default_readers),
-        tile: manifest.tile,
-        devices,
-    };
+    let (setup, manifest) = setup(args)?;
     let slide = wsiseg_slide::open(&slide_path)?;
 
     // The working level segment would use.
@@ -141,20 +125,37 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     // 1–2. The engine's reader on a run of planned tiles vs raw JPEG decode
     // of exactly the slide tiles those planned tiles cover, on the same threads.
     let plan = TilePlan::new(working.size, setup.tile, setup.tile / 8)?;
-    read_figures(
-        args,
-        setup.readers,
-        &slide_path,
-        &working,
-        &plan,
-        &mut figures,
-    )?;
-    let model_tiles_s = model_figures(args, &setup, &mut figures)?;
-    stitch_figures(plan, setup.tile, &mut figures)?;
-    write_figures(&scratch.0, &working, &mut figures)?;
-    let run = (slide_path.as_path(), scratch.0.join("e2e"), &request);
-    end_to_end_figures(args, &setup, run, model_tiles_s, &mut figures)?;
+    let stage = |s: Stage| args.stages.contains(&s);
+    if stage(Stage::Read) {
+        read_figures(
+            args,
+            setup.readers,
+            &slide_path,
+            &working,
+            &plan,
+            &mut figures,
+        )?;
+    }
+    let model_tiles_s = if stage(Stage::Model) {
+        Some(model_figures(args, &setup, &mut figures)?)
+    } else {
+        None
+    };
+    if stage(Stage::Stitch) {
+        stitch_figures(plan, setup.tile, &mut figures)?;
+    }
+    if stage(Stage::Write) {
+        write_figures(&scratch.0, &working, &mut figures)?;
+    }
+    if stage(Stage::E2e) {
+        let run = (slide_path.as_path(), scratch.0.join("e2e"), &request);
+        end_to_end_figures(args, &setup, run, model_tiles_s, &mut figures)?;
+    }
     figures.insert("peak_rss_mib".into(), json!(wsiseg_engine::peak_rss_mib()));
+    figures.insert(
+        "peak_rust_heap_mib".into(),
+        json!(wsiseg_engine::memory::rust_peak_mib()),
+    );
 
     let figures = Value::Object(figures);
     if args.json {
@@ -163,6 +164,28 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         print!("{}", table(&figures));
     }
     Ok(())
+}
+
+/// Devices, precision, batch, readers and tile, defaults resolved.
+fn setup(args: &BenchArgs) -> Result<(Setup, Manifest)> {
+    let devices =
+        wsiseg_engine::resolve_devices(&args.device).map_err(crate::errors::flag_context)?;
+    let device = devices[0];
+    // The model is loaded after the read figures: libtorch's worker threads
+    // must not share the cores while decoding is timed.
+    let manifest = Manifest::read(&locate(&args.model)?.1)?;
+    let setup = Setup {
+        precision: args.precision.unwrap_or(Precision::default_for(device)),
+        batch: args.batch.unwrap_or(if device.is_cuda() {
+            DEFAULT_CUDA_BATCH
+        } else {
+            DEFAULT_CPU_BATCH
+        }),
+        readers: args.readers.unwrap_or_else(wsiseg_engine::default_readers),
+        tile: manifest.tile,
+        devices,
+    };
+    Ok((setup, manifest))
 }
 
 /// Stage 3, model only: one batch already on the device; returns tiles/s.
@@ -235,7 +258,7 @@ fn end_to_end_figures(
     args: &BenchArgs,
     setup: &Setup,
     (slide, out, request): (&Path, PathBuf, &Request),
-    model_tiles_s: f64,
+    model_tiles_s: Option<f64>,
     figures: &mut Figures,
 ) -> Result<()> {
     let engine = EngineBuilder::new(&args.model)
@@ -272,10 +295,9 @@ fn end_to_end_figures(
     put("e2e_tiles_planned", json!(stats.tiles_planned));
     put("e2e_tiles_s", json!(tiles_run / pipeline));
     put("e2e_mp_s", json!(level_mp / wall));
-    put(
-        "e2e_vs_model_only",
-        json!(tiles_run / pipeline / model_tiles_s),
-    );
+    if let Some(model) = model_tiles_s {
+        put("e2e_vs_model_only", json!(tiles_run / pipeline / model));
+    }
     put("e2e_tiles_per_worker", json!(stats.tiles_per_worker));
     // The pipeline's own stages: the model inside the pipeline (queuing and
     // collecting batches, summed over workers), and the stitcher's busy time.
@@ -594,7 +616,14 @@ fn pipeline_lines(f: &Value) -> Vec<(&'static str, String)> {
             "  stitch + write inside the pipeline",
             num(f, "e2e_stitch_write_mp_s") + " MP/s",
         ),
-        ("peak RSS", num(f, "peak_rss_mib") + " MiB"),
+        (
+            "peak RSS (wsiseg's own buffers)",
+            format!(
+                "{} MiB ({} MiB)",
+                num(f, "peak_rss_mib"),
+                num(f, "peak_rust_heap_mib")
+            ),
+        ),
     ]
 }
 

@@ -40,6 +40,7 @@ mod control;
 mod engine;
 mod error;
 mod lock;
+pub mod memory;
 mod outputs;
 mod pipeline;
 mod record;

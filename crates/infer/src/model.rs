@@ -135,8 +135,12 @@ impl Segmenter {
             let s = x.size();
             vec![s[0], s[3], s[1], s[2]]
         };
-        let x = x.permute([0, 3, 1, 2]).to_kind(self.precision.kind());
-        let x = (x / 255.0 - &self.mean) * &self.inv_std;
+        // One new tensor per batch (the conversion); the rest in place.
+        let mut x = x.permute([0, 3, 1, 2]).to_kind(self.precision.kind());
+        let _ = x
+            .g_div_scalar_(255.0)
+            .g_sub_(&self.mean)
+            .g_mul_(&self.inv_std);
         self.module
             .forward_ts(&[x])
             .map_err(|source| InferError::Forward {
@@ -148,8 +152,9 @@ impl Segmenter {
 
     /// Model-only speed: seconds per forward pass of one batch of `n` tiles
     /// already on the device (the same layout and precision as [`Self::segment`]
-    /// feeds it), after `warmup` passes; the device is synchronized before
-    /// the clock stops.
+    /// feeds it), after `warmup` passes: the best of three timings of
+    /// `iterations` passes each; the device is synchronized before each
+    /// clock stops (scripts/compare_pytorch.py times PyTorch the same way).
     pub fn time_forward(
         &self,
         n: usize,
@@ -175,13 +180,17 @@ impl Segmenter {
         for _ in 0..warmup {
             drop(pass()?);
         }
-        self.synchronize();
-        let start = std::time::Instant::now();
-        for _ in 0..iterations.max(1) {
-            drop(pass()?);
+        let mut best = f64::MAX;
+        for _ in 0..3 {
+            self.synchronize();
+            let start = std::time::Instant::now();
+            for _ in 0..iterations.max(1) {
+                drop(pass()?);
+            }
+            self.synchronize();
+            best = best.min(start.elapsed().as_secs_f64() / iterations.max(1) as f64);
         }
-        self.synchronize();
-        Ok(start.elapsed().as_secs_f64() / iterations.max(1) as f64)
+        Ok(best)
     }
 
     fn synchronize(&self) {

@@ -50,15 +50,9 @@ pub(crate) fn absolute(p: &Path) -> PathBuf {
     std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
-fn to_json(r: &SlideResult, outputs: &[PathBuf]) -> Value {
-    let ctx = r.context;
-    let s = ctx.slide;
-    let plan = ctx.plan;
-    let working = &plan.working;
-    let l0 = s.levels()[0].size;
-    let bytes = std::fs::metadata(s.path()).map(|m| m.len()).ok();
-    let working_px = working.size.area();
-    let classes: serde_json::Map<String, Value> = ctx
+/// Pixels, share of the working level and area of every class.
+fn class_areas(r: &SlideResult, working_px: u64) -> serde_json::Map<String, Value> {
+    r.context
         .classes
         .iter()
         .enumerate()
@@ -73,7 +67,18 @@ fn to_json(r: &SlideResult, outputs: &[PathBuf]) -> Value {
                 }),
             )
         })
-        .collect();
+        .collect()
+}
+
+fn to_json(r: &SlideResult, outputs: &[PathBuf]) -> Value {
+    let ctx = r.context;
+    let s = ctx.slide;
+    let plan = ctx.plan;
+    let working = &plan.working;
+    let l0 = s.levels()[0].size;
+    let bytes = std::fs::metadata(s.path()).map(|m| m.len()).ok();
+    let working_px = working.size.area();
+    let classes = class_areas(r, working_px);
     let t = &r.stats;
     let tumor = tumor_pixels(&r.stats.class_pixels);
     let tissue_fraction = plan.tissue.as_ref().map(|t| t.fraction);
@@ -130,6 +135,8 @@ fn to_json(r: &SlideResult, outputs: &[PathBuf]) -> Value {
         },
         // The whole process so far (a folder run: every slide up to this one).
         "peak_rss_mib": peak_rss_mib(),
+        // Of which wsiseg's own buffers (not libtorch's), when the binary counts them.
+        "peak_rust_heap_mib": crate::memory::rust_peak_mib(),
         "outputs": outputs.iter().map(|p| absolute(p)).collect::<Vec<_>>(),
     })
 }
