@@ -46,6 +46,31 @@ import torch
 from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
+WSISEG_WINDOWS = []  # (start, end) in Unix seconds of each `wsiseg segment` run
+
+
+def gpu_busy(json_path, csv_path):
+    """Share of nvidia-smi samples with the GPU ≥ 90% busy during wsiseg's
+    runs (the first and last 10% of each run left out: start-up and the end)."""
+    from datetime import datetime
+    windows = json.loads(json_path.read_text())["wsiseg_unix_windows"]
+    samples = []
+    for line in csv_path.read_text().splitlines():
+        stamp, util = [f.strip() for f in line.split(",")[:2]]
+        try:
+            t = datetime.strptime(stamp, "%Y/%m/%d %H:%M:%S.%f").timestamp()
+            samples.append((t, float(util)))
+        except ValueError:
+            continue
+    for start, end in windows:
+        cut = 0.1 * (end - start)
+        inside = [u for t, u in samples if start + cut <= t <= end - cut]
+        if not inside:
+            print(f"gpu busy: no samples during wsiseg's run {start:.0f}–{end:.0f}")
+            continue
+        busy = sum(u >= 90 for u in inside) / len(inside)
+        print(f"gpu busy during wsiseg's steady state: {100 * busy:.0f}% of {len(inside)} samples "
+              f"≥ 90% (mean utilisation {sum(inside) / len(inside):.0f}%)")
 
 
 def parse_args():
@@ -65,6 +90,9 @@ def parse_args():
     p.add_argument("--json", type=Path, help="also write the figures here")
     p.add_argument("--pipeline-only", nargs=2, type=Path, metavar=("SLIDE", "PNG"),
                    help=argparse.SUPPRESS)  # the PyTorch pipeline as its own process
+    p.add_argument("--gpu-busy", nargs=2, type=Path, metavar=("JSON", "CSV"),
+                   help="summarise nvidia-smi samples (timestamp, utilization.gpu) taken "
+                        "during wsiseg's runs recorded in JSON, then exit")
     return p.parse_args()
 
 
@@ -201,9 +229,10 @@ def wsiseg_segment(args, slide, out_dir, precision, batch, overlap):
            "--device", args.device, "--precision", precision, "--batch", str(batch),
            "--level", str(args.level), "--overlap", str(overlap), "--no-tissue-mask",
            "--formats", "png", "--overwrite"]
-    t0 = time.perf_counter()
+    t0, unix0 = time.perf_counter(), time.time()
     log = run(cmd)
     wall = time.perf_counter() - t0
+    WSISEG_WINDOWS.append((unix0, time.time()))
     found = re.search(r"(\d+) tiles in", log)
     if not found:
         sys.exit(f"error: wsiseg segment did not say how many tiles it ran:\n{log}")
@@ -220,6 +249,9 @@ def agreement(a_png, b_png):
 
 def main():
     args = parse_args()
+    if args.gpu_busy:
+        gpu_busy(*args.gpu_busy)
+        return
     if args.pipeline_only:
         device = torch.device(args.device)
         dtype = torch.float16 if args.precision == "f16" else torch.float32
@@ -294,7 +326,8 @@ def main():
         values = [100 * f["mask_agreement"] for f in runs]
         print(f"  {'mask_agreement':<32} {min(values):.3f}% – {max(values):.3f}%")
         if args.json:
-            args.json.write_text(json.dumps({"runs": runs}, indent=2))
+            args.json.write_text(json.dumps({"runs": runs, "device": args.device,
+                                             "wsiseg_unix_windows": WSISEG_WINDOWS}, indent=2))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

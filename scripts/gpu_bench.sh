@@ -6,7 +6,10 @@
 # Makes a 50000×50000 synthetic slide there, exports a ResNet-34 UNet, prints
 # PyTorch's model-only rates and `wsiseg bench` (model-only in tch, reading,
 # and end to end) in the same call, with GPU utilisation sampled by
-# nvidia-smi every 100 ms and summarised over the end-to-end run.
+# nvidia-smi every 100 ms and summarised over the end-to-end run; then
+# scripts/compare_pytorch.py on the same slide and model (the plain PyTorch
+# pipeline against `wsiseg segment`, issue 11), with GPU utilisation during
+# wsiseg's run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 WORK=${WSISEG_GPU_WORK:-/tmp/wsiseg-gpu-bench}
@@ -15,7 +18,8 @@ OUTDIR=${OUT:-$WORK}
 mkdir -p "$WORK" "$OUTDIR"
 BIN=${WSISEG_BIN:-.dev/wsiseg}
 nvidia-smi -L
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/segmentation_models_pytorch-*.whl &&
+python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site \
+    .dev/segmentation_models_pytorch-*.whl .dev/openslide_python-*.whl .dev/openslide_bin-*.whl &&
     export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 torch_lib=$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
 rm -rf /tmp/openslide-bin && python3 -m zipfile -e .dev/openslide_bin-*.whl /tmp/openslide-bin
@@ -34,4 +38,13 @@ sampler=$!
 status=$?
 kill $sampler
 python3 scripts/bench_summary.py "$OUTDIR/bench.json" "$WORK/util.csv"
+echo "== scripts/compare_pytorch.py: plain PyTorch pipeline vs wsiseg segment (f16, batch 32)"
+nvidia-smi --query-gpu=timestamp,utilization.gpu --format=csv,noheader,nounits -lms 100 > "$WORK/util-compare.csv" &
+sampler=$!
+python3 scripts/compare_pytorch.py "$WORK/slides/synth-5000.svs" --device cuda --model "$WORK/r34" \
+    --batch 32 --runs 1 --wsiseg "$BIN" --json "$OUTDIR/compare.json"
+compare=$?
+kill $sampler
+python3 scripts/compare_pytorch.py --gpu-busy "$OUTDIR/compare.json" "$WORK/util-compare.csv"
+[ $status -eq 0 ] && exit $compare
 exit $status

@@ -7,8 +7,9 @@
 #                         .dev/tests/MANIFEST: "package-folder binary" per line;
 #                         .dev/tests/ROOT: this checkout's path, which the
 #                         binaries have compiled in
-#   .dev/*.whl            openslide-bin 4.0.1.2 (OpenSlide without apt) and
-#                         segmentation-models-pytorch 0.6.0 (gpu_bench.sh)
+#   .dev/*.whl            openslide-bin 4.0.1.2 (OpenSlide without apt),
+#                         segmentation-models-pytorch 0.6.0 and openslide-python
+#                         1.4.7 (gpu_bench.sh, compare_pytorch.py)
 # Then, on the server, from the repo root (carry .dev):
 #   bash scripts/gpu_check.sh 2>&1 | tee $OUT/gpu_check.log
 #   bash scripts/gpu_bench.sh 2>&1 | tee $OUT/gpu_bench.log
@@ -43,7 +44,7 @@ pwd > .dev/tests/ROOT
 cat .dev/tests/MANIFEST >&2
 
 echo "== wheels" >&2
-for wheel in openslide-bin==4.0.1.2 segmentation-models-pytorch==0.6.0; do
+for wheel in openslide-bin==4.0.1.2 segmentation-models-pytorch==0.6.0 openslide-python==1.4.7; do
     name=${wheel%%==*}
     ls .dev/"${name//-/_}"-*.whl >/dev/null 2>&1 ||
         python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \

@@ -816,6 +816,79 @@ fn a_corrupt_tile_mid_run_is_one_error_and_leaves_no_file() {
     assert_eq!(common::files_in(&d.join("out")), Vec::<String>::new());
 }
 
+/// A model whose output is NaN or Inf never makes a mask: refused at load
+/// when it is NaN on the dry run's white tile (with the precision and a
+/// suggestion), and mid-run when only tissue gives NaN, naming the tile's
+/// place on the slide; non-zero exit, one error line, no file left.
+#[test]
+fn a_model_giving_nan_is_an_error_and_leaves_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let slide = common::repo("tests/data/default.svs");
+    let segment = |model: &str, out: &str, extra: &[&str]| {
+        let model = common::repo(&format!("tests/data/models/{model}"));
+        let mut args = vec![
+            "segment",
+            slide.to_str().unwrap(),
+            "--model",
+            model.to_str().unwrap(),
+            "--out",
+            out,
+            "--probabilities",
+            "--device",
+            "cpu",
+        ];
+        args.extend_from_slice(extra);
+        let o = run(d, &args);
+        assert!(!o.status.success(), "{}", stderr(&o));
+        let errors = common::error_lines(&o);
+        assert_eq!(errors.len(), 1, "{}", stderr(&o));
+        assert_eq!(common::files_in(&d.join(out)), Vec::<String>::new());
+        errors[0].clone()
+    };
+
+    let e = segment("nan-all", "a", &[]);
+    assert_eq!(
+        e,
+        format!(
+            "error: {}: the model's output is NaN or Inf in f32 on a white test tile",
+            common::repo("tests/data/models/nan-all/model.pt").display()
+        )
+    );
+    let e = segment("nan-all", "b", &["--precision", "bf16"]);
+    assert!(
+        e.ends_with(
+            "NaN or Inf in bf16 on a white test tile; try --precision f32 or --precision bf16"
+        ),
+        "{e}"
+    );
+
+    // Only tissue (green < 128) gives NaN: the white dry run passes, the
+    // first batch with tissue fails, and the error names that tile.
+    let e = segment("nan-tissue", "c", &[]);
+    let prefix = format!(
+        "error: {}: the model {} gave NaN or Inf in f32 for the tile covering level-0 (",
+        slide.display(),
+        common::repo("tests/data/models/nan-tissue/model.pt").display()
+    );
+    assert!(e.starts_with(&prefix), "{e}");
+    assert!(
+        e.ends_with("px; no mask is made from it (in f32: the model itself produces them)"),
+        "{e}"
+    );
+    // The tile lies on the slide (2220×2967) and is one 56-px core (tile 64,
+    // overlap 8) or less at the edge.
+    let numbers: Vec<i64> = e[prefix.len()..]
+        .split(|c: char| !c.is_ascii_digit() && c != '-')
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    let [x, y, w, h] = numbers[..4] else {
+        panic!("{e}")
+    };
+    assert!((0..2220).contains(&x) && (0..2967).contains(&y), "{e}");
+    assert!((1..=56).contains(&w) && (1..=56).contains(&h), "{e}");
+}
+
 /// Outputs of an earlier run that stopped between files are not taken for
 /// a finished slide.
 #[test]

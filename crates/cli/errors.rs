@@ -2,7 +2,7 @@
 //! named by their flags, and what to do about outputs that exist.
 
 use wsiseg_engine::{EngineError, Setting};
-use wsiseg_infer::InferError;
+use wsiseg_infer::{InferError, Precision};
 use wsiseg_slide::{PlanError, SlideError};
 
 /// The engine's error with the command line's words.
@@ -24,6 +24,10 @@ pub(crate) fn flag_context(e: EngineError) -> anyhow::Error {
         EngineError::Slide(slide) => match slide_flag(slide) {
             Some(text) => text,
             None => return e.into(),
+        },
+        EngineError::NonFinite { precision, .. } => match precision {
+            Precision::F32 => format!("{e} (in f32: the model itself produces them)"),
+            _ => format!("{e}; try --precision f32 or --precision bf16"),
         },
         EngineError::Plan(PlanError::OverlapTooLarge { tile, overlap }) => {
             format!("--tile {tile} must be larger than --overlap {overlap}")
@@ -48,7 +52,7 @@ fn flag(setting: Setting) -> &'static str {
     }
 }
 
-/// `--device` errors in the command line's words.
+/// `--device` and `--precision` errors in the command line's words.
 fn infer_flag(e: &InferError) -> Option<String> {
     match e {
         InferError::CudaUnavailable { .. } => {
@@ -56,6 +60,9 @@ fn infer_flag(e: &InferError) -> Option<String> {
         }
         InferError::CudaIndex { .. } | InferError::DeviceSyntax { .. } => {
             Some(format!("--device {e}"))
+        }
+        InferError::NonFinite { precision, .. } if *precision != Precision::F32 => {
+            Some(format!("{e}; try --precision f32 or --precision bf16"))
         }
         _ => None,
     }

@@ -110,6 +110,24 @@ pub enum EngineError {
         /// What is missing or damaged.
         missing: String,
     },
+    /// The model gave NaN or Inf for a tile (often an f16 overflow).
+    #[error("{}: the model {} gave NaN or Inf in {precision} for the tile covering level-0 ({x}, {y}), {w}×{h} px; no mask is made from it", slide.display(), model.display())]
+    NonFinite {
+        /// The slide.
+        slide: PathBuf,
+        /// The model file.
+        model: PathBuf,
+        /// The precision it ran in.
+        precision: wsiseg_infer::Precision,
+        /// Left edge, level-0 pixels, of the part of the slide the tile covers (its core).
+        x: i64,
+        /// Top edge, level-0 pixels.
+        y: i64,
+        /// Width, level-0 pixels.
+        w: u32,
+        /// Height, level-0 pixels.
+        h: u32,
+    },
     /// A fault injected through [`crate::RunControl::fail_after_tiles`].
     #[error("injected fault: the model failed after {after} tiles")]
     Injected {

@@ -17,7 +17,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use wsiseg_infer::{InFlight, Segmenter};
+use wsiseg_infer::{InFlight, InferError, Segmenter};
 use wsiseg_slide::{RgbImage, Slide, SlideError, TileIndex, TilePlan, WorkingLevel};
 use wsiseg_stitch::Stitcher;
 
@@ -156,6 +156,10 @@ struct Shared<'a> {
     tiles_total: u64,
     with_probs: bool,
     batch: usize,
+    /// The slide, and level-0 pixels per working-level pixel: for errors
+    /// that name a tile's place on the slide.
+    slide: &'a std::path::Path,
+    downsample: f64,
 }
 
 impl Shared<'_> {
@@ -195,6 +199,8 @@ impl Job<'_> {
             tiles_total: todo.len() as u64,
             with_probs,
             batch: self.batch,
+            slide: self.slide.path(),
+            downsample: self.working.downsample,
         };
         let read_nanos = AtomicU64::new(0);
         let (inferred, stitched) = self.run_stages(&todo, &shared, &read_nanos, stitching);
@@ -445,7 +451,8 @@ fn infer(
             (buffer(), shared.with_probs.then(buffer))
         });
         let t0 = Instant::now();
-        free.push(flight.wait_into(&mut labels, probs.as_deref_mut())?);
+        let staging = flight.wait_into(&mut labels, probs.as_deref_mut());
+        free.push(staging.map_err(|e| locate(e, &indices, shared))?);
         busy += t0.elapsed();
         let k = indices.len();
         tracing::debug!(
@@ -465,6 +472,31 @@ fn infer(
             probs,
         })
         .map_err(|_| stopped(shared))?;
+    }
+}
+
+/// A model error with the slide and, for a tile that gave NaN or Inf, its
+/// place in level-0 pixels.
+fn locate(e: InferError, indices: &[TileIndex], shared: &Shared) -> EngineError {
+    match e {
+        InferError::NonFinite {
+            path,
+            precision,
+            tile: Some(i),
+        } if i < indices.len() => {
+            let core = shared.plan.tile(indices[i]).core;
+            let level0 = |v: f64| (v * shared.downsample).round() as i64;
+            EngineError::NonFinite {
+                slide: shared.slide.to_path_buf(),
+                model: path,
+                precision,
+                x: level0(core.x as f64),
+                y: level0(core.y as f64),
+                w: level0(f64::from(core.w)) as u32,
+                h: level0(f64::from(core.h)) as u32,
+            }
+        }
+        e => e.into(),
     }
 }
 

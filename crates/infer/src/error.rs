@@ -79,6 +79,20 @@ pub enum InferError {
         source: tch::TchError,
     },
 
+    /// The model's output holds NaN or Inf (a common overflow in f16).
+    #[error("{}: the model's output is NaN or Inf in {precision} {}", path.display(), match tile {
+        Some(i) => format!("(tile {i} of its batch)"),
+        None => "on a white test tile".to_string(),
+    })]
+    NonFinite {
+        /// The TorchScript file.
+        path: PathBuf,
+        /// The precision it ran in.
+        precision: crate::Precision,
+        /// Which tile of the batch (`None`: the load-time dry run).
+        tile: Option<usize>,
+    },
+
     /// A device name that is not one.
     #[error("'{given}' is not a device: use auto, cpu, cuda or cuda:N")]
     DeviceSyntax {

@@ -69,6 +69,13 @@ impl Segmenter {
                 },
                 other => other,
             })?;
+        if !bool::try_from(out.isfinite().all()).unwrap_or(false) {
+            return Err(InferError::NonFinite {
+                path: self.path.clone(),
+                precision: self.precision,
+                tile: None,
+            });
+        }
         let expected = [1, self.manifest.classes.len() as i64, t as i64, t as i64];
         if out.size() != expected {
             return Err(InferError::ModelMismatch {
@@ -286,6 +293,13 @@ impl Segmenter {
             host
         };
         let out = self.forward_bytes(x)?;
+        // One flag per tile: every output value finite (checked on arrival,
+        // a pass over the output, small beside the model).
+        let finite = out
+            .isfinite()
+            .flatten(1, -1)
+            .all_dim(1, false)
+            .to_kind(Kind::Uint8);
         let classes = out.argmax(1, false).to_kind(Kind::Uint8);
         let tumor = with_probability.then(|| {
             let p = match self.manifest.output {
@@ -308,6 +322,7 @@ impl Segmenter {
         };
         let classes = download(classes);
         let tumor = tumor.map(download);
+        let finite = download(finite);
         let done = if cuda {
             crate::cuda::Event::record()
         } else {
@@ -326,9 +341,11 @@ impl Segmenter {
             staging,
             classes,
             tumor,
+            finite,
             numel,
             device: self.device,
             done,
+            model: (self.path.clone(), self.precision),
         })
     }
 }
@@ -388,9 +405,13 @@ pub struct InFlight {
     staging: Staging,
     classes: Tensor,
     tumor: Option<Tensor>,
+    /// Per tile: 1 when all its outputs are finite.
+    finite: Tensor,
     numel: usize,
     device: Device,
     done: Option<crate::cuda::Event>,
+    /// The model file and precision, for errors.
+    model: (PathBuf, Precision),
 }
 
 impl InFlight {
@@ -403,7 +424,8 @@ impl InFlight {
 
     /// Waits for this batch only, copies its labels (and tumor probability,
     /// when it was asked for) into the slices, and returns the staging
-    /// buffer for the next batch.
+    /// buffer for the next batch. A tile whose outputs are not all finite
+    /// is an error ([`InferError::NonFinite`]), never a mask.
     pub fn wait_into(
         self,
         labels: &mut [u8],
@@ -413,6 +435,17 @@ impl InFlight {
             if !self.done.as_ref().is_some_and(|e| e.wait()) {
                 tch::Cuda::synchronize(i as i64);
             }
+        }
+        let tiles = self.finite.numel();
+        let mut finite = vec![0u8; tiles];
+        self.finite.copy_data(&mut finite, tiles);
+        if let Some(tile) = finite.iter().position(|&f| f == 0) {
+            let (path, precision) = self.model;
+            return Err(InferError::NonFinite {
+                path,
+                precision,
+                tile: Some(tile),
+            });
         }
         let numel = self.numel;
         self.classes.copy_data(&mut labels[..numel], numel);

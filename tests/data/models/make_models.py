@@ -5,6 +5,10 @@
   else 0. Any tile size works. Lets tests compute the expected mask without a model.
 - wrong-classes/: the same model with a manifest that claims 3 classes (a
   model/manifest mismatch wsiseg must refuse).
+- nan-all/: NaN everywhere (a model broken for every input: refused at load).
+- nan-tissue/: the green-threshold model whose tumor channel is NaN where
+  green < 128 (tissue), finite elsewhere: passes the load-time check on a
+  white tile and must fail mid-run, naming the tile.
 """
 
 import json
@@ -21,9 +25,23 @@ class GreenThreshold(nn.Module):
         return torch.cat([torch.zeros_like(g), 1.0 - 2.0 * g], dim=1)
 
 
-def write(folder: str, classes: list) -> None:
+class NanAll(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g = x[:, 1:2]
+        nan = torch.full_like(g, float("nan"))
+        return torch.cat([nan, nan], dim=1)
+
+
+class NanTissue(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g = x[:, 1:2]
+        tumor = torch.where(g < 0.5, torch.full_like(g, float("nan")), 1.0 - 2.0 * g)
+        return torch.cat([torch.zeros_like(g), tumor], dim=1)
+
+
+def write(folder: str, classes: list, module: nn.Module = GreenThreshold()) -> None:
     os.makedirs(folder, exist_ok=True)
-    torch.jit.script(GreenThreshold()).save(os.path.join(folder, "model.pt"))
+    torch.jit.script(module).save(os.path.join(folder, "model.pt"))
     manifest = {
         "name": "green-threshold",
         "description": "test fixture: class 1 where green < 128",
@@ -42,4 +60,6 @@ def write(folder: str, classes: list) -> None:
 here = os.path.dirname(os.path.abspath(__file__))
 write(os.path.join(here, "green-threshold"), ["background", "tumor"])
 write(os.path.join(here, "wrong-classes"), ["background", "tumor", "necrosis"])
+write(os.path.join(here, "nan-all"), ["background", "tumor"], NanAll())
+write(os.path.join(here, "nan-tissue"), ["background", "tumor"], NanTissue())
 print("wrote", here)
