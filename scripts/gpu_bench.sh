@@ -19,7 +19,8 @@ mkdir -p "$WORK" "$OUTDIR"
 BIN=${WSISEG_BIN:-.dev/wsiseg}
 nvidia-smi -L
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site \
-    .dev/segmentation_models_pytorch-*.whl .dev/openslide_python-*.whl .dev/openslide_bin-*.whl &&
+    .dev/segmentation_models_pytorch-*.whl .dev/openslide_python-*.whl .dev/openslide_bin-*.whl \
+    $(python3 -c "import PIL" 2>/dev/null || echo .dev/pillow-*.whl) &&
     export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 torch_lib=$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
 rm -rf /tmp/openslide-bin && python3 -m zipfile -e .dev/openslide_bin-*.whl /tmp/openslide-bin

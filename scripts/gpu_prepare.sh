@@ -44,10 +44,10 @@ pwd > .dev/tests/ROOT
 cat .dev/tests/MANIFEST >&2
 
 echo "== wheels" >&2
-for wheel in openslide-bin==4.0.1.2 segmentation-models-pytorch==0.6.0 openslide-python==1.4.7; do
+for wheel in openslide-bin==4.0.1.2 segmentation-models-pytorch==0.6.0 openslide-python==1.4.7 pillow==13.0.0; do
     name=${wheel%%==*}
     ls .dev/"${name//-/_}"-*.whl >/dev/null 2>&1 ||
         python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
-            --platform manylinux_2_28_x86_64 --platform any -d .dev "$wheel"
+            --platform manylinux_2_28_x86_64 --platform manylinux1_x86_64 --platform any -d .dev "$wheel"
 done
 du -sh .dev >&2

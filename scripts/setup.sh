@@ -69,7 +69,8 @@ if ! has_torch; then
 else
     echo "reusing torch $TORCH_VERSION" >&2
 fi
-# numpy and OpenSlide's Python binding are for scripts/train_model.py.
+# numpy and OpenSlide's Python binding (with Pillow) are for scripts/train_model.py
+# and scripts/compare_pytorch.py.
 "$VENV/bin/python" -c "import numpy, openslide" 2>/dev/null ||
     "$VENV/bin/pip" install --quiet --disable-pip-version-check numpy openslide-python openslide-bin
 torch_dir=$("$VENV/bin/python" -c 'import os, torch; print(os.path.dirname(torch.__file__))' 2>/dev/null)
