@@ -10,7 +10,6 @@ use anyhow::{Context, Result};
 use serde_json::{json, Value};
 use wsiseg_engine::{
     describe_devices, EngineBuilder, Format, Precision, Request, RunControl, SlideOutcome,
-    DEFAULT_CPU_BATCH, DEFAULT_CUDA_BATCH,
 };
 use wsiseg_infer::{locate, Manifest, Segmenter};
 use wsiseg_slide::{JpegTiles, Reader, Rect, Slide, TilePlan, WorkingLevel};
@@ -176,11 +175,7 @@ fn setup(args: &BenchArgs) -> Result<(Setup, Manifest)> {
     let manifest = Manifest::read(&locate(&args.model)?.1)?;
     let setup = Setup {
         precision: args.precision.unwrap_or(Precision::default_for(device)),
-        batch: args.batch.unwrap_or(if device.is_cuda() {
-            DEFAULT_CUDA_BATCH
-        } else {
-            DEFAULT_CPU_BATCH
-        }),
+        batch: args.batch.unwrap_or(wsiseg_engine::default_batch(device)),
         readers: args.readers.unwrap_or_else(wsiseg_engine::default_readers),
         tile: manifest.tile,
         devices,

@@ -17,6 +17,16 @@ pub const DEFAULT_CUDA_BATCH: usize = 32;
 /// Tiles per model call on the CPU when none is given.
 pub const DEFAULT_CPU_BATCH: usize = 8;
 
+/// Tiles per model call when none is given: [`DEFAULT_CUDA_BATCH`] on
+/// CUDA, [`DEFAULT_CPU_BATCH`] on the CPU.
+pub fn default_batch(device: Device) -> usize {
+    if device.is_cuda() {
+        DEFAULT_CUDA_BATCH
+    } else {
+        DEFAULT_CPU_BATCH
+    }
+}
+
 /// Reader threads when none is given: all cores but two (one drives the
 /// model, one stitches and writes), at least 2 and at most 24 (more only
 /// wait on the bounded queue: 24 decode several GP/s).
@@ -83,11 +93,7 @@ impl EngineBuilder {
             problem: "no device to run the model on".into(),
         })?;
         let precision = self.precision.unwrap_or(Precision::default_for(first));
-        let batch = self.batch.unwrap_or(if first.is_cuda() {
-            DEFAULT_CUDA_BATCH
-        } else {
-            DEFAULT_CPU_BATCH
-        });
+        let batch = self.batch.unwrap_or(default_batch(first));
         if batch == 0 {
             return Err(setting(Setting::Batch, 0, "must be at least 1"));
         }

@@ -49,9 +49,9 @@ mod summary;
 
 pub use control::{Progress, RunControl};
 pub use engine::{
-    default_readers, describe_devices, resolution, resolve_devices, Engine, EngineBuilder,
-    MaskSize, MaskValues, Request, SlidePlan, Tissue, TissuePolicy, DEFAULT_CPU_BATCH,
-    DEFAULT_CUDA_BATCH,
+    default_batch, default_readers, describe_devices, resolution, resolve_devices, Engine,
+    EngineBuilder, MaskSize, MaskValues, Request, SlidePlan, Tissue, TissuePolicy,
+    DEFAULT_CPU_BATCH, DEFAULT_CUDA_BATCH,
 };
 pub use error::{EngineError, Setting};
 pub use lock::SlideLock;

@@ -19,7 +19,7 @@
 //! blocks keeps wsiseg's buffers off glibc's heap and leaves the model alone.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Rust allocations of at least this many bytes are mapped directly.
 const LARGE: usize = 4 << 20;
@@ -27,23 +27,24 @@ const LARGE: usize = 4 << 20;
 /// Page size assumed for alignment (mmap returns page-aligned memory).
 const PAGE: usize = 4096;
 
-/// Bytes Rust holds now, and the most it has held.
+/// Bytes Rust holds now, and the most it has held (0 until something is
+/// allocated through [`TrackedAlloc`]).
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 static PEAK: AtomicUsize = AtomicUsize::new(0);
-/// Whether this process allocates through [`TrackedAlloc`].
-static INSTALLED: AtomicBool = AtomicBool::new(false);
 
 /// The most memory wsiseg's own (Rust) allocations have held at once in
 /// this process, in MiB; `None` when the binary does not use [`TrackedAlloc`].
 pub fn rust_peak_mib() -> Option<f64> {
-    INSTALLED
-        .load(Ordering::Relaxed)
-        .then(|| PEAK.load(Ordering::Relaxed) as f64 / f64::from(1 << 20))
+    let peak = PEAK.load(Ordering::Relaxed);
+    (peak > 0).then(|| peak as f64 / f64::from(1 << 20))
 }
 
 fn grew(bytes: usize) {
     let now = LIVE.fetch_add(bytes, Ordering::Relaxed) + bytes;
-    PEAK.fetch_max(now, Ordering::Relaxed);
+    // Most allocations set no new peak: only those write the shared peak.
+    if now > PEAK.load(Ordering::Relaxed) {
+        PEAK.fetch_max(now, Ordering::Relaxed);
+    }
 }
 
 fn shrank(bytes: usize) {
@@ -118,7 +119,6 @@ fn map(size: usize) -> *mut u8 {
 // as the block was allocated (or last reallocated) with.
 unsafe impl GlobalAlloc for TrackedAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        INSTALLED.store(true, Ordering::Relaxed);
         // SAFETY: forwarded with the caller's guarantees.
         let p = unsafe { Self::raw_alloc(layout, false) };
         if !p.is_null() {
@@ -128,7 +128,6 @@ unsafe impl GlobalAlloc for TrackedAlloc {
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        INSTALLED.store(true, Ordering::Relaxed);
         // SAFETY: forwarded with the caller's guarantees.
         let p = unsafe { Self::raw_alloc(layout, true) };
         if !p.is_null() {
