@@ -5,7 +5,9 @@
 #   scripts/setup.sh --no-demo  install and build only
 #
 # 1. apt packages: OpenSlide (libopenslide-dev), pkg-config, libclang-dev
-#    (bindgen), a C++ compiler, python3-venv. Uses sudo when not root.
+#    (bindgen), a C++ compiler, python3-venv, and tcmalloc's static library
+#    (libgoogle-perftools-dev: linked into the binary as its malloc, which
+#    makes the model 1.4x faster on the CPU). Uses sudo when not root.
 # 2. PyTorch 2.11.0 from PyPI (for libtorch) into a virtual environment
 #    outside the repository: $WSISEG_VENV, default ~/.cache/wsiseg/venv.
 #    Reused when it already has torch 2.11.0.
@@ -24,7 +26,7 @@ DEMO=1
 for arg in "$@"; do
     case $arg in
         --no-demo) DEMO=0 ;;
-        -h | --help) sed -n '2,16p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,19p' "$0"; exit 0 ;;
         *) echo "setup.sh: unknown option $arg (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -32,7 +34,7 @@ done
 step() { printf '\n==> %s\n' "$*" >&2; }
 
 step "system packages"
-packages=(libopenslide-dev pkg-config libclang-dev clang g++ python3 python3-venv)
+packages=(libopenslide-dev pkg-config libclang-dev clang g++ python3 python3-venv libgoogle-perftools-dev)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -329,6 +329,11 @@ fn peak_memory_stays_flat_as_the_slide_grows() {
         assert!(report["tiles"]["run"].as_u64().unwrap() > 0);
         let formats = report["parameters"]["formats"].as_array().unwrap().len();
         assert_eq!(formats, 5, "the default outputs");
+        let malloc = report["malloc"].as_str().unwrap();
+        assert!(
+            malloc.starts_with("tcmalloc"),
+            "the binary runs on {malloc}, not tcmalloc: install libgoogle-perftools-dev (scripts/setup.sh) and rebuild"
+        );
         let peak = |key: &str| report[key].as_f64().expect(key);
         peaks.push((peak("peak_rss_mib"), peak("peak_rust_heap_mib")));
     }

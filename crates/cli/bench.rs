@@ -155,6 +155,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         "peak_rust_heap_mib".into(),
         json!(wsiseg_engine::memory::rust_peak_mib()),
     );
+    figures.insert("malloc".into(), json!(wsiseg_engine::memory::malloc_name()));
 
     let figures = Value::Object(figures);
     if args.json {
@@ -619,6 +620,7 @@ fn pipeline_lines(f: &Value) -> Vec<(&'static str, String)> {
                 num(f, "peak_rust_heap_mib")
             ),
         ),
+        ("malloc", f["malloc"].as_str().unwrap_or("?").to_string()),
     ]
 }
 

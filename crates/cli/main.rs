@@ -19,11 +19,39 @@ use tracing_subscriber::EnvFilter;
 use args::{Cli, Command};
 
 /// wsiseg's own allocations counted, its large buffers on their own
-/// mappings; libtorch's left to glibc (see `wsiseg_engine::memory`).
+/// mappings; the rest, and libtorch's, on malloc — tcmalloc, linked
+/// statically by crates/cli/build.rs (see `wsiseg_engine::memory`).
 #[global_allocator]
 static ALLOCATOR: wsiseg_engine::memory::TrackedAlloc = wsiseg_engine::memory::TrackedAlloc;
 
+#[cfg(wsiseg_tcmalloc)]
+unsafe extern "C" {
+    /// gperftools' version: "gperftools MAJOR.MINOR".
+    fn tc_version(
+        major: *mut std::ffi::c_int,
+        minor: *mut std::ffi::c_int,
+        patch: *mut *const std::ffi::c_char,
+    ) -> *const std::ffi::c_char;
+}
+
+/// Names the malloc linked in, for reports and `wsiseg bench`.
+fn name_malloc() {
+    #[cfg(wsiseg_tcmalloc)]
+    {
+        let (mut major, mut minor, mut patch) = (0, 0, std::ptr::null());
+        // SAFETY: tc_version writes the three out-parameters and returns a
+        // static NUL-terminated string.
+        let version =
+            unsafe { std::ffi::CStr::from_ptr(tc_version(&mut major, &mut minor, &mut patch)) };
+        wsiseg_engine::memory::set_malloc_name(format!(
+            "tcmalloc ({}, static)",
+            version.to_string_lossy()
+        ));
+    }
+}
+
 fn main() -> ExitCode {
+    name_malloc();
     let cli = Cli::parse();
     init_logging(&cli);
     let result = match &cli.command {

@@ -1,25 +1,29 @@
 //! Memory: wsiseg's own allocations, counted, with large buffers on their
-//! own mappings; libtorch's tensors left to glibc's malloc.
+//! own mappings; libtorch's tensors left to the process's malloc.
 //!
 //! [`TrackedAlloc`] is a global allocator for a binary (`#[global_allocator]`):
 //! Rust allocations of 4 MiB and more (bands of mask rows as wide as the
 //! level, thumbnails, the label copy GeoJSON is traced from) get their own
 //! memory mappings, returned to the system when freed; smaller ones go to
-//! glibc's malloc. libtorch allocates with malloc directly and is untouched.
+//! malloc. libtorch allocates with malloc directly and is untouched.
 //! It also counts the bytes Rust holds, so that reports can give wsiseg's own
 //! peak ([`rust_peak_mib`]) beside the process's (which includes libtorch's
-//! heap, whose size varies by tens of MiB from run to run).
+//! heap).
 //!
-//! Why not a malloc setting: glibc serves a freed large block from its heap
-//! afterwards and raises its mmap threshold to that block's size, so buffers
-//! that grow with the slide's width fragment the heap. A process-wide
-//! `mallopt(M_MMAP_THRESHOLD, 4 MiB)` kept memory flat but also put
-//! libtorch's activations on fresh mappings every batch, which cost the model
-//! 16–20% of its speed on the CPU (issue 11). Mapping only Rust's large
-//! blocks keeps wsiseg's buffers off glibc's heap and leaves the model alone.
+//! Which malloc: the `wsiseg` binary links tcmalloc statically and names it
+//! with [`set_malloc_name`] (see crates/cli/build.rs). glibc's malloc serves
+//! blocks of 32 MiB and more — a batch's largest activations — from fresh mappings and
+//! unmaps them when freed, so every batch page-faults its working set again;
+//! a process-wide `mallopt(M_MMAP_THRESHOLD, 4 MiB)` did the same down to
+//! 4 MiB and cost the model 16–20% (issue 11). tcmalloc keeps freed pages for
+//! the next batch: the model's working set stays resident (a constant, not a
+//! function of the slide's size) and the run spends no time in page faults.
+//! Mapping Rust's large blocks keeps wsiseg's width-sized buffers out of
+//! either heap.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
 
 /// Rust allocations of at least this many bytes are mapped directly.
 const LARGE: usize = 4 << 20;
@@ -37,6 +41,21 @@ static PEAK: AtomicUsize = AtomicUsize::new(0);
 pub fn rust_peak_mib() -> Option<f64> {
     let peak = PEAK.load(Ordering::Relaxed);
     (peak > 0).then(|| peak as f64 / f64::from(1 << 20))
+}
+
+/// The malloc this process runs on, as the binary named it.
+static MALLOC: OnceLock<String> = OnceLock::new();
+
+/// Records which malloc the binary links (e.g. "tcmalloc (gperftools 2.10,
+/// static)"), for reports and `wsiseg bench`; the first call wins.
+pub fn set_malloc_name(name: impl Into<String>) {
+    let _ = MALLOC.set(name.into());
+}
+
+/// The malloc this process runs on: what the binary recorded with
+/// [`set_malloc_name`], else the C library's ("glibc").
+pub fn malloc_name() -> &'static str {
+    MALLOC.get().map_or("glibc", String::as_str)
 }
 
 fn grew(bytes: usize) {
@@ -113,7 +132,7 @@ fn map(size: usize) -> *mut u8 {
     }
 }
 
-// SAFETY: every block is either glibc's (small, or over-aligned) or a
+// SAFETY: every block is either malloc's (small, or over-aligned) or a
 // mapping of exactly `layout.size()` bytes; which one is decided by the
 // layout alone, and Rust passes the same layout to `dealloc` and `realloc`
 // as the block was allocated (or last reallocated) with.

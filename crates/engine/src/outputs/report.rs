@@ -137,6 +137,8 @@ fn to_json(r: &SlideResult, outputs: &[PathBuf]) -> Value {
         "peak_rss_mib": peak_rss_mib(),
         // Of which wsiseg's own buffers (not libtorch's), when the binary counts them.
         "peak_rust_heap_mib": crate::memory::rust_peak_mib(),
+        // The malloc libtorch's tensors live on (its speed and resident size).
+        "malloc": crate::memory::malloc_name(),
         "outputs": outputs.iter().map(|p| absolute(p)).collect::<Vec<_>>(),
     })
 }
