@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use wsiseg_engine::Precision;
+use wsiseg_engine::{Precision, Tta};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -36,6 +36,44 @@ pub enum Command {
     Eval(EvalArgs),
     /// Measure each stage (decode, read, model, stitch, write) and the whole pipeline.
     Bench(BenchArgs),
+    /// Work with models: `wsiseg model check MODEL…`.
+    #[command(subcommand)]
+    Model(ModelCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// Load each model, dry-run it and say how wsiseg will run it: input,
+    /// output, activation, classes, decision rule, mpp, speed, and how far
+    /// f16/bf16 stray from f32. Exits non-zero if any model does not match
+    /// its manifest.
+    Check(ModelCheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ModelCheckArgs {
+    /// Model folders or .pt files.
+    #[arg(required = true)]
+    pub models: Vec<PathBuf>,
+    #[command(flatten)]
+    pub run: ModelRunArgs,
+    /// Binary models: the decision threshold to check (as `segment --threshold`).
+    #[arg(long, value_parser = parse_threshold)]
+    pub threshold: Option<f64>,
+}
+
+/// Where and how a measured model runs (`bench`, `model check`).
+#[derive(Debug, Args)]
+pub struct ModelRunArgs {
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// f32, f16 or bf16 [default: f16 on CUDA, f32 on the CPU].
+    #[arg(long)]
+    pub precision: Option<Precision>,
+    /// Tiles per model call [default: 32 on CUDA, 8 on the CPU].
+    #[arg(long)]
+    pub batch: Option<usize>,
 }
 
 #[derive(Debug, Args)]
@@ -48,15 +86,8 @@ pub struct BenchArgs {
     /// Size of the synthetic slide when no slide is given.
     #[arg(long, default_value = "16384x16384", value_parser = parse_size)]
     pub size: (u32, u32),
-    /// auto, cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto")]
-    pub device: String,
-    /// f32, f16 or bf16 [default: f16 on CUDA, f32 on the CPU].
-    #[arg(long)]
-    pub precision: Option<Precision>,
-    /// Tiles per model call [default: 32 on CUDA, 8 on the CPU].
-    #[arg(long)]
-    pub batch: Option<usize>,
+    #[command(flatten)]
+    pub run: ModelRunArgs,
     /// Threads reading and decoding tiles [default: all cores but two, 2 to 24].
     #[arg(long)]
     pub readers: Option<usize>,
@@ -145,14 +176,41 @@ fn parse_size(s: &str) -> Result<(u32, u32), String> {
     ))
 }
 
+fn parse_weight(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(w) if w.is_finite() && w > 0.0 => Ok(w),
+        _ => Err(format!("'{s}' is not a positive number")),
+    }
+}
+
+fn parse_threshold(s: &str) -> Result<f64, String> {
+    let t: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number"))?;
+    wsiseg_infer::check_threshold(t)?;
+    Ok(t)
+}
+
 #[derive(Debug, Args)]
 pub struct SegmentArgs {
     /// A slide file, or a folder whose slides (by extension) are all segmented.
     pub input: PathBuf,
     /// Model: a folder with model.pt and manifest.json (e.g. models/unet),
-    /// or a TorchScript .pt file with a .json manifest beside it.
-    #[arg(short, long)]
-    pub model: PathBuf,
+    /// or a TorchScript .pt file with a .json manifest beside it. Give it
+    /// more than once for an ensemble: the models' class probabilities are
+    /// averaged (see --weights).
+    #[arg(short, long, required = true)]
+    pub model: Vec<PathBuf>,
+    /// An ensemble's weights, one per --model in order, comma-separated
+    /// (e.g. 0.6,0.4) [default: equal].
+    #[arg(long, value_delimiter = ',', value_parser = parse_weight)]
+    pub weights: Option<Vec<f64>>,
+    /// Test-time augmentation: none, flips (2 passes: as is and mirrored) or
+    /// dihedral (8: every rotation, each also mirrored); probabilities are
+    /// averaged after undoing each transform.
+    #[arg(long, default_value = "none")]
+    pub tta: Tta,
     /// Output folder (created if missing); masks are written as NAME.mask.png.
     #[arg(short, long)]
     pub out: PathBuf,
@@ -182,6 +240,10 @@ pub struct SegmentArgs {
     /// f32, f16 or bf16 [default: f16 on CUDA, f32 on the CPU].
     #[arg(long)]
     pub precision: Option<Precision>,
+    /// Binary models: a pixel is tumor when P(tumor) > THRESHOLD, between 0
+    /// and 1 [default: the model's manifest, else the most likely class].
+    #[arg(long, value_parser = parse_threshold)]
+    pub threshold: Option<f64>,
     /// Run every tile, glass included (by default only tiles with tissue are
     /// run, found by Otsu's threshold on the thumbnail's saturation; the others are background).
     #[arg(long)]

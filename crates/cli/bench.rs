@@ -169,14 +169,17 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 /// Devices, precision, batch, readers and tile, defaults resolved.
 fn setup(args: &BenchArgs) -> Result<(Setup, Manifest)> {
     let devices =
-        wsiseg_engine::resolve_devices(&args.device).map_err(crate::errors::flag_context)?;
+        wsiseg_engine::resolve_devices(&args.run.device).map_err(crate::errors::flag_context)?;
     let device = devices[0];
     // The model is loaded after the read figures: libtorch's worker threads
     // must not share the cores while decoding is timed.
     let manifest = Manifest::read(&locate(&args.model)?.1)?;
     let setup = Setup {
-        precision: args.precision.unwrap_or(Precision::default_for(device)),
-        batch: args.batch.unwrap_or(wsiseg_engine::default_batch(device)),
+        precision: args.run.precision.unwrap_or(Precision::default_for(device)),
+        batch: args
+            .run
+            .batch
+            .unwrap_or(wsiseg_engine::default_batch(device)),
         readers: args.readers.unwrap_or_else(wsiseg_engine::default_readers),
         tile: manifest.tile,
         devices,

@@ -61,6 +61,9 @@ fn infer_flag(e: &InferError) -> Option<String> {
         InferError::CudaIndex { .. } | InferError::DeviceSyntax { .. } => {
             Some(format!("--device {e}"))
         }
+        InferError::Threshold { path, problem } => {
+            Some(format!("--threshold {problem} ({})", path.display()))
+        }
         InferError::NonFinite { precision, .. } if *precision != Precision::F32 => {
             Some(format!("{e}; try --precision f32 or --precision bf16"))
         }

@@ -5,6 +5,7 @@ mod bench;
 mod errors;
 mod eval;
 mod info;
+mod model;
 mod segment;
 mod signals;
 mod synth;
@@ -59,6 +60,13 @@ fn main() -> ExitCode {
         Command::Synth(args) => synth::run(args).map(|()| ExitCode::SUCCESS),
         Command::Eval(args) => eval::run(args).map(|()| ExitCode::SUCCESS),
         Command::Bench(args) => bench::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Model(args::ModelCommand::Check(args)) => model::run(args).map(|ok| {
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }),
         Command::Segment(args) => {
             signals::install();
             segment::run(args).map(|s| {

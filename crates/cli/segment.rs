@@ -145,9 +145,21 @@ fn segment_one(
 fn build_engine(args: &SegmentArgs) -> Result<Engine> {
     let devices =
         wsiseg_engine::resolve_devices(&args.device).map_err(crate::errors::flag_context)?;
-    let engine = EngineBuilder::new(&args.model)
+    let weights = match &args.weights {
+        None => vec![1.0; args.model.len()],
+        Some(w) if w.len() == args.model.len() => w.clone(),
+        Some(w) => anyhow::bail!(
+            "--weights gives {} weight(s) for {} model(s): give one per --model, in order",
+            w.len(),
+            args.model.len()
+        ),
+    };
+    let engine = EngineBuilder::new(&args.model[0])
+        .models(args.model.iter().cloned().zip(weights).collect())
+        .tta(args.tta)
         .devices(devices)
         .precision(args.precision)
+        .threshold(args.threshold)
         .batch(args.batch)
         .readers(args.readers)
         .build()
@@ -171,15 +183,35 @@ fn log_runtime(engine: &Engine) {
     );
     let m = engine.manifest();
     tracing::info!(
-        "model {} ({}): {} px tiles, {} classes, {}",
+        "model {} ({}): {} px tiles, {} classes, {}, {:?} output, decision {}",
         m.name,
         engine.model_path().display(),
         m.tile,
         m.classes.len(),
         m.mpp
             .map(|x| format!("{x} µm/px"))
-            .unwrap_or_else(|| "any resolution".into())
+            .unwrap_or_else(|| "any resolution".into()),
+        m.activation(),
+        engine.decision()
     );
+    if engine.members().len() > 1 {
+        for member in engine.members() {
+            tracing::info!(
+                "ensemble member {} ({}), weight {}, SHA-256 {}…",
+                member.name,
+                member.path.display(),
+                member.weight,
+                &member.sha256[..12]
+            );
+        }
+    }
+    if engine.tta() != wsiseg_engine::Tta::None {
+        tracing::info!(
+            "test-time augmentation: {} ({} passes per batch)",
+            engine.tta(),
+            engine.tta().passes()
+        );
+    }
 }
 
 fn log_done(path: &Path, stats: &wsiseg_engine::RunStats, tumor: f64, files: &[PathBuf]) {

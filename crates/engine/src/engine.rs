@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use sha2::{Digest, Sha256};
-use wsiseg_infer::{Device, DeviceChoice, Manifest, Precision, Segmenter};
+use wsiseg_infer::{Device, DeviceChoice, Manifest, Precision, Segmenter, Tta};
 use wsiseg_slide::{Reader, Resolution, RgbImage, Size, Slide, TilePlan, WorkingLevel};
 
 use crate::outputs::{Format, OVERVIEW_SIDE};
@@ -40,11 +40,14 @@ pub fn default_readers() -> usize {
 /// Builds an [`Engine`]: `EngineBuilder::new(model).devices(..).build()`.
 #[derive(Debug, Clone)]
 pub struct EngineBuilder {
-    model: PathBuf,
+    /// The models and their weights (one, or an ensemble).
+    models: Vec<(PathBuf, f64)>,
+    tta: Tta,
     devices: Vec<Device>,
     precision: Option<Precision>,
     batch: Option<usize>,
     readers: Option<usize>,
+    threshold: Option<f64>,
 }
 
 impl EngineBuilder {
@@ -53,11 +56,13 @@ impl EngineBuilder {
     /// unless [`Self::devices`] says otherwise.
     pub fn new(model: impl AsRef<Path>) -> Self {
         Self {
-            model: model.as_ref().to_path_buf(),
+            models: vec![(model.as_ref().to_path_buf(), 1.0)],
+            tta: Tta::None,
             devices: vec![Device::Cpu],
             precision: None,
             batch: None,
             readers: None,
+            threshold: None,
         }
     }
 
@@ -85,6 +90,26 @@ impl EngineBuilder {
         self
     }
 
+    /// An ensemble instead of the one model: their class probabilities are
+    /// averaged with these weights (see [`Segmenter::load_ensemble`]).
+    pub fn models(mut self, models: Vec<(PathBuf, f64)>) -> Self {
+        self.models = models;
+        self
+    }
+
+    /// Test-time augmentation [default: none].
+    pub fn tta(mut self, tta: Tta) -> Self {
+        self.tta = tta;
+        self
+    }
+
+    /// Binary models: a pixel is tumor when P(tumor) > `threshold`
+    /// [default: the manifest's `threshold`, else the arg-max].
+    pub fn threshold(mut self, threshold: Option<f64>) -> Self {
+        self.threshold = threshold;
+        self
+    }
+
     /// Loads the model on every device (and warms it up on CUDA).
     pub fn build(self) -> Result<Engine, EngineError> {
         let first = *self.devices.first().ok_or_else(|| EngineError::Setting {
@@ -104,18 +129,33 @@ impl EngineBuilder {
         let workers = self
             .devices
             .iter()
-            .map(|&d| Segmenter::load(&self.model, d, precision))
+            .map(|&d| {
+                let mut segmenter = Segmenter::load_ensemble(&self.models, d, precision)?;
+                segmenter.set_threshold(self.threshold)?;
+                segmenter.set_tta(self.tta);
+                Ok::<_, wsiseg_infer::InferError>(segmenter)
+            })
             .collect::<Result<Vec<_>, _>>()?;
+        let (threshold, decision) = (workers[0].threshold(), workers[0].decision());
         let path = workers[0].path().to_path_buf();
         let manifest = workers[0].manifest().clone();
         let devices = workers.iter().map(Segmenter::device).collect();
+        let members = workers[0]
+            .members()
+            .map(|(path, manifest, weight)| {
+                Ok(Member {
+                    name: manifest.name.clone(),
+                    path: path.to_path_buf(),
+                    sha256: file_sha256(path)?,
+                    weight,
+                })
+            })
+            .collect::<Result<Vec<_>, EngineError>>()?;
         let workers = workers.into_iter().map(Mutex::new).collect();
-        let bytes = std::fs::read(&path).map_err(|e| EngineError::io(&path, "cannot read", e))?;
-        let sha256 = Sha256::digest(&bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let sha256 = members[0].sha256.clone();
         Ok(Engine {
+            members,
+            tta: self.tta,
             workers,
             manifest,
             model_path: path,
@@ -124,8 +164,32 @@ impl EngineBuilder {
             batch,
             readers,
             model_sha256: sha256,
+            threshold,
+            decision,
         })
     }
+}
+
+/// The SHA-256 of a file (a model), as lowercase hex.
+pub fn file_sha256(path: &Path) -> Result<String, EngineError> {
+    let bytes = std::fs::read(path).map_err(|e| EngineError::io(path, "cannot read", e))?;
+    Ok(Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// A model of the engine (one, or a member of an ensemble).
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// The manifest's name.
+    pub name: String,
+    /// The TorchScript file.
+    pub path: PathBuf,
+    /// Its SHA-256.
+    pub sha256: String,
+    /// Its weight in the ensemble's average (1 alone).
+    pub weight: f64,
 }
 
 pub(crate) fn setting(setting: Setting, value: impl ToString, problem: &str) -> EngineError {
@@ -148,6 +212,10 @@ pub struct Engine {
     pub(crate) batch: usize,
     pub(crate) readers: usize,
     model_sha256: String,
+    threshold: Option<f64>,
+    decision: String,
+    members: Vec<Member>,
+    tta: Tta,
 }
 
 /// How the PNG mask stores classes.
@@ -303,6 +371,26 @@ impl Engine {
     /// The precision the model runs in.
     pub fn precision(&self) -> Precision {
         self.precision
+    }
+
+    /// Every model: one, or the members of an ensemble, with SHA-256 and weight.
+    pub fn members(&self) -> &[Member] {
+        &self.members
+    }
+
+    /// The test-time augmentation in use.
+    pub fn tta(&self) -> Tta {
+        self.tta
+    }
+
+    /// The threshold on P(tumor) in use (binary models), if any.
+    pub fn threshold(&self) -> Option<f64> {
+        self.threshold
+    }
+
+    /// How each pixel's class is decided: "arg-max" or "P(tumor) > 0.3".
+    pub fn decision(&self) -> &str {
+        &self.decision
     }
 
     /// Tiles per model call, per worker.

@@ -49,8 +49,8 @@ mod summary;
 
 pub use control::{Progress, RunControl};
 pub use engine::{
-    default_batch, default_readers, describe_devices, resolution, resolve_devices, Engine,
-    EngineBuilder, MaskSize, MaskValues, Request, SlidePlan, Tissue, TissuePolicy,
+    default_batch, default_readers, describe_devices, file_sha256, resolution, resolve_devices,
+    Engine, EngineBuilder, MaskSize, MaskValues, Request, SlidePlan, Tissue, TissuePolicy,
     DEFAULT_CPU_BATCH, DEFAULT_CUDA_BATCH,
 };
 pub use error::{EngineError, Setting};
@@ -64,6 +64,6 @@ pub use pipeline::READ_CHUNK;
 pub use record::{Fingerprint, RecordedFile, RunRecord, SlideIdentity};
 pub use segment::{RunOutput, RunStats, SlideOutcome};
 pub use summary::{write_summary, SlideFigures, Status, SummaryEntry};
-pub use wsiseg_infer::{Device, DeviceChoice, Precision};
+pub use wsiseg_infer::{Device, DeviceChoice, Precision, Tta};
 pub use wsiseg_slide::Reader;
 pub use wsiseg_write::WriteLimit;

@@ -14,7 +14,7 @@ use crate::pipeline::{Job, PipelineStats};
 use crate::record::{unix_now, Fingerprint, RecordedFile, RunRecord, SlideIdentity};
 use crate::summary::SlideFigures;
 use crate::{
-    Engine, EngineError, MaskSize, MaskValues, Request, RunControl, SlidePlan, TissuePolicy,
+    Engine, EngineError, MaskSize, MaskValues, Request, RunControl, SlidePlan, TissuePolicy, Tta,
 };
 
 /// Per-stage times (seconds) and counts of one slide's run: what `bench`
@@ -236,7 +236,7 @@ impl Engine {
             TissuePolicy::Detect(t) => ("detect", t),
             TissuePolicy::All => ("all", None),
         };
-        let settings = [
+        let mut settings = vec![
             ("level", json!(request.level)),
             ("mpp", json!(request.mpp)),
             ("tile", json!(tile)),
@@ -249,6 +249,22 @@ impl Engine {
             ("mask_values", json!(mask_values(request.mask_values))),
             ("min_area", json!(request.min_area)),
         ];
+        // What else decides the labels, named only when not the default (so
+        // that records of earlier runs still match).
+        if let Some(t) = self.threshold() {
+            settings.push(("threshold", json!(t)));
+        }
+        if self.tta() != Tta::None {
+            settings.push(("tta", json!(self.tta().to_string())));
+        }
+        if self.members().len() > 1 {
+            let members: Vec<String> = self
+                .members()
+                .iter()
+                .map(|m| format!("{} × {}", m.sha256, m.weight))
+                .collect();
+            settings.push(("ensemble", json!(members)));
+        }
         Ok(Fingerprint {
             wsiseg_version: env!("CARGO_PKG_VERSION").to_string(),
             slide: SlideIdentity::of(slide)?,
@@ -351,6 +367,9 @@ impl Engine {
             "batch": self.batch,
             "device": self.device_names().join(","),
             "precision": self.precision().to_string(),
+            "threshold": self.threshold(),
+            "decision": self.decision(),
+            "tta": self.tta().to_string(),
             "readers": self.readers,
             "reader": reader_name(request.reader),
             "level": request.level,
@@ -373,6 +392,13 @@ impl Engine {
             "path": outputs::report::absolute(self.model_path()),
             "sha256": self.model_sha256(),
             "manifest": serde_json::to_value(self.manifest()).unwrap_or(Value::Null),
+            // Every model averaged (one when alone), with its weight.
+            "members": self.members().iter().map(|m| json!({
+                "name": m.name,
+                "path": outputs::report::absolute(&m.path),
+                "sha256": m.sha256,
+                "weight": m.weight,
+            })).collect::<Vec<_>>(),
         })
     }
 }

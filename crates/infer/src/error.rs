@@ -67,6 +67,32 @@ pub enum InferError {
         problem: String,
     },
 
+    /// A decision threshold that cannot apply (out of range, or the model is
+    /// not binary).
+    #[error("{}: threshold {problem}", path.display())]
+    Threshold {
+        /// The TorchScript file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+
+    /// A model that cannot join an ensemble.
+    #[error("{}: {problem}", path.display())]
+    Ensemble {
+        /// The model (its folder or file as given, or its TorchScript file).
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+
+    /// A `--tta` value that is not one of none, flips, dihedral.
+    #[error("'{given}' is not a test-time augmentation: use none, flips or dihedral")]
+    TtaSyntax {
+        /// What was given.
+        given: String,
+    },
+
     /// The model's forward pass failed.
     #[error("{}: the model failed on a {shape:?} batch: {}", path.display(), first_line(source))]
     Forward {

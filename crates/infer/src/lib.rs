@@ -25,12 +25,17 @@ mod cuda;
 mod device;
 mod error;
 mod manifest;
+mod member;
 mod model;
+mod tta;
 
 pub use cuda::gpu_name;
 pub use device::{
     cuda_device_count, cuda_support_linked, describe, Device, DeviceChoice, Precision,
 };
 pub use error::InferError;
-pub use manifest::{locate, Manifest, OutputKind};
+pub use manifest::{
+    check_threshold, locate, Activation, ChannelOrder, Manifest, OutputElement, OutputKind,
+};
 pub use model::{InFlight, Segmenter, Staging};
+pub use tta::Tta;

@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::InferError;
 
-/// Whether the model's output channels are logits (softmax is applied) or probabilities.
+/// What the model's output channels hold — the manifest's older field,
+/// kept so that existing manifests work: `"output": "logits"` is
+/// `"activation": "softmax"`, `"probabilities"` is `"none"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OutputKind {
@@ -16,8 +18,54 @@ pub enum OutputKind {
     Probabilities,
 }
 
-/// What a model expects and returns. Input: `N×3×tile×tile` float RGB in
-/// `[0, 1]`, normalized by `(x − mean) / std`. Output: `N×classes×tile×tile`.
+/// How the model's output becomes class probabilities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    /// Logits over C ≥ 2 channels, one per class: softmax across them.
+    Softmax,
+    /// One channel of logits: sigmoid gives P(tumor) (binary models trained
+    /// with BCE, e.g. segmentation-models-pytorch with `classes=1`).
+    Sigmoid,
+    /// The channels already hold probabilities, one per class.
+    None,
+}
+
+/// Which element of a tuple, list or dict output is the segmentation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum OutputElement {
+    /// Position in a tuple or list (0 first).
+    Index(usize),
+    /// Key of a dict (e.g. `"logits"`, `"out"`).
+    Key(String),
+}
+
+impl std::fmt::Display for OutputElement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OutputElement::Index(i) => write!(f, "{i}"),
+            OutputElement::Key(k) => write!(f, "{k:?}"),
+        }
+    }
+}
+
+/// The order of the input's colour channels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelOrder {
+    /// Red, green, blue (PIL, OpenSlide, torchvision).
+    #[default]
+    Rgb,
+    /// Blue, green, red (OpenCV's `imread`).
+    Bgr,
+}
+
+/// What a model expects and returns. Input: `N×3×tile×tile` float pixels,
+/// `[0, 1]` (or `[0, 255]` with `input_scale` 255), in `channel_order`,
+/// normalized by `(x − mean) / std`. Output (the tensor, or the
+/// `output_element` of a tuple/list/dict): `N×C×(tile/output_stride)²`,
+/// with C the number of classes (1 for `sigmoid`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
@@ -34,14 +82,41 @@ pub struct Manifest {
     /// Microns per pixel the model was trained at, when it matters.
     #[serde(default)]
     pub mpp: Option<f64>,
-    /// Per-channel mean subtracted from RGB in [0, 1].
+    /// Per-channel mean subtracted, in the input's scale and channel order.
     pub mean: [f32; 3],
-    /// Per-channel standard deviation divided by.
+    /// Per-channel standard deviation divided by (same scale and order).
     pub std: [f32; 3],
+    /// Pixel values fed to the model before normalization: 1 for `[0, 1]`
+    /// (the default), 255 for `[0, 255]`.
+    #[serde(default = "one_f32")]
+    pub input_scale: f32,
+    /// The input's channel order (default RGB).
+    #[serde(default)]
+    pub channel_order: ChannelOrder,
     /// Class names; index 0 is background, the mask stores the class index.
+    /// A `sigmoid` model may list its one class alone (`["tumor"]`):
+    /// background is then added in front.
     pub classes: Vec<String>,
-    /// What the output channels hold.
-    pub output: OutputKind,
+    /// The older way to say the activation (see [`OutputKind`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<OutputKind>,
+    /// How the output becomes probabilities (see [`Activation`]); may be
+    /// left out when `output` is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activation: Option<Activation>,
+    /// Which element of a tuple/list/dict output is the segmentation. Left
+    /// out: a tensor is used as is, the first element of a tuple or list,
+    /// and a dict's `"logits"` or `"out"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_element: Option<OutputElement>,
+    /// The output's side is the input's divided by this (SegFormer: 4); it
+    /// is upsampled on the device (bilinear, before the activation).
+    #[serde(default = "one")]
+    pub output_stride: u32,
+    /// Binary models: a pixel is tumor when P(tumor) > threshold (overridden
+    /// by `--threshold`). Left out: the arg-max (the same as 0.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
     /// Anything else the exporter recorded (training seeds, versions…).
     #[serde(default)]
     pub extra: serde_json::Map<String, serde_json::Value>,
@@ -49,6 +124,10 @@ pub struct Manifest {
 
 fn one() -> u32 {
     1
+}
+
+fn one_f32() -> f32 {
+    1.0
 }
 
 impl Manifest {
@@ -63,25 +142,74 @@ impl Manifest {
                 source,
             },
         })?;
-        let manifest: Manifest =
+        let mut manifest: Manifest =
             serde_json::from_str(&text).map_err(|source| InferError::ManifestSyntax {
                 path: path.to_path_buf(),
                 source,
             })?;
-        manifest.validate(path)?;
+        manifest.resolve(path)?;
         Ok(manifest)
     }
 
-    fn validate(&self, path: &Path) -> Result<(), InferError> {
+    /// How the output becomes probabilities (resolved by [`Self::read`]).
+    pub fn activation(&self) -> Activation {
+        match (self.activation, self.output) {
+            (Some(a), _) => a,
+            (None, Some(OutputKind::Probabilities)) => Activation::None,
+            (None, _) => Activation::Softmax,
+        }
+    }
+
+    /// Output channels the model returns: 1 for a sigmoid model, else one
+    /// per class.
+    pub fn output_channels(&self) -> usize {
+        match self.activation() {
+            Activation::Sigmoid => 1,
+            _ => self.classes.len(),
+        }
+    }
+
+    /// Fills what `output`/`activation` and a one-class sigmoid list imply,
+    /// then checks every field.
+    fn resolve(&mut self, path: &Path) -> Result<(), InferError> {
         let bad = |field, problem: &str| InferError::ManifestValue {
             path: path.to_path_buf(),
             field,
             problem: problem.to_string(),
         };
+        let implied = self.output.map(|o| match o {
+            OutputKind::Logits => Activation::Softmax,
+            OutputKind::Probabilities => Activation::None,
+        });
+        let activation = match (self.activation, implied) {
+            (None, None) => {
+                return Err(bad(
+                    "activation",
+                    "missing: say \"softmax\" (C ≥ 2 channels of logits), \"sigmoid\" (1 channel, P(tumor)) or \"none\" (probabilities)",
+                ))
+            }
+            (Some(a), Some(i)) if a != i => {
+                return Err(bad(
+                    "activation",
+                    "contradicts \"output\": give one of the two",
+                ))
+            }
+            (Some(a), _) | (None, Some(a)) => a,
+        };
+        self.activation = Some(activation);
+        if activation == Activation::Sigmoid && self.classes.len() == 1 {
+            self.classes.insert(0, "background".to_string());
+        }
+        if activation == Activation::Sigmoid && self.classes.len() != 2 {
+            return Err(bad(
+                "classes",
+                "a sigmoid model has one class besides background: list [\"background\", \"tumor\"] or [\"tumor\"]",
+            ));
+        }
         if self.classes.len() < 2 || self.classes.len() > 255 {
             return Err(bad(
                 "classes",
-                "must list 2 to 255 class names, background first",
+                "must list 2 to 255 class names, background first (a sigmoid model: its one class)",
             ));
         }
         if self.tile_multiple == 0 {
@@ -90,13 +218,43 @@ impl Manifest {
         if self.tile == 0 || !self.tile.is_multiple_of(self.tile_multiple) {
             return Err(bad("tile", "must be a positive multiple of tile_multiple"));
         }
+        if self.output_stride == 0 || !self.tile_multiple.is_multiple_of(self.output_stride) {
+            return Err(bad(
+                "output_stride",
+                "must be at least 1 and divide tile_multiple (every tile side must divide by it)",
+            ));
+        }
         if self.std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
             return Err(bad("std", "must be positive"));
+        }
+        if self.input_scale != 1.0 && self.input_scale != 255.0 {
+            return Err(bad(
+                "input_scale",
+                "must be 1 (pixels in [0, 1]) or 255 ([0, 255])",
+            ));
         }
         if self.mpp.is_some_and(|m| !(m.is_finite() && m > 0.0)) {
             return Err(bad("mpp", "must be positive"));
         }
+        if let Some(t) = self.threshold {
+            check_threshold(t).map_err(|problem| bad("threshold", &problem))?;
+            if self.classes.len() != 2 {
+                return Err(bad(
+                    "threshold",
+                    "applies to binary models only (background and one class); this one has more classes",
+                ));
+            }
+        }
         Ok(())
+    }
+}
+
+/// A decision threshold on P(tumor) must lie strictly between 0 and 1.
+pub fn check_threshold(t: f64) -> Result<(), String> {
+    if t.is_finite() && t > 0.0 && t < 1.0 {
+        Ok(())
+    } else {
+        Err(format!("{t} must lie strictly between 0 and 1"))
     }
 }
 

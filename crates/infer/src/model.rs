@@ -1,93 +1,133 @@
-//! A loaded model that turns batches of RGB tiles into label tiles.
+//! A loaded model (or an ensemble of models) that turns batches of RGB
+//! tiles into label tiles, with test-time augmentation if asked.
 
 use std::path::{Path, PathBuf};
 
-use tch::{CModule, Kind, Tensor};
+use tch::{Kind, Tensor};
 
-use crate::{manifest, Device, InferError, Manifest, OutputKind, Precision};
+use crate::manifest::Activation;
+use crate::member::Member;
+use crate::tta::{self, Tta};
+use crate::{manifest, Device, InferError, Manifest, Precision};
 
-/// A TorchScript segmentation model on one device, with its manifest.
+/// A TorchScript segmentation model on one device, with its manifest — or
+/// several (an ensemble) whose class probabilities are averaged on the
+/// device, with weights.
 pub struct Segmenter {
-    module: CModule,
-    manifest: Manifest,
-    path: PathBuf,
+    /// The first model's manifest is the ensemble's (classes, tile, mpp).
+    members: Vec<Member>,
     device: Device,
     precision: Precision,
-    mean: Tensor,
-    inv_std: Tensor,
+    /// Binary models: tumor where P(tumor) > this; `None`: the arg-max.
+    threshold: Option<f64>,
+    tta: Tta,
 }
 
 impl Segmenter {
     /// Loads the model `path` names (see [`manifest::locate`]) onto `device`
     /// and checks it against its manifest with one dry run.
     pub fn load(path: &Path, device: Device, precision: Precision) -> Result<Self, InferError> {
-        let (model_path, manifest_path) = manifest::locate(path)?;
-        let manifest = Manifest::read(&manifest_path)?;
-        let mut module = CModule::load_on_device(&model_path, device.tch()).map_err(|source| {
-            InferError::ModelLoad {
-                path: model_path.clone(),
-                source,
-            }
-        })?;
-        module.to(device.tch(), precision.kind(), false);
-        module.set_eval();
-        if device.is_cuda() {
-            tch::Cuda::cudnn_set_benchmark(true);
-        }
-        let per_channel = |v: [f32; 3]| {
-            Tensor::from_slice(&v)
-                .view([1, 3, 1, 1])
-                .to_device(device.tch())
-                .to_kind(precision.kind())
-        };
-        let segmenter = Self {
-            mean: per_channel(manifest.mean),
-            inv_std: per_channel(manifest.std.map(|s| 1.0 / s)),
-            module,
-            manifest,
-            path: model_path,
-            device,
-            precision,
-        };
-        segmenter.check_output_shape()?;
-        Ok(segmenter)
+        Self::load_ensemble(&[(path.to_path_buf(), 1.0)], device, precision)
     }
 
-    /// One tile of white through the model: the output must be `1×classes×tile×tile`.
-    fn check_output_shape(&self) -> Result<(), InferError> {
-        let t = self.manifest.tile as usize;
-        let white = vec![255u8; t * t * 3];
-        let out = self
-            .forward(&white, 1, self.manifest.tile)
-            .map_err(|e| match e {
-                InferError::Forward { path, source, .. } => InferError::ModelMismatch {
-                    path,
-                    problem: format!(
-                        "it fails on a 1×3×{t}×{t} input: {}",
-                        source.to_string().lines().next().unwrap_or_default()
-                    ),
-                },
-                other => other,
-            })?;
-        if !bool::try_from(out.isfinite().all()).unwrap_or(false) {
-            return Err(InferError::NonFinite {
-                path: self.path.clone(),
-                precision: self.precision,
-                tile: None,
+    /// Loads several models (with their weights) as one ensemble: each is
+    /// checked against its manifest, and all must agree on classes,
+    /// tile_multiple and mpp (they may differ in architecture, output form
+    /// and training tile). Probabilities are averaged with the weights.
+    pub fn load_ensemble(
+        models: &[(PathBuf, f64)],
+        device: Device,
+        precision: Precision,
+    ) -> Result<Self, InferError> {
+        assert!(!models.is_empty(), "an ensemble of no model");
+        let mut members: Vec<Member> = Vec::with_capacity(models.len());
+        for (path, weight) in models {
+            if !(weight.is_finite() && *weight > 0.0) {
+                return Err(InferError::Ensemble {
+                    path: path.clone(),
+                    problem: format!("weight {weight} must be a positive number"),
+                });
+            }
+            let member = Member::load(path, device, precision, *weight)?;
+            if let Some(first) = members.first() {
+                agree(first, &member)?;
+            }
+            members.push(member);
+        }
+        Ok(Self {
+            threshold: members[0].manifest.threshold,
+            members,
+            device,
+            precision,
+            tta: Tta::None,
+        })
+    }
+
+    /// What the module returns for one white tile, in words ("a tensor [1,
+    /// 2, 256, 256]", "a dict with keys …"), and the shape of the
+    /// segmentation in it before any upsampling (the first model's).
+    pub fn output_summary(&self) -> Result<(String, Vec<i64>), InferError> {
+        self.members[0].output_summary()
+    }
+
+    /// Sets test-time augmentation (default none).
+    pub fn set_tta(&mut self, tta: Tta) {
+        self.tta = tta;
+    }
+
+    /// The test-time augmentation in use.
+    pub fn tta(&self) -> Tta {
+        self.tta
+    }
+
+    /// Every model of the ensemble (one when alone): its file, manifest and weight.
+    pub fn members(&self) -> impl Iterator<Item = (&Path, &Manifest, f64)> {
+        self.members
+            .iter()
+            .map(|m| (m.path.as_path(), &m.manifest, m.weight))
+    }
+
+    /// Sets the decision threshold on P(tumor) (`--threshold`), overriding
+    /// the manifest's; `None` keeps the manifest's. Binary models only.
+    pub fn set_threshold(&mut self, threshold: Option<f64>) -> Result<(), InferError> {
+        let Some(t) = threshold else {
+            return Ok(());
+        };
+        let problem = if let Err(problem) = manifest::check_threshold(t) {
+            Some(problem)
+        } else if self.manifest().classes.len() != 2 {
+            Some(format!(
+                "{t} cannot apply: thresholds are for binary models, this one has {} classes ({})",
+                self.manifest().classes.len(),
+                self.manifest().classes.join(", ")
+            ))
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            return Err(InferError::Threshold {
+                path: self.path().to_path_buf(),
+                problem,
             });
         }
-        let expected = [1, self.manifest.classes.len() as i64, t as i64, t as i64];
-        if out.size() != expected {
-            return Err(InferError::ModelMismatch {
-                path: self.path.clone(),
-                problem: format!(
-                    "output shape {:?} for a 1×3×{t}×{t} input, the manifest implies {expected:?} ({} classes)",
-                    out.size(),
-                    self.manifest.classes.len()
-                ),
-            });
-        }
+        self.threshold = Some(t);
         Ok(())
+    }
+
+    /// The threshold on P(tumor) in use, if any (else the arg-max decides).
+    pub fn threshold(&self) -> Option<f64> {
+        self.threshold
+    }
+
+    /// How a pixel's class is decided, in words: "arg-max" or "P(tumor) > 0.3".
+    pub fn decision(&self) -> String {
+        let m = self.manifest();
+        let sigmoid = self.members.len() == 1 && m.activation() == Activation::Sigmoid;
+        match (self.threshold, sigmoid) {
+            (Some(t), _) => format!("P({}) > {t}", m.classes[1]),
+            (None, true) => format!("P({}) > 0.5", m.classes[1]),
+            (None, false) => "arg-max".to_string(),
+        }
     }
 
     /// Prepares the calling thread to drive this model: on CUDA, makes the
@@ -101,13 +141,13 @@ impl Segmenter {
         }
     }
 
-    /// The model's manifest.
+    /// The model's manifest (an ensemble's first model's).
     pub fn manifest(&self) -> &Manifest {
-        &self.manifest
+        &self.members[0].manifest
     }
-    /// The TorchScript file.
+    /// The TorchScript file (an ensemble's first model's).
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.members[0].path
     }
     /// The device it runs on.
     pub fn device(&self) -> Device {
@@ -118,50 +158,89 @@ impl Segmenter {
         self.precision
     }
 
-    /// Runs the model on `n` tiles of `tile × tile` RGB pixels packed as
-    /// `n×tile×tile×3` bytes, and returns the model's raw output (`n×C×tile×tile`).
-    fn forward(&self, tiles: &[u8], n: usize, tile: u32) -> Result<Tensor, InferError> {
-        assert_eq!(
-            tiles.len(),
-            n * (tile as usize).pow(2) * 3,
-            "batch buffer size"
-        );
-        let t = i64::from(tile);
-        let x = Tensor::from_slice(tiles)
-            .view([n as i64, t, t, 3])
-            .to_device(self.device.tch());
-        self.forward_bytes(x)
+    /// One model, no augmentation: labels (`n×h×w` bytes) and, when asked,
+    /// P(tumor) as floats, straight from the full-size output (the arg-max
+    /// of the logits, as before ensembles existed: the same bytes).
+    fn decide(&self, out: &Tensor, with_probability: bool) -> (Tensor, Option<Tensor>) {
+        let labels_of = |t: Tensor| t.to_kind(Kind::Uint8);
+        let member = &self.members[0];
+        match member.manifest.activation() {
+            Activation::Sigmoid => {
+                // P > t ⇔ logit > ln(t / (1 − t)): exact at 0.5 (logit 0),
+                // the same pixels a two-channel softmax's arg-max picks.
+                let z = out.select(1, 0);
+                let cut = self.threshold.map_or(0.0, |t| (t / (1.0 - t)).ln());
+                let p = with_probability.then(|| z.to_kind(Kind::Float).sigmoid());
+                (labels_of(z.gt(cut)), p)
+            }
+            _ => match self.threshold {
+                None => (
+                    labels_of(out.argmax(1, false)),
+                    with_probability.then(|| member.probabilities(out).select(1, 1)),
+                ),
+                Some(t) => {
+                    let p = member.probabilities(out).select(1, 1);
+                    (labels_of(p.gt(t)), with_probability.then_some(p))
+                }
+            },
+        }
     }
 
-    /// The model on `n×tile×tile×3` bytes already on the device: normalized
-    /// there (bytes travel, 4× less than f32), in the model's precision.
-    /// Permuting NHWC to NCHW gives exactly the channels-last layout.
-    fn forward_bytes(&self, x: Tensor) -> Result<Tensor, InferError> {
-        let _no_grad = tch::no_grad_guard();
-        let shape = {
-            let s = x.size();
-            vec![s[0], s[3], s[1], s[2]]
+    /// Labels and P(tumor) from averaged class probabilities (ensembles,
+    /// augmentation): the arg-max, or P(tumor) > threshold.
+    fn decide_averaged(&self, p: &Tensor, with_probability: bool) -> (Tensor, Option<Tensor>) {
+        let labels = match self.threshold {
+            None => p.argmax(1, false),
+            Some(t) => p.select(1, 1).gt(t),
         };
-        // One new tensor per batch (the conversion); the rest in place.
-        let mut x = x.permute([0, 3, 1, 2]).to_kind(self.precision.kind());
-        let _ = x
-            .g_div_scalar_(255.0)
-            .g_sub_(&self.mean)
-            .g_mul_(&self.inv_std);
-        self.module
-            .forward_ts(&[x])
-            .map_err(|source| InferError::Forward {
-                path: self.path.clone(),
-                shape,
-                source,
-            })
+        (
+            labels.to_kind(Kind::Uint8),
+            with_probability.then(|| p.select(1, 1)),
+        )
+    }
+
+    /// Whether a batch goes through the one-model path (no averaging).
+    fn single(&self) -> bool {
+        self.members.len() == 1 && self.tta == Tta::None
+    }
+
+    /// The batch (`n×tile×tile×3` bytes on the device) through every model
+    /// and augmentation: the weighted mean of the class probabilities
+    /// (`n×classes×tile×tile`, f32), and per model one flag per tile, 1
+    /// when every value of its raw outputs was finite.
+    fn averaged(&self, x: &Tensor) -> Result<(Tensor, Vec<Tensor>), InferError> {
+        let transforms = self.tta.transforms();
+        let total: f64 = self.members.iter().map(|m| m.weight).sum();
+        let mut sum: Option<Tensor> = None;
+        let mut flags = Vec::with_capacity(self.members.len());
+        for member in &self.members {
+            let (input, shape) = member.normalize(x.shallow_clone());
+            let share = member.weight / (total * transforms.len() as f64);
+            let mut finite: Option<Tensor> = None;
+            for &t in &transforms {
+                let out = member.run_module(tta::apply(&input, t), shape.clone())?;
+                let ok = finite_per_tile(&out);
+                finite = Some(match finite {
+                    Some(f) => f.logical_and(&ok),
+                    None => ok,
+                });
+                let p = tta::invert(&member.probabilities(&member.full_size(out)), t) * share;
+                sum = Some(match sum {
+                    Some(s) => s + p,
+                    None => p,
+                });
+            }
+            flags.push(finite.expect("at least one transform").to_kind(Kind::Uint8));
+        }
+        Ok((sum.expect("at least one model"), flags))
     }
 
     /// Model-only speed: seconds per forward pass of one batch of `n` tiles
     /// already on the device (the same layout and precision as [`Self::segment`]
-    /// feeds it), after `warmup` passes: the best of three timings of
-    /// `iterations` passes each; the device is synchronized before each
-    /// clock stops (scripts/compare_pytorch.py times PyTorch the same way).
+    /// feeds it; every model of an ensemble and every augmentation), after
+    /// `warmup` passes: the best of three timings of `iterations` passes
+    /// each; the device is synchronized before each clock stops
+    /// (scripts/compare_pytorch.py times PyTorch the same way).
     pub fn time_forward(
         &self,
         n: usize,
@@ -171,28 +250,33 @@ impl Segmenter {
     ) -> Result<f64, InferError> {
         let _no_grad = tch::no_grad_guard();
         let t = i64::from(tile);
-        let x = Tensor::rand([n as i64, t, t, 3], (Kind::Float, self.device.tch()))
-            .permute([0, 3, 1, 2])
-            .to_kind(self.precision.kind());
-        let x = (x - &self.mean) * &self.inv_std;
-        let pass = || {
-            self.module
-                .forward_ts(&[&x])
-                .map_err(|source| InferError::Forward {
-                    path: self.path.clone(),
-                    shape: vec![n as i64, 3, t, t],
-                    source,
-                })
+        let inputs: Vec<Tensor> = self
+            .members
+            .iter()
+            .map(|m| {
+                let x = Tensor::randint(256, [n as i64, t, t, 3], (Kind::Uint8, self.device.tch()));
+                m.normalize(x).0
+            })
+            .collect();
+        let transforms = self.tta.transforms();
+        let pass = || -> Result<(), InferError> {
+            for (member, x) in self.members.iter().zip(&inputs) {
+                for &tr in &transforms {
+                    let out = member.run_module(tta::apply(x, tr), vec![n as i64, 3, t, t])?;
+                    drop(member.full_size(out));
+                }
+            }
+            Ok(())
         };
         for _ in 0..warmup {
-            drop(pass()?);
+            pass()?;
         }
         let mut best = f64::MAX;
         for _ in 0..3 {
             self.synchronize();
             let start = std::time::Instant::now();
             for _ in 0..iterations.max(1) {
-                drop(pass()?);
+                pass()?;
             }
             self.synchronize();
             best = best.min(start.elapsed().as_secs_f64() / iterations.max(1) as f64);
@@ -292,25 +376,20 @@ impl Segmenter {
         } else {
             host
         };
-        let out = self.forward_bytes(x)?;
-        // One flag per tile: every output value finite (checked on arrival,
-        // a pass over the output, small beside the model).
-        let finite = out
-            .isfinite()
-            .flatten(1, -1)
-            .all_dim(1, false)
-            .to_kind(Kind::Uint8);
-        let classes = out.argmax(1, false).to_kind(Kind::Uint8);
-        let tumor = with_probability.then(|| {
-            let p = match self.manifest.output {
-                OutputKind::Logits => out.to_kind(Kind::Float).softmax(1, Kind::Float),
-                OutputKind::Probabilities => out.to_kind(Kind::Float),
-            };
-            (p.select(1, 1) * 255.0)
-                .round()
-                .clamp(0.0, 255.0)
-                .to_kind(Kind::Uint8)
-        });
+        // One flag per tile and model: every output value finite (checked
+        // on arrival, a pass over the output, small beside the model).
+        let (classes, tumor, finite) = if self.single() {
+            let member = &self.members[0];
+            let out = member.raw_output(x)?;
+            let finite = finite_per_tile(&out).to_kind(Kind::Uint8);
+            let (classes, tumor) = self.decide(&member.full_size(out), with_probability);
+            (classes, tumor, vec![finite])
+        } else {
+            let (p, finite) = self.averaged(&x)?;
+            let (classes, tumor) = self.decide_averaged(&p, with_probability);
+            (classes, tumor, finite)
+        };
+        let tumor = tumor.map(|p| (p * 255.0).round().clamp(0.0, 255.0).to_kind(Kind::Uint8));
         // Downloads into page-locked memory, asynchronous on CUDA; the event
         // marks their end, so waiting for it does not wait for later batches.
         let download = |t: Tensor| {
@@ -322,7 +401,7 @@ impl Segmenter {
         };
         let classes = download(classes);
         let tumor = tumor.map(download);
-        let finite = download(finite);
+        let finite = finite.into_iter().map(download).collect();
         let done = if cuda {
             crate::cuda::Event::record()
         } else {
@@ -345,9 +424,53 @@ impl Segmenter {
             numel,
             device: self.device,
             done,
-            model: (self.path.clone(), self.precision),
+            models: self.members.iter().map(|m| m.path.clone()).collect(),
+            precision: self.precision,
         })
     }
+}
+
+/// One flag per tile (bool): all of its values finite.
+fn finite_per_tile(out: &Tensor) -> Tensor {
+    out.isfinite().flatten(1, -1).all_dim(1, false)
+}
+
+/// The second model must agree with the first on what makes their
+/// probabilities comparable and their tiles the same.
+fn agree(first: &Member, other: &Member) -> Result<(), InferError> {
+    let (a, b) = (&first.manifest, &other.manifest);
+    let mismatch = |field: &'static str, theirs: String, ours: String| {
+        InferError::Ensemble {
+        path: other.path.clone(),
+        problem: format!(
+            "its {field} ({ours}) differ from the first model's ({theirs}): the models of an ensemble must agree on classes, tile_multiple and mpp"
+        ),
+    }
+    };
+    if a.classes != b.classes {
+        return Err(mismatch(
+            "classes",
+            a.classes.join(", "),
+            b.classes.join(", "),
+        ));
+    }
+    if a.tile_multiple != b.tile_multiple {
+        return Err(mismatch(
+            "tile_multiple",
+            a.tile_multiple.to_string(),
+            b.tile_multiple.to_string(),
+        ));
+    }
+    let same_mpp = match (a.mpp, b.mpp) {
+        (Some(x), Some(y)) => (x - y).abs() <= 1e-6 * x.max(y),
+        (None, None) => true,
+        _ => false,
+    };
+    if !same_mpp {
+        let show = |m: Option<f64>| m.map_or("not given".to_string(), |m| format!("{m} µm/px"));
+        return Err(mismatch("mpp", show(a.mpp), show(b.mpp)));
+    }
+    Ok(())
 }
 
 fn warn_no_context(i: usize) {
@@ -405,13 +528,14 @@ pub struct InFlight {
     staging: Staging,
     classes: Tensor,
     tumor: Option<Tensor>,
-    /// Per tile: 1 when all its outputs are finite.
-    finite: Tensor,
+    /// Per model, per tile: 1 when all its outputs are finite.
+    finite: Vec<Tensor>,
     numel: usize,
     device: Device,
     done: Option<crate::cuda::Event>,
-    /// The model file and precision, for errors.
-    model: (PathBuf, Precision),
+    /// The model files (in the order of `finite`) and precision, for errors.
+    models: Vec<PathBuf>,
+    precision: Precision,
 }
 
 impl InFlight {
@@ -436,16 +560,17 @@ impl InFlight {
                 tch::Cuda::synchronize(i as i64);
             }
         }
-        let tiles = self.finite.numel();
-        let mut finite = vec![0u8; tiles];
-        self.finite.copy_data(&mut finite, tiles);
-        if let Some(tile) = finite.iter().position(|&f| f == 0) {
-            let (path, precision) = self.model;
-            return Err(InferError::NonFinite {
-                path,
-                precision,
-                tile: Some(tile),
-            });
+        for (flags, path) in self.finite.iter().zip(&self.models) {
+            let tiles = flags.numel();
+            let mut finite = vec![0u8; tiles];
+            flags.copy_data(&mut finite, tiles);
+            if let Some(tile) = finite.iter().position(|&f| f == 0) {
+                return Err(InferError::NonFinite {
+                    path: path.clone(),
+                    precision: self.precision,
+                    tile: Some(tile),
+                });
+            }
         }
         let numel = self.numel;
         self.classes.copy_data(&mut labels[..numel], numel);

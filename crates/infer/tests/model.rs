@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use wsiseg_infer::{Device, InferError, Precision, Segmenter};
+use wsiseg_infer::{Device, InferError, Precision, Segmenter, Tta};
 
 fn data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -205,4 +205,294 @@ fn overlapped_batches_match_one_batch_at_a_time() {
         l[2 * px..].iter().all(|&v| v == 7),
         "only n tiles are written"
     );
+}
+
+/// The 64×64 tile make_models.py computes its references on:
+/// R = (4x + y) % 256, G = (4y + 3x) % 256, B = (x·y) % 256.
+fn gradient_tile() -> Vec<u8> {
+    let mut px = Vec::with_capacity(64 * 64 * 3);
+    for y in 0..64usize {
+        for x in 0..64usize {
+            px.extend_from_slice(&[
+                ((4 * x + y) % 256) as u8,
+                ((4 * y + 3 * x) % 256) as u8,
+                ((x * y) % 256) as u8,
+            ]);
+        }
+    }
+    px
+}
+
+/// Labels and P(tumor) × 255 of the gradient tile.
+fn on_gradient(model: &Segmenter) -> (Vec<u8>, Vec<u8>) {
+    let (mut labels, mut prob) = (vec![9u8; 64 * 64], vec![0u8; 64 * 64]);
+    model
+        .segment(&gradient_tile(), 1, 64, &mut labels, Some(&mut prob))
+        .unwrap();
+    (labels, prob)
+}
+
+/// Models as teams export them — one sigmoid channel, a tuple, a dict at
+/// 1/4 size, BGR in 0–255, three classes — give on one tile the
+/// probabilities PyTorch computes from the same file and manifest
+/// (make_models.py, `reference.u8`) within 1/255, and labels that follow
+/// them.
+#[test]
+fn exported_model_forms_give_pytorchs_probabilities() {
+    for name in [
+        "green-threshold",
+        "sigmoid-green",
+        "tuple-green",
+        "dict-quarter",
+        "bgr255-red",
+        "three-class",
+    ] {
+        let folder = data(&format!("models/{name}"));
+        let model = load(&folder).unwrap();
+        let want = std::fs::read(folder.join("reference.u8")).unwrap();
+        assert_eq!(want.len(), 64 * 64, "{name}");
+        let (labels, prob) = on_gradient(&model);
+        let worst = prob
+            .iter()
+            .zip(&want)
+            .map(|(&a, &b)| a.abs_diff(b))
+            .max()
+            .unwrap();
+        assert!(worst <= 1, "{name}: P(tumor) differs by {worst}/255");
+        // Both labels occur, and a clear probability decides the label
+        // (three classes: clear tumor is class 1; clear not-tumor is not).
+        assert!(labels.contains(&0) && labels.contains(&1), "{name}");
+        for (i, (&l, &p)) in labels.iter().zip(&want).enumerate() {
+            if p >= 200 {
+                assert_eq!(l, 1, "{name}: pixel {i}, P {p}");
+            } else if p <= 55 {
+                assert_ne!(l, 1, "{name}: pixel {i}, P {p}");
+            }
+        }
+    }
+    let (labels, _) = on_gradient(&load(&data("models/three-class")).unwrap());
+    assert!(labels.contains(&2), "the third class occurs");
+}
+
+/// The same rule as softmax over [0, z] and as sigmoid(z) gives the same
+/// labels at the default decision; thresholds 0.3 and 0.7 give nested label
+/// sets that differ.
+#[test]
+fn sigmoid_models_and_thresholds() {
+    let softmax = load(&data("models/green-threshold")).unwrap();
+    let mut sigmoid = load(&data("models/sigmoid-green")).unwrap();
+    assert_eq!(sigmoid.manifest().classes, ["background", "tumor"]);
+    assert_eq!(sigmoid.decision(), "P(tumor) > 0.5");
+    assert_eq!(softmax.decision(), "arg-max");
+    let (want, _) = on_gradient(&softmax);
+    assert_eq!(on_gradient(&sigmoid).0, want);
+    sigmoid.set_threshold(Some(0.3)).unwrap();
+    let (low, _) = on_gradient(&sigmoid);
+    sigmoid.set_threshold(Some(0.7)).unwrap();
+    assert_eq!(sigmoid.decision(), "P(tumor) > 0.7");
+    let (high, _) = on_gradient(&sigmoid);
+    assert!(high.iter().zip(&low).all(|(&h, &l)| h <= l), "0.7 ⊆ 0.3");
+    let count = |v: &[u8]| v.iter().filter(|&&l| l == 1).count();
+    assert!(count(&high) < count(&want) && count(&want) < count(&low));
+    // The softmax model thresholded at 0.5 is its arg-max.
+    let mut softmax = softmax;
+    softmax.set_threshold(Some(0.5)).unwrap();
+    assert_eq!(on_gradient(&softmax).0, want);
+
+    for bad in [0.0, 1.0, -0.2, f64::NAN] {
+        let e = sigmoid.set_threshold(Some(bad)).unwrap_err();
+        assert!(matches!(e, InferError::Threshold { .. }), "{e:?}");
+    }
+    let mut three = load(&data("models/three-class")).unwrap();
+    let e = three.set_threshold(Some(0.4)).unwrap_err().to_string();
+    assert!(
+        e.contains("binary models") && e.contains("3 classes"),
+        "{e}"
+    );
+}
+
+/// Manifests that do not describe their model say what to write.
+#[test]
+fn manifest_mistakes_name_the_field_to_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let with = |fixture: &str, folder: &str, edit: &dyn Fn(&mut serde_json::Value)| {
+        let src = data(&format!("models/{fixture}"));
+        let dst = dir.path().join(folder);
+        std::fs::create_dir_all(&dst).unwrap();
+        std::fs::copy(src.join("model.pt"), dst.join("model.pt")).unwrap();
+        let mut m: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(src.join("manifest.json")).unwrap())
+                .unwrap();
+        edit(&mut m);
+        std::fs::write(dst.join("manifest.json"), m.to_string()).unwrap();
+        load(&dst).err().map(|e| e.to_string()).unwrap_or_default()
+    };
+    // SegFormer-like output at 1/4 size without output_stride.
+    let e = with("dict-quarter", "no-stride", &|m| {
+        m["output_stride"] = 1.into();
+    });
+    assert!(e.contains("set \"output_stride\": 4"), "{e}");
+    // A tuple whose segmentation is not the first element.
+    let e = with("tuple-green", "no-element", &|m| {
+        m.as_object_mut().unwrap().remove("output_element");
+    });
+    assert!(
+        e.contains("a tuple of (a tensor [1, 3], a tensor [1, 2, 64, 64])")
+            && e.contains("output_element"),
+        "{e}"
+    );
+    let e = with("dict-quarter", "bad-key", &|m| {
+        m["output_element"] = "masks".into();
+    });
+    assert!(
+        e.contains("a dict with keys \"hidden\", \"logits\"") && e.contains("\"masks\""),
+        "{e}"
+    );
+    // One channel declared as softmax.
+    let e = with("sigmoid-green", "one-channel", &|m| {
+        m["activation"] = "softmax".into();
+        m["classes"] = serde_json::json!(["background", "tumor"]);
+    });
+    assert!(e.contains("set \"activation\": \"sigmoid\""), "{e}");
+    // Contradictions and impossible values.
+    let e = with("green-threshold", "contradiction", &|m| {
+        m["activation"] = "sigmoid".into();
+    });
+    assert!(e.contains("activation") && e.contains("contradicts"), "{e}");
+    let e = with("green-threshold", "no-activation", &|m| {
+        m.as_object_mut().unwrap().remove("output");
+    });
+    assert!(e.contains("activation missing"), "{e}");
+    let e = with("sigmoid-green", "sigmoid-three", &|m| {
+        m["classes"] = serde_json::json!(["background", "tumor", "stroma"]);
+    });
+    assert!(e.contains("classes") && e.contains("sigmoid"), "{e}");
+    let e = with("bgr255-red", "scale", &|m| {
+        m["input_scale"] = 100.into();
+    });
+    assert!(e.contains("input_scale must be 1"), "{e}");
+    let e = with("three-class", "threshold", &|m| {
+        m["threshold"] = 0.4.into();
+    });
+    assert!(e.contains("threshold applies to binary models"), "{e}");
+}
+
+/// An ensemble averages its models' probabilities with their weights, as
+/// PyTorch's (make_models.py's references) combine; a model with itself is
+/// the model alone; members that disagree on classes, tile_multiple or mpp
+/// are refused, naming the member and the field.
+#[test]
+fn ensembles_average_probabilities_and_refuse_mismatched_members() {
+    let fixture = |name: &str| data("models").join(name); // (an absolute name stays)
+    let reference = |name: &str| std::fs::read(fixture(name).join("reference.u8")).unwrap();
+    let ensemble = |models: &[(&str, f64)]| {
+        let models: Vec<(PathBuf, f64)> = models.iter().map(|&(n, w)| (fixture(n), w)).collect();
+        Segmenter::load_ensemble(&models, Device::Cpu, Precision::F32)
+    };
+    let model = ensemble(&[("green-threshold", 0.7), ("bgr255-red", 0.3)]).unwrap();
+    assert_eq!(model.members().count(), 2);
+    let (labels, prob) = on_gradient(&model);
+    let (a, b) = (reference("green-threshold"), reference("bgr255-red"));
+    for i in 0..prob.len() {
+        let want = 0.7 * f64::from(a[i]) + 0.3 * f64::from(b[i]);
+        assert!(
+            (f64::from(prob[i]) - want).abs() <= 1.0,
+            "pixel {i}: {} vs {want}",
+            prob[i]
+        );
+        if want >= 140.0 {
+            assert_eq!(labels[i], 1, "pixel {i}");
+        } else if want <= 115.0 {
+            assert_eq!(labels[i], 0, "pixel {i}");
+        }
+    }
+
+    // The sigmoid form joins a softmax model: the same rule, the same labels.
+    let alone = on_gradient(&load(&fixture("green-threshold")).unwrap());
+    let pair = ensemble(&[("green-threshold", 1.0), ("sigmoid-green", 1.0)]).unwrap();
+    assert_eq!(on_gradient(&pair).0, alone.0);
+    let twice = ensemble(&[("green-threshold", 1.0), ("green-threshold", 1.0)]).unwrap();
+    assert_eq!(on_gradient(&twice), alone);
+
+    // The green model as if trained at 0.5 µm/px.
+    let dir = tempfile::tempdir().unwrap();
+    let at_half = dir.path().join("green-at-half-micron");
+    std::fs::create_dir(&at_half).unwrap();
+    std::fs::copy(
+        fixture("green-threshold").join("model.pt"),
+        at_half.join("model.pt"),
+    )
+    .unwrap();
+    let manifest =
+        std::fs::read_to_string(fixture("green-threshold").join("manifest.json")).unwrap();
+    std::fs::write(
+        at_half.join("manifest.json"),
+        manifest.replace("\"tile\": 64,", "\"tile\": 64, \"mpp\": 0.5,"),
+    )
+    .unwrap();
+    for (other, field) in [
+        ("three-class", "classes"),
+        ("dict-quarter", "tile_multiple"),
+        (at_half.to_str().unwrap(), "mpp"),
+    ] {
+        let e = ensemble(&[("green-threshold", 1.0), (other, 1.0)])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains(&format!("its {field} (")) && e.contains("must agree"),
+            "{other}: {e}"
+        );
+        let named = Path::new(other).file_name().unwrap().to_str().unwrap();
+        assert!(e.contains(named), "{e}");
+    }
+    let e = ensemble(&[("green-threshold", 1.0), ("sigmoid-green", 0.0)])
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("sigmoid-green") && e.contains("weight 0 must be a positive number"),
+        "{e}"
+    );
+}
+
+/// Test-time augmentation of a model that treats every pixel alike gives
+/// its labels exactly; of the shipped UNet, labels that mostly agree.
+#[test]
+fn test_time_augmentation_inverts_each_transform() {
+    let mut model = load(&data("models/green-threshold")).unwrap();
+    let plain = on_gradient(&model);
+    for tta in [Tta::Flips, Tta::Dihedral] {
+        model.set_tta(tta);
+        let (labels, prob) = on_gradient(&model);
+        assert_eq!(labels, plain.0, "{tta}");
+        let worst = prob
+            .iter()
+            .zip(&plain.1)
+            .map(|(a, b)| a.abs_diff(*b))
+            .max()
+            .unwrap();
+        assert!(worst <= 1, "{tta}: {worst}");
+    }
+    // A model that is not symmetric: a transform not undone would move its
+    // output. The UNet's labels with and without TTA agree on most pixels.
+    let mut unet = load(&data("../../models/unet")).unwrap();
+    let t = unet.manifest().tile;
+    let px = (t * t) as usize;
+    let tile: Vec<u8> = (0..px * 3)
+        .map(|i| {
+            let (x, y) = ((i / 3) % t as usize, (i / 3) / t as usize);
+            if (x / 40 + y / 60) % 2 == 0 {
+                120
+            } else {
+                230
+            }
+        })
+        .collect();
+    let (mut plain, mut tta) = (vec![0u8; px], vec![0u8; px]);
+    unet.segment(&tile, 1, t, &mut plain, None).unwrap();
+    unet.set_tta(Tta::Dihedral);
+    unet.segment(&tile, 1, t, &mut tta, None).unwrap();
+    let same = plain.iter().zip(&tta).filter(|(a, b)| a == b).count();
+    assert!(same * 10 >= px * 9, "{same} of {px}");
 }

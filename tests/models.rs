@@ -1,0 +1,289 @@
+//! Models as competition teams export them (tests/data/models, made by
+//! make_models.py), end to end through `wsiseg segment` on default.svs:
+//! a sigmoid channel, a tuple, a dict at 1/4 size, BGR 0–255 input, three
+//! classes; `--threshold`; and the errors a wrong model or option gets.
+
+mod common;
+
+use std::path::Path;
+
+use common::{error_lines, files_in, json, read_mask, repo, run, stderr};
+
+/// `wsiseg segment default.svs --model tests/data/models/MODEL --out OUT
+/// --formats png,report EXTRA…` in `d`; returns the mask's labels (or the
+/// process output when it failed).
+fn segment(d: &Path, model: &str, out: &str, extra: &[&str]) -> Result<Vec<u8>, String> {
+    let slide = repo("tests/data/default.svs");
+    let model = repo(&format!("tests/data/models/{model}"));
+    let mut args = vec![
+        "segment",
+        slide.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "--out",
+        out,
+        "--formats",
+        "png,report",
+        "--device",
+        "cpu",
+    ];
+    args.extend_from_slice(extra);
+    let o = run(d, &args);
+    if !o.status.success() {
+        let errors = error_lines(&o);
+        assert_eq!(errors.len(), 1, "one error line: {}", stderr(&o));
+        assert_eq!(files_in(&d.join(out)), Vec::<String>::new(), "no output");
+        return Err(errors[0].clone());
+    }
+    Ok(read_mask(&d.join(out).join("default.mask.png")).into_raw())
+}
+
+fn tumor(mask: &[u8]) -> usize {
+    mask.iter().filter(|&&l| l == 1).count()
+}
+
+/// Every form runs end to end; the green rule written as a sigmoid channel
+/// or as a tuple element gives the very mask of the two-channel softmax
+/// model; at 1/4 size (upsampled) nearly the same; thresholds nest.
+#[test]
+fn exported_model_forms_segment_a_slide() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let want = segment(d, "green-threshold", "softmax", &[]).unwrap();
+    let tumor_px = tumor(&want);
+    assert!(tumor_px > 1000 && tumor_px < want.len() / 2, "{tumor_px}");
+
+    assert_eq!(segment(d, "sigmoid-green", "sigmoid", &[]).unwrap(), want);
+    assert_eq!(segment(d, "tuple-green", "tuple", &[]).unwrap(), want);
+    let report = json(&d.join("sigmoid/default.report.json"));
+    assert_eq!(report["parameters"]["decision"], "P(tumor) > 0.5");
+    assert_eq!(report["parameters"]["threshold"], serde_json::Value::Null);
+    assert_eq!(report["model"]["manifest"]["activation"], "sigmoid");
+
+    // Green averaged over 4×4 pixels loses fine texture: measured 95.6%.
+    let quarter = segment(d, "dict-quarter", "quarter", &[]).unwrap();
+    let same = quarter.iter().zip(&want).filter(|(a, b)| a == b).count();
+    assert!(
+        same as f64 >= 0.93 * want.len() as f64,
+        "dict-quarter agrees on {same} of {} pixels",
+        want.len()
+    );
+
+    let red = segment(d, "bgr255-red", "red", &[]).unwrap();
+    assert!(tumor(&red) > 1000, "red < 128 occurs on H&E");
+
+    let three = segment(d, "three-class", "three", &[]).unwrap();
+    assert!(three.iter().all(|&l| l <= 2) && three.contains(&1) && three.contains(&2));
+
+    // --threshold: 0.7 ⊆ 0.5 ⊆ 0.3, each strictly smaller; in the report.
+    let low = segment(d, "sigmoid-green", "t03", &["--threshold", "0.3"]).unwrap();
+    let high = segment(d, "sigmoid-green", "t07", &["--threshold", "0.7"]).unwrap();
+    assert!(high.iter().zip(&want).all(|(&h, &w)| h <= w));
+    assert!(want.iter().zip(&low).all(|(&w, &l)| w <= l));
+    assert!(tumor(&high) < tumor_px && tumor_px < tumor(&low));
+    let report = json(&d.join("t07/default.report.json"));
+    assert_eq!(report["parameters"]["threshold"], 0.7);
+    assert_eq!(report["parameters"]["decision"], "P(tumor) > 0.7");
+    // The softmax model at --threshold 0.5 is its arg-max.
+    let half = segment(d, "green-threshold", "t05", &["--threshold", "0.5"]).unwrap();
+    assert_eq!(half, want);
+}
+
+/// A threshold a model cannot take, and one out of range, are one-line
+/// errors naming --threshold; nothing is written.
+#[test]
+fn impossible_thresholds_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let e = segment(d, "three-class", "a", &["--threshold", "0.4"]).unwrap_err();
+    assert!(
+        e.starts_with("error: --threshold 0.4 cannot apply: thresholds are for binary models, this one has 3 classes (background, tumor, stroma)"),
+        "{e}"
+    );
+    for bad in ["1.5", "0", "x"] {
+        let o = run(
+            d,
+            &[
+                "segment",
+                "nothing.svs",
+                "--model",
+                "m",
+                "--out",
+                "b",
+                "--threshold",
+                bad,
+            ],
+        );
+        assert_eq!(o.status.code(), Some(2), "{bad}");
+        assert!(stderr(&o).contains("--threshold"), "{}", stderr(&o));
+        assert!(!d.join("b").exists());
+    }
+}
+
+/// `wsiseg model check` says how each model will run, flags a manifest
+/// without mpp, and exits non-zero when one model does not fit its
+/// manifest while still checking the others.
+#[test]
+fn model_check_describes_each_model_and_fails_on_a_mismatch() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let model = |name: &str| repo(&format!("tests/data/models/{name}"));
+    let o = run(
+        d,
+        &args![
+            "model",
+            "check",
+            model("dict-quarter"),
+            model("wrong-classes"),
+            model("sigmoid-green"),
+            "--device",
+            "cpu",
+            "--threshold",
+            "0.4"
+        ],
+    );
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(o.status.code(), Some(1), "{out}{}", stderr(&o));
+    let errors = error_lines(&o);
+    assert_eq!(errors.len(), 1, "{}", stderr(&o));
+    assert!(
+        errors[0].contains("wrong-classes/model.pt: the model does not fit its manifest"),
+        "{}",
+        errors[0]
+    );
+    for want in [
+        "dict-quarter/model.pt — dict-quarter",
+        "returns      a dict with keys \"hidden\", \"logits\" for one tile",
+        "output       [1, 2, 16, 16], upsampled ×4 (bilinear), softmax over 2 channels",
+        "sigmoid-green/model.pt — sigmoid-green",
+        "output       [1, 1, 64, 64], sigmoid over 1 channel: P(tumor)",
+        "decision     P(tumor) > 0.4",
+        "resolution   not given",
+        "tiles/s on cpu in f32, batch 8 (model only)",
+        "bf16         vs f32: P(tumor) differs by at most",
+    ] {
+        assert!(out.contains(want), "{want:?} in:\n{out}");
+    }
+    assert!(stderr(&o).contains("sigmoid-green/model.pt: the manifest gives no mpp"));
+
+    let o = run(
+        d,
+        &args!["model", "check", common::unet(), "--device", "cpu"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        out.contains("resolution   1 µm/px") && out.contains("decision     arg-max"),
+        "{out}"
+    );
+    assert!(!stderr(&o).contains("no mpp"), "{}", stderr(&o));
+}
+
+/// `--model` twice is an ensemble: the shipped UNet with itself gives the
+/// very bytes of the UNet alone, and the report lists both members with
+/// their SHA-256 and weights. `--tta dihedral` of a model that treats every
+/// pixel alike gives its mask exactly, and says so in the report.
+#[test]
+fn ensembles_and_test_time_augmentation_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let slide = repo("tests/data/default.svs");
+    let unet = common::unet();
+    let run_unet = |out: &str, models: &[&Path], extra: &[&str]| {
+        let mut a = args![
+            "segment",
+            slide,
+            "--out",
+            out,
+            "--device",
+            "cpu",
+            "--formats",
+            "png,tiff,report"
+        ];
+        for m in models {
+            a.extend(args!["--model", m]);
+        }
+        a.extend(extra.iter().map(std::ffi::OsString::from));
+        common::run_ok(d, &a);
+    };
+    run_unet("alone", &[&unet], &[]);
+    run_unet("pair", &[&unet, &unet], &["--weights", "0.25,0.75"]);
+    for file in ["default.mask.png", "default.mask.tiff"] {
+        let (a, b) = (d.join("alone").join(file), d.join("pair").join(file));
+        assert!(
+            std::fs::read(a).unwrap() == std::fs::read(b).unwrap(),
+            "{file} differs"
+        );
+    }
+    let report = json(&d.join("pair/default.report.json"));
+    let members = report["model"]["members"].as_array().unwrap();
+    assert_eq!(members.len(), 2);
+    assert_eq!(members[0]["sha256"], report["model"]["sha256"]);
+    assert_eq!(members[0]["sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(members[1]["weight"], 0.75);
+    assert_eq!(report["parameters"]["tta"], "none");
+
+    let plain = segment(d, "green-threshold", "plain", &[]).unwrap();
+    let tta = segment(d, "green-threshold", "tta", &["--tta", "dihedral"]).unwrap();
+    assert_eq!(tta, plain);
+    assert_eq!(
+        json(&d.join("tta/default.report.json"))["parameters"]["tta"],
+        "dihedral"
+    );
+}
+
+/// Ensembles that cannot be: weights that do not match the models, members
+/// that disagree; an unknown --tta. One error line, nothing written.
+#[test]
+fn impossible_ensembles_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let model = |name: &str| repo(&format!("tests/data/models/{name}"));
+    let e = segment(
+        d,
+        "green-threshold",
+        "a",
+        &["--model", model("three-class").to_str().unwrap()],
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("three-class/model.pt: its classes (background, tumor, stroma) differ from the first model's (background, tumor)"),
+        "{e}"
+    );
+    let e = segment(d, "green-threshold", "b", &["--weights", "1,2"]).unwrap_err();
+    assert_eq!(
+        e,
+        "error: --weights gives 2 weight(s) for 1 model(s): give one per --model, in order"
+    );
+    let o = run(
+        d,
+        &args!["segment", "x.svs", "-m", "m", "-o", "c", "--tta", "sideways"],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("'sideways' is not a test-time augmentation"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(
+        d,
+        &args![
+            "segment",
+            "x.svs",
+            "-m",
+            "m",
+            "-m",
+            "n",
+            "-o",
+            "c",
+            "--weights",
+            "1,-1"
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("'-1' is not a positive number"),
+        "{}",
+        stderr(&o)
+    );
+}
