@@ -10,7 +10,8 @@
 #    makes the model 1.4x faster on the CPU). Uses sudo when not root.
 # 2. PyTorch 2.11.0 from PyPI (for libtorch) into a virtual environment
 #    outside the repository: $WSISEG_VENV, default ~/.cache/wsiseg/venv.
-#    Reused when it already has torch 2.11.0.
+#    Reused when it already has torch 2.11.0. Also numpy, OpenSlide's Python
+#    binding, and scripts/export-requirements.txt (smp, MONAI: small).
 # 3. .libtorch -> that environment's torch folder (read by .cargo/config.toml),
 #    then `cargo build --release`. The binary finds libtorch by its RUNPATH;
 #    LD_LIBRARY_PATH still overrides it.
@@ -26,7 +27,7 @@ DEMO=1
 for arg in "$@"; do
     case $arg in
         --no-demo) DEMO=0 ;;
-        -h | --help) sed -n '2,19p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
         *) echo "setup.sh: unknown option $arg (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -75,6 +76,11 @@ fi
 # and scripts/compare_pytorch.py.
 "$VENV/bin/python" -c "import numpy, openslide" 2>/dev/null ||
     "$VENV/bin/pip" install --quiet --disable-pip-version-check numpy openslide-python openslide-bin
+# segmentation-models-pytorch and MONAI (about 15 MB with torchvision and timm)
+# for scripts/export_model.py's presets, which the tests run.
+"$VENV/bin/python" -c "import segmentation_models_pytorch, monai" 2>/dev/null ||
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check -r scripts/export-requirements.txt
+has_torch || { echo "setup.sh: installing the exporter's packages changed torch in $VENV" >&2; exit 1; }
 torch_dir=$("$VENV/bin/python" -c 'import os, torch; print(os.path.dirname(torch.__file__))' 2>/dev/null)
 ln -sfn "$torch_dir" .libtorch
 

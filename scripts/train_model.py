@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from export_model import DEFAULT_OUT, MEAN, STD, export  # noqa: E402
+from export_model import DEFAULT_OUT, MEAN, STD, export_unet  # noqa: E402
 from unet import UNet  # noqa: E402
 
 REPO = os.path.dirname(HERE)
@@ -142,7 +142,7 @@ def main() -> None:
                   f"val Dice (crop) {dice_of(model, *crop):.4f}", flush=True)
     final = dice_of(model, *val)
     print(f"trained {step} steps in {time.time() - start:.0f}s; held-out seed {TRAIN_SEEDS[-1]} Dice {final:.4f}")
-    export(
+    export_unet(
         model,
         args.out,
         tile=256,

@@ -10,8 +10,8 @@ use std::path::Path;
 use common::{error_lines, files_in, json, read_mask, repo, run, stderr};
 
 /// `wsiseg segment default.svs --model tests/data/models/MODEL --out OUT
-/// --formats png,report EXTRA…` in `d`; returns the mask's labels (or the
-/// process output when it failed).
+/// --formats png,report --device cpu EXTRA…` in `d` (EXTRA may name another
+/// --device); returns the mask's labels (or the error line when it failed).
 fn segment(d: &Path, model: &str, out: &str, extra: &[&str]) -> Result<Vec<u8>, String> {
     let slide = repo("tests/data/default.svs");
     let model = repo(&format!("tests/data/models/{model}"));
@@ -24,9 +24,10 @@ fn segment(d: &Path, model: &str, out: &str, extra: &[&str]) -> Result<Vec<u8>, 
         out,
         "--formats",
         "png,report",
-        "--device",
-        "cpu",
     ];
+    if !extra.contains(&"--device") {
+        args.extend_from_slice(&["--device", "cpu"]);
+    }
     args.extend_from_slice(extra);
     let o = run(d, &args);
     if !o.status.success() {
@@ -286,4 +287,174 @@ fn impossible_ensembles_are_errors() {
         "{}",
         stderr(&o)
     );
+}
+
+/// Real architectures (shrunk, random weights; make_models.py) segment a
+/// slide end to end: smp Unet with one sigmoid channel and with softmax,
+/// MONAI's UNet with three classes, SegFormer's tuple at 1/4 size.
+#[test]
+fn exported_architectures_segment_a_slide() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for (name, classes) in [
+        ("smp-unet-sigmoid", 2),
+        ("smp-unet-softmax", 2),
+        ("monai-unet-3class", 3),
+        ("segformer-quarter", 2),
+    ] {
+        // 2 µm/px: few tiles, these models are slow-ish.
+        let mask = segment(d, name, name, &["--mpp", "2"]).unwrap();
+        assert!(!mask.is_empty(), "{name}");
+        assert!(mask.iter().all(|&l| l < classes), "{name}");
+        let report = json(&d.join(name).join("default.report.json"));
+        assert_eq!(report["model"]["name"], name);
+    }
+}
+
+/// `scripts/export_model.py` turns a segmentation-models-pytorch model and a
+/// MONAI UNet into files `wsiseg model check` accepts and `segment` runs.
+#[test]
+fn the_exporter_presets_make_models_wsiseg_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let script = repo("scripts/export_model.py");
+    for (out, preset) in [
+        (
+            "smp",
+            &[
+                "smp",
+                "--encoder",
+                "tu-resnet10t",
+                "--encoder-depth",
+                "3",
+                "--decoder-channels",
+                "32,16,8",
+                "--classes",
+                "1",
+                "--tile",
+                "64",
+                "--mpp",
+                "2",
+            ][..],
+        ),
+        (
+            "monai",
+            &[
+                "monai",
+                "--classes",
+                "3",
+                "--channels",
+                "8,16,32",
+                "--tile",
+                "64",
+                "--mpp",
+                "2",
+            ][..],
+        ),
+    ] {
+        let o = std::process::Command::new(common::python())
+            .arg(&script)
+            .args(preset)
+            .args(["--out", out, "--no-check"])
+            .current_dir(d)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{out}: {}", stderr(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("TorchScript = eager"),
+            "{}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        let manifest = json(&d.join(out).join("manifest.json"));
+        assert_eq!(manifest["mpp"], 2.0);
+        let o = run(d, &["model", "check", out, "--device", "cpu"]);
+        assert!(o.status.success(), "{out}: {}", stderr(&o));
+        let check = String::from_utf8_lossy(&o.stdout).into_owned();
+        let wanted = if out == "smp" {
+            "sigmoid over 1 channel"
+        } else {
+            "softmax over 3 channels"
+        };
+        assert!(check.contains(wanted), "{check}");
+        let slide = repo("tests/data/default.svs");
+        let (model, masks) = (d.join(out), format!("masks-{out}"));
+        let o = run(
+            d,
+            &args![
+                "segment",
+                slide,
+                "--model",
+                model,
+                "--out",
+                masks,
+                "--device",
+                "cpu",
+                "--formats",
+                "png"
+            ],
+        );
+        assert!(o.status.success(), "{out}: {}", stderr(&o));
+    }
+}
+
+/// `--probabilities` with a three-class model writes one map per class but
+/// background — NAME.prob.tiff for tumor, NAME.prob-stroma.tiff — and the
+/// mask holds each pixel's most likely class by those maps.
+#[test]
+fn a_multi_class_model_gets_a_probability_map_per_class() {
+    use wsiseg_slide::{open, Rect};
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let labels = segment(d, "three-class", "out", &["--probabilities"]).unwrap();
+    let out = d.join("out");
+    assert_eq!(
+        files_in(&out),
+        [
+            "default.mask.png",
+            "default.prob-stroma.tiff",
+            "default.prob.tiff",
+            "default.report.json",
+            "default.run.json"
+        ]
+    );
+    let report = json(&out.join("default.report.json"));
+    let listed: Vec<&str> = report["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert!(
+        listed
+            .iter()
+            .any(|p| p.ends_with("default.prob-stroma.tiff")),
+        "{listed:?}"
+    );
+    let read = |name: &str| -> Vec<u8> {
+        let tiff = open(&out.join(name)).unwrap();
+        let size = tiff.levels()[0].size;
+        let image = tiff
+            .read_inside(0, Rect::new(0, 0, size.w, size.h))
+            .unwrap();
+        image.pixels().map(|p| p.0[0]).collect()
+    };
+    let (tumor, stroma) = (read("default.prob.tiff"), read("default.prob-stroma.tiff"));
+    assert_eq!(tumor.len(), labels.len());
+    assert_eq!(stroma.len(), labels.len());
+    let mut seen = [0usize; 3];
+    for i in 0..labels.len() {
+        let (p1, p2) = (i32::from(tumor[i]), i32::from(stroma[i]));
+        let p0 = 255 - p1 - p2;
+        assert!(p0 >= -2, "pixel {i}: {p1} + {p2} > 255");
+        let by_maps = [p0, p1, p2];
+        let label = labels[i] as usize;
+        seen[label] += 1;
+        // Each byte is rounded: within 2 of the largest.
+        assert!(
+            by_maps.iter().all(|&p| by_maps[label] >= p - 2),
+            "pixel {i}: label {label}, probabilities {by_maps:?}"
+        );
+    }
+    assert!(seen.iter().all(|&n| n > 1000), "{seen:?}");
 }

@@ -151,10 +151,14 @@ fn compare_precision(
             (state >> 56) as u8
         })
         .collect();
+    let planes = model.probability_planes();
     let run = |precision: Precision| -> Result<(Vec<u8>, Vec<u8>), InferError> {
         let mut m = Segmenter::load(model.path(), model.device(), precision)?;
         m.set_threshold(threshold)?;
-        let (mut labels, mut prob) = (vec![0u8; RANDOM_TILES * px], vec![0u8; RANDOM_TILES * px]);
+        let (mut labels, mut prob) = (
+            vec![0u8; RANDOM_TILES * px],
+            vec![0u8; RANDOM_TILES * px * planes],
+        );
         m.segment(&tiles, RANDOM_TILES, t, &mut labels, Some(&mut prob))?;
         Ok((labels, prob))
     };
@@ -172,7 +176,12 @@ fn compare_precision(
         .unwrap_or(0);
     let differ = l32.iter().zip(&lo).filter(|(a, b)| a != b).count();
     Ok(format!(
-        "vs f32: P(tumor) differs by at most {:.3} ({worst}/255), labels differ on {:.3}% of pixels ({RANDOM_TILES} random tiles)",
+        "vs f32: {} by at most {:.3} ({worst}/255), labels differ on {:.3}% of pixels ({RANDOM_TILES} random tiles)",
+        if planes == 1 {
+            "P(tumor) differs"
+        } else {
+            "class probabilities differ"
+        },
         f64::from(worst) / 255.0,
         100.0 * differ as f64 / l32.len() as f64
     ))

@@ -147,3 +147,19 @@ pub fn wait_until(child: &mut std::process::Child, what: &str, ready: impl Fn() 
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
 }
+
+/// The Python of the environment scripts/setup.sh makes ($WSISEG_VENV, or
+/// ~/.cache/wsiseg/venv), with torch and scripts/export-requirements.txt.
+pub fn python() -> PathBuf {
+    let venv = std::env::var_os("WSISEG_VENV").map_or_else(
+        || Path::new(&std::env::var_os("HOME").expect("HOME")).join(".cache/wsiseg/venv"),
+        PathBuf::from,
+    );
+    let python = venv.join("bin/python");
+    assert!(
+        python.exists(),
+        "{}: no Python environment; run scripts/setup.sh",
+        python.display()
+    );
+    python
+}

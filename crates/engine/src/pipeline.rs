@@ -53,6 +53,8 @@ pub(crate) struct Job<'a> {
     pub workers: &'a [Mutex<Segmenter>],
     pub batch: usize,
     pub readers: usize,
+    /// The model's classes, background included.
+    pub classes: usize,
     /// Which tiles to run (raster order); the others are background.
     pub run: &'a [bool],
     pub control: &'a RunControl<'a>,
@@ -70,11 +72,12 @@ struct Finished {
 /// Result buffers returned by the stitcher for the next batch.
 type Spare = (Vec<u8>, Option<Vec<u8>>);
 
-/// The stitcher thread's state: two stitchers whose rows (collected in
+/// The stitcher thread's state: stitchers for the labels and for each
+/// probability plane (class 1 on, when asked), whose rows (collected in
 /// their `Vec` sinks) go to every output as soon as they are complete.
 struct Stitching<'o> {
     labels: Stitcher<Vec<u8>>,
-    probs: Option<Stitcher<Vec<u8>>>,
+    probs: Vec<Stitcher<Vec<u8>>>,
     outputs: &'o mut [Box<dyn MaskOutput>],
     counts: Vec<u64>,
 }
@@ -84,9 +87,14 @@ impl Stitching<'_> {
     fn add(&mut self, done: Finished, tile_px: usize) -> Result<Spare, EngineError> {
         for (i, &index) in done.indices.iter().enumerate() {
             let range = i * tile_px..(i + 1) * tile_px;
-            self.labels.add(index, &done.labels[range.clone()])?;
-            if let (Some(s), Some(p)) = (&mut self.probs, &done.probs) {
-                s.add(index, &p[range])?;
+            self.labels.add(index, &done.labels[range])?;
+            if let Some(p) = &done.probs {
+                // Per tile, one plane per class from class 1 on.
+                let planes = self.probs.len();
+                for (k, s) in self.probs.iter_mut().enumerate() {
+                    let at = (i * planes + k) * tile_px;
+                    s.add(index, &p[at..at + tile_px])?;
+                }
             }
         }
         self.drain()?;
@@ -96,8 +104,8 @@ impl Stitching<'_> {
     /// Hands the rows finished so far to the outputs.
     fn drain(&mut self) -> Result<(), EngineError> {
         emit_labels(self.outputs, &mut self.counts, self.labels.sink_mut())?;
-        if let Some(p) = &mut self.probs {
-            emit_probs(self.outputs, p.sink_mut())?;
+        for (k, p) in self.probs.iter_mut().enumerate() {
+            emit_probs(self.outputs, k + 1, p.sink_mut())?;
         }
         Ok(())
     }
@@ -108,8 +116,8 @@ impl Stitching<'_> {
         self.drain()?;
         let mut rows = self.labels.finish()?;
         emit_labels(self.outputs, &mut self.counts, &mut rows)?;
-        if let Some(p) = self.probs {
-            emit_probs(self.outputs, &mut p.finish()?)?;
+        for (k, p) in std::mem::take(&mut self.probs).into_iter().enumerate() {
+            emit_probs(self.outputs, k + 1, &mut p.finish()?)?;
         }
         Ok(self.counts)
     }
@@ -134,13 +142,18 @@ fn emit_labels(
     Ok(())
 }
 
-/// Probability rows to the outputs that want them, then cleared for reuse.
-fn emit_probs(outputs: &mut [Box<dyn MaskOutput>], rows: &mut Vec<u8>) -> Result<(), EngineError> {
+/// Rows of class `class`'s probability to the outputs that want them, then
+/// cleared for reuse.
+fn emit_probs(
+    outputs: &mut [Box<dyn MaskOutput>],
+    class: usize,
+    rows: &mut Vec<u8>,
+) -> Result<(), EngineError> {
     if rows.is_empty() {
         return Ok(());
     }
     for o in outputs.iter_mut().filter(|o| o.wants_probabilities()) {
-        o.prob_rows(rows)?;
+        o.prob_rows(class, rows)?;
     }
     rows.clear();
     Ok(())
@@ -155,6 +168,8 @@ struct Shared<'a> {
     tiles_done: AtomicU64,
     tiles_total: u64,
     with_probs: bool,
+    /// Probability planes per tile when `with_probs` (classes − 1).
+    planes: usize,
     batch: usize,
     /// The slide, and level-0 pixels per working-level pixel: for errors
     /// that name a tile's place on the slide.
@@ -163,6 +178,15 @@ struct Shared<'a> {
 }
 
 impl Shared<'_> {
+    /// Buffers for one batch's labels and probability planes.
+    fn result_buffers(&self, tile_px: usize) -> Spare {
+        let px = self.batch * tile_px;
+        (
+            vec![0u8; px],
+            self.with_probs.then(|| vec![0u8; px * self.planes]),
+        )
+    }
+
     fn stopping(&self) -> bool {
         self.stop.load(Ordering::Relaxed) || self.control.cancelled()
     }
@@ -181,10 +205,13 @@ impl Job<'_> {
         let start = Instant::now();
         let todo: Vec<usize> = (0..self.plan.len()).filter(|&n| self.run[n]).collect();
         let with_probs = outputs.iter().any(|o| o.wants_probabilities());
+        let planes = self.classes - 1;
         let plan = self.plan;
         let stitching = Stitching {
             labels: Stitcher::with_tiles(plan, Vec::new(), self.run.to_vec()),
-            probs: with_probs.then(|| Stitcher::with_tiles(plan, Vec::new(), self.run.to_vec())),
+            probs: (0..if with_probs { planes } else { 0 })
+                .map(|_| Stitcher::with_tiles(plan, Vec::new(), self.run.to_vec()))
+                .collect(),
             outputs,
             counts: vec![0; 256],
         };
@@ -198,6 +225,7 @@ impl Job<'_> {
             tiles_done: AtomicU64::new(0),
             tiles_total: todo.len() as u64,
             with_probs,
+            planes,
             batch: self.batch,
             slide: self.slide.path(),
             downsample: self.working.downsample,
@@ -446,10 +474,9 @@ fn infer(
         let Some((flight, indices)) = queued.pop_front() else {
             return Ok((busy, ran));
         };
-        let (mut labels, mut probs) = spare.try_recv().unwrap_or_else(|_| {
-            let buffer = || vec![0u8; batch * tile_px];
-            (buffer(), shared.with_probs.then(buffer))
-        });
+        let (mut labels, mut probs) = spare
+            .try_recv()
+            .unwrap_or_else(|_| shared.result_buffers(tile_px));
         let t0 = Instant::now();
         let staging = flight.wait_into(&mut labels, probs.as_deref_mut());
         free.push(staging.map_err(|e| locate(e, &indices, shared))?);

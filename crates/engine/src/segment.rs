@@ -92,7 +92,7 @@ impl Engine {
         }
         std::fs::create_dir_all(out)
             .map_err(|e| EngineError::io(out, "cannot create the output folder", e))?;
-        let paths = OutputPaths::new(out, slide);
+        let paths = OutputPaths::new(out, slide).with_classes(&self.manifest().classes);
         let _lock = SlideLock::acquire(&paths.lock(), slide)?;
         // We hold the lock: temporary files of this slide are a dead run's.
         for f in paths.all() {
@@ -309,6 +309,7 @@ impl Engine {
             workers: &self.workers,
             batch: self.batch,
             readers: self.readers,
+            classes: self.manifest().classes.len(),
             run: &plan.run,
             control,
         }

@@ -35,7 +35,8 @@ pub use device::{
 };
 pub use error::InferError;
 pub use manifest::{
-    check_threshold, locate, Activation, ChannelOrder, Manifest, OutputElement, OutputKind,
+    check_threshold, ensemble_members, locate, Activation, ChannelOrder, Manifest, OutputElement,
+    OutputKind,
 };
 pub use model::{InFlight, Segmenter, Staging};
 pub use tta::Tta;

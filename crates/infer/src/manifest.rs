@@ -249,6 +249,70 @@ impl Manifest {
     }
 }
 
+/// `ensemble.json`: a folder that names other models (paths relative to
+/// the folder) and their weights, used as one `--model`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnsembleFile {
+    /// For the reader of the file (the report lists every member).
+    #[serde(default, rename = "name")]
+    _name: String,
+    #[serde(default, rename = "description")]
+    _description: String,
+    members: Vec<EnsembleMember>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnsembleMember {
+    model: PathBuf,
+    #[serde(default = "one_f64")]
+    weight: f64,
+}
+
+fn one_f64() -> f64 {
+    1.0
+}
+
+/// The members of the ensemble `path` names — a folder with an
+/// `ensemble.json` (`{"members": [{"model": "../unet", "weight": 0.6}, …]}`,
+/// paths relative to the folder) — or `None` when `path` is not one.
+pub fn ensemble_members(path: &Path) -> Result<Option<Vec<(PathBuf, f64)>>, InferError> {
+    let file = path.join("ensemble.json");
+    if !path.is_dir() || !file.is_file() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&file).map_err(|source| InferError::ManifestIo {
+        path: file.clone(),
+        source,
+    })?;
+    let ensemble: EnsembleFile =
+        serde_json::from_str(&text).map_err(|source| InferError::ManifestSyntax {
+            path: file.clone(),
+            source,
+        })?;
+    let bad = |problem: String| InferError::ManifestValue {
+        path: file.clone(),
+        field: "members",
+        problem,
+    };
+    if ensemble.members.is_empty() {
+        return Err(bad("must name at least one model".into()));
+    }
+    let mut members = Vec::new();
+    for m in ensemble.members {
+        let model = path.join(&m.model);
+        if model.join("ensemble.json").is_file() {
+            return Err(bad(format!(
+                "{} is itself an ensemble: list its models instead",
+                m.model.display()
+            )));
+        }
+        members.push((model, m.weight));
+    }
+    Ok(Some(members))
+}
+
 /// A decision threshold on P(tumor) must lie strictly between 0 and 1.
 pub fn check_threshold(t: f64) -> Result<(), String> {
     if t.is_finite() && t > 0.0 && t < 1.0 {

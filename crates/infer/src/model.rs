@@ -33,15 +33,24 @@ impl Segmenter {
     /// Loads several models (with their weights) as one ensemble: each is
     /// checked against its manifest, and all must agree on classes,
     /// tile_multiple and mpp (they may differ in architecture, output form
-    /// and training tile). Probabilities are averaged with the weights.
+    /// and training tile). Probabilities are averaged with the weights. A
+    /// path may be an ensemble folder ([`manifest::ensemble_members`]): its
+    /// models join with their weights times the one given.
     pub fn load_ensemble(
         models: &[(PathBuf, f64)],
         device: Device,
         precision: Precision,
     ) -> Result<Self, InferError> {
         assert!(!models.is_empty(), "an ensemble of no model");
-        let mut members: Vec<Member> = Vec::with_capacity(models.len());
+        let mut expanded = Vec::with_capacity(models.len());
         for (path, weight) in models {
+            match manifest::ensemble_members(path)? {
+                Some(inner) => expanded.extend(inner.into_iter().map(|(p, w)| (p, w * weight))),
+                None => expanded.push((path.clone(), *weight)),
+            }
+        }
+        let mut members: Vec<Member> = Vec::with_capacity(expanded.len());
+        for (path, weight) in &expanded {
             if !(weight.is_finite() && *weight > 0.0) {
                 return Err(InferError::Ensemble {
                     path: path.clone(),
@@ -159,8 +168,9 @@ impl Segmenter {
     }
 
     /// One model, no augmentation: labels (`n×h×w` bytes) and, when asked,
-    /// P(tumor) as floats, straight from the full-size output (the arg-max
-    /// of the logits, as before ensembles existed: the same bytes).
+    /// the probability of every class but background as floats
+    /// (`n×(classes−1)×h×w`), straight from the full-size output (the
+    /// arg-max of the logits, as before ensembles existed: the same bytes).
     fn decide(&self, out: &Tensor, with_probability: bool) -> (Tensor, Option<Tensor>) {
         let labels_of = |t: Tensor| t.to_kind(Kind::Uint8);
         let member = &self.members[0];
@@ -170,24 +180,28 @@ impl Segmenter {
                 // the same pixels a two-channel softmax's arg-max picks.
                 let z = out.select(1, 0);
                 let cut = self.threshold.map_or(0.0, |t| (t / (1.0 - t)).ln());
-                let p = with_probability.then(|| z.to_kind(Kind::Float).sigmoid());
+                let p = with_probability.then(|| out.to_kind(Kind::Float).sigmoid());
                 (labels_of(z.gt(cut)), p)
             }
             _ => match self.threshold {
                 None => (
                     labels_of(out.argmax(1, false)),
-                    with_probability.then(|| member.probabilities(out).select(1, 1)),
+                    with_probability.then(|| not_background(&member.probabilities(out))),
                 ),
                 Some(t) => {
-                    let p = member.probabilities(out).select(1, 1);
-                    (labels_of(p.gt(t)), with_probability.then_some(p))
+                    let p = member.probabilities(out);
+                    (
+                        labels_of(p.select(1, 1).gt(t)),
+                        with_probability.then(|| not_background(&p)),
+                    )
                 }
             },
         }
     }
 
-    /// Labels and P(tumor) from averaged class probabilities (ensembles,
-    /// augmentation): the arg-max, or P(tumor) > threshold.
+    /// Labels and the non-background probabilities from averaged class
+    /// probabilities (ensembles, augmentation): the arg-max, or P(tumor) >
+    /// threshold.
     fn decide_averaged(&self, p: &Tensor, with_probability: bool) -> (Tensor, Option<Tensor>) {
         let labels = match self.threshold {
             None => p.argmax(1, false),
@@ -195,8 +209,14 @@ impl Segmenter {
         };
         (
             labels.to_kind(Kind::Uint8),
-            with_probability.then(|| p.select(1, 1)),
+            with_probability.then(|| not_background(p)),
         )
+    }
+
+    /// Probability planes per tile with `with_probability`: one per class
+    /// but background (1 for a binary model: P(tumor)).
+    pub fn probability_planes(&self) -> usize {
+        self.manifest().classes.len() - 1
     }
 
     /// Whether a batch goes through the one-model path (no averaging).
@@ -291,10 +311,12 @@ impl Segmenter {
     }
 
     /// Segments `n` tiles (`n×tile×tile×3` RGB bytes) and writes each
-    /// pixel's most likely class into `labels` (`n×tile×tile` bytes) and,
-    /// when asked, the probability of class 1 (tumor) scaled to 0–255 into
-    /// `probability` (same size). Only bytes leave the device. One batch at a
-    /// time; the engine overlaps batches with [`Self::submit`].
+    /// pixel's class into `labels` (`n×tile×tile` bytes) and, when asked,
+    /// the probability of each class but background scaled to 0–255 into
+    /// `probability`: per tile, one `tile×tile` plane per class from class 1
+    /// on ([`Self::probability_planes`]; a binary model: P(tumor), the size
+    /// of `labels`). Only bytes leave the device. One batch at a time; the
+    /// engine overlaps batches with [`Self::submit`].
     pub fn segment(
         &self,
         tiles: &[u8],
@@ -416,18 +438,26 @@ impl Segmenter {
             });
         }
         let numel = n * (staging.tile as usize).pow(2);
+        let planes = self.probability_planes();
         Ok(InFlight {
             staging,
             classes,
             tumor,
             finite,
             numel,
+            planes,
             device: self.device,
             done,
             models: self.members.iter().map(|m| m.path.clone()).collect(),
             precision: self.precision,
         })
     }
+}
+
+/// Every class's probability but background's (`n×(C−1)×h×w`).
+fn not_background(p: &Tensor) -> Tensor {
+    let c = p.size()[1];
+    p.narrow(1, 1, c - 1)
 }
 
 /// One flag per tile (bool): all of its values finite.
@@ -527,7 +557,9 @@ impl Staging {
 pub struct InFlight {
     staging: Staging,
     classes: Tensor,
+    /// `n×planes×tile×tile` bytes: each class's probability but background's.
     tumor: Option<Tensor>,
+    planes: usize,
     /// Per model, per tile: 1 when all its outputs are finite.
     finite: Vec<Tensor>,
     numel: usize,
@@ -546,8 +578,8 @@ impl InFlight {
         !self.device.is_cuda() || self.done.is_some()
     }
 
-    /// Waits for this batch only, copies its labels (and tumor probability,
-    /// when it was asked for) into the slices, and returns the staging
+    /// Waits for this batch only, copies its labels (and probability planes,
+    /// when they were asked for: see [`Segmenter::segment`]) into the slices, and returns the staging
     /// buffer for the next batch. A tile whose outputs are not all finite
     /// is an error ([`InferError::NonFinite`]), never a mask.
     pub fn wait_into(
@@ -575,7 +607,8 @@ impl InFlight {
         let numel = self.numel;
         self.classes.copy_data(&mut labels[..numel], numel);
         if let (Some(t), Some(p)) = (&self.tumor, probability) {
-            t.copy_data(&mut p[..numel], numel);
+            let len = numel * self.planes;
+            t.contiguous().copy_data(&mut p[..len], len);
         }
         Ok(self.staging)
     }

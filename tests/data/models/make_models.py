@@ -24,10 +24,21 @@ that wsiseg gives the same within 1/255:
   ("input_scale": 255, "channel_order": "bgr"): tumor where red < 128.
 - three-class/: softmax over [0, 1 - 2g, 1 - 2b] (background, tumor where
   green is low, "stroma" where blue is low); the reference is class 1.
+
+And real architectures, shrunk, random weights (seed 0), written by
+scripts/export_model.py's export() — made only where its packages are
+installed (scripts/export-requirements.txt; SegFormer: transformers):
+- smp-unet-sigmoid/: segmentation-models-pytorch Unet(tu-resnet10t, depth 3,
+  classes=1): one sigmoid channel.
+- smp-unet-softmax/: the same with classes=2, softmax.
+- monai-unet-3class/: MONAI UNet, 3 classes.
+- segformer-quarter/: HF SegFormer (tiny config), a tuple whose logits are
+  at 1/4 of the input's side.
 """
 
 import json
 import os
+import sys
 
 from typing import Dict, Tuple
 
@@ -166,6 +177,47 @@ write(os.path.join(here, "bgr255-red"), ["background", "tumor"], Bgr255Red(), na
       mean=[0.0, 0.0, 127.5], std=[1.0, 1.0, 127.5])
 write(os.path.join(here, "three-class"), ["background", "tumor", "stroma"], ThreeClass(), name="three-class",
       description="test fixture: tumor where green is low, stroma where blue is low")
-for name in ["green-threshold", "sigmoid-green", "tuple-green", "dict-quarter", "bgr255-red", "three-class"]:
+exported = []
+sys.path.insert(0, os.path.join(here, "..", "..", "..", "scripts"))
+try:
+    import segmentation_models_pytorch as smp
+    from export_model import export
+    from monai.networks.nets import UNet as MonaiUNet
+
+    for classes, name in [(1, "smp-unet-sigmoid"), (2, "smp-unet-softmax")]:
+        torch.manual_seed(0)
+        model = smp.Unet("tu-resnet10t", encoder_weights=None, classes=classes, encoder_depth=3,
+                         decoder_channels=[32, 16, 8])
+        export(model, os.path.join(here, name), tile=64, mpp=None, tile_multiple=8, name=name,
+               classes=["tumor"] if classes == 1 else ["background", "tumor"],
+               activation="sigmoid" if classes == 1 else "softmax", check=False,
+               description=f"test fixture: smp Unet(tu-resnet10t, depth 3, classes={classes}), random weights",
+               extra={"packages": ["segmentation-models-pytorch", "timm"]})
+        exported.append(name)
+    torch.manual_seed(0)
+    model = MonaiUNet(spatial_dims=2, in_channels=3, out_channels=3, channels=(8, 16, 32), strides=(2, 2),
+                      num_res_units=1)
+    export(model, os.path.join(here, "monai-unet-3class"), tile=64, mpp=None, tile_multiple=4,
+           name="monai-unet-3class", classes=["background", "tumor", "stroma"], activation="softmax",
+           check=False, description="test fixture: MONAI UNet(8, 16, 32), 3 classes, random weights",
+           extra={"packages": ["monai"]})
+    exported.append("monai-unet-3class")
+    from export_model import _SegformerLogits
+    from transformers import SegformerConfig, SegformerForSemanticSegmentation
+
+    torch.manual_seed(0)
+    config = SegformerConfig(num_labels=2, hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1],
+                             num_attention_heads=[1, 1, 2, 2], decoder_hidden_size=32, torchscript=True)
+    export(_SegformerLogits(SegformerForSemanticSegmentation(config)), os.path.join(here, "segformer-quarter"),
+           tile=64, mpp=None, tile_multiple=32, name="segformer-quarter", classes=["background", "tumor"],
+           activation="softmax", output_element=0, output_stride=4, check=False,
+           description="test fixture: HF SegFormer (tiny config), logits at 1/4 size, random weights",
+           extra={"packages": ["transformers"]})
+    exported.append("segformer-quarter")
+except ImportError as e:
+    print(f"skipped the exported fixtures after {exported}: {e}")
+
+for name in ["green-threshold", "sigmoid-green", "tuple-green", "dict-quarter", "bgr255-red",
+             "three-class"] + exported:
     reference(os.path.join(here, name))
 print("wrote", here)

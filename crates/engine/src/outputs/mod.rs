@@ -74,7 +74,9 @@ impl Format {
         match self {
             Self::Png => vec![f("mask.png")],
             Self::Tiff => vec![f("mask.tiff")],
-            Self::Prob => vec![f("prob.tiff")],
+            Self::Prob => (1..paths.classes.len().max(2))
+                .map(|class| paths.probability(class))
+                .collect(),
             Self::Overlay => vec![f("overlay.png"), f("heatmap.png")],
             Self::Geojson => vec![f("geojson")],
             Self::Report => vec![f("report.json")],
@@ -99,6 +101,9 @@ impl FromStr for Format {
 pub struct OutputPaths {
     out: PathBuf,
     stem: String,
+    /// The model's class names, background first (for the probability
+    /// maps' names); empty: a binary model's.
+    classes: Vec<String>,
 }
 
 impl OutputPaths {
@@ -111,7 +116,38 @@ impl OutputPaths {
                 .unwrap_or_default()
                 .to_string_lossy()
                 .into_owned(),
+            classes: Vec::new(),
         }
+    }
+
+    /// The same, for a model with these classes (background first): a
+    /// model with more than two gets a probability map per class.
+    pub fn with_classes(mut self, classes: &[String]) -> Self {
+        self.classes = classes.to_vec();
+        self
+    }
+
+    /// The probability map of class `class` (1 on): `STEM.prob.tiff` for
+    /// class 1 (tumor), `STEM.prob-NAME.tiff` for the others, NAME being the
+    /// class name with anything but letters, digits, `-` and `_` as `_`.
+    pub fn probability(&self, class: usize) -> PathBuf {
+        if class <= 1 {
+            return self.file("prob.tiff");
+        }
+        let name: String = self
+            .classes
+            .get(class)
+            .map_or_else(|| format!("class{class}"), Clone::clone)
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        self.file(&format!("prob-{name}.tiff"))
     }
 
     /// `OUT/STEM.suffix`.
@@ -204,8 +240,10 @@ pub trait MaskOutput: Send {
         Ok(())
     }
 
-    /// The next probability rows (0–255 tumor probability), top to bottom.
-    fn prob_rows(&mut self, _rows: &[u8]) -> Result<(), EngineError> {
+    /// The next rows (top to bottom) of class `class`'s probability map
+    /// (0–255; class 1 is tumor; models with more classes give every class
+    /// from 1 on, each in its own calls).
+    fn prob_rows(&mut self, _class: usize, _rows: &[u8]) -> Result<(), EngineError> {
         Ok(())
     }
 

@@ -43,8 +43,12 @@ impl MaskOutput for Overlay {
         Ok(self.labels.write_rows(rows)?)
     }
 
-    fn prob_rows(&mut self, rows: &[u8]) -> Result<(), EngineError> {
-        Ok(self.probs.write_rows(rows)?)
+    fn prob_rows(&mut self, class: usize, rows: &[u8]) -> Result<(), EngineError> {
+        // The heatmap is of tumor (class 1).
+        if class == 1 {
+            self.probs.write_rows(rows)?;
+        }
+        Ok(())
     }
 
     fn finish(self: Box<Self>, result: &mut SlideResult) -> Result<Vec<Staged>, EngineError> {
