@@ -215,14 +215,15 @@ def preset_monai(a) -> dict:
 
 
 class _SegformerLogits(nn.Module):
-    """HF SegFormer returning its logits (1/4 of the input's side) as a tuple element."""
+    """HF SegFormer as a dict {"logits": N×C×(H/4)×(W/4)} (what its forward
+    returns, without the fields tracing cannot carry)."""
 
     def __init__(self, model):
         super().__init__()
         self.model = model
 
     def forward(self, x):
-        return self.model(pixel_values=x, return_dict=False)
+        return {"logits": self.model(pixel_values=x).logits}
 
 
 def preset_segformer(a) -> dict:
@@ -234,8 +235,7 @@ def preset_segformer(a) -> dict:
         raise SystemExit(f"the segformer preset needs {TRANSFORMERS}: add --install, or pip install it")
     torch.manual_seed(0)
     if a.checkpoint:
-        model = SegformerForSemanticSegmentation.from_pretrained(a.checkpoint, local_files_only=True,
-                                                                 torchscript=True)
+        model = SegformerForSemanticSegmentation.from_pretrained(a.checkpoint, local_files_only=True)
         classes = a.class_names or [model.config.id2label[i] for i in range(model.config.num_labels)]
     else:
         if a.config:
@@ -244,12 +244,11 @@ def preset_segformer(a) -> dict:
             config = SegformerConfig(num_labels=a.classes, hidden_sizes=[16, 32, 64, 128], depths=[1, 1, 1, 1],
                                      num_attention_heads=[1, 2, 2, 4], decoder_hidden_size=64)
         config.num_labels = a.classes
-        config.torchscript = True
         model = SegformerForSemanticSegmentation(config)
         _load_weights(model, a.weights)
         classes = a.class_names or _default_classes(a.classes)
     return export(_SegformerLogits(model), a.out, tile=a.tile or 512, mpp=a.mpp, tile_multiple=32,
-                  classes=classes, activation="softmax", output_element=0, output_stride=4,
+                  classes=classes, activation="softmax", output_element="logits", output_stride=4,
                   threshold=a.threshold, half=a.half, check=not a.no_check,
                   description="HF transformers SegformerForSemanticSegmentation"
                               + (f" from {a.checkpoint}" if a.checkpoint else ", random weights"),

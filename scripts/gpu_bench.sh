@@ -9,7 +9,8 @@
 # nvidia-smi every 100 ms and summarised over the end-to-end run; then
 # scripts/compare_pytorch.py on the same slide and model (the plain PyTorch
 # pipeline against `wsiseg segment`, issue 11), with GPU utilisation during
-# wsiseg's run.
+# wsiseg's run; and `wsiseg bench --tta flips` (model only, end to end) for
+# test-time augmentation's cost (issue 12).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 WORK=${WSISEG_GPU_WORK:-/tmp/wsiseg-gpu-bench}
@@ -47,5 +48,9 @@ python3 scripts/compare_pytorch.py "$WORK/slides/synth-5000.svs" --device cuda -
 compare=$?
 kill $sampler
 python3 scripts/compare_pytorch.py --gpu-busy "$OUTDIR/compare.json" "$WORK/util-compare.csv"
+echo "== test-time augmentation's cost: model only and end to end, --tta flips (issue 12)"
+"$BIN" bench "$WORK/slides/synth-5000.svs" --model "$WORK/r34" --device cuda --batch 32 \
+    --stages model,e2e --tta flips --json > "$OUTDIR/bench-tta.json" || status=1
+python3 scripts/bench_summary.py "$OUTDIR/bench-tta.json"
 [ $status -eq 0 ] && exit $compare
 exit $status

@@ -85,7 +85,10 @@ fn exported_model_forms_segment_a_slide() {
     let report = json(&d.join("t07/default.report.json"));
     assert_eq!(report["parameters"]["threshold"], 0.7);
     assert_eq!(report["parameters"]["decision"], "P(tumor) > 0.7");
-    // The softmax model at --threshold 0.5 is its arg-max.
+    // At 0.5 the sigmoid model is its two-channel softmax equivalent, and
+    // the softmax model is its own arg-max.
+    let half = segment(d, "sigmoid-green", "s05", &["--threshold", "0.5"]).unwrap();
+    assert_eq!(half, want);
     let half = segment(d, "green-threshold", "t05", &["--threshold", "0.5"]).unwrap();
     assert_eq!(half, want);
 }

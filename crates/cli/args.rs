@@ -94,6 +94,10 @@ pub struct BenchArgs {
     /// Slide tiles (and planned tiles, in whole rows) read for the read and decode figures.
     #[arg(long, default_value_t = 400)]
     pub sample_tiles: usize,
+    /// Test-time augmentation for the model and end-to-end figures (as
+    /// `segment --tta`): none, flips or dihedral.
+    #[arg(long, default_value = "none")]
+    pub tta: Tta,
     /// Stages to measure, comma-separated: read, model, stitch, write, e2e
     /// (the whole `segment` pipeline).
     #[arg(

@@ -119,6 +119,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     figures.insert("device".into(), json!(describe_devices(&setup.devices)));
     figures.insert("precision".into(), json!(setup.precision.to_string()));
     figures.insert("batch".into(), json!(setup.batch));
+    figures.insert("tta".into(), json!(args.tta.to_string()));
     figures.insert("readers".into(), json!(setup.readers));
 
     // 1–2. The engine's reader on a run of planned tiles vs raw JPEG decode
@@ -191,7 +192,8 @@ fn setup(args: &BenchArgs) -> Result<(Setup, Manifest)> {
 fn model_figures(args: &BenchArgs, setup: &Setup, figures: &mut Figures) -> Result<f64> {
     let device = setup.devices[0];
     let (batch, tile) = (setup.batch, setup.tile);
-    let model = Segmenter::load(&args.model, device, setup.precision)?;
+    let mut model = Segmenter::load(&args.model, device, setup.precision)?;
+    model.set_tta(args.tta);
     if device.is_cuda() {
         model.warm_up(batch, tile)?;
     }
@@ -261,6 +263,7 @@ fn end_to_end_figures(
     figures: &mut Figures,
 ) -> Result<()> {
     let engine = EngineBuilder::new(&args.model)
+        .tta(args.tta)
         .devices(setup.devices.clone())
         .precision(Some(setup.precision))
         .batch(Some(setup.batch))
@@ -630,8 +633,8 @@ fn pipeline_lines(f: &Value) -> Vec<(&'static str, String)> {
 /// The figures as a table for the terminal.
 fn table(f: &Value) -> String {
     let mut s = format!(
-        "wsiseg bench — {} on {} ({}), batch {}, {} readers\n",
-        f["slide"], f["device"], f["precision"], f["batch"], f["readers"]
+        "wsiseg bench — {} on {} ({}), batch {}, TTA {}, {} readers\n",
+        f["slide"], f["device"], f["precision"], f["batch"], f["tta"], f["readers"]
     );
     for (k, v) in read_lines(f).into_iter().chain(pipeline_lines(f)) {
         s += &format!("  {k:<46} {v}\n");

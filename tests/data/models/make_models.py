@@ -32,7 +32,7 @@ installed (scripts/export-requirements.txt; SegFormer: transformers):
   classes=1): one sigmoid channel.
 - smp-unet-softmax/: the same with classes=2, softmax.
 - monai-unet-3class/: MONAI UNet, 3 classes.
-- segformer-quarter/: HF SegFormer (tiny config), a tuple whose logits are
+- segformer-quarter/: HF SegFormer (tiny config), a dict whose "logits" are
   at 1/4 of the input's side.
 """
 
@@ -207,10 +207,10 @@ try:
 
     torch.manual_seed(0)
     config = SegformerConfig(num_labels=2, hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1],
-                             num_attention_heads=[1, 1, 2, 2], decoder_hidden_size=32, torchscript=True)
+                             num_attention_heads=[1, 1, 2, 2], decoder_hidden_size=32)
     export(_SegformerLogits(SegformerForSemanticSegmentation(config)), os.path.join(here, "segformer-quarter"),
            tile=64, mpp=None, tile_multiple=32, name="segformer-quarter", classes=["background", "tumor"],
-           activation="softmax", output_element=0, output_stride=4, check=False,
+           activation="softmax", output_element="logits", output_stride=4, check=False,
            description="test fixture: HF SegFormer (tiny config), logits at 1/4 size, random weights",
            extra={"packages": ["transformers"]})
     exported.append("segformer-quarter")
