@@ -109,3 +109,45 @@ fn mismatched_sizes_and_missing_partners_are_clear_errors() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("truth: no truth mask for b"), "{err}");
 }
+
+/// A prediction folder missing slides of the truth folder is an error
+/// naming them; `--allow-missing` scores the others, warns, and lists the
+/// missing ones in eval.json.
+#[test]
+fn missing_predictions_are_an_error_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for name in ["a", "b", "c"] {
+        save(d, &format!("truth/{name}.png"), 10, 10, |x, _| {
+            u8::from(x < 5)
+        });
+    }
+    save(d, "pred/a.mask.png", 10, 10, |x, _| u8::from(x < 5));
+    let o = wsiseg(&["eval", "--pred", "pred", "--truth", "truth"], d);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("pred: no prediction for 2 of the 3 truth masks (b, c); --allow-missing"),
+        "{err}"
+    );
+    assert!(!d.join("pred/eval.json").exists());
+
+    let o = wsiseg(
+        &[
+            "eval",
+            "--pred",
+            "pred",
+            "--truth",
+            "truth",
+            "--allow-missing",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("not scored: b, c"), "{err}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("pred/eval.json")).unwrap()).unwrap();
+    assert_eq!(report["missing_predictions"], serde_json::json!(["b", "c"]));
+    assert_eq!(report["slides"].as_array().unwrap().len(), 1);
+}

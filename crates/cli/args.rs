@@ -27,10 +27,14 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Segment a slide, or every slide in a folder, into label masks.
+    // (Negative numbers are values, so that `--mpp -1` gets wsiseg's
+    // message, not clap's "unexpected argument".)
+    #[command(allow_negative_numbers = true)]
     Segment(SegmentArgs),
     /// Show a slide's format, levels, dimensions and resolution.
     Info(InfoArgs),
     /// Make synthetic H&E slides with ground-truth tumor masks.
+    #[command(allow_negative_numbers = true)]
     Synth(SynthArgs),
     /// Score predicted masks against ground truth: Dice, IoU, precision, recall.
     Eval(EvalArgs),
@@ -141,6 +145,10 @@ pub struct EvalArgs {
     /// Class names by label value, background first.
     #[arg(long, default_value = "background,tumor", value_delimiter = ',')]
     pub classes: Vec<String>,
+    /// Folders: score the predictions there are when some truth masks have
+    /// none (they are listed, and in eval.json) instead of failing.
+    #[arg(long)]
+    pub allow_missing: bool,
     /// Replace an existing eval.csv / eval.json.
     #[arg(long)]
     pub overwrite: bool,

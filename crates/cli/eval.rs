@@ -78,14 +78,21 @@ fn masks_in(dir: &Path) -> Result<BTreeMap<String, PathBuf>> {
 }
 
 /// (name, prediction, truth) triples.
-fn pairs(pred: &Path, truth: &Path) -> Result<Vec<(String, PathBuf, PathBuf)>> {
+/// The (slide, prediction, truth) triples to score, and the slides of the
+/// truth folder that have no prediction.
+type Pairs = (Vec<(String, PathBuf, PathBuf)>, Vec<String>);
+
+fn pairs(pred: &Path, truth: &Path) -> Result<Pairs> {
     for p in [pred, truth] {
         if !p.exists() {
             bail!("{}: no such file or folder", p.display());
         }
     }
     match (pred.is_dir(), truth.is_dir()) {
-        (false, false) => Ok(vec![(slide_key(pred), pred.into(), truth.into())]),
+        (false, false) => Ok((
+            vec![(slide_key(pred), pred.into(), truth.into())],
+            Vec::new(),
+        )),
         (false, true) => {
             let key = slide_key(pred);
             let t = masks_in(truth)?.remove(&key).with_context(|| {
@@ -95,7 +102,7 @@ fn pairs(pred: &Path, truth: &Path) -> Result<Vec<(String, PathBuf, PathBuf)>> {
                     truth.display()
                 )
             })?;
-            Ok(vec![(key, pred.into(), t)])
+            Ok((vec![(key, pred.into(), t)], Vec::new()))
         }
         (true, false) => bail!("--pred is a folder, so --truth must be a folder too"),
         (true, true) => {
@@ -116,13 +123,15 @@ fn pairs(pred: &Path, truth: &Path) -> Result<Vec<(String, PathBuf, PathBuf)>> {
                     missing.join(", ")
                 );
             }
-            Ok(preds
+            let pairs = preds
                 .into_iter()
                 .map(|(k, p)| {
                     let t = truths.remove(&k).expect("checked above");
                     (k, p, t)
                 })
-                .collect())
+                .collect();
+            // What is left: truth masks no prediction answers.
+            Ok((pairs, truths.into_keys().collect()))
         }
     }
 }
@@ -135,7 +144,8 @@ struct Row {
 }
 
 pub fn run(args: &EvalArgs) -> Result<()> {
-    let pairs = pairs(&args.pred, &args.truth)?;
+    let (pairs, missing) = pairs(&args.pred, &args.truth)?;
+    check_missing(args, pairs.len(), &missing)?;
     let out = match &args.out {
         Some(o) => o.clone(),
         None if args.pred.is_dir() => args.pred.clone(),
@@ -193,11 +203,36 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     std::fs::create_dir_all(&out)
         .with_context(|| format!("{}: cannot create folder", out.display()))?;
     crate::write_atomic(&csv_path, csv(&rows, classes, &name_of).as_bytes())?;
+    let mut report = json(&rows, classes, &name_of);
+    report["missing_predictions"] = serde_json::json!(missing);
     crate::write_atomic(
         &json_path,
-        serde_json::to_string_pretty(&json(&rows, classes, &name_of))?.as_bytes(),
+        serde_json::to_string_pretty(&report)?.as_bytes(),
     )?;
     tracing::info!("wrote {} and {}", csv_path.display(), json_path.display());
+    Ok(())
+}
+
+/// Truth masks without a prediction: an error, or with --allow-missing a
+/// warning that lists them.
+fn check_missing(args: &EvalArgs, scored: usize, missing: &[String]) -> Result<()> {
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let listed = missing.join(", ");
+    let total = missing.len() + scored;
+    if !args.allow_missing {
+        bail!(
+            "{}: no prediction for {} of the {total} truth masks ({listed}); --allow-missing scores the others and lists these",
+            args.pred.display(),
+            missing.len(),
+        );
+    }
+    tracing::warn!(
+        "{}: no prediction for {} of the {total} truth masks, not scored: {listed}",
+        args.pred.display(),
+        missing.len(),
+    );
     Ok(())
 }
 

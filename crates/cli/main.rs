@@ -6,6 +6,7 @@ mod errors;
 mod eval;
 mod info;
 mod model;
+mod panics;
 mod segment;
 mod signals;
 mod synth;
@@ -55,6 +56,17 @@ fn main() -> ExitCode {
     name_malloc();
     let cli = Cli::parse();
     init_logging(&cli);
+    panics::install();
+    match std::panic::catch_unwind(|| run(&cli)) {
+        Ok(code) => code,
+        Err(_) => {
+            eprintln!("error: internal error: {}", panics::take());
+            ExitCode::from(101)
+        }
+    }
+}
+
+fn run(cli: &Cli) -> ExitCode {
     let result = match &cli.command {
         Command::Info(args) => info::run(args).map(|()| ExitCode::SUCCESS),
         Command::Synth(args) => synth::run(args).map(|()| ExitCode::SUCCESS),

@@ -37,6 +37,11 @@ pub fn default_readers() -> usize {
         .clamp(2, 24)
 }
 
+/// The most a level is reduced while reading (source pixels per working
+/// pixel, per side): a tile is read as a (tile × scale)² region of its
+/// source level: 200 MB of RGB at 256 px and this scale.
+pub const MAX_READ_SCALE: f64 = 32.0;
+
 /// Builds an [`Engine`]: `EngineBuilder::new(model).devices(..).build()`.
 #[derive(Debug, Clone)]
 pub struct EngineBuilder {
@@ -464,6 +469,23 @@ impl Engine {
         let started = Instant::now();
         let (tile, overlap) = self.check(request)?;
         let working = WorkingLevel::choose(slide, resolution(request, slide, self.manifest()))?;
+        if working.scale > MAX_READ_SCALE {
+            // Each tile would be read as a (tile × scale)² region of the
+            // source level: at --mpp 1000 on a one-level slide, gigapixels.
+            return Err(EngineError::Unsupported {
+                slide: slide.path().to_path_buf(),
+                problem: format!(
+                    "{} is {:.0}× coarser than the finest level it can be read from (level {}{}): wsiseg reduces levels by at most {MAX_READ_SCALE}× while reading; choose a finer --mpp, or --level",
+                    working.mpp.map_or("this resolution".to_string(), |m| format!("{m} µm/px")),
+                    working.scale,
+                    working.source_level,
+                    slide.mpp().map_or(String::new(), |m| format!(
+                        ", {:.3} µm/px",
+                        m.mean() * slide.levels()[working.source_level as usize].downsample
+                    )),
+                ),
+            });
+        }
         let tiles = TilePlan::new(working.size, tile, overlap)?;
         let png_size = png_size(request, slide, &working)?;
         let wants = |f| request.formats.contains(&f);

@@ -140,6 +140,16 @@ pub enum EngineError {
     /// The run was cancelled (Ctrl-C, SIGTERM, a front end's request).
     #[error("cancelled")]
     Cancelled,
+    /// A bug met while segmenting a slide (a panic caught at the slide's
+    /// boundary by the caller).
+    #[error("{}: internal error: {detail}", slide.display())]
+    Internal {
+        /// The slide.
+        slide: std::path::PathBuf,
+        /// What happened.
+        detail: String,
+    },
+
     /// An engine thread panicked.
     #[error("internal error: the {0} thread panicked")]
     Panicked(&'static str),

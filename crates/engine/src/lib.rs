@@ -51,7 +51,7 @@ pub use control::{Progress, RunControl};
 pub use engine::{
     default_batch, default_readers, describe_devices, file_sha256, resolution, resolve_devices,
     Engine, EngineBuilder, MaskSize, MaskValues, Request, SlidePlan, Tissue, TissuePolicy,
-    DEFAULT_CPU_BATCH, DEFAULT_CUDA_BATCH,
+    DEFAULT_CPU_BATCH, DEFAULT_CUDA_BATCH, MAX_READ_SCALE,
 };
 pub use error::{EngineError, Setting};
 pub use lock::SlideLock;

@@ -84,11 +84,8 @@ impl Engine {
         control: &RunControl,
     ) -> Result<SlideOutcome, EngineError> {
         let started = Instant::now();
-        if !slide.exists() {
-            return Err(wsiseg_slide::SlideError::NotFound {
-                path: slide.to_path_buf(),
-            }
-            .into());
+        if let Err(e) = std::fs::metadata(slide) {
+            return Err(wsiseg_slide::missing(slide, e).into());
         }
         std::fs::create_dir_all(out)
             .map_err(|e| EngineError::io(out, "cannot create the output folder", e))?;

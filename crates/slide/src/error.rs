@@ -10,6 +10,32 @@ pub enum SlideError {
         path: PathBuf,
     },
 
+    /// A symbolic link whose target does not exist, or that loops.
+    #[error("{}: a symbolic link {}", path.display(), if *looping { "that loops (it points back to itself through other links)".to_string() } else { format!("to {}, which does not exist", target.display()) })]
+    BrokenLink {
+        /// The link.
+        path: PathBuf,
+        /// What it points to (as written in the link).
+        target: PathBuf,
+        /// Whether following it loops.
+        looping: bool,
+    },
+
+    /// A plain image too large to decode whole in this machine's memory.
+    #[error("{}: {width}×{height} pixels need {needed_gib:.2} GiB decoded whole, more than half of this machine's memory ({limit_gib:.2} GiB): wsiseg reads plain PNG/JPEG/TIFF images whole; convert it to a tiled pyramidal TIFF (e.g. vips tiffsave IN OUT.tif --tile --pyramid --compression jpeg)", path.display())]
+    TooLarge {
+        /// The image.
+        path: PathBuf,
+        /// Its width in pixels.
+        width: u32,
+        /// Its height in pixels.
+        height: u32,
+        /// Memory the decode needs.
+        needed_gib: f64,
+        /// The limit.
+        limit_gib: f64,
+    },
+
     /// The path is a folder.
     #[error("{}: is a directory, not a slide", path.display())]
     IsDirectory {

@@ -40,8 +40,8 @@ pub use geometry::{Level, Mpp, Rect, Size, TileIndex};
 pub use plan::{Tile, TilePlan};
 pub use resolution::{Resolution, WorkingLevel};
 pub use slide::{
-    has_slide_extension, level, open, open_with, read_padded, read_padded_into, thumbnail, Reader,
-    Slide, BACKGROUND, SLIDE_EXTENSIONS,
+    has_slide_extension, level, missing, open, open_with, read_padded, read_padded_into, thumbnail,
+    Reader, Slide, BACKGROUND, SLIDE_EXTENSIONS,
 };
 pub use tissue::{otsu, tissue_mask, tissue_mask_with, tissue_tiles};
 

@@ -1,7 +1,9 @@
 //! Plain PNG, JPEG and strip TIFF images, decoded whole into memory.
 //!
 //! These have one level and usually no resolution. The whole image is held
-//! decoded (3 bytes per pixel), so a 40k×40k PNG needs about 4.8 GB of memory.
+//! decoded (3 bytes per pixel), so a 40k×40k PNG needs about 4.8 GB of memory;
+//! an image whose header declares more than half of the machine's memory is
+//! refused before anything is allocated ([`SlideError::TooLarge`]).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -46,8 +48,35 @@ impl PlainImage {
             source,
         })?;
         reader.set_format(format);
-        reader.no_limits();
-        let pixels = reader.decode().map_err(decode_err)?.into_rgb8();
+        let mut decoder = reader.into_decoder().map_err(decode_err)?;
+        // Check the size the header declares before allocating anything:
+        // a 44 KB JPEG may declare 65000×65000 pixels.
+        let (width, height) = image::ImageDecoder::dimensions(&decoder);
+        let decoded = image::ImageDecoder::total_bytes(&decoder);
+        let rgb = u64::from(width) * u64::from(height) * 3;
+        let is_rgb8 = image::ImageDecoder::color_type(&decoder) == image::ColorType::Rgb8;
+        let needed = if is_rgb8 {
+            rgb
+        } else {
+            decoded.saturating_add(rgb)
+        };
+        let limit = memory_limit();
+        if needed > limit {
+            let gib = |b: u64| b as f64 / f64::from(1u32 << 30);
+            return Err(SlideError::TooLarge {
+                path: path.to_path_buf(),
+                width,
+                height,
+                needed_gib: gib(needed),
+                limit_gib: gib(limit),
+            });
+        }
+        let mut limits = image::Limits::no_limits();
+        limits.max_alloc = Some(limit);
+        image::ImageDecoder::set_limits(&mut decoder, limits).map_err(decode_err)?;
+        let pixels = image::DynamicImage::from_decoder(decoder)
+            .map_err(decode_err)?
+            .into_rgb8();
         let size = Size::new(pixels.width(), pixels.height());
         Ok(Self {
             path: path.to_path_buf(),
@@ -58,6 +87,22 @@ impl PlainImage {
                 downsample: 1.0,
             }],
         })
+    }
+}
+
+/// Half of this machine's memory: the most a plain image may take decoded.
+fn memory_limit() -> u64 {
+    // SAFETY: sysconf only reads system configuration.
+    let (pages, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    if pages > 0 && page > 0 {
+        (pages as u64).saturating_mul(page as u64) / 2
+    } else {
+        8 << 30
     }
 }
 

@@ -149,6 +149,30 @@ pub fn has_slide_extension(path: &Path) -> bool {
         .is_some_and(|e| SLIDE_EXTENSIONS.iter().any(|s| s.eq_ignore_ascii_case(e)))
 }
 
+/// Why `path` cannot be followed, from the error `metadata` gave: no such
+/// file, a dangling or looping symbolic link (named as such), or another
+/// I/O error.
+pub fn missing(path: &Path, e: std::io::Error) -> SlideError {
+    let link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+    if link {
+        return SlideError::BrokenLink {
+            path: path.to_path_buf(),
+            target: std::fs::read_link(path).unwrap_or_default(),
+            looping: e.raw_os_error() == Some(libc::ELOOP),
+        };
+    }
+    match e.kind() {
+        std::io::ErrorKind::NotFound => SlideError::NotFound {
+            path: path.to_path_buf(),
+        },
+        _ => SlideError::Io {
+            path: path.to_path_buf(),
+            what: "file",
+            source: e,
+        },
+    }
+}
+
 /// Opens `path` with the backend that fits it: OpenSlide for whole-slide
 /// formats and tiled TIFF, the image decoders for PNG, JPEG and strip TIFF;
 /// JPEG-tiled TIFF levels are read directly ([`Reader::Auto`]).
@@ -158,16 +182,7 @@ pub fn open(path: &Path) -> Result<Box<dyn Slide>, SlideError> {
 
 /// [`open`], choosing how whole-slide levels are read.
 pub fn open_with(path: &Path, reader: Reader) -> Result<Box<dyn Slide>, SlideError> {
-    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => SlideError::NotFound {
-            path: path.to_path_buf(),
-        },
-        _ => SlideError::Io {
-            path: path.to_path_buf(),
-            what: "file",
-            source: e,
-        },
-    })?;
+    let meta = std::fs::metadata(path).map_err(|e| missing(path, e))?;
     if meta.is_dir() {
         return Err(SlideError::IsDirectory {
             path: path.to_path_buf(),
