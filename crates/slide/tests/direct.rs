@@ -273,3 +273,49 @@ fn a_corrupt_jpeg_tile_is_an_error_naming_file_level_and_tile() {
         "{e}"
     );
 }
+
+/// A copy of default.svs whose level-0 JPEG tile `tile` has bits flipped in
+/// the second half of its entropy-coded data (every 5th byte XOR 0x24).
+fn with_flipped_bits(dir: &Path, tile: usize) -> PathBuf {
+    let copy = dir.join(format!("flipped-{tile}.svs"));
+    std::fs::copy(data("default.svs"), &copy).unwrap();
+    let mut decoder = tiff::decoder::Decoder::new(std::fs::File::open(&copy).unwrap()).unwrap();
+    let offsets = decoder
+        .get_tag_u64_vec(tiff::tags::Tag::TileOffsets)
+        .unwrap();
+    let counts = decoder
+        .get_tag_u64_vec(tiff::tags::Tag::TileByteCounts)
+        .unwrap();
+    let (start, len) = (offsets[tile] as usize, counts[tile] as usize);
+    let mut bytes = std::fs::read(&copy).unwrap();
+    for i in (start + len / 2..start + len - 4).step_by(5) {
+        bytes[i] ^= 0x24;
+    }
+    std::fs::write(&copy, bytes).unwrap();
+    copy
+}
+
+/// Bit flips inside a JPEG tile are found by the direct reader (strict
+/// decoding), which names the tile; OpenSlide-free reads of the intact
+/// slide are unaffected.
+#[test]
+fn flipped_bits_in_a_jpeg_tile_are_an_error_naming_the_tile() {
+    let dir = tempfile::tempdir().unwrap();
+    let intact = open_with(&data("default.svs"), Reader::Auto).unwrap();
+    let size = intact.levels()[0].size;
+    let whole = Rect::new(0, 0, size.w, size.h);
+    intact.read_inside(0, whole).unwrap();
+    // default.svs: 240-px tiles, 10 × 13; tiles 40, 66, 95 hold tissue.
+    for tile in [40, 66, 95] {
+        let slide = open_with(&with_flipped_bits(dir.path(), tile), Reader::Auto).unwrap();
+        assert!(slide.reads_directly(0));
+        let Err(e) = slide.read_inside(0, whole) else {
+            panic!("tile {tile}: read without an error");
+        };
+        let e = e.to_string();
+        assert!(
+            e.contains(&format!("JPEG tile {tile}: corrupt data")),
+            "tile {tile}: {e}"
+        );
+    }
+}
