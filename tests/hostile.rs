@@ -128,19 +128,8 @@ fn one_bad_file_never_stops_a_folder() {
 /// cpu EXTRA…` in `d`.
 fn segment_default(d: &Path, out: &str, extra: &[&str]) -> std::process::Output {
     let slide = repo("tests/data/default.svs");
-    let model = threshold_model();
-    let mut args = vec![
-        "segment",
-        slide.to_str().unwrap(),
-        "--model",
-        model.to_str().unwrap(),
-        "--out",
-        out,
-        "--device",
-        "cpu",
-    ];
-    args.extend_from_slice(extra);
-    run(d, &args)
+    let extra = [&["--device", "cpu"][..], extra].concat();
+    common::segment(d, &slide, &threshold_model(), out, &extra)
 }
 
 #[test]

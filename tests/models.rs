@@ -15,21 +15,12 @@ use common::{error_lines, files_in, json, read_mask, repo, run, stderr};
 fn segment(d: &Path, model: &str, out: &str, extra: &[&str]) -> Result<Vec<u8>, String> {
     let slide = repo("tests/data/default.svs");
     let model = repo(&format!("tests/data/models/{model}"));
-    let mut args = vec![
-        "segment",
-        slide.to_str().unwrap(),
-        "--model",
-        model.to_str().unwrap(),
-        "--out",
-        out,
-        "--formats",
-        "png,report",
-    ];
+    let mut args = vec!["--formats", "png,report"];
     if !extra.contains(&"--device") {
         args.extend_from_slice(&["--device", "cpu"]);
     }
     args.extend_from_slice(extra);
-    let o = run(d, &args);
+    let o = common::segment(d, &slide, &model, out, &args);
     if !o.status.success() {
         let errors = error_lines(&o);
         assert_eq!(errors.len(), 1, "one error line: {}", stderr(&o));

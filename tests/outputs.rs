@@ -827,19 +827,8 @@ fn a_model_giving_nan_is_an_error_and_leaves_no_file() {
     let slide = common::repo("tests/data/default.svs");
     let segment = |model: &str, out: &str, extra: &[&str]| {
         let model = common::repo(&format!("tests/data/models/{model}"));
-        let mut args = vec![
-            "segment",
-            slide.to_str().unwrap(),
-            "--model",
-            model.to_str().unwrap(),
-            "--out",
-            out,
-            "--probabilities",
-            "--device",
-            "cpu",
-        ];
-        args.extend_from_slice(extra);
-        let o = run(d, &args);
+        let extra = [&["--probabilities", "--device", "cpu"][..], extra].concat();
+        let o = common::segment(d, &slide, &model, out, &extra);
         assert!(!o.status.success(), "{}", stderr(&o));
         let errors = common::error_lines(&o);
         assert_eq!(errors.len(), 1, "{}", stderr(&o));

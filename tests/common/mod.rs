@@ -163,3 +163,17 @@ pub fn python() -> PathBuf {
     );
     python
 }
+
+/// `wsiseg segment SLIDE --model MODEL --out OUT EXTRA…` run in `dir`
+/// (EXTRA names the device: every test states its own).
+pub fn segment(dir: &Path, slide: &Path, model: &Path, out: &str, extra: &[&str]) -> Output {
+    command(dir)
+        .arg("segment")
+        .arg(slide)
+        .arg("--model")
+        .arg(model)
+        .args(["--out", out])
+        .args(extra)
+        .output()
+        .expect("run wsiseg")
+}
