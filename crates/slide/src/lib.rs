@@ -41,7 +41,7 @@ pub use plan::{Tile, TilePlan};
 pub use resolution::{Resolution, WorkingLevel};
 pub use slide::{
     has_slide_extension, level, missing, open, open_with, read_padded, read_padded_into, thumbnail,
-    Reader, Slide, BACKGROUND, SLIDE_EXTENSIONS,
+    Reader, Slide, BACKGROUND, SLIDE_EXTENSIONS, THUMBNAIL_BAND_BYTES,
 };
 pub use tissue::{otsu, tissue_mask, tissue_mask_with, tissue_tiles};
 

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use image::{Rgb, RgbImage};
 
-use crate::{Level, Mpp, Rect, SlideError};
+use crate::{Level, Mpp, Rect, Size, SlideError};
 
 /// Background of padded tile areas (outside the slide): white, like glass.
 pub const BACKGROUND: Rgb<u8> = Rgb([255, 255, 255]);
@@ -117,8 +117,14 @@ pub fn read_padded_into(
     Ok(RgbImage::from_raw(rect.w, rect.h, buf).expect("w*h*3 bytes"))
 }
 
+/// The most a thumbnail reads at once: a level larger than this (a slide
+/// without a small level, say a single-level 40000² TIFF) is read in bands
+/// of rows, each reduced before the next is read.
+pub const THUMBNAIL_BAND_BYTES: u64 = 64 << 20;
+
 /// A thumbnail whose longer side is at most `max_side` pixels, from the
-/// coarsest level that still has at least that many pixels.
+/// coarsest level that still has at least that many pixels, read in bands
+/// of at most [`THUMBNAIL_BAND_BYTES`].
 pub fn thumbnail(slide: &dyn Slide, max_side: u32) -> Result<RgbImage, SlideError> {
     let levels = slide.levels();
     let chosen = levels
@@ -126,14 +132,43 @@ pub fn thumbnail(slide: &dyn Slide, max_side: u32) -> Result<RgbImage, SlideErro
         .rposition(|l| l.size.w.max(l.size.h) >= max_side)
         .unwrap_or(0);
     let size = levels[chosen].size;
-    let whole = slide.read_inside(chosen as u32, Rect::new(0, 0, size.w, size.h))?;
     let scale = f64::from(max_side) / f64::from(size.w.max(size.h));
-    if scale >= 1.0 {
-        return Ok(whole);
+    let level_bytes = u64::from(size.w) * u64::from(size.h) * 3;
+    if scale >= 1.0 || level_bytes <= THUMBNAIL_BAND_BYTES {
+        let whole = slide.read_inside(chosen as u32, Rect::new(0, 0, size.w, size.h))?;
+        if scale >= 1.0 {
+            return Ok(whole);
+        }
+        let (w, h) = scaled(size, scale);
+        return Ok(image::imageops::thumbnail(&whole, w, h));
     }
-    let w = ((f64::from(size.w) * scale).round() as u32).max(1);
-    let h = ((f64::from(size.h) * scale).round() as u32).max(1);
-    Ok(image::imageops::thumbnail(&whole, w, h))
+    let (w, h) = scaled(size, scale);
+    // Bands of whole thumbnail rows: output rows j0..j1 from level rows
+    // j0·sh/h .. j1·sh/h, each band reduced on its own.
+    let per_row = f64::from(size.h) / f64::from(h);
+    let rows_fit = THUMBNAIL_BAND_BYTES / (u64::from(size.w) * 3);
+    let out_rows = ((rows_fit as f64 / per_row.ceil()) as u32).max(1);
+    let mut out = RgbImage::new(w, h);
+    let mut j0 = 0;
+    while j0 < h {
+        let j1 = (j0 + out_rows).min(h);
+        let y0 = (f64::from(j0) * per_row).round() as u32;
+        let y1 = ((f64::from(j1) * per_row).round() as u32).clamp(y0 + 1, size.h);
+        let band =
+            slide.read_inside(chosen as u32, Rect::new(0, i64::from(y0), size.w, y1 - y0))?;
+        let small = image::imageops::thumbnail(&band, w, j1 - j0);
+        image::imageops::replace(&mut out, &small, 0, i64::from(j0));
+        j0 = j1;
+    }
+    Ok(out)
+}
+
+/// `size` times `scale`, rounded, at least 1×1.
+fn scaled(size: Size, scale: f64) -> (u32, u32) {
+    (
+        ((f64::from(size.w) * scale).round() as u32).max(1),
+        ((f64::from(size.h) * scale).round() as u32).max(1),
+    )
 }
 
 /// Extensions that a folder run treats as slides.

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use image::{Rgb, RgbImage};
 use tiff::decoder::{Decoder, DecodingResult};
 use wsiseg_slide::{
-    open, read_padded, thumbnail, Rect, Resolution, Size, SlideError, WorkingLevel,
+    open, read_padded, thumbnail, Rect, Resolution, Size, Slide, SlideError, WorkingLevel,
 };
 
 fn data(name: &str) -> PathBuf {
@@ -275,4 +275,93 @@ fn direct_jpeg_tiles_match_openslide_up_to_decoder_rounding() {
         }
     }
     assert!(worst <= 2, "largest difference {worst}");
+}
+
+/// A one-level "slide" of `size` computed on the fly (a smooth gradient with
+/// a dark square), recording the largest region it was asked for.
+struct Counting {
+    size: Size,
+    levels: [wsiseg_slide::Level; 1],
+    largest: std::sync::atomic::AtomicU64,
+}
+
+impl Counting {
+    fn new(w: u32, h: u32) -> Self {
+        let size = Size::new(w, h);
+        Self {
+            size,
+            levels: [wsiseg_slide::Level {
+                size,
+                downsample: 1.0,
+            }],
+            largest: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+    fn pixel(&self, x: u32, y: u32) -> Rgb<u8> {
+        let (w, h) = (self.size.w, self.size.h);
+        if (w / 3..w / 2).contains(&x) && (h / 3..h / 2).contains(&y) {
+            Rgb([20, 20, 20])
+        } else {
+            Rgb([(x * 255 / w) as u8, (y * 255 / h) as u8, 128])
+        }
+    }
+}
+
+impl wsiseg_slide::Slide for Counting {
+    fn path(&self) -> &Path {
+        Path::new("counting")
+    }
+    fn format(&self) -> &str {
+        "test"
+    }
+    fn levels(&self) -> &[wsiseg_slide::Level] {
+        &self.levels
+    }
+    fn mpp(&self) -> Option<wsiseg_slide::Mpp> {
+        None
+    }
+    fn read_inside(&self, _level: u32, rect: Rect) -> Result<RgbImage, SlideError> {
+        self.largest.fetch_max(
+            u64::from(rect.w) * u64::from(rect.h) * 3,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        Ok(RgbImage::from_fn(rect.w, rect.h, |x, y| {
+            self.pixel(rect.x as u32 + x, rect.y as u32 + y)
+        }))
+    }
+}
+
+/// A level larger than the band budget (a slide without a small level) is
+/// read for its thumbnail in bands, never whole, and the banded thumbnail
+/// is the whole-level one up to the rounding at band edges.
+#[test]
+fn a_large_level_is_thumbnailed_in_bands() {
+    let slide = Counting::new(9000, 6000); // 162 MB of RGB: read in bands
+    let banded = thumbnail(&slide, 2048).unwrap();
+    let largest = slide.largest.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        largest <= wsiseg_slide::THUMBNAIL_BAND_BYTES,
+        "read {largest} bytes at once"
+    );
+    assert_eq!(banded.dimensions(), (2048, 1365));
+    let whole = slide.read_inside(0, Rect::new(0, 0, 9000, 6000)).unwrap();
+    let reference = image::imageops::thumbnail(&whole, 2048, 1365);
+    let worst = banded
+        .as_raw()
+        .iter()
+        .zip(reference.as_raw())
+        .map(|(a, b)| a.abs_diff(*b))
+        .max()
+        .unwrap();
+    // Gradients differ by a level; the dark square's edge may move a row.
+    let differing = banded
+        .as_raw()
+        .iter()
+        .zip(reference.as_raw())
+        .filter(|(a, b)| a.abs_diff(**b) > 2)
+        .count();
+    assert!(
+        differing * 1000 <= banded.as_raw().len(),
+        "{differing} bytes differ by more than 2 (worst {worst})"
+    );
 }
