@@ -68,7 +68,9 @@ def _trace(module: nn.Module, example: torch.Tensor):
                 raise traced_error
 
 
-def _pick(out, element):
+def segmentation_of(out, element):
+    """The segmentation in a model's output, as wsiseg picks it: `element` of a
+    dict or tuple/list, else a dict's "logits" (or "out"), a tuple's first item."""
     if isinstance(out, dict):
         return out[element if element is not None else ("logits" if "logits" in out else "out")]
     if isinstance(out, (tuple, list)):
@@ -126,7 +128,7 @@ def export(module: nn.Module, out: str, *, tile: int, mpp, classes: list, activa
     loaded = torch.jit.load(os.path.join(out, "model.pt"), map_location=device)
     x = torch.rand(2, 3, tile, tile, generator=torch.Generator().manual_seed(1)).to(device, dtype)
     with torch.no_grad():
-        want, got = _pick(module(x), output_element), _pick(loaded(x), output_element)
+        want, got = segmentation_of(module(x), output_element), segmentation_of(loaded(x), output_element)
     tol = 1e-2 if half else 1e-4
     if want.shape != got.shape or not torch.allclose(want.float(), got.float(), atol=tol, rtol=tol):
         raise SystemExit(f"{out}/model.pt: TorchScript differs from the eager model "

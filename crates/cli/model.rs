@@ -103,8 +103,9 @@ fn check(
         ),
     ));
     let mut precisions = Vec::new();
+    let reference = F32Reference::new(&model, threshold).map_err(infer)?;
     for other in lower_precisions(device) {
-        let line = compare_precision(&model, other, threshold).map_err(infer)?;
+        let line = reference.compare(&model, other, threshold).map_err(infer)?;
         precisions.push((other.to_string(), line));
     }
     println!("{} — {}", model.path().display(), m.name);
@@ -133,56 +134,90 @@ fn lower_precisions(device: Device) -> Vec<Precision> {
     }
 }
 
-/// Largest P(tumor) difference and share of differing labels between f32
-/// and `other` on pseudo-random tiles.
-fn compare_precision(
-    model: &Segmenter,
-    other: Precision,
-    threshold: Option<f64>,
-) -> Result<String, InferError> {
-    let t = model.manifest().tile;
-    let px = (t as usize).pow(2);
-    let mut state = 0x2545_f491_4f6c_dd1d_u64;
-    let tiles: Vec<u8> = (0..RANDOM_TILES * px * 3)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 56) as u8
-        })
-        .collect();
-    let planes = model.probability_planes();
-    let run = |precision: Precision| -> Result<(Vec<u8>, Vec<u8>), InferError> {
-        let mut m = Segmenter::load(model.path(), model.device(), precision)?;
-        m.set_threshold(threshold)?;
-        let (mut labels, mut prob) = (
-            vec![0u8; RANDOM_TILES * px],
-            vec![0u8; RANDOM_TILES * px * planes],
-        );
-        m.segment(&tiles, RANDOM_TILES, t, &mut labels, Some(&mut prob))?;
-        Ok((labels, prob))
-    };
-    let (l32, p32) = run(Precision::F32)?;
-    let (lo, po) = match run(other) {
-        Ok(r) => r,
-        Err(e @ InferError::NonFinite { .. }) => return Ok(format!("{e}")),
-        Err(e) => return Err(e),
-    };
-    let worst = p32
-        .iter()
-        .zip(&po)
-        .map(|(a, b)| a.abs_diff(*b))
-        .max()
-        .unwrap_or(0);
-    let differ = l32.iter().zip(&lo).filter(|(a, b)| a != b).count();
-    Ok(format!(
-        "vs f32: {} by at most {:.3} ({worst}/255), labels differ on {:.3}% of pixels ({RANDOM_TILES} random tiles)",
-        if planes == 1 {
-            "P(tumor) differs"
+/// Pseudo-random tiles and what the model gives on them in f32 (the
+/// model as loaded when it runs in f32, else loaded again in f32): computed
+/// once, compared with each reduced precision.
+struct F32Reference {
+    tiles: Vec<u8>,
+    labels: Vec<u8>,
+    prob: Vec<u8>,
+}
+
+impl F32Reference {
+    fn new(model: &Segmenter, threshold: Option<f64>) -> Result<Self, InferError> {
+        let px = (model.manifest().tile as usize).pow(2);
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let tiles: Vec<u8> = (0..RANDOM_TILES * px * 3)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 56) as u8
+            })
+            .collect();
+        let (labels, prob) = if model.precision() == Precision::F32 {
+            outputs(model, &tiles)?
         } else {
-            "class probabilities differ"
-        },
-        f64::from(worst) / 255.0,
-        100.0 * differ as f64 / l32.len() as f64
-    ))
+            outputs(&reload(model, Precision::F32, threshold)?, &tiles)?
+        };
+        Ok(Self {
+            tiles,
+            labels,
+            prob,
+        })
+    }
+
+    /// Largest probability difference and share of differing labels
+    /// between f32 and `other`.
+    fn compare(
+        &self,
+        model: &Segmenter,
+        other: Precision,
+        threshold: Option<f64>,
+    ) -> Result<String, InferError> {
+        let (lo, po) = match reload(model, other, threshold).and_then(|m| outputs(&m, &self.tiles))
+        {
+            Ok(r) => r,
+            Err(e @ InferError::NonFinite { .. }) => return Ok(format!("{e}")),
+            Err(e) => return Err(e),
+        };
+        let worst = self
+            .prob
+            .iter()
+            .zip(&po)
+            .map(|(a, b)| a.abs_diff(*b))
+            .max()
+            .unwrap_or(0);
+        let differ = self.labels.iter().zip(&lo).filter(|(a, b)| a != b).count();
+        Ok(format!(
+            "vs f32: {} by at most {:.3} ({worst}/255), labels differ on {:.3}% of pixels ({RANDOM_TILES} random tiles)",
+            if model.probability_planes() == 1 {
+                "P(tumor) differs"
+            } else {
+                "class probabilities differ"
+            },
+            f64::from(worst) / 255.0,
+            100.0 * differ as f64 / self.labels.len() as f64
+        ))
+    }
+}
+
+/// The model loaded again in `precision`, with the same threshold.
+fn reload(
+    model: &Segmenter,
+    precision: Precision,
+    threshold: Option<f64>,
+) -> Result<Segmenter, InferError> {
+    let mut m = Segmenter::load(model.path(), model.device(), precision)?;
+    m.set_threshold(threshold)?;
+    Ok(m)
+}
+
+/// Labels and probability planes of `tiles` (RANDOM_TILES of the model's tile).
+fn outputs(m: &Segmenter, tiles: &[u8]) -> Result<(Vec<u8>, Vec<u8>), InferError> {
+    let t = m.manifest().tile;
+    let px = RANDOM_TILES * (t as usize).pow(2);
+    let (mut labels, mut prob) = (vec![0u8; px], vec![0u8; px * m.probability_planes()]);
+    m.segment(tiles, RANDOM_TILES, t, &mut labels, Some(&mut prob))?;
+    Ok((labels, prob))
 }

@@ -153,7 +153,7 @@ pub enum InferError {
 }
 
 /// libtorch errors carry a C++ backtrace; one line is what a user needs.
-fn first_line(e: &tch::TchError) -> String {
+pub(crate) fn first_line(e: &tch::TchError) -> String {
     let text = e.to_string();
     let line = text
         .lines()

@@ -68,17 +68,12 @@ impl Member {
     /// manifest names) must be `1×C×(tile/output_stride)²`, and finite.
     fn check_output_shape(&self) -> Result<(), InferError> {
         let t = self.manifest.tile as usize;
-        let white = vec![255u8; t * t * 3];
-        let x = Tensor::from_slice(&white)
-            .view([1, t as i64, t as i64, 3])
-            .to_device(self.device.tch());
-        let (x, shape) = self.normalize(x);
-        let value = self.forward_value(x, shape).map_err(|e| match e {
+        let value = self.white_tile_value().map_err(|e| match e {
             InferError::Forward { path, source, .. } => InferError::ModelMismatch {
                 path,
                 problem: format!(
                     "it fails on a 1×3×{t}×{t} input: {}",
-                    source.to_string().lines().next().unwrap_or_default()
+                    crate::error::first_line(&source)
                 ),
             },
             other => other,
@@ -87,12 +82,7 @@ impl Member {
             IValue::Tensor(_) => None,
             other => Some(describe(other)),
         };
-        let out = select(value, self.manifest.output_element.as_ref()).map_err(|problem| {
-            InferError::ModelMismatch {
-                path: self.path.clone(),
-                problem,
-            }
-        })?;
+        let out = self.segmentation(value)?;
         let m = &self.manifest;
         let stride = m.output_stride as usize;
         let channels = m.output_channels() as i64;
@@ -153,20 +143,29 @@ impl Member {
     /// 2, 256, 256]", "a dict with keys …"), and the shape of the
     /// segmentation in it before any upsampling (as the load-time check saw).
     pub(crate) fn output_summary(&self) -> Result<(String, Vec<i64>), InferError> {
+        let value = self.white_tile_value()?;
+        let described = describe(&value);
+        Ok((described, self.segmentation(value)?.size()))
+    }
+
+    /// What the module returns for one tile of white (the manifest's tile).
+    fn white_tile_value(&self) -> Result<IValue, InferError> {
         let t = self.manifest.tile as usize;
         let x = Tensor::from_slice(&vec![255u8; t * t * 3])
             .view([1, t as i64, t as i64, 3])
             .to_device(self.device.tch());
         let (x, shape) = self.normalize(x);
-        let value = self.forward_value(x, shape)?;
-        let described = describe(&value);
-        let out = select(value, self.manifest.output_element.as_ref()).map_err(|problem| {
+        self.forward_value(x, shape)
+    }
+
+    /// The segmentation element of what the module returned (see [`select`]).
+    fn segmentation(&self, value: IValue) -> Result<Tensor, InferError> {
+        select(value, self.manifest.output_element.as_ref()).map_err(|problem| {
             InferError::ModelMismatch {
                 path: self.path.clone(),
                 problem,
             }
-        })?;
-        Ok((described, out.size()))
+        })
     }
 
     /// The model on `n×tile×tile×3` bytes already on the device: normalized
@@ -215,12 +214,7 @@ impl Member {
     /// element of what it returns.
     pub(crate) fn run_module(&self, x: Tensor, shape: Vec<i64>) -> Result<Tensor, InferError> {
         let out = self.forward_value(x, shape)?;
-        select(out, self.manifest.output_element.as_ref()).map_err(|problem| {
-            InferError::ModelMismatch {
-                path: self.path.clone(),
-                problem,
-            }
-        })
+        self.segmentation(out)
     }
 
     /// The raw output brought to the input's side (bilinear on the logits,
@@ -253,9 +247,13 @@ impl Member {
 /// element, a dict's `"logits"` or `"out"`. The error says what the output
 /// holds and what to write in the manifest.
 fn select(out: IValue, element: Option<&OutputElement>) -> Result<Tensor, String> {
+    // The common case first: no description is made for every batch.
+    let out = match (out, element) {
+        (IValue::Tensor(t), None) => return Ok(t),
+        (other, _) => other,
+    };
     let described = describe(&out);
     let found = match (out, element) {
-        (IValue::Tensor(t), None) => return Ok(t),
         (IValue::Tuple(items) | IValue::GenericList(items), e) => {
             let i = match e {
                 None => 0,

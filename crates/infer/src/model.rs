@@ -180,7 +180,7 @@ impl Segmenter {
                 // the same pixels a two-channel softmax's arg-max picks.
                 let z = out.select(1, 0);
                 let cut = self.threshold.map_or(0.0, |t| (t / (1.0 - t)).ln());
-                let p = with_probability.then(|| out.to_kind(Kind::Float).sigmoid());
+                let p = with_probability.then(|| not_background(&member.probabilities(out)));
                 (labels_of(z.gt(cut)), p)
             }
             _ => match self.threshold {

@@ -47,6 +47,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "scripts"))
+from export_model import segmentation_of  # noqa: E402  (the segmentation element, as wsiseg picks it)
+
 
 class GreenThreshold(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -141,11 +144,7 @@ def reference(folder: str) -> None:
     x = (x - torch.tensor(m["mean"]).view(1, 3, 1, 1)) / torch.tensor(m["std"]).view(1, 3, 1, 1)
     with torch.no_grad():
         out = model(x)
-    element = m.get("output_element")
-    if isinstance(out, dict):
-        out = out[element if element is not None else "logits"]
-    elif isinstance(out, (tuple, list)):
-        out = out[element if element is not None else 0]
+    out = segmentation_of(out, m.get("output_element"))
     stride = m.get("output_stride", 1)
     if stride > 1:
         out = F.interpolate(out, scale_factor=stride, mode="bilinear", align_corners=False)
@@ -178,7 +177,6 @@ write(os.path.join(here, "bgr255-red"), ["background", "tumor"], Bgr255Red(), na
 write(os.path.join(here, "three-class"), ["background", "tumor", "stroma"], ThreeClass(), name="three-class",
       description="test fixture: tumor where green is low, stroma where blue is low")
 exported = []
-sys.path.insert(0, os.path.join(here, "..", "..", "..", "scripts"))
 try:
     import segmentation_models_pytorch as smp
     from export_model import export
