@@ -290,7 +290,7 @@ fn list_inputs(input: &Path) -> Result<Vec<PathBuf>> {
             .path();
         if !wsiseg_slide::has_slide_extension(&path) {
             others += 1;
-        } else if is_wsiseg_output(&path) {
+        } else if OutputPaths::is_output_name(&path) {
             // A mask of an earlier run into this folder is not a slide.
             outputs += 1;
         } else if path.is_file() {
@@ -334,21 +334,6 @@ fn list_inputs(input: &Path) -> Result<Vec<PathBuf>> {
         ignored.iter().map(|s| format!(", {s}")).collect::<String>()
     );
     Ok(slides)
-}
-
-/// Whether a file is named as wsiseg names its outputs (NAME.mask.png,
-/// NAME.mask.tiff, NAME.prob.tiff, NAME.prob-CLASS.tiff, NAME.overlay.png,
-/// NAME.heatmap.png): never taken for a slide, e.g. when --out is the
-/// input folder.
-fn is_wsiseg_output(path: &Path) -> bool {
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let Some((stem, _ext)) = name.rsplit_once('.') else {
-        return false;
-    };
-    let Some((_, kind)) = stem.rsplit_once('.') else {
-        return false;
-    };
-    matches!(kind, "mask" | "prob" | "overlay" | "heatmap") || kind.starts_with("prob-")
 }
 
 fn prepare_out_dir(out: &Path) -> Result<()> {

@@ -127,6 +127,29 @@ impl OutputPaths {
         self
     }
 
+    /// Whether a file is named as any slide's output of any format would be
+    /// (NAME.mask.png, NAME.prob-CLASS.tiff, NAME.report.json…): such files
+    /// are never taken for slides, e.g. when `--out` is the input folder.
+    pub fn is_output_name(path: &Path) -> bool {
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let probe = OutputPaths::new(Path::new(""), Path::new("NAME"));
+        let fixed = Format::ALL
+            .iter()
+            .flat_map(|f| f.files(&probe))
+            .chain([probe.record()])
+            .any(|file| {
+                let file = file.to_string_lossy();
+                let suffix = file.strip_prefix("NAME").unwrap_or(&file);
+                name.len() > suffix.len() && name.ends_with(suffix)
+            });
+        // The per-class maps of `probability`: NAME.prob-CLASS.tiff.
+        fixed
+            || name.strip_suffix(".tiff").is_some_and(|stem| {
+                stem.rsplit_once('.')
+                    .is_some_and(|(_, kind)| kind.starts_with("prob-"))
+            })
+    }
+
     /// The probability map of class `class` (1 on): `STEM.prob.tiff` for
     /// class 1 (tumor), `STEM.prob-NAME.tiff` for the others, NAME being the
     /// class name with anything but letters, digits, `-` and `_` as `_`.
@@ -280,4 +303,30 @@ pub(crate) fn stage_bytes(
 ) -> Result<Staged, EngineError> {
     wsiseg_write::PartialFile::write_staged(path, bytes, limit)
         .map_err(|e| EngineError::io(path, "cannot write", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every name an output gets is recognised, for any stem and any
+    /// class; slides, including ones with dots in their names, are not.
+    #[test]
+    fn output_names_are_recognised_and_slides_are_not() {
+        let classes = ["background", "tumor", "necrosis"].map(String::from);
+        let paths =
+            OutputPaths::new(Path::new("out"), Path::new("case.12.svs")).with_classes(&classes);
+        for file in paths.all().into_iter().chain([paths.probability(2)]) {
+            assert!(OutputPaths::is_output_name(&file), "{}", file.display());
+        }
+        for slide in [
+            "case.12.svs",
+            "a.tiff",
+            "mask.png",
+            "x.prob.svs",
+            "scan.ndpi",
+        ] {
+            assert!(!OutputPaths::is_output_name(Path::new(slide)), "{slide}");
+        }
+    }
 }
