@@ -543,7 +543,7 @@ fn a_folder_run_reports_a_bad_slide_and_finishes_the_others() {
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(
         lines[0],
-        "slide,status,tumor_fraction,tumor_mm2,seconds,error"
+        "slide,status,tumor_fraction,tumor_mm2,seconds,bad_tiles,error"
     );
     assert_eq!(lines.len(), 5, "{csv}");
     for (line, row) in lines[1..].iter().zip(rows) {

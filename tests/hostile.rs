@@ -1,8 +1,10 @@
-//! Hostile input in a folder (issue 13, first part): an image whose header
-//! declares more pixels than memory allows, dangling and looping links named
-//! like slides, wsiseg's own outputs in the input folder, and negative
-//! numbers — each a one-line error naming the file (or ignored, for outputs),
-//! the good slide still segmented, and the summary listing every slide.
+//! Hostile and huge input in a folder (issue 13): images whose headers
+//! declare more pixels than memory could hold, a 50000² PNG of zeros, a
+//! 200000² sparse tiled TIFF, dangling and looping links named like slides,
+//! wsiseg's own outputs in the input folder, and negative numbers — each
+//! segmented in bounded memory or a one-line error naming the file (or
+//! ignored, for outputs), the good slide still segmented, and the summary
+//! listing every slide.
 
 mod common;
 
@@ -55,7 +57,8 @@ fn one_bad_file_never_stops_a_folder() {
     let d = dir.path();
     let input = d.join("in");
     std::fs::create_dir(&input).unwrap();
-    // 200000² RGB: 112 GiB decoded, more than half of any test machine's memory.
+    // 200000² RGB (112 GiB decoded) with no image data: streamed, it fails
+    // at its first row.
     png_declaring(&input.join("a-huge.png"), 200_000, 200_000);
     std::fs::copy(repo("tests/data/default.svs"), input.join("b-good.svs")).unwrap();
     std::os::unix::fs::symlink("/nonexistent/slide.svs", input.join("c-dangling.svs")).unwrap();
@@ -81,7 +84,7 @@ fn one_bad_file_never_stops_a_folder() {
     let errors = error_lines(&o);
     assert_eq!(errors.len(), 3, "{}", stderr(&o));
     assert!(
-        errors[0].starts_with("error: in/a-huge.png: 200000×200000 pixels need 111.76 GiB decoded whole, more than half of this machine's memory"),
+        errors[0].starts_with("error: in/a-huge.png: corrupt or unreadable slide (row 0: PNG: "),
         "{}",
         errors[0]
     );
@@ -122,6 +125,154 @@ fn one_bad_file_never_stops_a_folder() {
         "{}",
         stderr(&o)
     );
+}
+
+/// A 8-bit grey PNG of `w`×`h` zeros (a few MB however large), streamed.
+fn zero_png(path: &Path, w: u32, h: u32) {
+    let file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut encoder = png::Encoder::new(file, w, h);
+    encoder.set_color(png::ColorType::Grayscale);
+    encoder.set_compression(png::Compression::Fast);
+    let mut stream = encoder
+        .write_header()
+        .unwrap()
+        .into_stream_writer()
+        .unwrap();
+    let row = vec![0u8; w as usize];
+    for _ in 0..h {
+        std::io::Write::write_all(&mut stream, &row).unwrap();
+    }
+    stream.finish().unwrap();
+}
+
+/// A small baseline JPEG whose frame header is patched to declare `w`×`h`:
+/// its data ends long before.
+fn jpeg_declaring(path: &Path, w: u16, h: u16) {
+    let mut bytes = Vec::new();
+    image::RgbImage::from_pixel(16, 16, image::Rgb([200, 120, 160]))
+        .write_to(
+            &mut std::io::Cursor::new(&mut bytes),
+            image::ImageFormat::Jpeg,
+        )
+        .unwrap();
+    let sof = bytes.windows(2).position(|m| m == [0xFF, 0xC0]).unwrap();
+    bytes[sof + 5..sof + 7].copy_from_slice(&h.to_be_bytes());
+    bytes[sof + 7..sof + 9].copy_from_slice(&w.to_be_bytes());
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// A `side`² RGB tiled TIFF (256² tiles) with no tile stored: every tile
+/// offset and byte count is 0 (sparse), a few MB.
+fn sparse_tiff(path: &Path, side: u32) {
+    let tiles = side.div_ceil(256).pow(2) as usize;
+    let mut t = b"II*\0".to_vec();
+    t.extend_from_slice(&8u32.to_le_bytes());
+    let entries: [(u16, u16, u32, u32); 11] = [
+        (256, 4, 1, side),         // ImageWidth
+        (257, 4, 1, side),         // ImageLength
+        (258, 3, 1, 8),            // BitsPerSample (one value: all 8)
+        (259, 3, 1, 1),            // Compression: none
+        (262, 3, 1, 2),            // RGB
+        (277, 3, 1, 3),            // SamplesPerPixel
+        (284, 3, 1, 1),            // PlanarConfiguration: contiguous
+        (322, 3, 1, 256),          // TileWidth
+        (323, 3, 1, 256),          // TileLength
+        (324, 4, tiles as u32, 0), // TileOffsets (array, offset patched)
+        (325, 4, tiles as u32, 0), // TileByteCounts
+    ];
+    let ifd_len = 2 + entries.len() * 12 + 4;
+    let array_at = 8 + ifd_len as u32;
+    t.extend_from_slice(&(entries.len() as u16).to_le_bytes());
+    for (tag, kind, count, value) in entries {
+        t.extend_from_slice(&tag.to_le_bytes());
+        t.extend_from_slice(&kind.to_le_bytes());
+        t.extend_from_slice(&count.to_le_bytes());
+        let value = match tag {
+            324 => array_at,
+            325 => array_at + 4 * tiles as u32,
+            _ => value,
+        };
+        if kind == 3 {
+            t.extend_from_slice(&(value as u16).to_le_bytes());
+            t.extend_from_slice(&[0, 0]);
+        } else {
+            t.extend_from_slice(&value.to_le_bytes());
+        }
+    }
+    t.extend_from_slice(&0u32.to_le_bytes());
+    t.resize(t.len() + 8 * tiles, 0);
+    std::fs::write(path, t).unwrap();
+}
+
+/// Huge inputs each segment within `--max-memory` or fail with a one-line
+/// error naming the file, never a panic or an abort; the good slide after
+/// them is segmented and the summary lists all four.
+#[test]
+fn huge_inputs_segment_in_bounded_memory_or_fail_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let input = d.join("in");
+    std::fs::create_dir(&input).unwrap();
+    zero_png(&input.join("a-zeros.png"), 50_000, 50_000);
+    jpeg_declaring(&input.join("b-header.jpg"), 65_000, 65_000);
+    sparse_tiff(&input.join("c-sparse.tif"), 200_000);
+    std::fs::copy(repo("tests/data/default.svs"), input.join("d-good.svs")).unwrap();
+    let model = threshold_model();
+    let o = run(
+        d,
+        &[
+            "segment",
+            "in",
+            "--model",
+            model.to_str().unwrap(),
+            "--out",
+            "out",
+            "--device",
+            "cpu",
+            "--formats",
+            "png,report",
+            "--max-memory",
+            "3G",
+        ],
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let errors = error_lines(&o);
+    assert_eq!(errors.len(), 2, "{err}");
+    assert!(
+        errors[0].starts_with("error: in/b-header.jpg: corrupt or unreadable slide (row 0: JPEG: "),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        errors[1].starts_with(
+            "error: in/c-sparse.tif: its smallest level is 200000×200000 pixels (40.0 gigapixels)"
+        ),
+        "{}",
+        errors[1]
+    );
+    // The zeros are no tissue: segmented, no tile run, within the budget.
+    let report = common::json(&d.join("out/a-zeros.report.json"));
+    assert_eq!(report["tiles"]["run"], 0, "{report}");
+    let peak = report["peak_rss_mib"].as_f64().unwrap();
+    assert!(peak < 3072.0, "peak {peak} MiB over --max-memory 3G");
+    assert!(d.join("out/a-zeros.mask.png").exists());
+    assert!(d.join("out/d-good.mask.png").exists());
+    let summary = std::fs::read_to_string(d.join("out/summary.csv")).unwrap();
+    let rows: Vec<&str> = summary.lines().skip(1).collect();
+    for (row, (name, status)) in rows.iter().zip([
+        ("a-zeros.png", "segmented"),
+        ("b-header.jpg", "failed"),
+        ("c-sparse.tif", "failed"),
+        ("d-good.svs", "segmented"),
+    ]) {
+        assert!(
+            row.contains(name) && row.contains(&format!(",{status},")),
+            "{row}"
+        );
+    }
+    assert_eq!(rows.len(), 4, "{summary}");
 }
 
 /// `wsiseg segment default.svs --model green-threshold --out OUT --device

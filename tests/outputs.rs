@@ -816,6 +816,90 @@ fn a_corrupt_tile_mid_run_is_one_error_and_leaves_no_file() {
     assert_eq!(common::files_in(&d.join("out")), Vec::<String>::new());
 }
 
+/// `--bad-tiles background`: the same corrupt tile no longer fails the
+/// slide; the run warns, completes (exit 0), lists the tile in the report
+/// with its level-0 rectangle, and every working tile that read it is
+/// background in the mask. On an intact copy of the slide the flag changes
+/// no byte of the mask.
+#[test]
+fn bad_tiles_background_completes_warns_and_lists_the_tiles() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let slide = synth(d, "909", "8192x8192");
+    let intact = d.join("intact.svs");
+    std::fs::copy(&slide, &intact).unwrap();
+    let mut bytes = std::fs::read(&slide).unwrap();
+    let range = tile_bytes(&slide, 0, 32 * 16 + 16);
+    bytes[range].fill(0);
+    std::fs::write(&slide, bytes).unwrap();
+    let model = threshold_model();
+    let segment = |slide: &Path, out: &str, extra: &[&str]| {
+        let mut args = vec![
+            "segment",
+            slide.to_str().unwrap(),
+            "--model",
+            model.to_str().unwrap(),
+            "--out",
+            out,
+            "--level",
+            "0",
+            "--tile",
+            "512",
+            "--device",
+            "cpu",
+            "--formats",
+            "png,report",
+        ];
+        args.extend_from_slice(extra);
+        run(d, &args)
+    };
+    let o = segment(&slide, "bg", &["--bad-tiles", "background"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("synth-909.svs: 1 corrupt tile(s) made background (--bad-tiles background): level 0 tile 528 (level-0 x 4096, y 4096, 256×256)"),
+        "{}",
+        stderr(&o)
+    );
+    let report = common::json(&d.join("bg/synth-909.report.json"));
+    let bad = report["bad_tiles"].as_array().unwrap();
+    assert_eq!(bad.len(), 1, "{report}");
+    assert_eq!(bad[0]["tile"], 528);
+    assert_eq!(
+        bad[0]["level0"],
+        serde_json::json!({"x": 4096, "y": 4096, "width": 256, "height": 256})
+    );
+    assert!(bad[0]["error"].as_str().unwrap().contains("JPEG tile 528"));
+    assert_eq!(report["parameters"]["bad_tiles"], "background");
+    // The bad tile's pixels are background; the same run of the intact
+    // slide finds tumor there (the threshold model marks dark tissue).
+    let mask = read_mask(&d.join("bg/synth-909.mask.png"));
+    let inside = |m: &image::GrayImage| {
+        (4096..4352)
+            .flat_map(|y| (4096..4352).map(move |x| (x, y)))
+            .filter(|&(x, y)| m.get_pixel(x, y).0[0] != 0)
+            .count()
+    };
+    assert_eq!(inside(&mask), 0);
+    for (out, extra) in [("a", &[][..]), ("b", &["--bad-tiles", "background"][..])] {
+        let o = segment(&intact, out, extra);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(!stderr(&o).contains("corrupt"), "{}", stderr(&o));
+    }
+    let (a, b) = (
+        std::fs::read(d.join("a/intact.mask.png")).unwrap(),
+        std::fs::read(d.join("b/intact.mask.png")).unwrap(),
+    );
+    assert_eq!(
+        a, b,
+        "--bad-tiles background changed an intact slide's mask"
+    );
+    let whole = read_mask(&d.join("a/intact.mask.png"));
+    assert!(
+        inside(&whole) > 0,
+        "the intact tile holds tumor, so the test can fail"
+    );
+}
+
 /// A model whose output is NaN or Inf never makes a mask: refused at load
 /// when it is NaN on the dry run's white tile (with the precision and a
 /// suggestion), and mid-run when only tissue gives NaN, naming the tile's

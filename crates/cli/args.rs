@@ -171,12 +171,63 @@ pub struct SynthArgs {
     /// Microns per level-0 pixel.
     #[arg(long, default_value_t = 0.25)]
     pub mpp: f64,
-    /// JPEG quality of the slide tiles.
+    /// JPEG quality of the slide tiles (and of a plain JPEG).
     #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u8).range(1..=100))]
     pub quality: u8,
+    /// Also write the same picture as plain images, the way competitions
+    /// hand out slides (one level, no resolution recorded): synth-SEED.png,
+    /// .jpg (baseline, at most 65535 px a side), .tiff (uncompressed strips).
+    /// Comma-separated or repeated.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub plain: Vec<PlainKind>,
     /// Replace existing files of the same names.
     #[arg(long)]
     pub overwrite: bool,
+}
+
+/// A plain image format `wsiseg synth --plain` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PlainKind {
+    /// 8-bit RGB PNG.
+    Png,
+    /// Baseline JPEG.
+    Jpeg,
+    /// RGB TIFF in strips.
+    Tiff,
+}
+
+/// A memory size: a number with K, M, G or T (powers of 1024; a trailing
+/// B or iB is allowed), or a percentage of this machine's memory.
+fn parse_memory(s: &str) -> Result<u64, String> {
+    let bad = || format!("'{s}' is not a memory size such as 12G, 800M or 50%");
+    let t = s.trim();
+    if let Some(p) = t.strip_suffix('%') {
+        let p: f64 = p.trim().parse().map_err(|_| bad())?;
+        if !(p > 0.0 && p <= 100.0) {
+            return Err(format!(
+                "'{s}': a share of memory must be above 0% and at most 100%"
+            ));
+        }
+        return Ok((wsiseg_engine::memory::machine_bytes() as f64 * p / 100.0) as u64);
+    }
+    let upper = t.to_ascii_uppercase();
+    let number = upper.trim_end_matches("IB").trim_end_matches('B');
+    let (digits, shift) = match number.chars().last() {
+        Some('K') => (&number[..number.len() - 1], 10),
+        Some('M') => (&number[..number.len() - 1], 20),
+        Some('G') => (&number[..number.len() - 1], 30),
+        Some('T') => (&number[..number.len() - 1], 40),
+        _ => (number, 0),
+    };
+    let n: f64 = digits.trim().parse().map_err(|_| bad())?;
+    if !(n.is_finite() && n > 0.0) {
+        return Err(bad());
+    }
+    let bytes = n * 2f64.powi(shift);
+    if bytes < f64::from(64u32 << 20) {
+        return Err(format!("'{s}': wsiseg needs at least 64M"));
+    }
+    Ok(bytes as u64)
 }
 
 fn parse_size(s: &str) -> Result<(u32, u32), String> {
@@ -234,6 +285,18 @@ pub struct SegmentArgs {
     /// else level 0.
     #[arg(long)]
     pub mpp: Option<f64>,
+    /// Take level 0 of every slide to be this many µm per pixel, whatever
+    /// the file records: plain PNG/JPEG/TIFF images record none (the
+    /// competition's data sheet gives it), so that --mpp and the model's
+    /// resolution apply to them too.
+    #[arg(long, value_name = "MPP")]
+    pub slide_mpp: Option<f64>,
+    /// Memory budget: 12G, 800M, 50% (of this machine's memory, or of the
+    /// container's limit). A slide whose run takes wsiseg's resident memory
+    /// above it is stopped with an error and the next slide runs; plain
+    /// images are decoded within half of it [default: 80%].
+    #[arg(long, value_name = "SIZE", value_parser = parse_memory)]
+    pub max_memory: Option<u64>,
     /// Tile side in working-level pixels [default: the model's tile].
     #[arg(long)]
     pub tile: Option<u32>,
@@ -303,6 +366,12 @@ pub struct SegmentArgs {
     /// Replace outputs that already exist (otherwise finished slides are skipped).
     #[arg(long)]
     pub overwrite: bool,
+    /// What a corrupt stored tile (damaged JPEG data) does: fail the slide,
+    /// naming the file, level and tile; or treat the working tiles that read
+    /// it as background, with a warning, listing the tiles in the report and
+    /// summary (the run then succeeds).
+    #[arg(long, value_enum, default_value = "fail")]
+    pub bad_tiles: BadTilesArg,
 }
 
 /// `--reader`.
@@ -339,6 +408,24 @@ impl From<Format> for wsiseg_engine::Format {
             Format::Geojson => Self::Geojson,
             Format::Overlay => Self::Overlay,
             Format::Report => Self::Report,
+        }
+    }
+}
+
+/// What a corrupt stored tile does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BadTilesArg {
+    /// Fail the slide.
+    Fail,
+    /// Background, with a warning.
+    Background,
+}
+
+impl From<BadTilesArg> for wsiseg_engine::BadTiles {
+    fn from(v: BadTilesArg) -> Self {
+        match v {
+            BadTilesArg::Fail => Self::Fail,
+            BadTilesArg::Background => Self::Background,
         }
     }
 }

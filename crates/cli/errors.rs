@@ -46,6 +46,7 @@ fn flag(setting: Setting) -> &'static str {
         Setting::Readers => "--readers",
         Setting::Devices => "--device",
         Setting::MaskMpp => "--mask-mpp",
+        Setting::SlideMpp => "--slide-mpp",
         Setting::MinArea => "--min-area",
         Setting::MaskValues => "--mask-values",
         Setting::Outputs => "--formats",

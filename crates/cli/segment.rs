@@ -41,6 +41,14 @@ pub fn run(args: &SegmentArgs) -> Result<RunSummary> {
         .map_err(crate::errors::flag_context)?;
     prepare_out_dir(&args.out)?;
     check_output_names(&slides)?;
+    let budget = args
+        .max_memory
+        .unwrap_or_else(wsiseg_engine::memory::default_budget);
+    wsiseg_engine::memory::set_budget(budget);
+    tracing::debug!(
+        "memory budget {:.2} GiB",
+        budget as f64 / f64::from(1u32 << 30)
+    );
 
     let cancel = crate::signals::cancel_flag();
     let mut summary = RunSummary {
@@ -374,6 +382,7 @@ impl SegmentArgs {
         Ok(Request {
             level: self.level,
             mpp: self.mpp,
+            slide_mpp: self.slide_mpp,
             tile: self.tile,
             overlap: self.overlap,
             tissue: if self.no_tissue_mask {
@@ -391,6 +400,7 @@ impl SegmentArgs {
             mask_values: self.mask_values.into(),
             min_area: self.min_area,
             overwrite: self.overwrite,
+            bad_tiles: self.bad_tiles.into(),
         })
     }
 }

@@ -4,9 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use wsiseg_synth::{generate, SynthSpec};
+use wsiseg_synth::{generate, plain_path, PlainFormat, SynthSpec};
 
-use crate::args::SynthArgs;
+use crate::args::{PlainKind, SynthArgs};
 
 /// Where slide `seed` and its truth go inside `out`.
 pub fn paths(out: &std::path::Path, seed: u64) -> (PathBuf, PathBuf) {
@@ -15,6 +15,23 @@ pub fn paths(out: &std::path::Path, seed: u64) -> (PathBuf, PathBuf) {
         out.join(format!("{name}.svs")),
         out.join("truth").join(format!("{name}.tiff")),
     )
+}
+
+/// The plain formats asked for (JPEG at the slide's quality).
+fn plain_formats(args: &SynthArgs) -> Vec<PlainFormat> {
+    let mut formats: Vec<PlainFormat> = args
+        .plain
+        .iter()
+        .map(|k| match k {
+            PlainKind::Png => PlainFormat::Png,
+            PlainKind::Jpeg => PlainFormat::Jpeg {
+                quality: args.quality,
+            },
+            PlainKind::Tiff => PlainFormat::Tiff,
+        })
+        .collect();
+    formats.dedup();
+    formats
 }
 
 pub fn run(args: &SynthArgs) -> Result<()> {
@@ -28,7 +45,10 @@ pub fn run(args: &SynthArgs) -> Result<()> {
     if !args.overwrite {
         for seed in seeds.clone() {
             let (slide, truth) = paths(&args.out, seed);
-            for p in [slide, truth] {
+            let plain = plain_formats(args)
+                .into_iter()
+                .map(|f| plain_path(&slide, f));
+            for p in [slide.clone(), truth].into_iter().chain(plain) {
                 if p.exists() {
                     bail!(
                         "{}: already exists (use --overwrite to replace it)",
@@ -46,6 +66,7 @@ pub fn run(args: &SynthArgs) -> Result<()> {
             height,
             mpp: args.mpp,
             quality: args.quality,
+            plain: plain_formats(args),
             ..SynthSpec::default()
         };
         let bar = ProgressBar::new(u64::from(height));
@@ -77,6 +98,9 @@ pub fn run(args: &SynthArgs) -> Result<()> {
             stats.megapixels / stats.seconds,
             stats.truth.display()
         );
+        for p in &stats.plain {
+            tracing::info!("{}: the same picture as a plain image", p.display());
+        }
     }
     Ok(())
 }

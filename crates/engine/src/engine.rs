@@ -262,6 +262,9 @@ pub struct Request {
     pub level: Option<u32>,
     /// Segment at this resolution (µm/px) [default: the model's, when the slide records its own].
     pub mpp: Option<f64>,
+    /// Take level 0 of every slide to be this many µm/px, whatever the file
+    /// records (plain PNG/JPEG/TIFF record none).
+    pub slide_mpp: Option<f64>,
     /// Tile side in working-level pixels [default: the model's].
     pub tile: Option<u32>,
     /// Pixels shared by neighbouring tiles [default: tile/8].
@@ -280,6 +283,20 @@ pub struct Request {
     pub min_area: f64,
     /// Redo a slide whose outputs exist.
     pub overwrite: bool,
+    /// What a corrupt stored tile of the slide does.
+    pub bad_tiles: BadTiles,
+}
+
+/// What a corrupt stored tile (a JPEG tile whose data is damaged) does to
+/// a slide's run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BadTiles {
+    /// The slide fails, naming the file, level and tile.
+    #[default]
+    Fail,
+    /// Every working tile that reads it is background (label 0, P = 0),
+    /// with a warning; the tiles are listed in the report and summary.
+    Background,
 }
 
 impl Default for Request {
@@ -287,6 +304,7 @@ impl Default for Request {
         Self {
             level: None,
             mpp: None,
+            slide_mpp: None,
             tile: None,
             overlap: None,
             tissue: TissuePolicy::Detect(None),
@@ -302,6 +320,7 @@ impl Default for Request {
             mask_values: MaskValues::ClassIndex,
             min_area: 500.0,
             overwrite: false,
+            bad_tiles: BadTiles::Fail,
         }
     }
 }
@@ -437,6 +456,15 @@ impl Engine {
             if !(m.is_finite() && m > 0.0) {
                 return Err(setting(
                     Setting::MaskMpp,
+                    m,
+                    "must be a positive number of µm per pixel",
+                ));
+            }
+        }
+        if let Some(m) = request.slide_mpp {
+            if !(m.is_finite() && m > 0.0) {
+                return Err(setting(
+                    Setting::SlideMpp,
                     m,
                     "must be a positive number of µm per pixel",
                 ));

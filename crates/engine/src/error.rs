@@ -24,6 +24,8 @@ pub enum Setting {
     Devices,
     /// The PNG mask's resolution.
     MaskMpp,
+    /// The resolution slides are taken to have.
+    SlideMpp,
     /// GeoJSON's smallest region.
     MinArea,
     /// The PNG mask's values.
@@ -137,6 +139,16 @@ pub enum EngineError {
     /// A stage stopped because another one failed (whose error is reported).
     #[error("stopped: another stage of the pipeline failed")]
     Stopped,
+    /// The process went over the memory budget while segmenting a slide.
+    #[error("{}: wsiseg's memory reached {rss_mib:.0} MiB, more than --max-memory ({limit_mib:.0} MiB); the slide was stopped (raise --max-memory, or lower --batch or --readers)", slide.display())]
+    MemoryLimit {
+        /// The slide.
+        slide: std::path::PathBuf,
+        /// Resident memory when it was stopped, MiB.
+        rss_mib: f64,
+        /// The budget, MiB.
+        limit_mib: f64,
+    },
     /// The run was cancelled (Ctrl-C, SIGTERM, a front end's request).
     #[error("cancelled")]
     Cancelled,

@@ -50,8 +50,8 @@ mod summary;
 pub use control::{Progress, RunControl};
 pub use engine::{
     default_batch, default_readers, describe_devices, file_sha256, resolution, resolve_devices,
-    Engine, EngineBuilder, MaskSize, MaskValues, Request, SlidePlan, Tissue, TissuePolicy,
-    DEFAULT_CPU_BATCH, DEFAULT_CUDA_BATCH, MAX_READ_SCALE,
+    BadTiles, Engine, EngineBuilder, MaskSize, MaskValues, Request, SlidePlan, Tissue,
+    TissuePolicy, DEFAULT_CPU_BATCH, DEFAULT_CUDA_BATCH, MAX_READ_SCALE,
 };
 pub use error::{EngineError, Setting};
 pub use lock::SlideLock;
@@ -60,7 +60,7 @@ pub use outputs::{
     create as create_output, fit, Format, MaskOutput, OutputContext, OutputPaths, SlideResult,
     GEOMETRY_SIDE, OVERVIEW_SIDE,
 };
-pub use pipeline::READ_CHUNK;
+pub use pipeline::{BadTile, READ_CHUNK};
 pub use record::{Fingerprint, RecordedFile, RunRecord, SlideIdentity};
 pub use segment::{RunOutput, RunStats, SlideOutcome};
 pub use summary::{write_summary, SlideFigures, Status, SummaryEntry};

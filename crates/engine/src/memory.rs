@@ -22,8 +22,58 @@
 //! either heap.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
+
+/// Resident memory of this process now, in bytes (/proc/self/statm).
+pub fn rss_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * PAGE as u64)
+}
+
+/// This machine's memory for wsiseg: physical RAM, or the control group's
+/// limit when a container sets a lower one.
+pub fn machine_bytes() -> u64 {
+    // SAFETY: sysconf only reads system configuration.
+    let (pages, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    let ram = if pages > 0 && page > 0 {
+        (pages as u64).saturating_mul(page as u64)
+    } else {
+        8 << 30
+    };
+    let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    cgroup.map_or(ram, |c| c.min(ram))
+}
+
+/// The default memory budget (`--max-memory`): 80% of [`machine_bytes`].
+pub fn default_budget() -> u64 {
+    machine_bytes() / 5 * 4
+}
+
+/// The process's memory budget in bytes; 0 = none.
+static BUDGET: AtomicU64 = AtomicU64::new(0);
+
+/// Sets the process's memory budget (`--max-memory`): while a slide's
+/// tiles run, resident memory above it stops that slide
+/// ([`crate::EngineError::MemoryLimit`]); plain images are decoded within
+/// half of it (a band of rows needs far less).
+pub fn set_budget(bytes: u64) {
+    BUDGET.store(bytes, Ordering::Relaxed);
+    wsiseg_slide::set_decode_limit(bytes / 2);
+}
+
+/// The process's memory budget, if one was set.
+pub fn budget() -> Option<u64> {
+    Some(BUDGET.load(Ordering::Relaxed)).filter(|&b| b > 0)
+}
 
 /// Rust allocations of at least this many bytes are mapped directly.
 const LARGE: usize = 4 << 20;

@@ -23,7 +23,7 @@ use wsiseg_stitch::Stitcher;
 
 use crate::control::Progress;
 use crate::outputs::MaskOutput;
-use crate::{EngineError, RunControl};
+use crate::{BadTiles, EngineError, RunControl};
 
 /// Reader threads take this many consecutive tiles at a time: neighbouring
 /// tiles share slide tiles (their halo), which one thread then decodes and
@@ -43,6 +43,28 @@ pub(crate) struct PipelineStats {
     pub wall: f64,
     pub tiles_per_worker: Vec<usize>,
     pub class_pixels: Vec<u64>,
+    pub bad_tiles: Vec<BadTile>,
+}
+
+/// A corrupt stored tile whose working tiles were made background
+/// ([`BadTiles::Background`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BadTile {
+    /// The level it belongs to and its number there.
+    pub level: u32,
+    /// Its number in the level (raster order).
+    pub tile: usize,
+    /// Its pixels in level-0 coordinates: x, y, width, height.
+    pub level0: [i64; 4],
+    /// What the decoder said.
+    pub detail: String,
+}
+
+/// The bad tiles met so far, and the working tiles they made background.
+#[derive(Default)]
+struct BadLog {
+    tiles: std::collections::BTreeMap<(u32, usize), BadTile>,
+    working: std::collections::HashSet<TileIndex>,
 }
 
 /// One slide's tiles through the workers into the outputs.
@@ -58,6 +80,7 @@ pub(crate) struct Job<'a> {
     /// Which tiles to run (raster order); the others are background.
     pub run: &'a [bool],
     pub control: &'a RunControl<'a>,
+    pub bad_tiles: BadTiles,
 }
 
 type ReadResult = (usize, Result<RgbImage, SlideError>);
@@ -175,6 +198,8 @@ struct Shared<'a> {
     /// that name a tile's place on the slide.
     slide: &'a std::path::Path,
     downsample: f64,
+    bad_tiles: BadTiles,
+    bad: Mutex<BadLog>,
 }
 
 impl Shared<'_> {
@@ -185,6 +210,54 @@ impl Shared<'_> {
             vec![0u8; px],
             self.with_probs.then(|| vec![0u8; px * self.planes]),
         )
+    }
+
+    /// Whether working tile `index` read a bad stored tile (and is background).
+    fn is_bad(&self, index: TileIndex) -> bool {
+        let bad = self.bad.lock().unwrap_or_else(PoisonError::into_inner);
+        !bad.working.is_empty() && bad.working.contains(&index)
+    }
+
+    /// A failed read of working tile `n`: with [`BadTiles::Background`] and
+    /// a bad stored tile, logged and replaced by a white tile (whose labels
+    /// the worker then clears); otherwise the error.
+    fn bad_read(&self, slide: &dyn Slide, n: usize, e: SlideError) -> Result<RgbImage, SlideError> {
+        let SlideError::BadTile {
+            level,
+            tile,
+            rect,
+            detail,
+            ..
+        } = &e
+        else {
+            return Err(e);
+        };
+        if self.bad_tiles != BadTiles::Background {
+            return Err(e);
+        }
+        let (level, tile, rect) = (*level, *tile, *rect);
+        let d = slide.levels()[level as usize].downsample;
+        let at = |v: f64| (v * d).round() as i64;
+        let level0 = [
+            at(rect.x as f64),
+            at(rect.y as f64),
+            at(f64::from(rect.w)),
+            at(f64::from(rect.h)),
+        ];
+        let working = self.plan.nth(n);
+        let mut bad = self.bad.lock().unwrap_or_else(PoisonError::into_inner);
+        bad.working.insert(working.index);
+        bad.tiles.entry((level, tile)).or_insert_with(|| BadTile {
+            level,
+            tile,
+            level0,
+            detail: detail.clone(),
+        });
+        Ok(RgbImage::from_pixel(
+            working.rect.w,
+            working.rect.h,
+            wsiseg_slide::BACKGROUND,
+        ))
     }
 
     fn stopping(&self) -> bool {
@@ -229,11 +302,32 @@ impl Job<'_> {
             batch: self.batch,
             slide: self.slide.path(),
             downsample: self.working.downsample,
+            bad_tiles: self.bad_tiles,
+            bad: Mutex::new(BadLog::default()),
         };
         let read_nanos = AtomicU64::new(0);
-        let (inferred, stitched) = self.run_stages(&todo, &shared, &read_nanos, stitching);
+        let over_budget = AtomicU64::new(0);
+        let finished = AtomicBool::new(false);
+        let (inferred, stitched) = std::thread::scope(|scope| {
+            if let Some(limit) = crate::memory::budget() {
+                let (shared, finished, over) = (&shared, &finished, &over_budget);
+                scope.spawn(move || watch_memory(limit, shared, finished, over));
+            }
+            let r = self.run_stages(&todo, &shared, &read_nanos, stitching);
+            finished.store(true, Ordering::Relaxed);
+            r
+        });
         if self.control.cancelled() {
             return Err(EngineError::Cancelled);
+        }
+        let rss = over_budget.load(Ordering::Relaxed);
+        if rss > 0 {
+            let mib = |b: u64| b as f64 / f64::from(1u32 << 20);
+            return Err(EngineError::MemoryLimit {
+                slide: self.slide.path().to_path_buf(),
+                rss_mib: mib(rss),
+                limit_mib: mib(crate::memory::budget().unwrap_or(0)),
+            });
         }
         let workers = join_workers(inferred);
         // A stitcher error (a full disk…) is the cause of inference stopping.
@@ -246,6 +340,13 @@ impl Job<'_> {
             wall: start.elapsed().as_secs_f64(),
             tiles_per_worker,
             class_pixels: counts,
+            bad_tiles: shared
+                .bad
+                .into_inner()
+                .unwrap_or_else(PoisonError::into_inner)
+                .tiles
+                .into_values()
+                .collect(),
         })
     }
 
@@ -347,6 +448,19 @@ fn join_workers(
     }
 }
 
+/// Checks the process's resident memory every few milliseconds until the
+/// stages have `finished`; above `limit`, records it in `over` and stops them.
+fn watch_memory(limit: u64, shared: &Shared, finished: &AtomicBool, over: &AtomicU64) {
+    while !finished.load(Ordering::Relaxed) {
+        if let Some(rss) = crate::memory::rss_bytes().filter(|&r| r > limit) {
+            over.store(rss, Ordering::Relaxed);
+            shared.stop.store(true, Ordering::Relaxed);
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// A reader thread: takes runs of [`READ_CHUNK`] tiles until none are left.
 #[allow(clippy::too_many_arguments)]
 fn read_tiles(
@@ -370,7 +484,9 @@ fn read_tiles(
             }
             let t0 = Instant::now();
             let buf = pool.try_recv().unwrap_or_default();
-            let read = working.read_into(slide, shared.plan.nth(n).rect, buf);
+            let read = working
+                .read_into(slide, shared.plan.nth(n).rect, buf)
+                .or_else(|e| shared.bad_read(slide, n, e));
             read_nanos.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
             if tx.send((n, read)).is_err() {
                 return;
@@ -481,6 +597,7 @@ fn infer(
         let staging = flight.wait_into(&mut labels, probs.as_deref_mut());
         free.push(staging.map_err(|e| locate(e, &indices, shared))?);
         busy += t0.elapsed();
+        clear_bad(shared, &indices, tile_px, &mut labels, probs.as_deref_mut());
         let k = indices.len();
         tracing::debug!(
             tiles = k,
@@ -499,6 +616,35 @@ fn infer(
             probs,
         })
         .map_err(|_| stopped(shared))?;
+    }
+}
+
+/// Background (label 0, probabilities 0) for the tiles of a batch that
+/// read a bad stored tile.
+fn clear_bad(
+    shared: &Shared,
+    indices: &[TileIndex],
+    tile_px: usize,
+    labels: &mut [u8],
+    probs: Option<&mut [u8]>,
+) {
+    if shared.bad_tiles != BadTiles::Background {
+        return;
+    }
+    let bad: Vec<usize> = (0..indices.len())
+        .filter(|&i| shared.is_bad(indices[i]))
+        .collect();
+    if bad.is_empty() {
+        return;
+    }
+    for &i in &bad {
+        labels[i * tile_px..(i + 1) * tile_px].fill(0);
+    }
+    if let Some(p) = probs {
+        let planes = shared.planes;
+        for &i in &bad {
+            p[i * planes * tile_px..(i + 1) * planes * tile_px].fill(0);
+        }
     }
 }
 

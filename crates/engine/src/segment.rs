@@ -10,11 +10,12 @@ use wsiseg_write::{partial_name, PartialFile, Staged};
 
 use crate::lock::SlideLock;
 use crate::outputs::{self, report::tumor_pixels, Format, OutputContext, OutputPaths, SlideResult};
-use crate::pipeline::{Job, PipelineStats};
+use crate::pipeline::{BadTile, Job, PipelineStats};
 use crate::record::{unix_now, Fingerprint, RecordedFile, RunRecord, SlideIdentity};
 use crate::summary::SlideFigures;
 use crate::{
-    Engine, EngineError, MaskSize, MaskValues, Request, RunControl, SlidePlan, TissuePolicy, Tta,
+    BadTiles, Engine, EngineError, MaskSize, MaskValues, Request, RunControl, SlidePlan,
+    TissuePolicy, Tta,
 };
 
 /// Per-stage times (seconds) and counts of one slide's run: what `bench`
@@ -45,6 +46,8 @@ pub struct RunStats {
     pub tiles_per_worker: Vec<usize>,
     /// Working-level pixels per label value (256 entries).
     pub class_pixels: Vec<u64>,
+    /// Corrupt stored tiles made background (`--bad-tiles background`).
+    pub bad_tiles: Vec<BadTile>,
 }
 
 /// How a slide ended.
@@ -99,7 +102,17 @@ impl Engine {
         if let Some(record) = self.resume(&paths, request, &fingerprint)? {
             return Ok(SlideOutcome::Skipped(Box::new(record)));
         }
-        let opened = wsiseg_slide::open_with(slide, request.reader)?;
+        let mut opened = wsiseg_slide::open_with(slide, request.reader)?;
+        if let Some(mpp) = request.slide_mpp {
+            if let Some(recorded) = opened.mpp().filter(|m| (m.mean() / mpp - 1.0).abs() > 0.01) {
+                tracing::warn!(
+                    "{}: the slide records {:.4} µm/px; using --slide-mpp {mpp}",
+                    slide.display(),
+                    recorded.mean()
+                );
+            }
+            opened = wsiseg_slide::with_mpp(opened, mpp);
+        }
         let plan = self.plan(opened.as_ref(), request)?;
         log_plan(opened.as_ref(), &plan, request);
         let run = self.run(opened.as_ref(), &plan, request, &paths, control)?;
@@ -251,6 +264,12 @@ impl Engine {
         if let Some(t) = self.threshold() {
             settings.push(("threshold", json!(t)));
         }
+        if let Some(m) = request.slide_mpp {
+            settings.push(("slide_mpp", json!(m)));
+        }
+        if request.bad_tiles == BadTiles::Background {
+            settings.push(("bad_tiles", json!("background")));
+        }
         if self.tta() != Tta::None {
             settings.push(("tta", json!(self.tta().to_string())));
         }
@@ -309,9 +328,11 @@ impl Engine {
             classes: self.manifest().classes.len(),
             run: &plan.run,
             control,
+            bad_tiles: request.bad_tiles,
         }
         .run(&mut outputs)?;
         let outputs_started = Instant::now();
+        warn_bad_tiles(slide, &pipeline.bad_tiles);
         let stats = run_stats(plan, pipeline);
         let mut result = SlideResult {
             context: &ctx,
@@ -372,6 +393,11 @@ impl Engine {
             "reader": reader_name(request.reader),
             "level": request.level,
             "mpp": request.mpp,
+            "slide_mpp": request.slide_mpp,
+            "bad_tiles": match request.bad_tiles {
+                BadTiles::Fail => "fail",
+                BadTiles::Background => "background",
+            },
             "formats": request.formats.iter().filter(|&&f| f != Format::Prob).map(|f| f.name()).collect::<Vec<_>>(),
             "probabilities": request.formats.contains(&Format::Prob),
             "mask_level": mask_level,
@@ -420,6 +446,7 @@ fn run_stats(plan: &SlidePlan, pipeline: PipelineStats) -> RunStats {
         tiles_run: plan.tiles_to_run(),
         tiles_per_worker: pipeline.tiles_per_worker,
         class_pixels: pipeline.class_pixels,
+        bad_tiles: pipeline.bad_tiles,
     }
 }
 
@@ -433,7 +460,33 @@ fn slide_figures(plan: &SlidePlan, stats: &RunStats) -> SlideFigures {
             .mpp
             .map(|m| (m / 1000.0).powi(2) * tumor as f64),
         seconds: stats.total_s,
+        bad_tiles: stats.bad_tiles.len(),
     }
+}
+
+/// One warning for the corrupt tiles a run made background.
+fn warn_bad_tiles(slide: &dyn Slide, bad: &[BadTile]) {
+    if bad.is_empty() {
+        return;
+    }
+    let listed: Vec<String> = bad
+        .iter()
+        .take(5)
+        .map(|b| {
+            let [x, y, w, h] = b.level0;
+            format!(
+                "level {} tile {} (level-0 x {x}, y {y}, {w}×{h})",
+                b.level, b.tile
+            )
+        })
+        .collect();
+    tracing::warn!(
+        "{}: {} corrupt tile(s) made background (--bad-tiles background): {}{}; listed in the report",
+        slide.path().display(),
+        bad.len(),
+        listed.join(", "),
+        if bad.len() > 5 { ", …" } else { "" }
+    );
 }
 
 /// `auto` or `openslide`, as reports and fingerprints name the reader.

@@ -18,6 +18,10 @@ pub struct SlideFigures {
     pub tumor_mm2: Option<f64>,
     /// Seconds the slide took, opening to the last output.
     pub seconds: f64,
+    /// Corrupt stored tiles treated as background (`--bad-tiles background`).
+    /// (Absent from records of earlier versions: none.)
+    #[serde(default)]
+    pub bad_tiles: usize,
 }
 
 /// How a slide of a run ended.
@@ -66,6 +70,7 @@ pub fn write_summary(out: &Path, entries: &[SummaryEntry]) -> Result<(), EngineE
                 "slide": absolute(&e.slide), "status": e.status.name(), "error": e.error,
                 "tumor_fraction": f.map(|f| f.tumor_fraction), "tumor_mm2": f.and_then(|f| f.tumor_mm2),
                 "seconds": f.filter(|_| e.status == Status::Segmented).map(|f| f.seconds),
+                "bad_tiles": f.map(|f| f.bad_tiles),
                 "report": e.report,
             })
         })
@@ -77,11 +82,11 @@ pub fn write_summary(out: &Path, entries: &[SummaryEntry]) -> Result<(), EngineE
     write_atomic(&path, text.as_bytes())?;
     let cell = |v: Option<f64>| v.map(|x| x.to_string()).unwrap_or_default();
     let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
-    let mut csv = String::from("slide,status,tumor_fraction,tumor_mm2,seconds,error\n");
+    let mut csv = String::from("slide,status,tumor_fraction,tumor_mm2,seconds,bad_tiles,error\n");
     for e in entries {
         let f = e.figures.as_ref();
         csv += &format!(
-            "{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{}\n",
             quote(&e.slide.display().to_string()),
             e.status.name(),
             cell(f.map(|f| f.tumor_fraction)),
@@ -90,6 +95,7 @@ pub fn write_summary(out: &Path, entries: &[SummaryEntry]) -> Result<(), EngineE
                 f.filter(|_| e.status == Status::Segmented)
                     .map(|f| f.seconds)
             ),
+            f.map(|f| f.bad_tiles.to_string()).unwrap_or_default(),
             quote(e.error.as_deref().unwrap_or_default())
         );
     }

@@ -70,11 +70,16 @@ pub enum EvalError {
         detail: String,
     },
     #[error(
-        "{} ({}×{}) and {} ({}×{}) do not match: the truth must have the prediction's size or be larger by a level downsample",
-        pred.display(), pw, ph, truth.display(), tw, th
+        "{} ({}×{}) and {} ({}×{}) do not match: the truth must have the prediction's size or be larger by {}",
+        pred.display(), pw, ph, truth.display(), tw, th,
+        declared.map_or("a whole downsample (2×, 4×…, within a pixel per halving)".to_string(),
+            |d| format!("the downsample the prediction declares ({d:.4}×, within a pixel)"))
     )]
     /// Masks whose sizes are not one downsample apart.
     SizeMismatch {
+        /// The downsample the prediction declares (its TIFF description,
+        /// or the report beside a PNG), if any.
+        declared: Option<f64>,
         /// The prediction.
         pred: PathBuf,
         /// Its width.
@@ -99,12 +104,11 @@ pub fn compare(pred: &Path, truth: &Path) -> Result<Confusion, EvalError> {
     let (pw, ph) = p.size();
     let mut t = MaskSource::open(truth, Some((pw, ph)))?;
     let (tw, th) = t.size();
-    // A level of downsample d has about (w/d) × (h/d) pixels, each side
-    // rounded: both ratios must be d up to that rounding.
     let (sx, sy) = (f64::from(tw) / f64::from(pw), f64::from(th) / f64::from(ph));
-    let rounding = sx.max(sy) * (1.0 / f64::from(pw) + 1.0 / f64::from(ph)) + 1e-9;
-    if sx.min(sy) < 1.0 - 1e-9 || (sx - sy).abs() > rounding {
+    let declared = declared_downsample(pred);
+    if !sizes_match((pw, ph), (tw, th), declared) {
         return Err(EvalError::SizeMismatch {
+            declared,
             pred: pred.to_path_buf(),
             pw,
             ph,
@@ -139,6 +143,58 @@ pub fn compare(pred: &Path, truth: &Path) -> Result<Confusion, EvalError> {
     Ok(confusion)
 }
 
+/// Whether a truth of `truth` pixels belongs with a prediction of `pred`
+/// pixels: the same size; or `declared`× larger (the prediction's own
+/// downsample from level 0), each side within a pixel; or, with nothing
+/// declared, a whole factor k larger, each side within a pixel per halving
+/// (a pyramid rounds once per level).
+fn sizes_match(pred: (u32, u32), truth: (u32, u32), declared: Option<f64>) -> bool {
+    if pred == truth {
+        return true;
+    }
+    let within = |d: f64, slack: f64| {
+        let off = |t: u32, p: u32| (f64::from(t) / d - f64::from(p)).abs();
+        off(truth.0, pred.0) <= slack + 1e-9 && off(truth.1, pred.1) <= slack + 1e-9
+    };
+    if let Some(d) = declared {
+        return d >= 1.0 - 1e-9 && within(d, 1.0);
+    }
+    let k = (f64::from(truth.0) / f64::from(pred.0)).round();
+    k >= 2.0 && within(k, k.log2().ceil())
+}
+
+/// The downsample from the slide's level 0 that a prediction mask declares:
+/// wsiseg's mask TIFFs say it in their description ("… downsampled by
+/// 2.004000 …"); a PNG mask `NAME.mask.png` has it in `NAME.report.json`
+/// beside it. `None` for masks from elsewhere.
+pub fn declared_downsample(pred: &Path) -> Option<f64> {
+    let name = pred.file_name()?.to_str()?;
+    if let Some(stem) = name.strip_suffix(".mask.png") {
+        let report = pred.with_file_name(format!("{stem}.report.json"));
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(report).ok()?).ok()?;
+        let working = &v["working_level"];
+        let d = working["downsample_from_level0"].as_f64()?;
+        let ww = working["width"].as_f64()?;
+        let pw = v["parameters"]["png_mask_size"]["width"]
+            .as_f64()
+            .unwrap_or(ww);
+        return Some(d * ww / pw);
+    }
+    let file = std::fs::File::open(pred).ok()?;
+    let mut d = tiff::decoder::Decoder::new(std::io::BufReader::new(file)).ok()?;
+    let text = d
+        .get_tag_ascii_string(tiff::tags::Tag::ImageDescription)
+        .ok()?;
+    let after = text.split("downsampled by ").nth(1)?;
+    after
+        .split_whitespace()
+        .next()?
+        .trim_end_matches(';')
+        .parse()
+        .ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,10 +210,31 @@ mod tests {
     #[test]
     fn sizes_must_differ_by_one_downsample() {
         let dir = tempfile::tempdir().unwrap();
-        let pred = save(dir.path(), "p.png", 1108, 1481, 1);
-        // default.svs at 1.0 µm/px: level 0 is 2220×2967, a downsample of 2.004.
+        let pred = save(dir.path(), "p.mask.png", 1108, 1481, 1);
+        // default.svs at 1.0 µm/px: level 0 is 2220×2967, a downsample of
+        // 2.004: not a whole factor, so only with the report that says so.
         let truth = save(dir.path(), "t.png", 2220, 2967, 1);
+        let e = compare(&pred, &truth).unwrap_err();
+        assert!(e.to_string().contains("a whole downsample"), "{e}");
+        std::fs::write(
+            dir.path().join("p.report.json"),
+            r#"{"working_level": {"downsample_from_level0": 2.0036101, "width": 1108},
+                "parameters": {"png_mask_size": {"width": 1108, "height": 1481}}}"#,
+        )
+        .unwrap();
         assert_eq!(compare(&pred, &truth).unwrap().scores(1).dice, 1.0);
+        // Whole factors, within a pixel per halving; not 700 against 768.
+        let small = save(dir.path(), "s.png", 700, 700, 1);
+        for (w, h, ok) in [
+            (1400, 1400, true),
+            (1401, 1399, true),
+            (2801, 2798, true),
+            (768, 768, false),
+            (1403, 1400, false),
+        ] {
+            let t = save(dir.path(), "t2.png", w, h, 1);
+            assert_eq!(compare(&small, &t).is_ok(), ok, "700² against {w}×{h}");
+        }
         for (w, h) in [(2220, 2000), (1000, 1481), (1300, 1481)] {
             let bad = save(dir.path(), "bad.png", w, h, 1);
             let e = compare(&pred, &bad).unwrap_err();

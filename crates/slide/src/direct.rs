@@ -573,18 +573,33 @@ impl DirectReader {
         }
         // Raster order again: rows below are assembled left to right.
         touched.sort_unstable_by_key(|(n, _)| *n);
+        let numbers: Vec<usize> = touched.iter().map(|(n, _)| *n).collect();
         let touched = touched
             .into_iter()
             .map(|(n, decoded)| {
-                let decoded = decoded.map_err(|detail| SlideError::Corrupt {
+                let decoded = decoded.map_err(|detail| SlideError::BadTile {
                     path: tiles.path.clone(),
-                    detail: format!("level {level}, {detail}"),
+                    level,
+                    tile: n,
+                    rect: tiles.tile_rect(n),
+                    detail,
                 })?;
                 let t = tiles.tile_rect(n);
                 let part = t.intersect(rect).expect("a touched tile meets the rect");
                 Ok((n, t, part, decoded))
             })
-            .collect::<Result<Vec<_>, SlideError>>()?;
+            .collect::<Result<Vec<_>, SlideError>>();
+        let touched = match touched {
+            Ok(t) => t,
+            Err(e) => {
+                // A bad tile may be skipped (--bad-tiles background): the
+                // others' announced reads still count.
+                for n in numbers {
+                    self.cache.release((level, n));
+                }
+                return Err(e);
+            }
+        };
         // Row by row, left to right: every output byte is written once, in order.
         out.clear();
         out.reserve(rect.w as usize * rect.h as usize * 3);

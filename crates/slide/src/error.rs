@@ -21,8 +21,8 @@ pub enum SlideError {
         looping: bool,
     },
 
-    /// A plain image too large to decode whole in this machine's memory.
-    #[error("{}: {width}×{height} pixels need {needed_gib:.2} GiB decoded whole, more than half of this machine's memory ({limit_gib:.2} GiB): wsiseg reads plain PNG/JPEG/TIFF images whole; convert it to a tiled pyramidal TIFF (e.g. vips tiffsave IN OUT.tif --tile --pyramid --compression jpeg)", path.display())]
+    /// An image whose decoding would need more memory than the limit.
+    #[error("{}: {width}×{height} pixels: {why}; that needs {needed_gib:.2} GiB, more than the memory limit ({limit_gib:.2} GiB)", path.display())]
     TooLarge {
         /// The image.
         path: PathBuf,
@@ -34,6 +34,19 @@ pub enum SlideError {
         needed_gib: f64,
         /// The limit.
         limit_gib: f64,
+        /// Why it needs that much, and what to do.
+        why: String,
+    },
+
+    /// A slide without a level small enough for an overview.
+    #[error("{}: its smallest level is {width}×{height} pixels ({:.1} gigapixels): its overview (tissue detection, overlays) would read every pixel; store the slide with reduced levels (e.g. vips tiffsave IN OUT.tif --tile --pyramid --compression jpeg)", path.display(), f64::from(*width) * f64::from(*height) / 1e9)]
+    NoOverview {
+        /// The slide.
+        path: PathBuf,
+        /// Width of its smallest level.
+        width: u32,
+        /// Height of its smallest level.
+        height: u32,
     },
 
     /// The path is a folder.
@@ -56,6 +69,22 @@ pub enum SlideError {
         /// The file.
         path: PathBuf,
         /// What the reader said.
+        detail: String,
+    },
+
+    /// One stored tile of a level is corrupt (or cannot be read); the rest
+    /// of the slide may be fine.
+    #[error("{}: corrupt or unreadable slide (level {level}, {detail})", path.display())]
+    BadTile {
+        /// The slide.
+        path: PathBuf,
+        /// The level the tile belongs to.
+        level: u32,
+        /// The tile's number in the level (raster order).
+        tile: usize,
+        /// The tile's pixels, in that level's coordinates.
+        rect: crate::Rect,
+        /// What the decoder said, naming the tile.
         detail: String,
     },
 

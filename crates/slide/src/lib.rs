@@ -31,17 +31,20 @@ mod openslide;
 mod plain;
 mod plan;
 mod resolution;
+mod rows;
 mod slide;
 mod tissue;
 
 pub use direct::{DirectReader, JpegTiles, TileCache};
 pub use error::{PlanError, SlideError};
 pub use geometry::{Level, Mpp, Rect, Size, TileIndex};
+pub use plain::set_decode_limit;
 pub use plan::{Tile, TilePlan};
 pub use resolution::{Resolution, WorkingLevel};
 pub use slide::{
     has_slide_extension, level, missing, open, open_with, read_padded, read_padded_into, thumbnail,
-    Reader, Slide, BACKGROUND, SLIDE_EXTENSIONS, THUMBNAIL_BAND_BYTES,
+    with_mpp, Reader, Slide, BACKGROUND, MAX_THUMBNAIL_SOURCE_PIXELS, SLIDE_EXTENSIONS,
+    THUMBNAIL_BAND_BYTES,
 };
 pub use tissue::{otsu, tissue_mask, tissue_mask_with, tissue_tiles};
 

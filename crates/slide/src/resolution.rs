@@ -125,6 +125,9 @@ impl WorkingLevel {
             return read_padded_into(slide, self.source_level, rect, buf);
         }
         let src = read_padded(slide, self.source_level, self.source_rect(rect))?;
+        if let Some(k) = self.box_factor() {
+            return Ok(box_reduce(&src, k, buf));
+        }
         Ok(image::imageops::resize(
             &src,
             rect.w,
@@ -132,4 +135,40 @@ impl WorkingLevel {
             image::imageops::FilterType::Triangle,
         ))
     }
+
+    /// The whole factor `scale` is, if it is one (within [`SAME_SCALE`]):
+    /// such reads are reduced by averaging k×k blocks, as slide pyramids
+    /// are made, so that a plain image read at 4× matches a pyramid's
+    /// level 4× down.
+    fn box_factor(&self) -> Option<u32> {
+        let k = self.scale.round();
+        ((2.0..=64.0).contains(&k) && (self.scale / k - 1.0).abs() < SAME_SCALE).then_some(k as u32)
+    }
+}
+
+/// The mean of every `k`×`k` block of `src` (whose sides are multiples of
+/// `k`), rounded, into `buf`'s memory.
+fn box_reduce(src: &RgbImage, k: u32, mut buf: Vec<u8>) -> RgbImage {
+    let (w, h) = (src.width() / k, src.height() / k);
+    let (k, sw) = (k as usize, src.width() as usize);
+    let raw = src.as_raw();
+    let mut sums = vec![0u32; w as usize * 3];
+    buf.clear();
+    buf.reserve(w as usize * h as usize * 3);
+    let half = (k * k / 2) as u32;
+    for by in 0..h as usize {
+        sums.fill(0);
+        for row in raw[by * k * sw * 3..(by + 1) * k * sw * 3].chunks_exact(sw * 3) {
+            for (bx, sum) in sums.chunks_exact_mut(3).enumerate() {
+                for px in row[bx * k * 3..(bx + 1) * k * 3].chunks_exact(3) {
+                    sum[0] += u32::from(px[0]);
+                    sum[1] += u32::from(px[1]);
+                    sum[2] += u32::from(px[2]);
+                }
+            }
+        }
+        let n = (k * k) as u32;
+        buf.extend(sums.iter().map(|&s| ((s + half) / n) as u8));
+    }
+    RgbImage::from_raw(w, h, buf).expect("w*h*3 bytes")
 }

@@ -122,9 +122,14 @@ pub fn read_padded_into(
 /// of rows, each reduced before the next is read.
 pub const THUMBNAIL_BAND_BYTES: u64 = 64 << 20;
 
+/// The most pixels a thumbnail reads: a slide whose smallest level is
+/// larger (a single-level 200000² TIFF: 40 gigapixels) gets no overview.
+pub const MAX_THUMBNAIL_SOURCE_PIXELS: u64 = 10_000_000_000;
+
 /// A thumbnail whose longer side is at most `max_side` pixels, from the
 /// coarsest level that still has at least that many pixels, read in bands
-/// of at most [`THUMBNAIL_BAND_BYTES`].
+/// of at most [`THUMBNAIL_BAND_BYTES`]; [`SlideError::NoOverview`] when
+/// that level has more than [`MAX_THUMBNAIL_SOURCE_PIXELS`].
 pub fn thumbnail(slide: &dyn Slide, max_side: u32) -> Result<RgbImage, SlideError> {
     let levels = slide.levels();
     let chosen = levels
@@ -132,6 +137,13 @@ pub fn thumbnail(slide: &dyn Slide, max_side: u32) -> Result<RgbImage, SlideErro
         .rposition(|l| l.size.w.max(l.size.h) >= max_side)
         .unwrap_or(0);
     let size = levels[chosen].size;
+    if size.area() > MAX_THUMBNAIL_SOURCE_PIXELS {
+        return Err(SlideError::NoOverview {
+            path: slide.path().to_path_buf(),
+            width: size.w,
+            height: size.h,
+        });
+    }
     let scale = f64::from(max_side) / f64::from(size.w.max(size.h));
     let level_bytes = u64::from(size.w) * u64::from(size.h) * 3;
     if scale >= 1.0 || level_bytes <= THUMBNAIL_BAND_BYTES {
@@ -169,6 +181,54 @@ fn scaled(size: Size, scale: f64) -> (u32, u32) {
         ((f64::from(size.w) * scale).round() as u32).max(1),
         ((f64::from(size.h) * scale).round() as u32).max(1),
     )
+}
+
+/// `slide` with level 0 taken to be `mpp` µm per pixel, whatever the file
+/// records: for plain images, which record none, and for files whose
+/// record is wrong. The caller checks that `mpp` is a positive number.
+pub fn with_mpp(slide: Box<dyn Slide>, mpp: f64) -> Box<dyn Slide> {
+    Box::new(AssumedMpp {
+        inner: slide,
+        mpp: Mpp { x: mpp, y: mpp },
+    })
+}
+
+/// A slide whose resolution the user gave ([`with_mpp`]).
+struct AssumedMpp {
+    inner: Box<dyn Slide>,
+    mpp: Mpp,
+}
+
+impl Slide for AssumedMpp {
+    fn path(&self) -> &Path {
+        self.inner.path()
+    }
+    fn format(&self) -> &str {
+        self.inner.format()
+    }
+    fn levels(&self) -> &[Level] {
+        self.inner.levels()
+    }
+    fn mpp(&self) -> Option<Mpp> {
+        Some(self.mpp)
+    }
+    fn read_inside(&self, level: u32, rect: Rect) -> Result<RgbImage, SlideError> {
+        self.inner.read_inside(level, rect)
+    }
+    fn read_inside_into(
+        &self,
+        level: u32,
+        rect: Rect,
+        buf: Vec<u8>,
+    ) -> Result<RgbImage, SlideError> {
+        self.inner.read_inside_into(level, rect, buf)
+    }
+    fn reads_directly(&self, level: u32) -> bool {
+        self.inner.reads_directly(level)
+    }
+    fn plan_reads(&self, level: u32, rects: &[Rect]) {
+        self.inner.plan_reads(level, rects);
+    }
 }
 
 /// Extensions that a folder run treats as slides.

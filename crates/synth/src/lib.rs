@@ -33,9 +33,13 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 use wsiseg_slide::Size;
-use wsiseg_write::{PyramidOptions, PyramidWriter, Reduce, TiffWriteError, TileCompression};
+use wsiseg_write::{
+    PlainWriteError, PlainWriter, PyramidOptions, PyramidWriter, Reduce, TiffWriteError,
+    TileCompression,
+};
 
 pub use scene::Scene;
+pub use wsiseg_write::PlainFormat;
 
 /// What to generate.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,8 +54,11 @@ pub struct SynthSpec {
     pub mpp: f64,
     /// Tile side of both files.
     pub tile: u32,
-    /// JPEG quality of the slide's tiles.
+    /// JPEG quality of the slide's tiles (and of a plain JPEG).
     pub quality: u8,
+    /// The same picture also as plain images (one level, no resolution
+    /// recorded), beside the slide with its stem: `synth-7.png`…
+    pub plain: Vec<PlainFormat>,
 }
 
 impl Default for SynthSpec {
@@ -63,6 +70,7 @@ impl Default for SynthSpec {
             mpp: 0.25,
             tile: 256,
             quality: 80,
+            plain: Vec::new(),
         }
     }
 }
@@ -74,6 +82,8 @@ pub struct SynthStats {
     pub slide: PathBuf,
     /// Its truth mask.
     pub truth: PathBuf,
+    /// The plain images written.
+    pub plain: Vec<PathBuf>,
     /// The slide's levels.
     pub levels: Vec<Size>,
     /// Level-0 megapixels.
@@ -90,6 +100,9 @@ pub enum SynthError {
     /// Writing either TIFF.
     #[error(transparent)]
     Write(#[from] TiffWriteError),
+    /// Writing a plain image.
+    #[error(transparent)]
+    Plain(#[from] PlainWriteError),
     /// A size outside 64–1,000,000 pixels a side.
     #[error("slide size {width}×{height}: both sides must be between 64 and 1,000,000 pixels")]
     Size {
@@ -136,8 +149,14 @@ fn pyramid_options(spec: &SynthSpec) -> (PyramidOptions, PyramidOptions) {
     (slide, truth)
 }
 
-/// Writes the slide to `slide_path` and its truth mask to `truth_path`;
-/// `progress` is called with the number of level-0 rows done.
+/// Where the plain `format` copy of the slide at `slide_path` goes: beside
+/// it, same stem.
+pub fn plain_path(slide_path: &Path, format: PlainFormat) -> PathBuf {
+    slide_path.with_extension(format.extension())
+}
+
+/// Writes the slide to `slide_path`, its truth mask to `truth_path` and
+/// the plain copies `spec.plain` asks for at [`plain_path`]; `progress` is called with the number of level-0 rows done.
 pub fn generate(
     spec: &SynthSpec,
     slide_path: &Path,
@@ -161,6 +180,19 @@ pub fn generate(
     let (slide_options, truth_options) = pyramid_options(spec);
     let mut slide = PyramidWriter::create(slide_path, size, slide_options)?;
     let mut truth = PyramidWriter::create(truth_path, size, truth_options)?;
+    let mut plain = spec
+        .plain
+        .iter()
+        .map(|&f| {
+            let f = match f {
+                PlainFormat::Jpeg { .. } => PlainFormat::Jpeg {
+                    quality: spec.quality,
+                },
+                f => f,
+            };
+            PlainWriter::create(&plain_path(slide_path, f), size, f)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let mut tumor_pixels = 0u64;
     let (wu, tu) = (w as usize, t as usize);
     let mut band_rgb = Vec::new();
@@ -200,14 +232,22 @@ pub fn generate(
         }
         slide.push_rows(&band_rgb)?;
         truth.push_rows(&band_labels)?;
+        for p in &mut plain {
+            p.write_rows(&band_rgb)?;
+        }
         progress(y0 + bh);
     }
     let levels = slide.level_sizes();
     let slide_path = slide.finish()?;
     let truth_path = truth.finish()?;
+    let plain = plain
+        .into_iter()
+        .map(PlainWriter::commit)
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(SynthStats {
         slide: slide_path,
         truth: truth_path,
+        plain,
         levels,
         megapixels: size.area() as f64 / 1e6,
         seconds: start.elapsed().as_secs_f64(),

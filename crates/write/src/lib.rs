@@ -22,10 +22,12 @@
 // per-field docs; they get them as the crate is next touched.
 
 mod commit;
+mod plain;
 mod png;
 mod tiff;
 
 pub use commit::{partial_name, OutFile, PartialFile, Staged, WriteLimit};
+pub use plain::{PlainFormat, PlainWriteError, PlainWriter};
 pub use png::{PngMaskWriter, PngWriteError};
 pub use tiff::{
     pyramid_sizes, PyramidOptions, PyramidWriter, Reduce, TiffWriteError, TileCompression,

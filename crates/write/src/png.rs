@@ -55,6 +55,20 @@ impl PngMaskWriter {
         size: Size,
         limit: &WriteLimit,
     ) -> Result<Self, PngWriteError> {
+        Self::create_with(path, size, limit, png::ColorType::Grayscale)
+    }
+
+    /// An 8-bit RGB PNG (a plain image, not a mask), rows of `3 × width` bytes.
+    pub fn create_rgb(path: &Path, size: Size) -> Result<Self, PngWriteError> {
+        Self::create_with(path, size, &WriteLimit::none(), png::ColorType::Rgb)
+    }
+
+    fn create_with(
+        path: &Path,
+        size: Size,
+        limit: &WriteLimit,
+        color: png::ColorType,
+    ) -> Result<Self, PngWriteError> {
         let png_err = |source| PngWriteError::Encode {
             path: path.to_path_buf(),
             source,
@@ -66,7 +80,7 @@ impl PngMaskWriter {
             })?;
         let file = Checked(Arc::new(Mutex::new((file, None))));
         let mut encoder = png::Encoder::new(BufWriter::new(file.clone()), size.w, size.h);
-        encoder.set_color(png::ColorType::Grayscale);
+        encoder.set_color(color);
         encoder.set_depth(png::BitDepth::Eight);
         encoder.set_compression(png::Compression::Fast);
         let writer = encoder

@@ -115,6 +115,14 @@ fn to_json(r: &SlideResult, outputs: &[PathBuf]) -> Value {
             "grid": {"cols": plan.tiles.cols(), "rows": plan.tiles.rows()},
             "per_worker": t.tiles_per_worker,
         },
+        // Corrupt stored tiles whose working tiles were made background
+        // (--bad-tiles background), with their level-0 rectangles.
+        "bad_tiles": t.bad_tiles.iter().map(|b| json!({
+            "level": b.level,
+            "tile": b.tile,
+            "level0": {"x": b.level0[0], "y": b.level0[1], "width": b.level0[2], "height": b.level0[3]},
+            "error": b.detail,
+        })).collect::<Vec<_>>(),
         "areas": {
             "slide_mm2": level0_mm2(r),
             "tissue_fraction": tissue_fraction,
@@ -135,6 +143,8 @@ fn to_json(r: &SlideResult, outputs: &[PathBuf]) -> Value {
         },
         // The whole process so far (a folder run: every slide up to this one).
         "peak_rss_mib": peak_rss_mib(),
+        // The budget it had to stay under (--max-memory).
+        "max_memory_mib": crate::memory::budget().map(|b| b as f64 / f64::from(1u32 << 20)),
         // Of which wsiseg's own buffers (not libtorch's), when the binary counts them.
         "peak_rust_heap_mib": crate::memory::rust_peak_mib(),
         // The malloc libtorch's tensors live on (its speed and resident size).

@@ -1,0 +1,6 @@
+//! The fuzzer links the manifest parser's crate (wsiseg-infer, hence
+//! libtorch): find libtorch at run time as the `wsiseg` binary does.
+
+fn main() {
+    wsiseg_torch_link::emit();
+}
