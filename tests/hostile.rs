@@ -338,3 +338,57 @@ fn impossibly_coarse_resolutions_are_errors_not_aborts() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(d.join("ok/default.mask.png").exists());
 }
+
+/// A slide whose run takes wsiseg over `--max-memory` is stopped with one
+/// error line naming it, the budget and what to do; nothing is left in the
+/// output folder but the summary, which lists it as failed. The same slide
+/// under a budget it fits in is segmented, and the report records both the
+/// budget and the peak.
+#[test]
+fn going_over_max_memory_stops_the_slide_not_the_machine() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let input = d.join("in");
+    std::fs::create_dir(&input).unwrap();
+    std::fs::copy(repo("tests/data/default.svs"), input.join("default.svs")).unwrap();
+    let unet = common::unet();
+    let segment = |out: &str, budget: &str| {
+        run(
+            d,
+            &[
+                "segment",
+                "in",
+                "--model",
+                unet.to_str().unwrap(),
+                "--out",
+                out,
+                "--device",
+                "cpu",
+                "--max-memory",
+                budget,
+            ],
+        )
+    };
+    // The UNet alone holds more than 300 MiB once loaded.
+    let o = segment("small", "300M");
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let errors = error_lines(&o);
+    assert_eq!(errors.len(), 1, "{}", stderr(&o));
+    assert!(
+        errors[0].starts_with("error: in/default.svs: wsiseg's memory reached ")
+            && errors[0].contains("MiB, more than --max-memory (300 MiB); the slide was stopped"),
+        "{}",
+        errors[0]
+    );
+    assert_eq!(
+        common::files_in(&d.join("small")),
+        ["summary.csv", "summary.json"]
+    );
+    let summary = std::fs::read_to_string(d.join("small/summary.csv")).unwrap();
+    assert!(summary.contains(",failed,"), "{summary}");
+    let o = segment("fits", "4G");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report = common::json(&d.join("fits/default.report.json"));
+    assert_eq!(report["max_memory_mib"], 4096.0);
+    assert!(report["peak_rss_mib"].as_f64().unwrap() < 4096.0);
+}

@@ -828,10 +828,6 @@ fn bad_tiles_background_completes_warns_and_lists_the_tiles() {
     let slide = synth(d, "909", "8192x8192");
     let intact = d.join("intact.svs");
     std::fs::copy(&slide, &intact).unwrap();
-    let mut bytes = std::fs::read(&slide).unwrap();
-    let range = tile_bytes(&slide, 0, 32 * 16 + 16);
-    bytes[range].fill(0);
-    std::fs::write(&slide, bytes).unwrap();
     let model = threshold_model();
     let segment = |slide: &Path, out: &str, extra: &[&str]| {
         let mut args = vec![
@@ -853,33 +849,6 @@ fn bad_tiles_background_completes_warns_and_lists_the_tiles() {
         args.extend_from_slice(extra);
         run(d, &args)
     };
-    let o = segment(&slide, "bg", &["--bad-tiles", "background"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("synth-909.svs: 1 corrupt tile(s) made background (--bad-tiles background): level 0 tile 528 (level-0 x 4096, y 4096, 256×256)"),
-        "{}",
-        stderr(&o)
-    );
-    let report = common::json(&d.join("bg/synth-909.report.json"));
-    let bad = report["bad_tiles"].as_array().unwrap();
-    assert_eq!(bad.len(), 1, "{report}");
-    assert_eq!(bad[0]["tile"], 528);
-    assert_eq!(
-        bad[0]["level0"],
-        serde_json::json!({"x": 4096, "y": 4096, "width": 256, "height": 256})
-    );
-    assert!(bad[0]["error"].as_str().unwrap().contains("JPEG tile 528"));
-    assert_eq!(report["parameters"]["bad_tiles"], "background");
-    // The bad tile's pixels are background; the same run of the intact
-    // slide finds tumor there (the threshold model marks dark tissue).
-    let mask = read_mask(&d.join("bg/synth-909.mask.png"));
-    let inside = |m: &image::GrayImage| {
-        (4096..4352)
-            .flat_map(|y| (4096..4352).map(move |x| (x, y)))
-            .filter(|&(x, y)| m.get_pixel(x, y).0[0] != 0)
-            .count()
-    };
-    assert_eq!(inside(&mask), 0);
     for (out, extra) in [("a", &[][..]), ("b", &["--bad-tiles", "background"][..])] {
         let o = segment(&intact, out, extra);
         assert!(o.status.success(), "{}", stderr(&o));
@@ -893,11 +862,46 @@ fn bad_tiles_background_completes_warns_and_lists_the_tiles() {
         a, b,
         "--bad-tiles background changed an intact slide's mask"
     );
+    // The stored tile (32 × 32 of 256 px at level 0) with the most tumor
+    // pixels in the intact mask is the one to corrupt.
     let whole = read_mask(&d.join("a/intact.mask.png"));
+    let positives = |m: &image::GrayImage, n: u32| {
+        let (x0, y0) = (n % 32 * 256, n / 32 * 256);
+        (y0..y0 + 256)
+            .flat_map(|y| (x0..x0 + 256).map(move |x| (x, y)))
+            .filter(|&(x, y)| m.get_pixel(x, y).0[0] != 0)
+            .count()
+    };
+    let tile = (0..32 * 32).max_by_key(|&n| positives(&whole, n)).unwrap();
+    assert!(positives(&whole, tile) > 1000, "the slide holds tumor");
+    let mut bytes = std::fs::read(&slide).unwrap();
+    let range = tile_bytes(&slide, 0, tile as usize);
+    bytes[range].fill(0);
+    std::fs::write(&slide, bytes).unwrap();
+    let o = segment(&slide, "bg", &["--bad-tiles", "background"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (x, y) = (tile % 32 * 256, tile / 32 * 256);
     assert!(
-        inside(&whole) > 0,
-        "the intact tile holds tumor, so the test can fail"
+        stderr(&o).contains(&format!("synth-909.svs: 1 corrupt tile(s) made background (--bad-tiles background): level 0 tile {tile} (level-0 x {x}, y {y}, 256×256)")),
+        "{}",
+        stderr(&o)
     );
+    let report = common::json(&d.join("bg/synth-909.report.json"));
+    let bad = report["bad_tiles"].as_array().unwrap();
+    assert_eq!(bad.len(), 1, "{report}");
+    assert_eq!(bad[0]["tile"], tile);
+    assert_eq!(
+        bad[0]["level0"],
+        serde_json::json!({"x": x, "y": y, "width": 256, "height": 256})
+    );
+    assert!(bad[0]["error"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("JPEG tile {tile}")));
+    assert_eq!(report["parameters"]["bad_tiles"], "background");
+    // The bad tile's pixels are background now.
+    let mask = read_mask(&d.join("bg/synth-909.mask.png"));
+    assert_eq!(positives(&mask, tile), 0);
 }
 
 /// A model whose output is NaN or Inf never makes a mask: refused at load

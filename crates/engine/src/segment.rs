@@ -56,7 +56,7 @@ pub enum SlideOutcome {
     /// Segmented now.
     Segmented {
         /// Times and counts.
-        stats: RunStats,
+        stats: Box<RunStats>,
         /// The files written, in order.
         files: Vec<PathBuf>,
         /// What was found.
@@ -102,17 +102,7 @@ impl Engine {
         if let Some(record) = self.resume(&paths, request, &fingerprint)? {
             return Ok(SlideOutcome::Skipped(Box::new(record)));
         }
-        let mut opened = wsiseg_slide::open_with(slide, request.reader)?;
-        if let Some(mpp) = request.slide_mpp {
-            if let Some(recorded) = opened.mpp().filter(|m| (m.mean() / mpp - 1.0).abs() > 0.01) {
-                tracing::warn!(
-                    "{}: the slide records {:.4} µm/px; using --slide-mpp {mpp}",
-                    slide.display(),
-                    recorded.mean()
-                );
-            }
-            opened = wsiseg_slide::with_mpp(opened, mpp);
-        }
+        let opened = open_slide(slide, request)?;
         let plan = self.plan(opened.as_ref(), request)?;
         log_plan(opened.as_ref(), &plan, request);
         let run = self.run(opened.as_ref(), &plan, request, &paths, control)?;
@@ -166,7 +156,7 @@ impl Engine {
             .commit()
             .map_err(|e| EngineError::io(&record_path, "cannot rename into place", e))?;
         Ok(SlideOutcome::Segmented {
-            stats: run.stats,
+            stats: Box::new(run.stats),
             files,
             figures: run.figures,
         })
@@ -462,6 +452,23 @@ fn slide_figures(plan: &SlidePlan, stats: &RunStats) -> SlideFigures {
         seconds: stats.total_s,
         bad_tiles: stats.bad_tiles.len(),
     }
+}
+
+/// Opens `slide` as `request` says: its reader, and the resolution the
+/// user gave it (`--slide-mpp`), if any.
+fn open_slide(slide: &Path, request: &Request) -> Result<Box<dyn Slide>, EngineError> {
+    let opened = wsiseg_slide::open_with(slide, request.reader)?;
+    let Some(mpp) = request.slide_mpp else {
+        return Ok(opened);
+    };
+    if let Some(recorded) = opened.mpp().filter(|m| (m.mean() / mpp - 1.0).abs() > 0.01) {
+        tracing::warn!(
+            "{}: the slide records {:.4} µm/px; using --slide-mpp {mpp}",
+            slide.display(),
+            recorded.mean()
+        );
+    }
+    Ok(wsiseg_slide::with_mpp(opened, mpp))
 }
 
 /// One warning for the corrupt tiles a run made background.

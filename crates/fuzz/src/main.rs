@@ -311,36 +311,37 @@ enum Outcome {
 }
 
 fn run(args: &[String]) -> i32 {
-    let o = match parse(args) {
-        Ok(o) => o,
+    match fuzz(args) {
+        Ok(code) => code,
         Err(e) => {
             eprintln!("wsiseg-fuzz: {e}");
-            return 2;
+            2
         }
-    };
-    let seeds = match load_corpus(&o.corpus) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("wsiseg-fuzz: {e}");
-            return 2;
-        }
-    };
-    let crashes = o.out.join("crashes");
-    if let Err(e) = std::fs::create_dir_all(&crashes) {
-        eprintln!("wsiseg-fuzz: {}: {e}", crashes.display());
-        return 2;
     }
+}
+
+/// Saves a problem input and what happened under `crashes/`.
+fn save_problem(crashes: &Path, name: &str, data: &[u8], problem: &str, seed: &Path) {
+    let saved = crashes.join(name);
+    let _ = std::fs::write(&saved, data);
+    let _ = std::fs::write(
+        crashes.join(format!("{name}.txt")),
+        format!("{problem}\nmutated from {}\n", seed.display()),
+    );
+    eprintln!("wsiseg-fuzz: {problem} — saved {}", saved.display());
+}
+
+/// The fuzzing loop; the exit code (1 when a problem was found).
+fn fuzz(args: &[String]) -> Result<i32, String> {
+    let o = parse(args)?;
+    let seeds = load_corpus(&o.corpus)?;
+    let crashes = o.out.join("crashes");
+    std::fs::create_dir_all(&crashes).map_err(|e| format!("{}: {e}", crashes.display()))?;
     let input = o.out.join(format!("input-{}", std::process::id()));
     let mut rng = Rng::new(o.seed);
-    let mut worker = match Worker::start(o.memory_mb) {
-        Ok(w) => w,
-        Err(e) => {
-            eprintln!("wsiseg-fuzz: {e}");
-            return 2;
-        }
-    };
+    let mut worker = Worker::start(o.memory_mb)?;
     let start = Instant::now();
-    let (mut execs, mut rejected, mut found) = (0u64, 0u64, Vec::new());
+    let (mut execs, mut rejected, mut found) = (0u64, 0u64, 0u64);
     let mut last_report = Instant::now();
     while start.elapsed().as_secs_f64() < o.seconds && execs < o.max_execs {
         let (target, seed_path, seed) = &seeds[rng.below(seeds.len())];
@@ -351,10 +352,7 @@ fn run(args: &[String]) -> i32 {
             .collect();
         let other = same_target[rng.below(same_target.len())];
         let data = mutate(&mut rng, seed, other);
-        if let Err(e) = std::fs::write(&input, &data) {
-            eprintln!("wsiseg-fuzz: {}: {e}", input.display());
-            return 2;
-        }
+        std::fs::write(&input, &data).map_err(|e| format!("{}: {e}", input.display()))?;
         let outcome = worker.exec(target, &input, o.timeout);
         execs += 1;
         let problem = match outcome {
@@ -367,28 +365,20 @@ fn run(args: &[String]) -> i32 {
             Outcome::Hang => Some(format!("hang: no answer in {} ms", o.timeout.as_millis())),
         };
         if let Some(problem) = problem {
-            let name = format!("{target}-{execs:08}");
-            let saved = crashes.join(&name);
-            let _ = std::fs::write(&saved, &data);
-            let _ = std::fs::write(
-                crashes.join(format!("{name}.txt")),
-                format!("{problem}\nmutated from {}\n", seed_path.display()),
+            save_problem(
+                &crashes,
+                &format!("{target}-{execs:08}"),
+                &data,
+                &problem,
+                seed_path,
             );
-            eprintln!("wsiseg-fuzz: {problem} — saved {}", saved.display());
-            found.push(problem);
-            worker = match Worker::start(o.memory_mb) {
-                Ok(w) => w,
-                Err(e) => {
-                    eprintln!("wsiseg-fuzz: {e}");
-                    return 2;
-                }
-            };
+            found += 1;
+            worker = Worker::start(o.memory_mb)?;
         }
         if last_report.elapsed() > Duration::from_secs(60) {
             eprintln!(
-                "wsiseg-fuzz: {execs} inputs in {:.0} s, {} problem(s)",
-                start.elapsed().as_secs_f64(),
-                found.len()
+                "wsiseg-fuzz: {execs} inputs in {:.0} s, {found} problem(s)",
+                start.elapsed().as_secs_f64()
             );
             last_report = Instant::now();
         }
@@ -400,12 +390,12 @@ fn run(args: &[String]) -> i32 {
         "seeds": seeds.len(),
         "executions": execs,
         "rejected": rejected,
-        "problems": found.len(),
+        "problems": found,
         "seconds": seconds,
         "executions_per_second": execs as f64 / seconds.max(1e-9),
     });
     println!("{summary}");
-    i32::from(!found.is_empty())
+    Ok(i32::from(found > 0))
 }
 
 /// Runs every file under each `DIR/<target>/` once; non-zero exit if any crashes or hangs.

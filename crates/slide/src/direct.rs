@@ -41,6 +41,10 @@ pub struct JpegTiles {
     rgb_jpeg: bool,
 }
 
+/// The most bytes one stored JPEG tile may have (a 4096² tile of noise at
+/// quality 100 is about 40 MiB).
+const MAX_TILE_BYTES: u64 = 64 << 20;
+
 /// An Adobe APP14 segment with transform 0: tells a JPEG decoder that the
 /// components are RGB, not YCbCr.
 const ADOBE_RGB: [u8; 16] = [
@@ -97,7 +101,15 @@ impl JpegTiles {
         let samples = d.get_tag_u32(Tag::SamplesPerPixel).unwrap_or(1);
         let (across, down) = (w.div_ceil(tw.max(1)), h.div_ceil(th.max(1)));
         let expected = across as usize * down as usize;
-        if tw == 0 || th == 0 || samples != 3 || offsets.len() < expected || counts.len() < expected
+        // Tiles wider than 8192 px are left to OpenSlide (a damaged
+        // directory may declare any size; a decoded tile is held whole).
+        if tw == 0
+            || th == 0
+            || tw > 8192
+            || th > 8192
+            || samples != 3
+            || offsets.len() < expected
+            || counts.len() < expected
         {
             return Ok(None);
         }
@@ -155,7 +167,20 @@ impl JpegTiles {
     /// The compressed bytes of tile `n` (raster order), as a complete JPEG
     /// stream (shared JPEGTables spliced in when the file has them).
     pub fn raw(&self, file: &File, n: usize) -> Result<Vec<u8>, SlideError> {
-        let mut buf = vec![0u8; self.counts[n] as usize];
+        // The directory's byte count is checked against the file before
+        // anything is allocated: a damaged TIFF may claim petabytes.
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let (offset, count) = (self.offsets[n], self.counts[n]);
+        if offset.checked_add(count).is_none_or(|end| end > len) || count > MAX_TILE_BYTES {
+            return Err(SlideError::Corrupt {
+                path: self.path.clone(),
+                detail: format!(
+                    "JPEG tile {n}: {count} bytes at offset {offset} reach past the end of the file ({len} bytes) or exceed {} MiB",
+                    MAX_TILE_BYTES >> 20
+                ),
+            });
+        }
+        let mut buf = vec![0u8; count as usize];
         file.read_exact_at(&mut buf, self.offsets[n])
             .map_err(|source| SlideError::Io {
                 path: self.path.clone(),

@@ -35,6 +35,14 @@ pub(crate) fn open_rows(
     }
 }
 
+fn open_file(path: &Path) -> Result<File, SlideError> {
+    File::open(path).map_err(|source| SlideError::Io {
+        path: path.to_path_buf(),
+        what: "image",
+        source,
+    })
+}
+
 fn corrupt(path: &Path, detail: impl std::fmt::Display) -> SlideError {
     SlideError::Corrupt {
         path: path.to_path_buf(),
@@ -91,11 +99,7 @@ struct PngRows {
 
 impl PngRows {
     fn open(path: &Path, limit: u64) -> Result<(Size, Box<dyn RowSource>), SlideError> {
-        let file = File::open(path).map_err(|source| SlideError::Io {
-            path: path.to_path_buf(),
-            what: "image",
-            source,
-        })?;
+        let file = open_file(path)?;
         let mut decoder = png::Decoder::new(BufReader::new(file));
         decoder.set_transformations(png::Transformations::normalize_to_color8());
         let reader = decoder
@@ -250,11 +254,7 @@ struct TiffRows {
 impl TiffRows {
     fn open(path: &Path, limit: u64) -> Result<(Size, Box<dyn RowSource>), SlideError> {
         use tiff::decoder::{ChunkType, Decoder, Limits};
-        let file = File::open(path).map_err(|source| SlideError::Io {
-            path: path.to_path_buf(),
-            what: "image",
-            source,
-        })?;
+        let file = open_file(path)?;
         let tiff_err = |e: tiff::TiffError| corrupt(path, format!("TIFF: {e}"));
         let mut limits = Limits::default();
         limits.decoding_buffer_size = usize::try_from(limit).unwrap_or(usize::MAX);

@@ -291,7 +291,11 @@ pub fn open_with(path: &Path, reader: Reader) -> Result<Box<dyn Slide>, SlideErr
         // TIFF: tiled pyramids go through OpenSlide; plain strip TIFFs do not.
         Some(format) => match crate::openslide::OpenSlideSlide::open(path, reader) {
             Err(SlideError::Unsupported { .. }) => {
-                Ok(Box::new(crate::plain::PlainImage::open(path, format)?))
+                match crate::plain::PlainImage::open(path, format) {
+                    Ok(image) => Ok(Box::new(image)),
+                    // A damaged directory says more than the strip reader's error.
+                    Err(e) => Err(tiff_structure_problem(path).unwrap_or(e)),
+                }
             }
             other => other.map(|s| Box::new(s) as Box<dyn Slide>),
         },

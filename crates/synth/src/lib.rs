@@ -155,6 +155,26 @@ pub fn plain_path(slide_path: &Path, format: PlainFormat) -> PathBuf {
     slide_path.with_extension(format.extension())
 }
 
+/// Writers of the plain copies `spec` asks for (JPEG at the slide's quality).
+fn plain_writers(
+    spec: &SynthSpec,
+    slide_path: &Path,
+    size: Size,
+) -> Result<Vec<PlainWriter>, SynthError> {
+    spec.plain
+        .iter()
+        .map(|&f| {
+            let f = match f {
+                PlainFormat::Jpeg { .. } => PlainFormat::Jpeg {
+                    quality: spec.quality,
+                },
+                f => f,
+            };
+            Ok(PlainWriter::create(&plain_path(slide_path, f), size, f)?)
+        })
+        .collect()
+}
+
 /// Writes the slide to `slide_path`, its truth mask to `truth_path` and
 /// the plain copies `spec.plain` asks for at [`plain_path`]; `progress` is called with the number of level-0 rows done.
 pub fn generate(
@@ -180,19 +200,7 @@ pub fn generate(
     let (slide_options, truth_options) = pyramid_options(spec);
     let mut slide = PyramidWriter::create(slide_path, size, slide_options)?;
     let mut truth = PyramidWriter::create(truth_path, size, truth_options)?;
-    let mut plain = spec
-        .plain
-        .iter()
-        .map(|&f| {
-            let f = match f {
-                PlainFormat::Jpeg { .. } => PlainFormat::Jpeg {
-                    quality: spec.quality,
-                },
-                f => f,
-            };
-            PlainWriter::create(&plain_path(slide_path, f), size, f)
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut plain = plain_writers(spec, slide_path, size)?;
     let mut tumor_pixels = 0u64;
     let (wu, tu) = (w as usize, t as usize);
     let mut band_rgb = Vec::new();

@@ -63,7 +63,7 @@ pub struct PlainWriter {
 }
 
 enum Inner {
-    Png(PngMaskWriter),
+    Png(Box<PngMaskWriter>),
     /// JPEG and TIFF encoders pull rows; they run on their own thread and
     /// are fed bands through a channel.
     Thread {
@@ -150,7 +150,7 @@ impl PlainWriter {
             PlainFormat::Png => {
                 return Ok(Self {
                     path: path.to_path_buf(),
-                    inner: Inner::Png(PngMaskWriter::create_rgb(path, size)?),
+                    inner: Inner::Png(Box::new(PngMaskWriter::create_rgb(path, size)?)),
                 })
             }
             PlainFormat::Jpeg { .. } => "JPEG",
