@@ -33,6 +33,7 @@ mod plan;
 mod resolution;
 mod rows;
 mod slide;
+mod tiffwalk;
 mod tissue;
 
 pub use direct::{DirectReader, JpegTiles, TileCache};

@@ -124,6 +124,9 @@ impl WorkingLevel {
         if self.scale == 1.0 {
             return read_padded_into(slide, self.source_level, rect, buf);
         }
+        if self.scale >= PIECE_SCALE {
+            return self.read_in_pieces(slide, rect, buf);
+        }
         let src = read_padded(slide, self.source_level, self.source_rect(rect))?;
         if let Some(k) = self.box_factor() {
             return Ok(box_reduce(&src, k, buf));
@@ -136,6 +139,54 @@ impl WorkingLevel {
         ))
     }
 
+    /// [`Self::read_into`] for scales of [`PIECE_SCALE`] and more: the
+    /// source region (up to 32² times the tile) is read in strips of at most
+    /// about [`PIECE_BYTES`], each reduced to its rows of the tile before the
+    /// next is read — by k×k block means for a whole factor k, else by area
+    /// averaging (each output pixel the mean of the source area it covers,
+    /// fractions weighted). Both give the same pixels however the region is
+    /// cut, so the strips change memory, not the result.
+    fn read_in_pieces(
+        &self,
+        slide: &dyn Slide,
+        rect: Rect,
+        buf: Vec<u8>,
+    ) -> Result<RgbImage, SlideError> {
+        self.read_in_pieces_of(slide, rect, buf, PIECE_BYTES)
+    }
+
+    fn read_in_pieces_of(
+        &self,
+        slide: &dyn Slide,
+        rect: Rect,
+        mut buf: Vec<u8>,
+        piece_bytes: u64,
+    ) -> Result<RgbImage, SlideError> {
+        let s = self.scale;
+        let src_w = u64::from(self.source_rect(rect).w);
+        let per_row = src_w * 3 * (s.ceil() as u64 + 1);
+        let rows = u32::try_from(piece_bytes / per_row.max(1))
+            .unwrap_or(u32::MAX)
+            .clamp(1, rect.h.max(1));
+        buf.clear();
+        buf.reserve(rect.w as usize * rect.h as usize * 3);
+        let mut j0 = 0;
+        while j0 < rect.h {
+            let j1 = (j0 + rows).min(rect.h);
+            let band = Rect::new(rect.x, rect.y + i64::from(j0), rect.w, j1 - j0);
+            let source = self.source_rect(band);
+            let strip = read_padded(slide, self.source_level, source)?;
+            match self.box_factor() {
+                Some(k) if strip.width() / k == band.w && strip.height() / k == band.h => {
+                    buf.extend_from_slice(box_reduce(&strip, k, Vec::new()).as_raw());
+                }
+                _ => area_reduce(&strip, band, source, s, &mut buf),
+            }
+            j0 = j1;
+        }
+        Ok(RgbImage::from_raw(rect.w, rect.h, buf).expect("w*h*3 bytes"))
+    }
+
     /// The whole factor `scale` is, if it is one (within [`SAME_SCALE`]):
     /// such reads are reduced by averaging k×k blocks, as slide pyramids
     /// are made, so that a plain image read at 4× matches a pyramid's
@@ -143,6 +194,68 @@ impl WorkingLevel {
     fn box_factor(&self) -> Option<u32> {
         let k = self.scale.round();
         ((2.0..=64.0).contains(&k) && (self.scale / k - 1.0).abs() < SAME_SCALE).then_some(k as u32)
+    }
+}
+
+/// Scales from which reads are made in pieces ([`WorkingLevel::read_in_pieces`]).
+const PIECE_SCALE: f64 = 4.0;
+
+/// About the most source bytes one piece holds.
+const PIECE_BYTES: u64 = 16 << 20;
+
+/// For each of `n` output pixels from `start`, the source pixels (relative
+/// to `origin`) its interval [(start+i)·s, (start+i+1)·s) covers, from the
+/// first, with the share of each.
+fn spans(start: i64, n: u32, s: f64, origin: i64, len: u32) -> Vec<(usize, Vec<f32>)> {
+    (0..i64::from(n))
+        .map(|i| {
+            let a = (start + i) as f64 * s - origin as f64;
+            let b = a + s;
+            let first = a.floor().max(0.0) as usize;
+            let last = (b.ceil() as usize).min(len as usize).max(first + 1);
+            let weights = (first..last)
+                .map(|c| {
+                    let overlap = (b.min(c as f64 + 1.0) - a.max(c as f64)).max(0.0);
+                    (overlap / s) as f32
+                })
+                .collect();
+            (first, weights)
+        })
+        .collect()
+}
+
+/// Area averaging of `strip` (the source pixels `source` of `band`, scale
+/// `s`) into `band`'s rows, appended to `out`.
+fn area_reduce(strip: &RgbImage, band: Rect, source: Rect, s: f64, out: &mut Vec<u8>) {
+    let (sw, sh) = (strip.width(), strip.height());
+    let cols = spans(band.x, band.w, s, source.x, sw);
+    let rows = spans(band.y, band.h, s, source.y, sh);
+    let raw = strip.as_raw();
+    // Each source row reduced across first.
+    let mut across = vec![0f32; sh as usize * band.w as usize * 3];
+    for (r, row) in raw.chunks_exact(sw as usize * 3).enumerate() {
+        let dst = &mut across[r * band.w as usize * 3..(r + 1) * band.w as usize * 3];
+        for (i, (first, weights)) in cols.iter().enumerate() {
+            let mut acc = [0f32; 3];
+            for (k, w) in weights.iter().enumerate() {
+                let px = &row[(first + k) * 3..(first + k) * 3 + 3];
+                for c in 0..3 {
+                    acc[c] += w * f32::from(px[c]);
+                }
+            }
+            dst[i * 3..i * 3 + 3].copy_from_slice(&acc);
+        }
+    }
+    let width = band.w as usize * 3;
+    for (first, weights) in &rows {
+        let mut acc = vec![0f32; width];
+        for (k, w) in weights.iter().enumerate() {
+            let src = &across[(first + k) * width..(first + k + 1) * width];
+            for (a, v) in acc.iter_mut().zip(src) {
+                *a += w * v;
+            }
+        }
+        out.extend(acc.iter().map(|v| v.round().clamp(0.0, 255.0) as u8));
     }
 }
 
@@ -171,4 +284,58 @@ fn box_reduce(src: &RgbImage, k: u32, mut buf: Vec<u8>) -> RgbImage {
         buf.extend(sums.iter().map(|&s| ((s + half) / n) as u8));
     }
     RgbImage::from_raw(w, h, buf).expect("w*h*3 bytes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A slide whose pixels are a function of their place.
+    fn slide(dir: &std::path::Path) -> Box<dyn Slide> {
+        let path = dir.join("g.png");
+        RgbImage::from_fn(2000, 1500, |x, y| {
+            image::Rgb([
+                (x % 256) as u8,
+                (y % 256) as u8,
+                ((x * 7 + y * 3) % 256) as u8,
+            ])
+        })
+        .save(&path)
+        .unwrap();
+        crate::open(&path).unwrap()
+    }
+
+    /// Reads at 4× and more come in pieces: the same pixels whatever the
+    /// piece size; a whole factor gives the k×k block means exactly, any
+    /// factor the area mean.
+    #[test]
+    fn pieces_give_the_same_pixels_however_the_region_is_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = slide(dir.path());
+        for scale in [4.0, 5.3, 8.0, 11.7] {
+            let working = WorkingLevel {
+                source_level: 0,
+                scale,
+                size: Size::new(
+                    (2000.0 / scale).round() as u32,
+                    (1500.0 / scale).round() as u32,
+                ),
+                downsample: scale,
+                mpp: None,
+            };
+            let rect = Rect::new(7, 5, 90, 70);
+            let whole = working
+                .read_in_pieces_of(s.as_ref(), rect, Vec::new(), u64::MAX)
+                .unwrap();
+            let cut = working
+                .read_in_pieces_of(s.as_ref(), rect, Vec::new(), 1)
+                .unwrap();
+            assert_eq!(whole.as_raw(), cut.as_raw(), "scale {scale}");
+            assert_eq!(whole.dimensions(), (90, 70));
+            if scale == 4.0 {
+                let src = read_padded(s.as_ref(), 0, working.source_rect(rect)).unwrap();
+                assert_eq!(whole.as_raw(), box_reduce(&src, 4, Vec::new()).as_raw());
+            }
+        }
+    }
 }
