@@ -43,8 +43,8 @@ impl Bytes<'_> {
 
 /// One directory entry: its values, read whole (at most `cap` of them).
 fn values(r: &Bytes, big: bool, entry: u64, cap: u64) -> Option<Vec<u64>> {
-    let typ = r.uint(entry + 2, 2)?;
-    let count = r.uint(entry + 4, if big { 8 } else { 4 })?;
+    let typ = r.uint(entry.saturating_add(2), 2)?;
+    let count = r.uint(entry.saturating_add(4), if big { 8 } else { 4 })?;
     let width = match typ {
         3 => 2,
         4 | 13 => 4,
@@ -53,13 +53,13 @@ fn values(r: &Bytes, big: bool, entry: u64, cap: u64) -> Option<Vec<u64>> {
         _ => return Some(Vec::new()),
     };
     let inline = if big { 8 } else { 4 };
-    let value_at = entry + if big { 12 } else { 8 };
-    let start = if count * width <= inline {
+    let value_at = entry.saturating_add(if big { 12 } else { 8 });
+    let start = if count.saturating_mul(width) <= inline {
         value_at
     } else {
         r.uint(value_at, inline as usize)?
     };
-    let block = r.read(start, count.min(cap) * width)?;
+    let block = r.read(start, count.min(cap).saturating_mul(width))?;
     Some(
         block
             .chunks_exact(width as usize)
@@ -89,11 +89,15 @@ pub(crate) fn hazard(file: &std::fs::File) -> Option<String> {
             return None;
         }
         let n = r.uint(ifd, if big { 8 } else { 2 })?;
-        let (first, size) = if big { (ifd + 8, 20) } else { (ifd + 2, 12) };
+        let (first, size) = if big {
+            (ifd.saturating_add(8), 20)
+        } else {
+            (ifd.saturating_add(2), 12)
+        };
         let mut tile = (None, None);
         let (mut offsets, mut counts) = (Vec::new(), Vec::new());
         for k in 0..n.min(4096) {
-            let entry = first + k * size;
+            let entry = first.saturating_add(k * size);
             let tag = r.uint(entry, 2)?;
             match tag {
                 65420 => return None, // NDPI
@@ -118,7 +122,10 @@ pub(crate) fn hazard(file: &std::fs::File) -> Option<String> {
                 }
             }
         }
-        ifd = r.uint(first + n * size, if big { 8 } else { 4 })?;
+        ifd = r.uint(
+            first.saturating_add(n.saturating_mul(size)),
+            if big { 8 } else { 4 },
+        )?;
     }
     None
 }
