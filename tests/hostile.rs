@@ -298,6 +298,22 @@ fn negative_numbers_get_wsisegs_messages() {
             "-0.5",
             "-0.5 must lie strictly between 0 and 1",
         ),
+        (
+            "--slide-mpp",
+            "-0.25",
+            "error: --slide-mpp -0.25: must be a positive number of µm per pixel",
+        ),
+        (
+            "--max-memory",
+            "-2G",
+            "'-2G' is not a memory size such as 12G, 800M or 50%",
+        ),
+        (
+            "--max-memory",
+            "0%",
+            "'0%': a share of memory must be above 0% and at most 100%",
+        ),
+        ("--max-memory", "10M", "'10M': wsiseg needs at least 64M"),
     ] {
         let o = segment_default(d, "o", &[flag, value]);
         assert!(!o.status.success());

@@ -295,7 +295,7 @@ pub struct SegmentArgs {
     /// container's limit). A slide whose run takes wsiseg's resident memory
     /// above it is stopped with an error and the next slide runs; plain
     /// images are decoded within half of it [default: 80%].
-    #[arg(long, value_name = "SIZE", value_parser = parse_memory)]
+    #[arg(long, value_name = "SIZE", value_parser = parse_memory, allow_hyphen_values = true)]
     pub max_memory: Option<u64>,
     /// Tile side in working-level pixels [default: the model's tile].
     #[arg(long)]

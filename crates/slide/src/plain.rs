@@ -50,6 +50,9 @@ pub struct PlainImage {
     stream: Mutex<Stream>,
 }
 
+/// The most decoded rows a plain image holds for planned reads.
+const MAX_WINDOW_BYTES: usize = 512 << 20;
+
 /// Reduced levels stop when their longer side would be below this.
 const SMALLEST_LEVEL: u32 = 256;
 
@@ -230,15 +233,21 @@ impl PlainImage {
             s.source = Some(self.level_rows(level, source));
         }
         // Rows above both this read and every planned one are done with.
+        // Should reads not follow the plan (rows held past MAX_WINDOW_BYTES),
+        // rows above this read go anyway: a later read above restarts the
+        // decoder, slower but in bounded memory.
+        let stride = self.levels[level as usize].size.w as usize * 3;
+        let held = (s.rows.len() + rect.h as usize) * stride;
         let keep_from = match s.pending_rows.keys().next() {
-            Some(&y) if s.planned_level == level => top.min(y.max(0) as u32),
+            Some(&y) if s.planned_level == level && held <= MAX_WINDOW_BYTES => {
+                top.min(y.max(0) as u32)
+            }
             _ => top,
         };
         while s.first() < keep_from && !s.rows.is_empty() {
             let row = s.rows.pop_front().expect("not empty");
             s.spare.push(row);
         }
-        let stride = self.levels[level as usize].size.w as usize * 3;
         while s.next < bottom {
             let mut row = s.spare.pop().unwrap_or_default();
             row.resize(stride, 0);
