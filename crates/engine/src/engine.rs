@@ -299,6 +299,16 @@ pub enum BadTiles {
     Background,
 }
 
+impl BadTiles {
+    /// As `--bad-tiles`, reports and run records name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Fail => "fail",
+            Self::Background => "background",
+        }
+    }
+}
+
 impl Default for Request {
     fn default() -> Self {
         Self {

@@ -35,22 +35,7 @@ pub fn rss_bytes() -> Option<u64> {
 /// This machine's memory for wsiseg: physical RAM, or the control group's
 /// limit when a container sets a lower one.
 pub fn machine_bytes() -> u64 {
-    // SAFETY: sysconf only reads system configuration.
-    let (pages, page) = unsafe {
-        (
-            libc::sysconf(libc::_SC_PHYS_PAGES),
-            libc::sysconf(libc::_SC_PAGESIZE),
-        )
-    };
-    let ram = if pages > 0 && page > 0 {
-        (pages as u64).saturating_mul(page as u64)
-    } else {
-        8 << 30
-    };
-    let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
-        .ok()
-        .and_then(|s| s.trim().parse::<u64>().ok());
-    cgroup.map_or(ram, |c| c.min(ram))
+    wsiseg_slide::machine_memory()
 }
 
 /// The default memory budget (`--max-memory`): 80% of [`machine_bytes`].

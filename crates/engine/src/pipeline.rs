@@ -212,12 +212,6 @@ impl Shared<'_> {
         )
     }
 
-    /// Whether working tile `index` read a bad stored tile (and is background).
-    fn is_bad(&self, index: TileIndex) -> bool {
-        let bad = self.bad.lock().unwrap_or_else(PoisonError::into_inner);
-        !bad.working.is_empty() && bad.working.contains(&index)
-    }
-
     /// A failed read of working tile `n`: with [`BadTiles::Background`] and
     /// a bad stored tile, logged and replaced by a white tile (whose labels
     /// the worker then clears); otherwise the error.
@@ -631,12 +625,15 @@ fn clear_bad(
     if shared.bad_tiles != BadTiles::Background {
         return;
     }
-    let bad: Vec<usize> = (0..indices.len())
-        .filter(|&i| shared.is_bad(indices[i]))
-        .collect();
-    if bad.is_empty() {
-        return;
-    }
+    let bad: Vec<usize> = {
+        let log = shared.bad.lock().unwrap_or_else(PoisonError::into_inner);
+        if log.working.is_empty() {
+            return;
+        }
+        (0..indices.len())
+            .filter(|&i| log.working.contains(&indices[i]))
+            .collect()
+    };
     for &i in &bad {
         labels[i * tile_px..(i + 1) * tile_px].fill(0);
     }

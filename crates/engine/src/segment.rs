@@ -257,8 +257,8 @@ impl Engine {
         if let Some(m) = request.slide_mpp {
             settings.push(("slide_mpp", json!(m)));
         }
-        if request.bad_tiles == BadTiles::Background {
-            settings.push(("bad_tiles", json!("background")));
+        if request.bad_tiles != BadTiles::default() {
+            settings.push(("bad_tiles", json!(request.bad_tiles.name())));
         }
         if self.tta() != Tta::None {
             settings.push(("tta", json!(self.tta().to_string())));
@@ -384,10 +384,7 @@ impl Engine {
             "level": request.level,
             "mpp": request.mpp,
             "slide_mpp": request.slide_mpp,
-            "bad_tiles": match request.bad_tiles {
-                BadTiles::Fail => "fail",
-                BadTiles::Background => "background",
-            },
+            "bad_tiles": request.bad_tiles.name(),
             "formats": request.formats.iter().filter(|&&f| f != Format::Prob).map(|f| f.name()).collect::<Vec<_>>(),
             "probabilities": request.formats.contains(&Format::Prob),
             "mask_level": mask_level,

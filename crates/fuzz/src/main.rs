@@ -34,18 +34,21 @@ mod targets;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let code = match args.first().map(String::as_str) {
-        Some("child") => targets::child(),
-        Some("run") => run(&args[1..]),
+    let result = match args.first().map(String::as_str) {
+        Some("child") => Ok(targets::child()),
+        Some("run") => fuzz(&args[1..]),
         Some("replay") => replay(&args[1..]),
         _ => {
             eprintln!(
                 "usage: wsiseg-fuzz run --corpus DIR --out DIR [--seconds N] [--seed N] [--timeout-ms N] [--memory-mb N] [--max-execs N]\n       wsiseg-fuzz replay DIR…"
             );
-            2
+            Ok(2)
         }
     };
-    std::process::exit(code);
+    std::process::exit(result.unwrap_or_else(|e| {
+        eprintln!("wsiseg-fuzz: {e}");
+        2
+    }));
 }
 
 /// Options of a run.
@@ -310,12 +313,13 @@ enum Outcome {
     Hang,
 }
 
-fn run(args: &[String]) -> i32 {
-    match fuzz(args) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("wsiseg-fuzz: {e}");
-            2
+impl Outcome {
+    /// What went wrong, for a crash or a hang.
+    fn problem(self, timeout: Duration) -> Option<String> {
+        match self {
+            Self::Ok | Self::Rejected => None,
+            Self::Crash(why) => Some(format!("crash: {why}")),
+            Self::Hang => Some(format!("hang: no answer in {} ms", timeout.as_millis())),
         }
     }
 }
@@ -355,15 +359,8 @@ fn fuzz(args: &[String]) -> Result<i32, String> {
         std::fs::write(&input, &data).map_err(|e| format!("{}: {e}", input.display()))?;
         let outcome = worker.exec(target, &input, o.timeout);
         execs += 1;
-        let problem = match outcome {
-            Outcome::Ok => None,
-            Outcome::Rejected => {
-                rejected += 1;
-                None
-            }
-            Outcome::Crash(why) => Some(format!("crash: {why}")),
-            Outcome::Hang => Some(format!("hang: no answer in {} ms", o.timeout.as_millis())),
-        };
+        rejected += u64::from(matches!(outcome, Outcome::Rejected));
+        let problem = outcome.problem(o.timeout);
         if let Some(problem) = problem {
             save_problem(
                 &crashes,
@@ -399,45 +396,26 @@ fn fuzz(args: &[String]) -> Result<i32, String> {
 }
 
 /// Runs every file under each `DIR/<target>/` once; non-zero exit if any crashes or hangs.
-fn replay(dirs: &[String]) -> i32 {
+fn replay(dirs: &[String]) -> Result<i32, String> {
+    let timeout = Duration::from_secs(20);
     let mut failures = 0;
     let mut count = 0;
     for dir in dirs {
-        let seeds = match load_corpus(Path::new(dir)) {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("wsiseg-fuzz: {e}");
-                return 2;
-            }
-        };
-        let mut worker = match Worker::start(4096) {
-            Ok(w) => w,
-            Err(e) => {
-                eprintln!("wsiseg-fuzz: {e}");
-                return 2;
-            }
-        };
+        let seeds = load_corpus(Path::new(dir))?;
+        let mut worker = Worker::start(4096)?;
         for (target, path, _) in &seeds {
             count += 1;
-            let problem = match worker.exec(target, path, Duration::from_secs(20)) {
-                Outcome::Ok | Outcome::Rejected => continue,
-                Outcome::Crash(why) => format!("crash: {why}"),
-                Outcome::Hang => "hang".to_string(),
+            let Some(problem) = worker.exec(target, path, timeout).problem(timeout) else {
+                continue;
             };
             eprintln!("wsiseg-fuzz: {}: {problem}", path.display());
             failures += 1;
-            worker = match Worker::start(4096) {
-                Ok(w) => w,
-                Err(e) => {
-                    eprintln!("wsiseg-fuzz: {e}");
-                    return 2;
-                }
-            };
+            worker = Worker::start(4096)?;
         }
     }
     println!(
         "{}",
         serde_json::json!({"replayed": count, "problems": failures})
     );
-    i32::from(failures > 0)
+    Ok(i32::from(failures > 0))
 }

@@ -39,6 +39,9 @@ pub struct JpegTiles {
     tables: Option<Vec<u8>>,
     /// Photometric RGB: the JPEG data is RGB, not YCbCr (Aperio writes this).
     rgb_jpeg: bool,
+    /// The file's length when its directories were read: no tile's bytes
+    /// may reach past it.
+    file_len: u64,
 }
 
 /// The most bytes one stored JPEG tile may have (a 4096² tile of noise at
@@ -65,11 +68,12 @@ impl JpegTiles {
             what: "slide",
             source,
         })?;
+        let file_len = file.metadata().map(|m| m.len()).unwrap_or(0);
         let mut d = Decoder::new(BufReader::new(file)).map_err(corrupt)?;
         let mut levels = Vec::new();
         loop {
             if d.find_tag(Tag::TileWidth).map_err(corrupt)?.is_some() {
-                levels.push(Self::from_ifd(path, &mut d).map_err(corrupt)?);
+                levels.push(Self::from_ifd(path, &mut d, file_len).map_err(corrupt)?);
             }
             if !d.more_images() {
                 return Ok(levels);
@@ -87,6 +91,7 @@ impl JpegTiles {
     fn from_ifd<R: std::io::Read + std::io::Seek>(
         path: &Path,
         d: &mut Decoder<R>,
+        file_len: u64,
     ) -> tiff::TiffResult<Option<Self>> {
         if d.get_tag_u32(Tag::Compression).ok() != Some(7) {
             return Ok(None);
@@ -124,6 +129,7 @@ impl JpegTiles {
             counts,
             tables: d.get_tag_u8_vec(Tag::JPEGTables).ok(),
             rgb_jpeg: d.get_tag_u32(Tag::PhotometricInterpretation).ok() == Some(2),
+            file_len,
         }))
     }
 
@@ -169,7 +175,7 @@ impl JpegTiles {
     pub fn raw(&self, file: &File, n: usize) -> Result<Vec<u8>, SlideError> {
         // The directory's byte count is checked against the file before
         // anything is allocated: a damaged TIFF may claim petabytes.
-        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let len = self.file_len;
         let (offset, count) = (self.offsets[n], self.counts[n]);
         if offset.checked_add(count).is_none_or(|end| end > len) || count > MAX_TILE_BYTES {
             return Err(SlideError::Corrupt {

@@ -39,7 +39,7 @@ mod tissue;
 pub use direct::{DirectReader, JpegTiles, TileCache};
 pub use error::{PlanError, SlideError};
 pub use geometry::{Level, Mpp, Rect, Size, TileIndex};
-pub use plain::set_decode_limit;
+pub use plain::{machine_memory, set_decode_limit};
 pub use plan::{Tile, TilePlan};
 pub use resolution::{Resolution, WorkingLevel};
 pub use slide::{

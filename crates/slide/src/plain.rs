@@ -15,6 +15,7 @@ use std::sync::Mutex;
 
 use image::{ImageFormat, RgbImage};
 
+use crate::resolution::{add_to_blocks, block_means};
 use crate::rows::{open_rows, RowSource};
 use crate::{Level, Mpp, Rect, Slide, SlideError};
 
@@ -100,11 +101,11 @@ impl Stream {
     }
 }
 
-/// The rows of a level `k`× down, each the mean of `k`×`k` blocks of
-/// level-0 rows from `source` (fewer at the right and bottom edges).
+/// The rows of level `level`, 2^level× down, each the mean of blocks of
+/// 2^level × 2^level level-0 pixels from `source` (fewer at the right and
+/// bottom edges).
 struct LevelRows {
     source: Box<dyn RowSource>,
-    k: u32,
     level: u32,
     size0: crate::Size,
     /// Level-0 rows consumed.
@@ -117,13 +118,13 @@ impl LevelRows {
     /// The next row of the level into `out`; an error names the level-0 row.
     fn next_row(&mut self, out: &mut [u8]) -> Result<(), String> {
         let at = |y: u32, e: String| format!("row {y}: {e}");
-        if self.k == 1 {
+        if self.level == 0 {
             self.source.read_rows(out, 1).map_err(|e| at(self.y0, e))?;
             self.y0 += 1;
             return Ok(());
         }
-        let (k, w0) = (self.k as usize, self.size0.w as usize);
-        let rows = self.k.min(self.size0.h - self.y0);
+        let (k, w0) = (1usize << self.level, self.size0.w as usize);
+        let rows = (k as u32).min(self.size0.h - self.y0);
         self.row0.resize(w0 * 3, 0);
         self.sums.clear();
         self.sums.resize(out.len(), 0);
@@ -132,26 +133,9 @@ impl LevelRows {
                 .read_rows(&mut self.row0, 1)
                 .map_err(|e| at(self.y0, e))?;
             self.y0 += 1;
-            for (block, sum) in self.row0.chunks(k * 3).zip(self.sums.chunks_exact_mut(3)) {
-                for px in block.chunks_exact(3) {
-                    sum[0] += u32::from(px[0]);
-                    sum[1] += u32::from(px[1]);
-                    sum[2] += u32::from(px[2]);
-                }
-            }
+            add_to_blocks(&self.row0, k, &mut self.sums);
         }
-        let cols = out.len() / 3;
-        for (x, (o, sum)) in out
-            .chunks_exact_mut(3)
-            .zip(self.sums.chunks_exact(3))
-            .enumerate()
-        {
-            let bw = if x + 1 == cols { w0 - x * k } else { k };
-            let n = (bw as u32) * rows;
-            for c in 0..3 {
-                o[c] = ((sum[c] + n / 2) / n) as u8;
-            }
-        }
+        block_means(&self.sums, k, w0, rows, out);
         Ok(())
     }
 }
@@ -197,7 +181,6 @@ impl PlainImage {
     fn level_rows(&self, level: u32, source: Box<dyn RowSource>) -> LevelRows {
         LevelRows {
             source,
-            k: 1 << level,
             level,
             size0: self.levels[0].size,
             y0: 0,
@@ -292,8 +275,15 @@ pub fn set_decode_limit(bytes: u64) {
 fn memory_limit() -> u64 {
     let set = DECODE_LIMIT.load(std::sync::atomic::Ordering::Relaxed);
     if set > 0 {
-        return set;
+        set
+    } else {
+        machine_memory() / 2
     }
+}
+
+/// This machine's memory for wsiseg, in bytes: physical RAM, or the control
+/// group's limit when a container sets a lower one.
+pub fn machine_memory() -> u64 {
     // SAFETY: sysconf only reads system configuration.
     let (pages, page) = unsafe {
         (
@@ -301,11 +291,15 @@ fn memory_limit() -> u64 {
             libc::sysconf(libc::_SC_PAGESIZE),
         )
     };
-    if pages > 0 && page > 0 {
-        (pages as u64).saturating_mul(page as u64) / 2
+    let ram = if pages > 0 && page > 0 {
+        (pages as u64).saturating_mul(page as u64)
     } else {
         8 << 30
-    }
+    };
+    let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    cgroup.map_or(ram, |c| c.min(ram))
 }
 
 impl Slide for PlainImage {

@@ -264,26 +264,50 @@ fn area_reduce(strip: &RgbImage, band: Rect, source: Rect, s: f64, out: &mut Vec
 fn box_reduce(src: &RgbImage, k: u32, mut buf: Vec<u8>) -> RgbImage {
     let (w, h) = (src.width() / k, src.height() / k);
     let (k, sw) = (k as usize, src.width() as usize);
-    let raw = src.as_raw();
     let mut sums = vec![0u32; w as usize * 3];
     buf.clear();
     buf.reserve(w as usize * h as usize * 3);
-    let half = (k * k / 2) as u32;
-    for by in 0..h as usize {
+    for block_row in src.as_raw().chunks_exact(k * sw * 3).take(h as usize) {
         sums.fill(0);
-        for row in raw[by * k * sw * 3..(by + 1) * k * sw * 3].chunks_exact(sw * 3) {
-            for (bx, sum) in sums.chunks_exact_mut(3).enumerate() {
-                for px in row[bx * k * 3..(bx + 1) * k * 3].chunks_exact(3) {
-                    sum[0] += u32::from(px[0]);
-                    sum[1] += u32::from(px[1]);
-                    sum[2] += u32::from(px[2]);
-                }
-            }
+        for row in block_row.chunks_exact(sw * 3) {
+            add_to_blocks(row, k, &mut sums);
         }
-        let n = (k * k) as u32;
-        buf.extend(sums.iter().map(|&s| ((s + half) / n) as u8));
+        let start = buf.len();
+        buf.resize(start + sums.len(), 0);
+        block_means(&sums, k, w as usize * k, k as u32, &mut buf[start..]);
     }
     RgbImage::from_raw(w, h, buf).expect("w*h*3 bytes")
+}
+
+/// Adds the pixels of the RGB `row` to `sums`, three per block of `k`
+/// columns (the last block narrower when the row ends inside it); columns
+/// past the blocks `sums` holds are ignored.
+pub(crate) fn add_to_blocks(row: &[u8], k: usize, sums: &mut [u32]) {
+    for (block, sum) in row.chunks(k * 3).zip(sums.chunks_exact_mut(3)) {
+        for px in block.chunks_exact(3) {
+            sum[0] += u32::from(px[0]);
+            sum[1] += u32::from(px[1]);
+            sum[2] += u32::from(px[2]);
+        }
+    }
+}
+
+/// The rounded means of block `sums` ([`add_to_blocks`]) into `out`: blocks
+/// `k` columns wide over `width` source columns (the last one narrower when
+/// `k` does not divide it) and `rows` rows tall.
+pub(crate) fn block_means(sums: &[u32], k: usize, width: usize, rows: u32, out: &mut [u8]) {
+    let blocks = sums.len() / 3;
+    for (x, (o, sum)) in out
+        .chunks_exact_mut(3)
+        .zip(sums.chunks_exact(3))
+        .enumerate()
+    {
+        let bw = if x + 1 == blocks { width - x * k } else { k };
+        let n = bw as u32 * rows;
+        for c in 0..3 {
+            o[c] = ((sum[c] + n / 2) / n) as u8;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 use std::ffi::{c_char, c_int, c_void, CString};
 use std::fs::File;
 use std::io::BufReader;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use image::ImageFormat;
 
@@ -238,7 +238,6 @@ impl Drop for JpegRows {
 
 /// A strip or tiled TIFF, one strip or row of tiles at a time.
 struct TiffRows {
-    path: PathBuf,
     decoder: tiff::decoder::Decoder<BufReader<File>>,
     size: Size,
     samples: usize,
@@ -300,7 +299,6 @@ impl TiffRows {
             ));
         }
         let rows = Self {
-            path: path.to_path_buf(),
             decoder,
             size,
             samples,
@@ -368,8 +366,7 @@ impl RowSource for TiffRows {
         let mut done = 0;
         while done < n {
             if self.taken == self.band_rows {
-                self.next_band()
-                    .map_err(|e| format!("{e} ({})", self.path.display()))?;
+                self.next_band()?;
             }
             let k = (n - done).min(self.band_rows - self.taken);
             let src = &self.band[self.taken as usize * stride..(self.taken + k) as usize * stride];

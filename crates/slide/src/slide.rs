@@ -284,10 +284,8 @@ pub fn open_with(path: &Path, reader: Reader) -> Result<Box<dyn Slide>, SlideErr
         });
     }
     let plain = crate::plain::sniff(path)?;
-    if has_tiff_magic(path) {
-        if let Some(e) = tiff_hazard(path) {
-            return Err(e);
-        }
+    if let Some(e) = tiff_hazard(path) {
+        return Err(e);
     }
     match plain {
         Some(format) if format != image::ImageFormat::Tiff => {
@@ -319,8 +317,9 @@ pub fn open_with(path: &Path, reader: Reader) -> Result<Box<dyn Slide>, SlideErr
 /// A TIFF whose directories would make OpenSlide allocate without bound or
 /// abort (found by fuzzing): tiles larger than 16384 pixels a side, or
 /// tile data that reaches past the end of the file. `None` when none is
-/// found, or for NDPI files (vendor tag 65420), whose 32-bit offsets wrap
-/// past 4 GiB by design and which OpenSlide reads its own way. The
+/// found, for files that are not TIFF, or for NDPI files (vendor tag
+/// 65420), whose 32-bit offsets wrap past 4 GiB by design and which
+/// OpenSlide reads its own way. The
 /// directories are walked here byte by byte: a directory this damaged is
 /// one a TIFF library may refuse to parse at all.
 fn tiff_hazard(path: &Path) -> Option<SlideError> {

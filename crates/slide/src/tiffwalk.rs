@@ -68,7 +68,8 @@ fn values(r: &Bytes, big: bool, entry: u64, cap: u64) -> Option<Vec<u64>> {
     )
 }
 
-/// What is damaged in the TIFF `file`, if anything OpenSlide would trip on.
+/// What is damaged in the TIFF `file`, if anything OpenSlide would trip on;
+/// `None` too for a file that is not TIFF or BigTIFF.
 pub(crate) fn hazard(file: &std::fs::File) -> Option<String> {
     let len = file.metadata().ok()?.len();
     let mut r = Bytes {
@@ -81,7 +82,11 @@ pub(crate) fn hazard(file: &std::fs::File) -> Option<String> {
         b"MM" => false,
         _ => return None,
     };
-    let big = r.uint(2, 2)? == 43;
+    let big = match r.uint(2, 2)? {
+        42 => false,
+        43 => true,
+        _ => return None,
+    };
     let mut ifd = if big { r.uint(8, 8)? } else { r.uint(4, 4)? };
     let mut seen = std::collections::HashSet::new();
     for index in 0..4096 {

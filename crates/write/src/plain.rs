@@ -64,13 +64,46 @@ pub struct PlainWriter {
 
 enum Inner {
     Png(Box<PngMaskWriter>),
-    /// JPEG and TIFF encoders pull rows; they run on their own thread and
-    /// are fed bands through a channel.
-    Thread {
-        tx: Option<SyncSender<Vec<u8>>>,
-        done: Option<JoinHandle<Result<Staged, String>>>,
-        what: &'static str,
-    },
+    Thread(EncoderThread),
+}
+
+/// JPEG and TIFF encoders pull rows: they run on their own thread, fed
+/// bands through a channel. Dropped unfinished, the feed is cut and the
+/// thread removes its file.
+struct EncoderThread {
+    tx: Option<SyncSender<Vec<u8>>>,
+    done: Option<JoinHandle<Result<Staged, String>>>,
+    what: &'static str,
+}
+
+impl EncoderThread {
+    /// Closes the feed and waits for the file: complete and fsynced under
+    /// its temporary name, or why not.
+    fn finish(&mut self, path: &Path) -> Result<Staged, PlainWriteError> {
+        drop(self.tx.take());
+        let fail = |detail: String| PlainWriteError::Write {
+            path: path.to_path_buf(),
+            what: self.what,
+            detail,
+        };
+        let handle = self
+            .done
+            .take()
+            .ok_or_else(|| fail("already finished".into()))?;
+        handle
+            .join()
+            .map_err(|_| fail("the encoder panicked".into()))?
+            .map_err(fail)
+    }
+}
+
+impl Drop for EncoderThread {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(h) = self.done.take() {
+            let _ = h.join();
+        }
+    }
 }
 
 /// Rows taken from the channel, for an encoder's thread.
@@ -200,11 +233,11 @@ impl PlainWriter {
         });
         Ok(Self {
             path: path.to_path_buf(),
-            inner: Inner::Thread {
+            inner: Inner::Thread(EncoderThread {
                 tx: Some(tx),
                 done: Some(done),
                 what,
-            },
+            }),
         })
     }
 
@@ -212,72 +245,36 @@ impl PlainWriter {
     pub fn write_rows(&mut self, rows: &[u8]) -> Result<(), PlainWriteError> {
         match &mut self.inner {
             Inner::Png(w) => Ok(w.write_rows(rows)?),
-            Inner::Thread { tx, what, .. } => {
-                if tx.as_ref().is_some_and(|tx| tx.send(rows.to_vec()).is_ok()) {
+            Inner::Thread(t) => {
+                if t.tx
+                    .as_ref()
+                    .is_some_and(|tx| tx.send(rows.to_vec()).is_ok())
+                {
                     return Ok(());
                 }
                 // The encoder stopped: its error comes from finishing.
-                let what = *what;
-                let e = self.finish_thread().err();
+                let e = t.finish(&self.path).err();
                 Err(e.unwrap_or_else(|| PlainWriteError::Write {
                     path: self.path.clone(),
-                    what,
+                    what: t.what,
                     detail: "the encoder stopped early".into(),
                 }))
             }
         }
     }
 
-    fn finish_thread(&mut self) -> Result<Staged, PlainWriteError> {
-        let Inner::Thread { tx, done, what } = &mut self.inner else {
-            unreachable!("only thread writers")
-        };
-        drop(tx.take());
-        let fail = |detail: String| PlainWriteError::Write {
-            path: self.path.clone(),
-            what,
-            detail,
-        };
-        let handle = done.take().ok_or_else(|| fail("already finished".into()))?;
-        handle
-            .join()
-            .map_err(|_| fail("the encoder panicked".into()))?
-            .map_err(fail)
-    }
-
     /// Finishes the file and gives it its final name.
-    pub fn commit(mut self) -> Result<PathBuf, PlainWriteError> {
-        let staged = match std::mem::replace(
-            &mut self.inner,
-            Inner::Thread {
-                tx: None,
-                done: None,
-                what: "",
-            },
-        ) {
+    pub fn commit(self) -> Result<PathBuf, PlainWriteError> {
+        let path = self.path;
+        let staged = match self.inner {
             Inner::Png(w) => w.finish_staged()?,
-            thread => {
-                self.inner = thread;
-                self.finish_thread()?
-            }
+            Inner::Thread(mut t) => t.finish(&path)?,
         };
         staged.commit().map_err(|e| PlainWriteError::Write {
-            path: self.path.clone(),
+            path,
             what: "file",
             detail: e.to_string(),
         })
-    }
-}
-
-impl Drop for PlainWriter {
-    fn drop(&mut self) {
-        if let Inner::Thread { tx, done, .. } = &mut self.inner {
-            // Closing the feed cuts the image: the thread removes its file.
-            drop(tx.take());
-            if let Some(h) = done.take() {
-                let _ = h.join();
-            }
-        }
     }
 }
 
