@@ -13,7 +13,8 @@
 #    outside the repository: $WSISEG_VENV, default ~/.cache/wsiseg/venv.
 #    Reused when it already has torch 2.11.0. Also numpy, OpenSlide's Python
 #    binding, and scripts/export-requirements.txt (smp, MONAI: small).
-# 3. .libtorch -> that environment's torch folder (read by .cargo/config.toml),
+# 3. .libtorch -> that environment's torch folder, and .openslide/ -> its
+#    OpenSlide 4 (openslide-bin wheel; both read by .cargo/config.toml),
 #    then `cargo build --release`. The binary finds libtorch by its RUNPATH;
 #    LD_LIBRARY_PATH still overrides it.
 # 4. Demo: makes a synthetic 8192×8192 H&E slide with known tumor (seed 101,
@@ -23,6 +24,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 TORCH_VERSION=2.11.0
+OPENSLIDE_BIN_VERSION=4.0.1.2
 VENV=${WSISEG_VENV:-$HOME/.cache/wsiseg/venv}
 DEMO=1
 for arg in "$@"; do
@@ -76,7 +78,9 @@ fi
 # numpy and OpenSlide's Python binding (with Pillow) are for scripts/train_model.py
 # and scripts/compare_pytorch.py.
 "$VENV/bin/python" -c "import numpy, openslide" 2>/dev/null ||
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check numpy openslide-python openslide-bin
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check numpy openslide-python
+"$VENV/bin/python" -c "import sys, importlib.metadata as m; sys.exit(m.version('openslide-bin') != '$OPENSLIDE_BIN_VERSION')" 2>/dev/null ||
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check "openslide-bin==$OPENSLIDE_BIN_VERSION"
 # segmentation-models-pytorch and MONAI (about 15 MB with torchvision and timm)
 # for scripts/export_model.py's presets, which the tests run.
 "$VENV/bin/python" -c "import segmentation_models_pytorch, monai" 2>/dev/null ||
@@ -84,6 +88,28 @@ fi
 has_torch || { echo "setup.sh: installing the exporter's packages changed torch in $VENV" >&2; exit 1; }
 torch_dir=$("$VENV/bin/python" -c 'import os, torch; print(os.path.dirname(torch.__file__))' 2>/dev/null)
 ln -sfn "$torch_dir" .libtorch
+
+step "OpenSlide 4 (openslide-bin $OPENSLIDE_BIN_VERSION) in .openslide/"
+# The wheel's libopenslide.so.1 is self-contained (its own libtiff, libjpeg,
+# glib...). wsiseg links it instead of Debian's OpenSlide 3.4.1: DICOM slides,
+# resolution of generic TIFFs, newer format fixes. openslide-sys's bindings are
+# generated from the system header (libopenslide-dev): every call it makes is
+# in OpenSlide 4 with the same signature. .cargo/config.toml points pkg-config
+# at this openslide.pc, and the binary's RUNPATH at the wheel's folder.
+os_lib=$("$VENV/bin/python" -c 'import os, openslide_bin; print(os.path.join(os.path.dirname(openslide_bin.__file__), "libopenslide.so.1"))')
+os_cflags=$(PKG_CONFIG_PATH= pkg-config --cflags openslide)
+mkdir -p .openslide
+ln -sfn "$os_lib" .openslide/libopenslide.so.1
+ln -sfn "$os_lib" .openslide/libopenslide.so
+cat > .openslide/openslide.pc <<PC
+# Made by scripts/setup.sh: OpenSlide $OPENSLIDE_BIN_VERSION from the openslide-bin wheel.
+libdir=$PWD/.openslide
+Name: openslide
+Description: OpenSlide from the openslide-bin wheel
+Version: ${OPENSLIDE_BIN_VERSION%.*}
+Libs: -L\${libdir} -lopenslide
+Cflags: $os_cflags
+PC
 
 step "building wsiseg (release)"
 cargo build --release --locked

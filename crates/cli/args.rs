@@ -43,6 +43,29 @@ pub enum Command {
     /// Work with models: `wsiseg model check MODEL…`.
     #[command(subcommand)]
     Model(ModelCommand),
+    /// Check that this machine can run wsiseg: libtorch and OpenSlide (and
+    /// where they were loaded from), CUDA, the GPUs and their driver, the
+    /// models with a smoke inference, free disk, cores and memory. Exits 1
+    /// when something needed is missing, with the fix in one line.
+    Doctor(DoctorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Models to check (folders with model.pt and manifest.json). Default:
+    /// every such folder in `models/` beside the binary and in the current folder.
+    #[arg(long)]
+    pub model: Vec<PathBuf>,
+    /// The device runs will ask for: with `cuda`, a missing GPU is a failure
+    /// (with `auto`, the default, it is a note: wsiseg then runs on the CPU).
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// The output folder whose free space is reported.
+    #[arg(long, default_value = ".")]
+    pub out: PathBuf,
+    /// Print JSON instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -2,6 +2,7 @@
 
 mod args;
 mod bench;
+mod doctor;
 mod errors;
 mod eval;
 mod info;
@@ -73,6 +74,13 @@ fn run(cli: &Cli) -> ExitCode {
         Command::Eval(args) => eval::run(args).map(|()| ExitCode::SUCCESS),
         Command::Bench(args) => bench::run(args).map(|()| ExitCode::SUCCESS),
         Command::Model(args::ModelCommand::Check(args)) => model::run(args).map(|ok| {
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }),
+        Command::Doctor(args) => doctor::run(args).map(|ok| {
             if ok {
                 ExitCode::SUCCESS
             } else {

@@ -2,6 +2,8 @@
 //! libjpeg (libjpeg62-turbo-dev on Debian/Ubuntu; scripts/setup.sh installs it).
 
 fn main() {
+    // Run-time library paths (see crates/torch-link): the tests link OpenSlide.
+    wsiseg_torch_link::emit();
     println!("cargo:rerun-if-changed=csrc/jpeg_rows.c");
     cc::Build::new()
         .file("csrc/jpeg_rows.c")

@@ -24,26 +24,55 @@ struct Driver {
     event_destroy: unsafe extern "C" fn(CuEvent) -> CuResult,
     primary_ctx_retain: unsafe extern "C" fn(*mut CuContext, i32) -> CuResult,
     ctx_set_current: unsafe extern "C" fn(CuContext) -> CuResult,
+    driver_get_version: unsafe extern "C" fn(*mut i32) -> CuResult,
+    device_get_count: unsafe extern "C" fn(*mut i32) -> CuResult,
+    device_total_mem: unsafe extern "C" fn(*mut usize, i32) -> CuResult,
+    device_get_attribute: unsafe extern "C" fn(*mut i32, i32, i32) -> CuResult,
 }
 
 fn driver() -> Option<&'static Driver> {
-    static DRIVER: OnceLock<Option<Driver>> = OnceLock::new();
+    load_driver().ok()
+}
+
+/// NVIDIA's driver library, loaded once, or why it cannot be.
+fn load_driver() -> Result<&'static Driver, &'static str> {
+    static DRIVER: OnceLock<Result<Driver, String>> = OnceLock::new();
     DRIVER
         .get_or_init(|| {
+            // SAFETY: loading NVIDIA's driver library runs only its own initialisers.
+            let lib = match unsafe { libloading::Library::new("libcuda.so.1") } {
+                Ok(lib) => lib,
+                Err(e) => {
+                    return Err(format!(
+                        "no NVIDIA driver: libcuda.so.1 cannot be loaded ({})",
+                        crate::device::dl_error(&e)
+                    ))
+                }
+            };
+            let missing = |e: libloading::Error| {
+                format!(
+                    "libcuda.so.1 is incomplete: {}",
+                    crate::device::dl_error(&e)
+                )
+            };
             // SAFETY: libcuda.so.1 is NVIDIA's driver library; each symbol is
             // read with the signature cuda.h declares for it.
             unsafe {
-                let lib = libloading::Library::new("libcuda.so.1").ok()?;
-                let init = *lib.get(b"cuInit\0").ok()?;
-                let device_get = *lib.get(b"cuDeviceGet\0").ok()?;
-                let device_get_name = *lib.get(b"cuDeviceGetName\0").ok()?;
-                let event_create = *lib.get(b"cuEventCreate\0").ok()?;
-                let event_record = *lib.get(b"cuEventRecord\0").ok()?;
-                let event_synchronize = *lib.get(b"cuEventSynchronize\0").ok()?;
-                let event_destroy = *lib.get(b"cuEventDestroy_v2\0").ok()?;
-                let primary_ctx_retain = *lib.get(b"cuDevicePrimaryCtxRetain\0").ok()?;
-                let ctx_set_current = *lib.get(b"cuCtxSetCurrent\0").ok()?;
-                Some(Driver {
+                let init = *lib.get(b"cuInit\0").map_err(missing)?;
+                let device_get = *lib.get(b"cuDeviceGet\0").map_err(missing)?;
+                let device_get_name = *lib.get(b"cuDeviceGetName\0").map_err(missing)?;
+                let event_create = *lib.get(b"cuEventCreate\0").map_err(missing)?;
+                let event_record = *lib.get(b"cuEventRecord\0").map_err(missing)?;
+                let event_synchronize = *lib.get(b"cuEventSynchronize\0").map_err(missing)?;
+                let event_destroy = *lib.get(b"cuEventDestroy_v2\0").map_err(missing)?;
+                let primary_ctx_retain =
+                    *lib.get(b"cuDevicePrimaryCtxRetain\0").map_err(missing)?;
+                let ctx_set_current = *lib.get(b"cuCtxSetCurrent\0").map_err(missing)?;
+                let driver_get_version = *lib.get(b"cuDriverGetVersion\0").map_err(missing)?;
+                let device_get_count = *lib.get(b"cuDeviceGetCount\0").map_err(missing)?;
+                let device_total_mem = *lib.get(b"cuDeviceTotalMem_v2\0").map_err(missing)?;
+                let device_get_attribute = *lib.get(b"cuDeviceGetAttribute\0").map_err(missing)?;
+                Ok(Driver {
                     _lib: lib,
                     init,
                     device_get,
@@ -54,10 +83,119 @@ fn driver() -> Option<&'static Driver> {
                     event_destroy,
                     primary_ctx_retain,
                     ctx_set_current,
+                    driver_get_version,
+                    device_get_count,
+                    device_total_mem,
+                    device_get_attribute,
                 })
             }
         })
         .as_ref()
+        .map_err(|e| e.as_str())
+}
+
+/// One GPU as the driver describes it.
+#[derive(Debug, Clone)]
+pub struct GpuInfo {
+    /// `cuDeviceGetName`.
+    pub name: String,
+    /// Total memory in bytes.
+    pub memory_bytes: u64,
+    /// Compute capability (major, minor).
+    pub capability: (i32, i32),
+}
+
+/// What NVIDIA's driver reports, without going through libtorch.
+#[derive(Debug, Clone)]
+pub struct DriverInfo {
+    /// The newest CUDA version the driver supports, as `cuDriverGetVersion`
+    /// gives it (1000 × major + 10 × minor: 13000 is CUDA 13.0).
+    pub cuda_version: i32,
+    /// The driver's own version (e.g. 580.65.06), from
+    /// `/proc/driver/nvidia/version`, when it is there.
+    pub version: Option<String>,
+    /// Its GPUs.
+    pub gpus: Vec<GpuInfo>,
+}
+
+/// A CUDA driver API error code in words (the codes cuda.h names that a
+/// machine check meets).
+fn cu_error(code: CuResult) -> String {
+    let what = match code {
+        3 => "not initialized",
+        35 => "the driver is older than the CUDA runtime (CUDA_ERROR_INSUFFICIENT_DRIVER)",
+        100 => "no CUDA-capable device is detected (CUDA_ERROR_NO_DEVICE)",
+        101 => "invalid device ordinal",
+        304 => "the OS call failed: is /dev/nvidia* accessible? (CUDA_ERROR_OPERATING_SYSTEM)",
+        803 => "the driver and its kernel module differ in version (CUDA_ERROR_SYSTEM_DRIVER_MISMATCH)",
+        804 => "forward compatibility is not supported on this GPU (CUDA_ERROR_COMPAT_NOT_SUPPORTED_ON_DEVICE)",
+        999 => "unknown error (CUDA_ERROR_UNKNOWN)",
+        _ => "see cuda.h's CUresult",
+    };
+    format!("CUDA driver error {code}: {what}")
+}
+
+/// Asks NVIDIA's driver (libcuda.so.1) for its version and GPUs; one line
+/// saying why not when there is no driver or it does not start.
+pub fn driver_info() -> Result<DriverInfo, String> {
+    let d = load_driver().map_err(str::to_string)?;
+    let version = std::fs::read_to_string("/proc/driver/nvidia/version")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().next()?.to_string();
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let i = words.iter().position(|w| *w == "Module")?;
+            words.get(i + 1).map(|v| v.to_string())
+        });
+    // SAFETY: valid driver entry points; every out-pointer is a live local
+    // and the name buffer's length is passed.
+    unsafe {
+        let mut cuda_version = 0i32;
+        let rc = (d.driver_get_version)(&mut cuda_version);
+        if rc != 0 {
+            return Err(cu_error(rc));
+        }
+        let rc = (d.init)(0);
+        if rc != 0 {
+            return Err(cu_error(rc));
+        }
+        let mut count = 0i32;
+        let rc = (d.device_get_count)(&mut count);
+        if rc != 0 {
+            return Err(cu_error(rc));
+        }
+        let mut gpus = Vec::new();
+        for ordinal in 0..count {
+            let mut device = 0i32;
+            if (d.device_get)(&mut device, ordinal) != 0 {
+                continue;
+            }
+            let mut buf = [0 as c_char; 256];
+            let name = if (d.device_get_name)(buf.as_mut_ptr(), buf.len() as i32, device) == 0 {
+                std::ffi::CStr::from_ptr(buf.as_ptr())
+                    .to_string_lossy()
+                    .into_owned()
+            } else {
+                "?".to_string()
+            };
+            let mut bytes = 0usize;
+            let _ = (d.device_total_mem)(&mut bytes, device);
+            let (mut major, mut minor) = (0i32, 0i32);
+            // CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR / _MINOR.
+            let _ = (d.device_get_attribute)(&mut major, 75, device);
+            let _ = (d.device_get_attribute)(&mut minor, 76, device);
+            gpus.push(GpuInfo {
+                name,
+                memory_bytes: bytes as u64,
+                capability: (major, minor),
+            });
+        }
+        Ok(DriverInfo {
+            cuda_version,
+            version,
+            gpus,
+        })
+    }
 }
 
 /// The GPU's name from the CUDA driver (`cuDeviceGetName`), when there is one.

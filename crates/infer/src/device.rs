@@ -63,14 +63,13 @@ impl DeviceChoice {
             Self::Cuda(index) => {
                 let count = cuda_device_count();
                 if count == 0 {
-                    let why = if cuda_support_linked() {
-                        "libtorch has CUDA support but finds no GPU or driver"
-                    } else {
-                        "this wsiseg runs on a libtorch without CUDA support (libtorch_cuda is not loaded)"
+                    let why = match load_cuda_support() {
+                        Ok(_) => "libtorch has CUDA support but finds no GPU or driver (wsiseg doctor tells more)".to_string(),
+                        Err(e) => format!("no CUDA support: {e}"),
                     };
                     return Err(InferError::CudaUnavailable {
                         requested: self.to_string(),
-                        why: why.to_string(),
+                        why,
                     });
                 }
                 if index >= count {
@@ -117,6 +116,9 @@ impl fmt::Display for Device {
 
 /// Number of CUDA devices libtorch can use.
 pub fn cuda_device_count() -> usize {
+    if load_cuda_support().is_err() {
+        return 0;
+    }
     if tch::Cuda::is_available() {
         tch::Cuda::device_count().max(0) as usize
     } else {
@@ -124,13 +126,126 @@ pub fn cuda_device_count() -> usize {
     }
 }
 
-/// Whether libtorch's CUDA library is loaded in this process. It is when the
-/// binary was linked with it kept (see crates/torch-link) against a CUDA
-/// libtorch; without it libtorch never sees a GPU, even on a GPU server.
+/// Whether libtorch's CUDA library is loaded in this process (see
+/// [`load_cuda_support`]); without it libtorch never sees a GPU.
 pub fn cuda_support_linked() -> bool {
-    std::fs::read_to_string("/proc/self/maps")
-        .map(|maps| maps.contains("libtorch_cuda.so"))
-        .unwrap_or(false)
+    load_cuda_support().is_ok()
+}
+
+/// The folder libtorch was loaded from (`libtorch_cpu.so`'s), read from
+/// `/proc/self/maps`: where `LD_LIBRARY_PATH` or the binary's RUNPATH found it.
+pub fn libtorch_dir() -> Option<std::path::PathBuf> {
+    loaded_library("libtorch_cpu.so").and_then(|p| p.parent().map(|d| d.to_path_buf()))
+}
+
+/// The full path of a shared library mapped into this process, by file name.
+pub fn loaded_library(name: &str) -> Option<std::path::PathBuf> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    maps.lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .find(|p| std::path::Path::new(p).file_name().and_then(|n| n.to_str()) == Some(name))
+        .map(std::path::PathBuf::from)
+}
+
+/// A loader error with the loader's own message (libloading's `Display`
+/// alone says only "dlopen failed").
+pub(crate) fn dl_error(e: &libloading::Error) -> String {
+    match std::error::Error::source(e) {
+        Some(source) => source.to_string(),
+        None => e.to_string(),
+    }
+}
+
+/// The CUDA runtime and cuDNN versions of the libraries libtorch loaded,
+/// asked of the libraries themselves (`cudaRuntimeGetVersion`,
+/// `cudnnGetVersion`: neither needs a driver or GPU), as numbers in
+/// NVIDIA's encoding (13000 is CUDA 13.0; 91000 is cuDNN 9.10.0).
+pub fn cuda_library_versions() -> (Option<i64>, Option<i64>) {
+    if load_cuda_support().is_err() {
+        return (None, None);
+    }
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    let find = |prefix: &str| {
+        maps.lines()
+            .filter_map(|l| l.split_whitespace().nth(5))
+            .find(|p| {
+                std::path::Path::new(p)
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(prefix))
+            })
+            .map(std::path::PathBuf::from)
+    };
+    let cudart = find("libcudart.so").and_then(|p| {
+        // SAFETY: the library is already loaded (libtorch_cuda needs it);
+        // cudaRuntimeGetVersion(int*) is its documented signature.
+        unsafe {
+            let lib = libloading::Library::new(&p).ok()?;
+            let f: libloading::Symbol<unsafe extern "C" fn(*mut i32) -> i32> =
+                lib.get(b"cudaRuntimeGetVersion\0").ok()?;
+            let mut v = 0i32;
+            (f(&mut v) == 0).then_some(i64::from(v))
+        }
+    });
+    let cudnn = find("libcudnn.so").and_then(|p| {
+        // SAFETY: as above; size_t cudnnGetVersion(void).
+        unsafe {
+            let lib = libloading::Library::new(&p).ok()?;
+            let f: libloading::Symbol<unsafe extern "C" fn() -> usize> =
+                lib.get(b"cudnnGetVersion\0").ok()?;
+            i64::try_from(f()).ok()
+        }
+    });
+    (cudart, cudnn)
+}
+
+/// Loads libtorch's CUDA half, once: `libtorch_cuda.so` from the folder the
+/// process's `libtorch_cpu.so` came from, with `RTLD_NOW | RTLD_GLOBAL`, so
+/// that its static initialisers register CUDA with libtorch before anything
+/// asks for a GPU (the way PyTorch itself loads it).
+///
+/// The binary is not linked against `libtorch_cuda.so`: one binary starts on
+/// a CPU-only libtorch (the CPU bundle ships none of the CUDA libraries) and
+/// uses CUDA where the libtorch beside it has it. Returns the loaded path, or
+/// one line saying why CUDA support is absent (no such file; or the loader's
+/// message, e.g. a missing `libcudnn.so.9`).
+pub fn load_cuda_support() -> Result<&'static std::path::Path, &'static str> {
+    static LOADED: std::sync::OnceLock<Result<std::path::PathBuf, String>> =
+        std::sync::OnceLock::new();
+    LOADED
+        .get_or_init(|| {
+            if let Some(p) = loaded_library("libtorch_cuda.so") {
+                return Ok(p);
+            }
+            // Touch libtorch so that it is mapped before looking for its folder.
+            let _ = tch::utils::has_cuda();
+            let dir = libtorch_dir().ok_or_else(|| "libtorch_cpu.so is not loaded".to_string())?;
+            let path = dir.join("libtorch_cuda.so");
+            if !path.exists() {
+                return Err(format!(
+                    "{} has no libtorch_cuda.so (a CPU-only libtorch)",
+                    dir.display()
+                ));
+            }
+            // SAFETY: libtorch_cuda.so belongs to the libtorch already loaded;
+            // its initialisers only register CUDA kernels and hooks. The
+            // library is never unloaded.
+            match unsafe {
+                libloading::os::unix::Library::open(
+                    Some(&path),
+                    libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_GLOBAL,
+                )
+            } {
+                Ok(lib) => {
+                    std::mem::forget(lib);
+                    Ok(path)
+                }
+                Err(e) => Err(format!("cannot load {}: {}", path.display(), dl_error(&e))),
+            }
+        })
+        .as_ref()
+        .map(|p| p.as_path())
+        .map_err(|e| e.as_str())
 }
 
 /// Floating-point precision the model runs in.
@@ -222,30 +337,29 @@ mod tests {
     }
 
     /// The folder of the libtorch this process loaded (its libtorch_cpu.so).
-    fn loaded_libtorch_dir() -> std::path::PathBuf {
-        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-        let lib = maps
-            .lines()
-            .filter_map(|l| l.split_whitespace().nth(5))
-            .find(|p| p.ends_with("/libtorch_cpu.so"))
-            .expect("libtorch_cpu.so is loaded");
-        std::path::Path::new(lib).parent().unwrap().to_path_buf()
-    }
-
-    /// The build keeps libtorch_cuda in the link whenever the libtorch the
-    /// process runs on has it (DESIGN.md: CUDA silently disappears
-    /// otherwise); a CPU-only libtorch has no CUDA to offer.
+    /// libtorch_cuda is loaded whenever the libtorch the process runs on has
+    /// it (DESIGN.md: CUDA silently disappears otherwise); a CPU-only libtorch
+    /// has no CUDA to offer, and says so.
     #[test]
-    fn libtorch_cuda_is_linked_when_libtorch_has_it() {
-        let dir = loaded_libtorch_dir();
+    fn libtorch_cuda_is_loaded_when_libtorch_has_it() {
+        let _ = tch::utils::has_cuda();
+        let dir = libtorch_dir().expect("libtorch_cpu.so is loaded");
         if dir.join("libtorch_cuda.so").exists() {
-            assert!(
-                cuda_support_linked(),
-                "{} has libtorch_cuda.so but it is not loaded",
-                dir.display()
-            );
+            let path = load_cuda_support().expect("libtorch_cuda.so loads");
+            assert_eq!(path, dir.join("libtorch_cuda.so"));
+            assert!(loaded_library("libtorch_cuda.so").is_some());
+            // With the CUDA half registered, libtorch reaches the CUDA
+            // runtime: a CUDA tensor fails (on a machine without a GPU) for
+            // want of a driver or device, not for want of the CUDA library.
+            if cuda_device_count() == 0 {
+                let err = tch::Tensor::f_zeros([1], (tch::Kind::Float, tch::Device::Cuda(0)))
+                    .unwrap_err()
+                    .to_string();
+                assert!(!err.contains("without ATen_cuda"), "{err}");
+            }
         } else {
-            assert!(!cuda_support_linked());
+            let why = load_cuda_support().unwrap_err();
+            assert!(why.contains("no libtorch_cuda.so"), "{why}");
             assert_eq!(cuda_device_count(), 0, "no CUDA without libtorch_cuda");
         }
     }

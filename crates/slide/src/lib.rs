@@ -28,6 +28,7 @@ mod direct;
 mod error;
 mod geometry;
 mod openslide;
+pub use openslide::{openslide_formats, openslide_version};
 mod plain;
 mod plan;
 mod resolution;

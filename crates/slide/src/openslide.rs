@@ -276,3 +276,34 @@ mod tests {
         assert_eq!(vendor_mpp(&props("0")), None);
     }
 }
+
+/// The version of the OpenSlide library this process loaded
+/// (`openslide_get_version`), e.g. "4.0.0".
+pub fn openslide_version() -> Option<String> {
+    OpenSlide::version().ok()
+}
+
+/// The slide formats an OpenSlide version reads, by its documentation:
+/// 4.0 added DICOM WSI (and generic TIFFs' resolution).
+pub fn openslide_formats(version: &str) -> Vec<&'static str> {
+    let mut formats = vec![
+        "aperio (.svs .tif)",
+        "hamamatsu (.ndpi .vms .vmu)",
+        "leica (.scn)",
+        "mirax (.mrxs)",
+        "philips (.tiff)",
+        "sakura (.svslide)",
+        "trestle (.tif)",
+        "ventana (.bif .tif)",
+        "generic-tiff (.tif .tiff)",
+    ];
+    let major: u32 = version
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
+    if major >= 4 {
+        formats.insert(1, "dicom (.dcm)");
+    }
+    formats
+}

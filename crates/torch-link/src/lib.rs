@@ -1,4 +1,5 @@
-//! Link flags for every package that links a binary or test using libtorch.
+//! Run-time library paths for every package that links a binary or test
+//! using libtorch or OpenSlide.
 //!
 //! Call [`emit`] from a `build.rs`:
 //!
@@ -6,14 +7,18 @@
 //! wsiseg_torch_link::emit();
 //! ```
 //!
-//! It does two things (see `shared/DESIGN.md`, "Hard-won build facts"):
+//! It embeds a RUNPATH to the libtorch the binary was built against, and to
+//! the OpenSlide 4 library `scripts/setup.sh` takes from the `openslide-bin`
+//! wheel (`.openslide/`, read through `WSISEG_OPENSLIDE_DIR`), so binaries run
+//! without `LD_LIBRARY_PATH`, while `LD_LIBRARY_PATH` still takes precedence
+//! (the GPU servers point it at their own libtorch 2.11). `scripts/bundle.sh`
+//! replaces the RUNPATH with `$ORIGIN/lib`.
 //!
-//! * keeps `libtorch_cuda.so` in the final link. With the default `--as-needed`
-//!   the linker drops it, because no symbol of it is referenced directly, and
-//!   `tch::Cuda::is_available()` then answers `false` on a GPU machine;
-//! * embeds a RUNPATH to the libtorch the binary was built against, so it runs
-//!   without `LD_LIBRARY_PATH`, while `LD_LIBRARY_PATH` still takes precedence
-//!   (the GPU servers point it at their own libtorch 2.11).
+//! `libtorch_cuda.so` is deliberately *not* linked: with the default
+//! `--as-needed` the linker would drop it anyway (no symbol of it is used
+//! directly, `shared/DESIGN.md`), and a binary that needs it cannot start on a
+//! CPU-only libtorch. `wsiseg_infer::load_cuda_support` loads it at run time
+//! from the folder libtorch came from, before anything asks for a GPU.
 
 use std::env;
 use std::path::PathBuf;
@@ -29,10 +34,23 @@ fn libtorch_lib_dir() -> Option<PathBuf> {
     None
 }
 
+/// The folder holding the `libopenslide.so.1` that `.openslide/libopenslide.so`
+/// (made by scripts/setup.sh) links to, when there is one.
+fn openslide_lib_dir() -> Option<PathBuf> {
+    let dir = PathBuf::from(env::var_os("WSISEG_OPENSLIDE_DIR")?);
+    let lib = dir.join("libopenslide.so.1").canonicalize().ok()?;
+    lib.parent().map(PathBuf::from)
+}
+
 /// Prints the `cargo:` lines; see the crate documentation.
 pub fn emit() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     println!("cargo:rerun-if-env-changed=LIBTORCH_LIB");
+    println!("cargo:rerun-if-env-changed=WSISEG_OPENSLIDE_DIR");
+    if let Some(dir) = openslide_lib_dir() {
+        println!("cargo:rustc-link-arg=-Wl,--enable-new-dtags");
+        println!("cargo:rustc-link-arg=-Wl,-rpath,{}", dir.display());
+    }
     let Some(lib) = libtorch_lib_dir() else {
         println!(
             "cargo:warning=LIBTORCH is not set: run scripts/setup.sh (the binary will need LD_LIBRARY_PATH)"
@@ -43,10 +61,4 @@ pub fn emit() {
     let lib = lib.canonicalize().unwrap_or(lib);
     println!("cargo:rustc-link-arg=-Wl,--enable-new-dtags");
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
-    if lib.join("libtorch_cuda.so").exists() {
-        println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
-        println!("cargo:rustc-link-arg=-L{}", lib.display());
-        println!("cargo:rustc-link-arg=-ltorch_cuda");
-        println!("cargo:rustc-link-arg=-Wl,--as-needed");
-    }
 }

@@ -1,0 +1,573 @@
+//! `wsiseg doctor`: can this machine run wsiseg? One screen (or `--json`)
+//! that a closed server's user reads before the day's run: where libtorch and
+//! OpenSlide were loaded from, whether CUDA is there and why not, the driver
+//! against the CUDA runtime libtorch needs, the models, a smoke inference on
+//! the CPU and GPU, free disk, cores and memory. Exits 1 when something
+//! needed is missing, with the fix in one line.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Result;
+use serde_json::{json, Value};
+use wsiseg_engine::{Device, Precision};
+use wsiseg_infer::{DeviceChoice, Segmenter};
+
+use crate::args::DoctorArgs;
+
+/// The libtorch release tch 0.24 is built for.
+const LIBTORCH_SERIES: &str = "2.11.";
+
+/// Below this much free space in the output folder, a run of big slides may
+/// not fit (a 100k × 80k slide's outputs are about 1 GiB).
+const LOW_DISK: u64 = 2 << 30;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Status {
+    Ok,
+    /// Worth knowing, not a problem (no GPU on a CPU machine).
+    Note,
+    Fail,
+}
+
+impl Status {
+    fn word(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Note => "note",
+            Self::Fail => "FAIL",
+        }
+    }
+}
+
+struct Check {
+    name: &'static str,
+    status: Status,
+    detail: String,
+    fix: Option<String>,
+    data: Value,
+}
+
+impl Check {
+    fn new(name: &'static str, status: Status, detail: impl Into<String>) -> Self {
+        Self {
+            name,
+            status,
+            detail: detail.into(),
+            fix: None,
+            data: Value::Null,
+        }
+    }
+    fn fix(mut self, fix: impl Into<String>) -> Self {
+        self.fix = Some(fix.into());
+        self
+    }
+    fn data(mut self, data: Value) -> Self {
+        self.data = data;
+        self
+    }
+}
+
+/// Runs every check and prints them; returns whether nothing needed is missing.
+pub(crate) fn run(args: &DoctorArgs) -> Result<bool> {
+    let choice: DeviceChoice = args
+        .device
+        .parse()
+        .map_err(|e: wsiseg_infer::InferError| anyhow::anyhow!("--device: {e}"))?;
+    let started = Instant::now();
+    let mut checks = vec![wsiseg_check()];
+    checks.push(libtorch_check());
+    let (cuda, runtime_major) = cuda_check(choice);
+    checks.push(cuda);
+    let (driver, gpus) = driver_check(choice, runtime_major);
+    checks.push(driver);
+    checks.push(openslide_check());
+    let models = find_models(&args.model);
+    checks.extend(model_checks(&models, gpus));
+    checks.push(disk_check(&args.out));
+    checks.push(machine_check());
+    let ready = checks.iter().all(|c| c.status != Status::Fail);
+    if args.json {
+        let value = json!({
+            "ready": ready,
+            "seconds": started.elapsed().as_secs_f64(),
+            "checks": checks.iter().map(|c| json!({
+                "name": c.name,
+                "status": c.status.word().to_ascii_lowercase(),
+                "detail": c.detail,
+                "fix": c.fix,
+                "data": c.data,
+            })).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        println!("wsiseg doctor — can this machine run wsiseg?");
+        for c in &checks {
+            println!("  {:<5} {:<13} {}", c.status.word(), c.name, c.detail);
+        }
+        let failed = checks.iter().filter(|c| c.status == Status::Fail).count();
+        let on = if gpus > 0 { "CUDA and CPU" } else { "CPU only" };
+        if ready {
+            println!(
+                "ready: wsiseg can run here ({on}); checked in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+        } else {
+            println!("NOT READY: {failed} problem(s)");
+        }
+    }
+    for c in checks.iter().filter(|c| c.status == Status::Fail) {
+        let fix = c.fix.as_deref().unwrap_or("see `wsiseg doctor` above");
+        eprintln!("error: {}: {} — fix: {fix}", c.name, c.detail);
+    }
+    Ok(ready)
+}
+
+fn wsiseg_check() -> Check {
+    let exe = std::env::current_exe().unwrap_or_default();
+    Check::new(
+        "wsiseg",
+        Status::Ok,
+        format!("{} ({})", env!("CARGO_PKG_VERSION"), exe.display()),
+    )
+    .data(json!({"version": env!("CARGO_PKG_VERSION"), "path": exe}))
+}
+
+/// The libtorch version beside the loaded libraries: a pip install has
+/// `torch/version.py`, the libtorch archive (and wsiseg's bundle) `build-version`.
+fn libtorch_version(lib: &Path) -> Option<String> {
+    let root = lib.parent()?;
+    if let Ok(s) = std::fs::read_to_string(root.join("build-version")) {
+        return Some(s.trim().to_string());
+    }
+    let py = std::fs::read_to_string(root.join("version.py")).ok()?;
+    py.lines()
+        .find_map(|l| l.strip_prefix("__version__ = "))
+        .map(|v| v.trim().trim_matches(['\'', '"']).to_string())
+}
+
+fn libtorch_check() -> Check {
+    let _ = tch::utils::has_cuda();
+    let Some(dir) = wsiseg_infer::libtorch_dir() else {
+        return Check::new("libtorch", Status::Fail, "libtorch_cpu.so is not loaded")
+            .fix("unpack the whole wsiseg bundle (its lib/ folder), or run scripts/setup.sh");
+    };
+    let threads = tch::get_num_threads();
+    let version = libtorch_version(&dir);
+    let data = json!({"version": version, "dir": dir, "threads": threads});
+    match &version {
+        Some(v) if v.starts_with(LIBTORCH_SERIES) => Check::new(
+            "libtorch",
+            Status::Ok,
+            format!("{v} from {} ({threads} CPU threads)", dir.display()),
+        )
+        .data(data),
+        Some(v) => Check::new(
+            "libtorch",
+            Status::Fail,
+            format!(
+                "{v} from {}, but wsiseg is built for libtorch {LIBTORCH_SERIES}x",
+                dir.display()
+            ),
+        )
+        .fix("unset LD_LIBRARY_PATH (or point it at a libtorch 2.11) so the libraries wsiseg was built with are loaded")
+        .data(data),
+        None => Check::new(
+            "libtorch",
+            Status::Note,
+            format!("from {} (version not recorded beside it)", dir.display()),
+        )
+        .data(data),
+    }
+}
+
+/// A version number as libtorch gives it (13000, 90100) in words.
+fn cuda_version_text(v: i64) -> String {
+    format!("{}.{}", v / 1000, (v % 1000) / 10)
+}
+
+/// Whether libtorch's CUDA half is loaded, and the CUDA runtime's major
+/// version when it is.
+fn cuda_check(choice: DeviceChoice) -> (Check, Option<i64>) {
+    let required = matches!(choice, DeviceChoice::Cuda(_));
+    match wsiseg_infer::load_cuda_support() {
+        Ok(path) => {
+            let (cudart, cudnn) = wsiseg_infer::cuda_library_versions();
+            let cudnn_text =
+                cudnn.map(|v| format!("{}.{}.{}", v / 10000, (v / 100) % 100, v % 100));
+            let detail = format!(
+                "libtorch_cuda.so loaded; CUDA runtime {}, cuDNN {}",
+                cudart.map_or("?".to_string(), cuda_version_text),
+                cudnn_text.clone().unwrap_or_else(|| "?".to_string()),
+            );
+            let check = Check::new("CUDA support", Status::Ok, detail).data(json!({
+                "loaded": true,
+                "path": path,
+                "cuda_runtime": cudart.map(cuda_version_text),
+                "cudnn": cudnn_text,
+            }));
+            (check, cudart.map(|v| v / 1000))
+        }
+        Err(why) => {
+            let absent = why.contains("no libtorch_cuda.so");
+            let status = if absent && !required {
+                Status::Note
+            } else {
+                Status::Fail
+            };
+            let detail = if absent {
+                format!("none — CPU only: {why}")
+            } else {
+                format!("libtorch_cuda.so is there but does not load: {why}")
+            };
+            let fix = if absent {
+                "use the CUDA bundle (wsiseg-VERSION-linux-x86_64.tar.zst), or point LD_LIBRARY_PATH at a CUDA build of libtorch 2.11"
+            } else {
+                "a CUDA library libtorch needs is missing: unpack the whole CUDA bundle again (lib/ holds them all), or reinstall torch 2.11 with its nvidia-* packages"
+            };
+            let check = Check::new("CUDA support", status, detail)
+                .fix(fix)
+                .data(json!({"loaded": false, "why": why}));
+            (check, None)
+        }
+    }
+}
+
+/// The minimum Linux driver for a CUDA major version (NVIDIA's CUDA
+/// compatibility tables).
+fn minimum_driver(cuda_major: i64) -> &'static str {
+    match cuda_major {
+        11 => "450.80",
+        12 => "525.60",
+        13 => "580.65",
+        _ => "a newer one",
+    }
+}
+
+/// The driver and its GPUs; returns the check and how many GPUs libtorch can use.
+fn driver_check(choice: DeviceChoice, runtime_major: Option<i64>) -> (Check, usize) {
+    let required = matches!(choice, DeviceChoice::Cuda(_));
+    let info = match wsiseg_infer::driver_info() {
+        Ok(info) => info,
+        Err(why) => {
+            let no_driver = why.starts_with("no NVIDIA driver");
+            let status = if no_driver && !required {
+                Status::Note
+            } else {
+                Status::Fail
+            };
+            let detail = if no_driver {
+                format!("{why} — runs on the CPU")
+            } else {
+                why.clone()
+            };
+            let fix = if no_driver {
+                "install the NVIDIA driver (and check that /dev/nvidia* exist), or run with --device cpu"
+            } else {
+                "check `nvidia-smi`: the driver is installed but does not start (reboot after a driver update; in a container, pass the GPUs through)"
+            };
+            return (
+                Check::new("GPU driver", status, detail)
+                    .fix(fix)
+                    .data(json!({"loaded": false, "why": why})),
+                0,
+            );
+        }
+    };
+    let driver_cuda = i64::from(info.cuda_version);
+    let gpus: Vec<Value> = info
+        .gpus
+        .iter()
+        .map(|g| {
+            json!({
+                "name": g.name,
+                "memory_gib": g.memory_bytes as f64 / f64::from(1u32 << 30),
+                "compute_capability": format!("{}.{}", g.capability.0, g.capability.1),
+            })
+        })
+        .collect();
+    let list = info
+        .gpus
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
+            format!(
+                "cuda:{i} {} ({:.0} GiB, sm {}.{})",
+                g.name,
+                g.memory_bytes as f64 / f64::from(1u32 << 30),
+                g.capability.0,
+                g.capability.1
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    let usable = wsiseg_infer::cuda_device_count();
+    let version = info.version.clone().unwrap_or_else(|| "?".to_string());
+    let data = json!({
+        "loaded": true,
+        "version": info.version,
+        "cuda": cuda_version_text(driver_cuda),
+        "gpus": gpus,
+        "usable_by_libtorch": usable,
+    });
+    let detail = format!(
+        "NVIDIA {version} (supports CUDA {}); {list}",
+        cuda_version_text(driver_cuda)
+    );
+    if let Some(major) = runtime_major {
+        if driver_cuda / 1000 < major {
+            return (
+                Check::new(
+                    "GPU driver",
+                    Status::Fail,
+                    format!(
+                        "driver {version} supports CUDA {} but this libtorch needs CUDA {major}: the GPUs cannot be used",
+                        cuda_version_text(driver_cuda)
+                    ),
+                )
+                .fix(format!(
+                    "update the NVIDIA driver to {} or newer (CUDA {major}), or use a wsiseg bundle built for CUDA {}",
+                    minimum_driver(major),
+                    driver_cuda / 1000
+                ))
+                .data(data),
+                0,
+            );
+        }
+    }
+    if info.gpus.is_empty() || (runtime_major.is_some() && usable == 0) {
+        let status = if required { Status::Fail } else { Status::Note };
+        return (
+            Check::new(
+                "GPU driver",
+                status,
+                format!("{detail}; libtorch sees no usable GPU"),
+            )
+            .fix("check `nvidia-smi` and CUDA_VISIBLE_DEVICES")
+            .data(data),
+            0,
+        );
+    }
+    (
+        Check::new("GPU driver", Status::Ok, detail).data(data),
+        usable,
+    )
+}
+
+fn openslide_check() -> Check {
+    let Some(version) = wsiseg_slide::openslide_version() else {
+        return Check::new("OpenSlide", Status::Fail, "openslide_get_version failed").fix(
+            "unpack the whole wsiseg bundle (lib/libopenslide.so.1), or run scripts/setup.sh",
+        );
+    };
+    let path = wsiseg_infer::loaded_library("libopenslide.so.1")
+        .or_else(|| wsiseg_infer::loaded_library("libopenslide.so.0"));
+    let formats = wsiseg_slide::openslide_formats(&version);
+    let names: Vec<&str> = formats
+        .iter()
+        .map(|f| f.split(' ').next().unwrap_or(f))
+        .collect();
+    Check::new(
+        "OpenSlide",
+        Status::Ok,
+        format!(
+            "{version} from {}: {}; plain PNG/JPEG/TIFF by wsiseg",
+            path.as_ref()
+                .map_or("?".to_string(), |p| p.display().to_string()),
+            names.join(", ")
+        ),
+    )
+    .data(json!({"version": version, "path": path, "formats": formats}))
+}
+
+/// Model folders: the ones given, else every folder with a manifest.json in
+/// `models/` beside the binary and in the current folder.
+fn find_models(given: &[PathBuf]) -> Vec<PathBuf> {
+    if !given.is_empty() {
+        return given.to_vec();
+    }
+    let mut roots = Vec::new();
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
+        roots.push(dir.join("models"));
+    }
+    roots.push(PathBuf::from("models"));
+    let mut found: Vec<PathBuf> = Vec::new();
+    let mut seen = Vec::new();
+    for root in roots {
+        let Ok(canonical) = root.canonicalize() else {
+            continue;
+        };
+        if seen.contains(&canonical) {
+            continue;
+        }
+        seen.push(canonical);
+        let Ok(entries) = std::fs::read_dir(&root) else {
+            continue;
+        };
+        let mut dirs: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.join("manifest.json").is_file())
+            .collect();
+        dirs.sort();
+        found.extend(dirs);
+    }
+    found
+}
+
+/// Loads each model on the CPU (and the first on GPU 0 when there is one) and
+/// times a forward pass.
+fn model_checks(models: &[PathBuf], gpus: usize) -> Vec<Check> {
+    if models.is_empty() {
+        let beside = std::env::current_exe()
+            .ok()
+            .and_then(|e| e.parent().map(|d| d.join("models")))
+            .unwrap_or_default();
+        return vec![Check::new(
+            "model",
+            Status::Fail,
+            format!(
+                "no model found (looked for folders with a manifest.json in {} and ./models)",
+                beside.display()
+            ),
+        )
+        .fix("pass --model DIR (a folder with model.pt and manifest.json), or put models/ beside the wsiseg binary")
+        .data(json!({"found": []}))];
+    }
+    let mut checks = Vec::new();
+    for (i, path) in models.iter().enumerate() {
+        checks.push(smoke(path, Device::Cpu, Precision::F32));
+        if i == 0 && gpus > 0 {
+            checks.push(smoke(path, Device::Cuda(0), Precision::F16));
+        }
+    }
+    checks
+}
+
+/// One model on one device: load, a warm-up pass and a timed pass.
+fn smoke(path: &Path, device: Device, precision: Precision) -> Check {
+    let name = if device.is_cuda() {
+        "GPU smoke"
+    } else {
+        "model"
+    };
+    let started = Instant::now();
+    let model = match Segmenter::load(path, device, precision) {
+        Ok(m) => m,
+        Err(e) => {
+            return Check::new(name, Status::Fail, format!("{}: {e}", path.display()))
+                .fix("check the model with `wsiseg model check MODEL`; re-export it with scripts/export_model.py")
+                .data(json!({"path": path, "device": device.to_string(), "error": e.to_string()}));
+        }
+    };
+    let m = model.manifest().clone();
+    let sha = wsiseg_engine::file_sha256(model.path()).unwrap_or_default();
+    let batch = if device.is_cuda() { 8 } else { 1 };
+    match model.time_forward(batch, m.tile, 1, 1) {
+        Ok(per_pass) => {
+            let rate = batch as f64 / per_pass;
+            let detail = format!(
+                "{} ({}): {} classes, {} px tiles, {}; {:.1} tiles/s on {device} in {precision} (checked in {:.1} s)",
+                path.display(),
+                m.name,
+                m.classes.len(),
+                m.tile,
+                m.mpp.map_or("no mpp".to_string(), |x| format!("{x} µm/px")),
+                rate,
+                started.elapsed().as_secs_f64()
+            );
+            Check::new(name, Status::Ok, detail).data(json!({
+                "path": path,
+                "name": m.name,
+                "classes": m.classes,
+                "tile": m.tile,
+                "mpp": m.mpp,
+                "sha256": sha,
+                "device": device.to_string(),
+                "precision": precision.to_string(),
+                "tiles_per_s": rate,
+            }))
+        }
+        Err(e) => Check::new(
+            name,
+            Status::Fail,
+            format!("{}: forward pass on {device} failed: {e}", path.display()),
+        )
+        .fix(if device.is_cuda() {
+            "run with --device cpu, and check the driver and GPU memory (`nvidia-smi`)"
+        } else {
+            "check the model with `wsiseg model check MODEL`"
+        })
+        .data(json!({"path": path, "device": device.to_string(), "error": e.to_string()})),
+    }
+}
+
+/// Free space where outputs go (the nearest existing folder above `out`).
+fn disk_check(out: &Path) -> Check {
+    let mut dir = out.to_path_buf();
+    while !dir.exists() {
+        match dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => dir = p.to_path_buf(),
+            _ => {
+                dir = PathBuf::from(".");
+                break;
+            }
+        }
+    }
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else {
+        return Check::new("disk", Status::Fail, format!("{}: bad path", dir.display()));
+    };
+    // SAFETY: statvfs fills the struct it is given; the path is NUL-terminated.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Check::new(
+            "disk",
+            Status::Fail,
+            format!("{}: {}", dir.display(), std::io::Error::last_os_error()),
+        );
+    }
+    let free = st.f_bavail as u64 * st.f_frsize as u64;
+    // SAFETY: access only reads the path.
+    let writable = unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0;
+    let gib = free as f64 / f64::from(1u32 << 30);
+    let data = json!({"folder": dir, "free_gib": gib, "writable": writable});
+    if !writable {
+        return Check::new(
+            "disk",
+            Status::Fail,
+            format!("{} is not writable", dir.display()),
+        )
+        .fix("choose an output folder you can write to with --out")
+        .data(data);
+    }
+    let status = if free < LOW_DISK {
+        Status::Note
+    } else {
+        Status::Ok
+    };
+    Check::new(
+        "disk",
+        status,
+        format!("{}: {gib:.1} GiB free", dir.display()),
+    )
+    .data(data)
+}
+
+fn machine_check() -> Check {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let memory = wsiseg_slide::machine_memory();
+    let budget = wsiseg_engine::memory::default_budget();
+    let gib = |b: u64| b as f64 / f64::from(1u32 << 30);
+    Check::new(
+        "machine",
+        Status::Ok,
+        format!(
+            "{cores} cores, {:.1} GiB memory (default --max-memory {:.1} GiB)",
+            gib(memory),
+            gib(budget)
+        ),
+    )
+    .data(json!({"cores": cores, "memory_gib": gib(memory), "max_memory_gib": gib(budget)}))
+}
