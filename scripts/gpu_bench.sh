@@ -26,7 +26,6 @@ python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site \
 torch_lib=$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
 rm -rf /tmp/openslide-bin && python3 -m zipfile -e .dev/openslide_bin-*.whl /tmp/openslide-bin
 so=$(find /tmp/openslide-bin -name 'libopenslide.so.1*' | head -n1)
-ln -sfn "$so" "$(dirname "$so")/libopenslide.so.0"
 export LD_LIBRARY_PATH=$torch_lib:$(dirname "$so")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 
 echo "== export ResNet-34 UNet, PyTorch model-only rates (batch 32, 512 px, f16)"

@@ -6,8 +6,7 @@
 # compare CUDA with the CPU. Run from the repo root, with .dev carried:
 #   bash scripts/gpu_check.sh 2>&1 | tee $OUT/gpu_check.log
 # Needs python3 with torch 2.11 (its libtorch is used through
-# LD_LIBRARY_PATH). OpenSlide comes from the system, or from the
-# openslide-bin wheel in .dev/ behind a libopenslide.so.0 link.
+# LD_LIBRARY_PATH). OpenSlide 4 comes from the openslide-bin wheel in .dev/.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 here=$(pwd)
@@ -18,14 +17,14 @@ nvidia-smi -L || echo "nvidia-smi: no GPU"
 python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.cuda.is_available())'
 torch_lib=$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
 libs=$torch_lib
-if [ -n "${WSISEG_OPENSLIDE_WHEEL:-}" ] || ! ldconfig -p | grep -q libopenslide.so.0; then
+# The binaries link OpenSlide 4 (libopenslide.so.1) from the openslide-bin wheel.
+if ! ldconfig -p | grep -q libopenslide.so.1; then
     wheel=$(ls .dev/openslide_bin-*.whl 2>/dev/null | head -n1)
     [ -n "$wheel" ] || { echo "no OpenSlide: put the openslide-bin wheel in .dev/" >&2; exit 1; }
     rm -rf /tmp/openslide-bin && python3 -m zipfile -e "$wheel" /tmp/openslide-bin
     so=$(find /tmp/openslide-bin -name 'libopenslide.so.1*' | head -n1)
-    ln -sfn "$so" "$(dirname "$so")/libopenslide.so.0"
     libs=$libs:$(dirname "$so")
-    echo "OpenSlide from $wheel (OpenSlide 4: generic TIFF gets an mpp, which 3.4.1 does not give)"
+    echo "OpenSlide from $wheel"
 fi
 export LD_LIBRARY_PATH=$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 

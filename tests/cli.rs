@@ -87,7 +87,7 @@ fn segment_default_svs_writes_a_mask_of_the_working_level() {
     );
     assert_eq!(report["areas"]["tumor_fraction"], fraction);
     let log = stderr(&o);
-    assert!(log.contains("libtorch CUDA support linked"), "{log}");
+    assert!(log.contains("libtorch CUDA support loaded"), "{log}");
     assert!(log.contains("running on cpu in f32"), "{log}");
 
     // --level 0 segments the level as stored.

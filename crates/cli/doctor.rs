@@ -247,61 +247,27 @@ fn minimum_driver(cuda_major: i64) -> &'static str {
 /// The driver and its GPUs; returns the check and how many GPUs libtorch can use.
 fn driver_check(choice: DeviceChoice, runtime_major: Option<i64>) -> (Check, usize) {
     let required = matches!(choice, DeviceChoice::Cuda(_));
-    let info = match wsiseg_infer::driver_info() {
-        Ok(info) => info,
-        Err(why) => {
-            let no_driver = why.starts_with("no NVIDIA driver");
-            let status = if no_driver && !required {
-                Status::Note
-            } else {
-                Status::Fail
-            };
-            let detail = if no_driver {
-                format!("{why} — runs on the CPU")
-            } else {
-                why.clone()
-            };
-            let fix = if no_driver {
-                "install the NVIDIA driver (and check that /dev/nvidia* exist), or run with --device cpu"
-            } else {
-                "check `nvidia-smi`: the driver is installed but does not start (reboot after a driver update; in a container, pass the GPUs through)"
-            };
-            return (
-                Check::new("GPU driver", status, detail)
-                    .fix(fix)
-                    .data(json!({"loaded": false, "why": why})),
-                0,
-            );
-        }
-    };
+    match wsiseg_infer::driver_info() {
+        Ok(info) => judge_driver(
+            &info,
+            runtime_major,
+            wsiseg_infer::cuda_device_count(),
+            required,
+        ),
+        Err(why) => (no_driver(why, required), 0),
+    }
+}
+
+/// The verdict on a driver that started: too old for libtorch's CUDA
+/// runtime, no usable GPU, or fine; with the number of usable GPUs.
+fn judge_driver(
+    info: &wsiseg_infer::DriverInfo,
+    runtime_major: Option<i64>,
+    usable: usize,
+    required: bool,
+) -> (Check, usize) {
     let driver_cuda = i64::from(info.cuda_version);
-    let gpus: Vec<Value> = info
-        .gpus
-        .iter()
-        .map(|g| {
-            json!({
-                "name": g.name,
-                "memory_gib": g.memory_bytes as f64 / f64::from(1u32 << 30),
-                "compute_capability": format!("{}.{}", g.capability.0, g.capability.1),
-            })
-        })
-        .collect();
-    let list = info
-        .gpus
-        .iter()
-        .enumerate()
-        .map(|(i, g)| {
-            format!(
-                "cuda:{i} {} ({:.0} GiB, sm {}.{})",
-                g.name,
-                g.memory_bytes as f64 / f64::from(1u32 << 30),
-                g.capability.0,
-                g.capability.1
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("; ");
-    let usable = wsiseg_infer::cuda_device_count();
+    let (gpus, list) = describe_gpus(&info.gpus);
     let version = info.version.clone().unwrap_or_else(|| "?".to_string());
     let data = json!({
         "loaded": true,
@@ -352,6 +318,59 @@ fn driver_check(choice: DeviceChoice, runtime_major: Option<i64>) -> (Check, usi
         Check::new("GPU driver", Status::Ok, detail).data(data),
         usable,
     )
+}
+
+/// The driver check when libcuda.so.1 is absent or does not start.
+fn no_driver(why: String, required: bool) -> Check {
+    let no_driver = why.starts_with("no NVIDIA driver");
+    let status = if no_driver && !required {
+        Status::Note
+    } else {
+        Status::Fail
+    };
+    let detail = if no_driver {
+        format!("{why} — runs on the CPU")
+    } else {
+        why.clone()
+    };
+    let fix = if no_driver {
+        "install the NVIDIA driver (and check that /dev/nvidia* exist), or run with --device cpu"
+    } else {
+        "check `nvidia-smi`: the driver is installed but does not start (reboot after a driver update; in a container, pass the GPUs through)"
+    };
+    Check::new("GPU driver", status, detail)
+        .fix(fix)
+        .data(json!({"loaded": false, "why": why}))
+}
+
+/// The GPUs as JSON and as one line.
+fn describe_gpus(gpus: &[wsiseg_infer::GpuInfo]) -> (Vec<Value>, String) {
+    let gib = |b: u64| b as f64 / f64::from(1u32 << 30);
+    let json = gpus
+        .iter()
+        .map(|g| {
+            json!({
+                "name": g.name,
+                "memory_gib": gib(g.memory_bytes),
+                "compute_capability": format!("{}.{}", g.capability.0, g.capability.1),
+            })
+        })
+        .collect();
+    let list = gpus
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
+            format!(
+                "cuda:{i} {} ({:.0} GiB, sm {}.{})",
+                g.name,
+                gib(g.memory_bytes),
+                g.capability.0,
+                g.capability.1
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    (json, list)
 }
 
 fn openslide_check() -> Check {
@@ -570,4 +589,71 @@ fn machine_check() -> Check {
         ),
     )
     .data(json!({"cores": cores, "memory_gib": gib(memory), "max_memory_gib": gib(budget)}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wsiseg_infer::{DriverInfo, GpuInfo};
+
+    fn h100(cuda_version: i32) -> DriverInfo {
+        DriverInfo {
+            cuda_version,
+            version: Some("550.54.15".to_string()),
+            gpus: vec![GpuInfo {
+                name: "NVIDIA H100 80GB HBM3".to_string(),
+                memory_bytes: 80 << 30,
+                capability: (9, 0),
+            }],
+        }
+    }
+
+    /// A driver for CUDA 12.4 under a CUDA 13 libtorch: the classic
+    /// closed-server failure, said plainly with the driver to install.
+    #[test]
+    fn a_driver_too_old_for_the_cuda_runtime_fails_with_the_fix() {
+        let (check, usable) = judge_driver(&h100(12040), Some(13), 0, false);
+        assert!(check.status == Status::Fail);
+        assert_eq!(usable, 0);
+        assert_eq!(
+            check.detail,
+            "driver 550.54.15 supports CUDA 12.4 but this libtorch needs CUDA 13: the GPUs cannot be used"
+        );
+        assert!(check
+            .fix
+            .unwrap()
+            .starts_with("update the NVIDIA driver to 580.65 or newer"));
+    }
+
+    #[test]
+    fn a_recent_driver_with_a_usable_gpu_is_ok() {
+        let (check, usable) = judge_driver(&h100(13000), Some(13), 1, true);
+        assert!(check.status == Status::Ok, "{}", check.detail);
+        assert_eq!(usable, 1);
+        assert!(check
+            .detail
+            .contains("cuda:0 NVIDIA H100 80GB HBM3 (80 GiB, sm 9.0)"));
+        // A newer driver runs an older runtime.
+        let (check, _) = judge_driver(&h100(13010), Some(12), 1, false);
+        assert!(check.status == Status::Ok);
+    }
+
+    /// No driver on a CPU machine is a note; with `--device cuda` a failure.
+    #[test]
+    fn no_driver_is_a_note_unless_cuda_is_required() {
+        let why = "no NVIDIA driver: libcuda.so.1 cannot be loaded (not found)".to_string();
+        assert!(no_driver(why.clone(), false).status == Status::Note);
+        assert!(no_driver(why, true).status == Status::Fail);
+        let broken = no_driver("CUDA driver error 804: ...".to_string(), false);
+        assert!(broken.status == Status::Fail);
+    }
+
+    /// A driver that starts but whose GPUs libtorch cannot use.
+    #[test]
+    fn no_usable_gpu_fails_only_when_required() {
+        let (check, usable) = judge_driver(&h100(13000), Some(13), 0, false);
+        assert!(check.status == Status::Note && usable == 0);
+        let (check, _) = judge_driver(&h100(13000), Some(13), 0, true);
+        assert!(check.status == Status::Fail);
+    }
 }

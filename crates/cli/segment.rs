@@ -197,10 +197,9 @@ fn log_runtime(engine: &Engine) {
     tracing::info!(
         "wsiseg {} · libtorch CUDA support {} · {} CUDA device(s) · running on {} in {}",
         env!("CARGO_PKG_VERSION"),
-        if wsiseg_infer::cuda_support_linked() {
-            "linked"
-        } else {
-            "NOT linked"
+        match wsiseg_infer::load_cuda_support() {
+            Ok(_) => "loaded".to_string(),
+            Err(why) => format!("not loaded ({why})"),
         },
         wsiseg_infer::cuda_device_count(),
         describe_devices(&engine.devices()),

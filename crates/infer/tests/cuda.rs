@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use wsiseg_infer::{cuda_device_count, cuda_support_linked, Device, Precision, Segmenter};
+use wsiseg_infer::{cuda_device_count, Device, Precision, Segmenter};
 
 fn data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -16,12 +16,8 @@ fn data(name: &str) -> PathBuf {
 fn cuda() -> Device {
     assert!(
         cuda_device_count() > 0,
-        "cuda-tests need a CUDA GPU; libtorch sees none (CUDA support {})",
-        if cuda_support_linked() {
-            "linked"
-        } else {
-            "NOT linked"
-        }
+        "cuda-tests need a CUDA GPU; libtorch sees none (CUDA support: {:?})",
+        wsiseg_infer::load_cuda_support()
     );
     Device::Cuda(0)
 }

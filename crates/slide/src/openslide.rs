@@ -224,6 +224,37 @@ fn premultiplied_bgra_to_rgb(buf: &[u8], w: u32, h: u32, background: [u8; 3]) ->
     RgbImage::from_raw(w, h, out).expect("OpenSlide returned w*h pixels")
 }
 
+/// The version of the OpenSlide library this process loaded
+/// (`openslide_get_version`), e.g. "4.0.0".
+pub fn openslide_version() -> Option<String> {
+    OpenSlide::version().ok()
+}
+
+/// The slide formats an OpenSlide version reads, by its documentation:
+/// 4.0 added DICOM WSI (and generic TIFFs' resolution).
+pub fn openslide_formats(version: &str) -> Vec<&'static str> {
+    let mut formats = vec![
+        "aperio (.svs .tif)",
+        "hamamatsu (.ndpi .vms .vmu)",
+        "leica (.scn)",
+        "mirax (.mrxs)",
+        "philips (.tiff)",
+        "sakura (.svslide)",
+        "trestle (.tif)",
+        "ventana (.bif .tif)",
+        "generic-tiff (.tif .tiff)",
+    ];
+    let major: u32 = version
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
+    if major >= 4 {
+        formats.insert(1, "dicom (.dcm)");
+    }
+    formats
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,35 +306,17 @@ mod tests {
         );
         assert_eq!(vendor_mpp(&props("0")), None);
     }
-}
 
-/// The version of the OpenSlide library this process loaded
-/// (`openslide_get_version`), e.g. "4.0.0".
-pub fn openslide_version() -> Option<String> {
-    OpenSlide::version().ok()
-}
-
-/// The slide formats an OpenSlide version reads, by its documentation:
-/// 4.0 added DICOM WSI (and generic TIFFs' resolution).
-pub fn openslide_formats(version: &str) -> Vec<&'static str> {
-    let mut formats = vec![
-        "aperio (.svs .tif)",
-        "hamamatsu (.ndpi .vms .vmu)",
-        "leica (.scn)",
-        "mirax (.mrxs)",
-        "philips (.tiff)",
-        "sakura (.svslide)",
-        "trestle (.tif)",
-        "ventana (.bif .tif)",
-        "generic-tiff (.tif .tiff)",
-    ];
-    let major: u32 = version
-        .split('.')
-        .next()
-        .and_then(|m| m.parse().ok())
-        .unwrap_or(0);
-    if major >= 4 {
-        formats.insert(1, "dicom (.dcm)");
+    /// DICOM is listed from OpenSlide 4 on, and this process loads 4.x.
+    #[test]
+    fn formats_follow_the_version() {
+        assert!(!openslide_formats("3.4.1")
+            .iter()
+            .any(|f| f.starts_with("dicom")));
+        assert!(openslide_formats("4.0.0")
+            .iter()
+            .any(|f| f.starts_with("dicom")));
+        let v = openslide_version().unwrap();
+        assert!(v.starts_with("4."), "OpenSlide {v}");
     }
-    formats
 }
