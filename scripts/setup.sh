@@ -4,20 +4,23 @@
 #   scripts/setup.sh            install, build (release), run the demo
 #   scripts/setup.sh --no-demo  install and build only
 #
-# 1. apt packages: OpenSlide (libopenslide-dev), libjpeg-turbo's headers
+# 1. apt packages: OpenSlide's header (libopenslide-dev: openslide-sys's
+#    bindings are generated from it), libjpeg-turbo's headers
 #    (libjpeg-dev: plain JPEGs are decoded by scanlines), pkg-config,
 #    libclang-dev (bindgen), a C++ compiler, python3-venv, and tcmalloc's static library
 #    (libgoogle-perftools-dev: linked into the binary as its malloc, which
 #    makes the model 1.4x faster on the CPU). Uses sudo when not root.
 # 2. PyTorch 2.11.0 from PyPI (for libtorch) into a virtual environment
 #    outside the repository: $WSISEG_VENV, default ~/.cache/wsiseg/venv.
-#    Reused when it already has torch 2.11.0. Also numpy, OpenSlide's Python
-#    binding, and scripts/export-requirements.txt (smp, MONAI: small).
+#    Reused when it already has torch 2.11.0. Also OpenSlide 4 (openslide-bin
+#    4.0.1.2, the library wsiseg links), numpy, OpenSlide's Python binding,
+#    and scripts/export-requirements.txt (smp, MONAI: small).
 # 3. .libtorch -> that environment's torch folder, and .openslide/ -> its
 #    OpenSlide 4 (openslide-bin wheel; both read by .cargo/config.toml),
 #    then `cargo build --release`. The binary finds libtorch by its RUNPATH;
 #    LD_LIBRARY_PATH still overrides it.
-# 4. Demo: makes a synthetic 8192×8192 H&E slide with known tumor (seed 101,
+# 4. `wsiseg doctor`: libtorch, OpenSlide, CUDA and driver, the model.
+# 5. Demo: makes a synthetic 8192×8192 H&E slide with known tumor (seed 101,
 #    not a training seed), segments it with the shipped model, and prints the
 #    tumor Dice against its ground truth. Everything goes to out/demo/.
 set -euo pipefail
@@ -30,7 +33,7 @@ DEMO=1
 for arg in "$@"; do
     case $arg in
         --no-demo) DEMO=0 ;;
-        -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,25p' "$0"; exit 0 ;;
         *) echo "setup.sh: unknown option $arg (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -114,6 +117,10 @@ PC
 step "building wsiseg (release)"
 cargo build --release --locked
 ./target/release/wsiseg --version
+
+step "wsiseg doctor: can this machine run it?"
+./target/release/wsiseg doctor ||
+    echo "setup.sh: wsiseg doctor found a problem (above); the build itself succeeded" >&2
 
 if [ "$DEMO" = 1 ]; then
     step "demo: synthetic slide → segment → Dice against its ground truth"

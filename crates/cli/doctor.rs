@@ -147,7 +147,6 @@ fn libtorch_version(lib: &Path) -> Option<String> {
 }
 
 fn libtorch_check() -> Check {
-    let _ = tch::utils::has_cuda();
     let Some(dir) = wsiseg_infer::libtorch_dir() else {
         return Check::new("libtorch", Status::Fail, "libtorch_cpu.so is not loaded")
             .fix("unpack the whole wsiseg bundle (its lib/ folder), or run scripts/setup.sh");

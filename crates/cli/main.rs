@@ -54,6 +54,9 @@ fn name_malloc() {
 }
 
 fn main() -> ExitCode {
+    // libtorch's CUDA half, before anything asks libtorch about CUDA: it
+    // keeps the first answer (wsiseg_infer::load_cuda_support).
+    let _ = wsiseg_infer::load_cuda_support();
     name_malloc();
     let cli = Cli::parse();
     init_logging(&cli);

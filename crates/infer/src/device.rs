@@ -209,6 +209,11 @@ pub fn cuda_library_versions() -> (Option<i64>, Option<i64>) {
 /// uses CUDA where the libtorch beside it has it. Returns the loaded path, or
 /// one line saying why CUDA support is absent (no such file; or the loader's
 /// message, e.g. a missing `libcudnn.so.9`).
+///
+/// It must run before anything asks libtorch about CUDA (`has_cuda`,
+/// `Cuda::is_available`, a CUDA tensor): libtorch looks its CUDA hooks up
+/// once and keeps the CPU-only stub it found then. `wsiseg` calls it first
+/// thing in `main`; [`cuda_device_count`] and [`crate::Segmenter::load`] call it too.
 pub fn load_cuda_support() -> Result<&'static std::path::Path, &'static str> {
     static LOADED: std::sync::OnceLock<Result<std::path::PathBuf, String>> =
         std::sync::OnceLock::new();
@@ -217,8 +222,9 @@ pub fn load_cuda_support() -> Result<&'static std::path::Path, &'static str> {
             if let Some(p) = loaded_library("libtorch_cuda.so") {
                 return Ok(p);
             }
-            // Touch libtorch so that it is mapped before looking for its folder.
-            let _ = tch::utils::has_cuda();
+            // libtorch_cpu.so is mapped already (the binary needs it). Nothing
+            // may ask libtorch about CUDA before this: it caches its first
+            // answer (the CPU-only stub) for good.
             let dir = libtorch_dir().ok_or_else(|| "libtorch_cpu.so is not loaded".to_string())?;
             let path = dir.join("libtorch_cuda.so");
             if !path.exists() {
@@ -342,7 +348,6 @@ mod tests {
     /// has no CUDA to offer, and says so.
     #[test]
     fn libtorch_cuda_is_loaded_when_libtorch_has_it() {
-        let _ = tch::utils::has_cuda();
         let dir = libtorch_dir().expect("libtorch_cpu.so is loaded");
         if dir.join("libtorch_cuda.so").exists() {
             let path = load_cuda_support().expect("libtorch_cuda.so loads");

@@ -41,6 +41,8 @@ impl Segmenter {
         device: Device,
         precision: Precision,
     ) -> Result<Self, InferError> {
+        // Before libtorch is asked anything about CUDA (see load_cuda_support).
+        let _ = crate::load_cuda_support();
         assert!(!models.is_empty(), "an ensemble of no model");
         let mut expanded = Vec::with_capacity(models.len());
         for (path, weight) in models {
