@@ -70,6 +70,26 @@ fn libtorch_copy(dir: &Path, left_out: &[&str]) -> PathBuf {
     lib
 }
 
+/// Segments tests/data/default.svs with the libraries in `lib` first on the
+/// library path; the mask must be written.
+fn segment_with(lib: &Path, device: &str, dir: &Path) {
+    let out = dir.join("out");
+    let o = command(&repo(""))
+        .env("LD_LIBRARY_PATH", lib)
+        .args([
+            "segment",
+            "tests/data/default.svs",
+            "--model",
+            "models/unet",
+        ])
+        .args(["--device", device, "--formats", "png", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(out.join("default.mask.png").exists());
+}
+
 fn tmp() -> tempfile::TempDir {
     // Beside target/ so that hard links to the virtual environment work.
     tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
@@ -191,21 +211,7 @@ fn doctor_on_a_cpu_only_libtorch() {
         "{errors:?}"
     );
     // And a slide is segmented on this libtorch, on the CPU.
-    let out = dir.path().join("out");
-    let o = command(&repo(""))
-        .env("LD_LIBRARY_PATH", &lib)
-        .args([
-            "segment",
-            "tests/data/default.svs",
-            "--model",
-            "models/unet",
-        ])
-        .args(["--device", "auto", "--formats", "png", "--out"])
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert!(out.join("default.mask.png").exists());
+    segment_with(&lib, "auto", dir.path());
 }
 
 /// libtorch_cuda.so is there but a CUDA library it needs is not (a broken
@@ -245,18 +251,5 @@ fn doctor_with_a_cuda_library_missing() {
         "{}",
         errors[0]
     );
-    let out = dir.path().join("out");
-    let o = command(&repo(""))
-        .env("LD_LIBRARY_PATH", &lib)
-        .args([
-            "segment",
-            "tests/data/default.svs",
-            "--model",
-            "models/unet",
-        ])
-        .args(["--device", "cpu", "--formats", "png", "--out"])
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
+    segment_with(&lib, "cpu", dir.path());
 }

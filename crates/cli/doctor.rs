@@ -31,6 +31,16 @@ enum Status {
 }
 
 impl Status {
+    /// A GPU that is simply not there is a note, unless `--device cuda`
+    /// requires one; anything broken is a failure.
+    fn note_unless_required(absent: bool, required: bool) -> Self {
+        if absent && !required {
+            Self::Note
+        } else {
+            Self::Fail
+        }
+    }
+
     fn word(self) -> &'static str {
         match self {
             Self::Ok => "ok",
@@ -209,11 +219,7 @@ fn cuda_check(choice: DeviceChoice) -> (Check, Option<i64>) {
         }
         Err(why) => {
             let absent = why.contains("no libtorch_cuda.so");
-            let status = if absent && !required {
-                Status::Note
-            } else {
-                Status::Fail
-            };
+            let status = Status::note_unless_required(absent, required);
             let detail = if absent {
                 format!("none — CPU only: {why}")
             } else {
@@ -301,7 +307,7 @@ fn judge_driver(
         }
     }
     if info.gpus.is_empty() || (runtime_major.is_some() && usable == 0) {
-        let status = if required { Status::Fail } else { Status::Note };
+        let status = Status::note_unless_required(true, required);
         return (
             Check::new(
                 "GPU driver",
@@ -322,11 +328,7 @@ fn judge_driver(
 /// The driver check when libcuda.so.1 is absent or does not start.
 fn no_driver(why: String, required: bool) -> Check {
     let no_driver = why.starts_with("no NVIDIA driver");
-    let status = if no_driver && !required {
-        Status::Note
-    } else {
-        Status::Fail
-    };
+    let status = Status::note_unless_required(no_driver, required);
     let detail = if no_driver {
         format!("{why} — runs on the CPU")
     } else {
