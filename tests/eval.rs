@@ -51,8 +51,15 @@ fn scores_of_hand_made_masks_match_hand_computed_values() {
     assert!(table.contains("mean of 4"), "{table}");
 
     let v = json(&d.join("pred/eval.json"));
-    let tumor = |i: usize| &v["slides"][i]["classes"]["tumor"];
-    assert_eq!(v["slides"][0]["slide"], "a");
+    // Worst first: c (Dice 0), a, then the perfect ones by name.
+    let order: Vec<&str> = v["slides"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["slide"].as_str().unwrap())
+        .collect();
+    assert_eq!(order, ["c", "a", "b", "d"]);
+    let tumor = |i: usize| &v["slides"][[1, 2, 0, 3][i]]["classes"]["tumor"];
     assert!(close(&tumor(0)["dice"], 40.0 / 90.0), "{}", tumor(0));
     assert!(close(&tumor(0)["iou"], 20.0 / 70.0));
     assert!(close(&tumor(0)["precision"], 0.4) && close(&tumor(0)["recall"], 0.5));
@@ -67,10 +74,16 @@ fn scores_of_hand_made_masks_match_hand_computed_values() {
     assert_eq!(csv.lines().count(), 1 + 4 + 1, "{csv}");
     assert!(
         csv.lines()
-            .nth(1)
+            .nth(2)
             .unwrap()
             .starts_with("\"a\",\"tumor\",0.4444"),
         "{csv}"
+    );
+    // Pooled ("micro") scores: TP 20 + 0 + 0 + 12, FP 30, FN 20 + 100.
+    let micro = &v["micro"]["tumor"];
+    assert!(
+        close(&micro["dice"], 64.0 / (64.0 + 30.0 + 120.0)),
+        "{micro}"
     );
 
     // Results exist now: not overwritten without --overwrite.
@@ -150,4 +163,195 @@ fn missing_predictions_are_an_error_unless_allowed() {
         serde_json::from_str(&std::fs::read_to_string(d.join("pred/eval.json")).unwrap()).unwrap();
     assert_eq!(report["missing_predictions"], serde_json::json!(["b", "c"]));
     assert_eq!(report["slides"].as_array().unwrap().len(), 1);
+}
+
+/// Lesion-level detection on a truth of 5 separate regions: a prediction
+/// that covers 4 of them (one only partly, one by a single pixel) and adds
+/// one region of its own is found 4, missed 1, false 1 — and the counts by
+/// size bin add up.
+#[test]
+fn lesion_counts_are_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Truth: five 6×6 squares at x = 2, 12, 22, 32, 42 (y 2..8).
+    let square = |x: u32, y: u32, x0: u32| (x0..x0 + 6).contains(&x) && (2..8).contains(&y);
+    save(d, "truth/s.png", 60, 20, |x, y| {
+        u8::from([2, 12, 22, 32, 42].iter().any(|&x0| square(x, y, x0)))
+    });
+    // Prediction: squares 1 and 2 whole, square 3's left half, one pixel of
+    // square 4, square 5 missed; a false 3×3 region at (50, 14).
+    save(d, "pred/s.mask.png", 60, 20, |x, y| {
+        let hit = square(x, y, 2)
+            || square(x, y, 12)
+            || (square(x, y, 22) && x < 25)
+            || (x == 35 && y == 5);
+        let false_region = (50..53).contains(&x) && (14..17).contains(&y);
+        u8::from(hit || false_region)
+    });
+    let o = wsiseg(&["eval", "--pred", "pred", "--truth", "truth"], d);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v = json(&d.join("pred/eval.json"));
+    let l = &v["slides"][0]["lesions"];
+    assert_eq!(l["truth_regions"], 5, "{l}");
+    assert_eq!(l["found"], 4, "{l}");
+    assert_eq!(l["missed"], 1, "{l}");
+    assert_eq!(l["predicted_regions"], 5, "{l}");
+    assert_eq!(l["false"], 1, "{l}");
+    // No mpp declared: bins in pixels; all these regions are < 1000 px.
+    assert_eq!(l["by_size"][0]["size"], "< 1000 px");
+    assert_eq!(
+        (
+            l["by_size"][0]["found"].as_u64(),
+            l["by_size"][0]["missed"].as_u64(),
+            l["by_size"][0]["false"].as_u64()
+        ),
+        (Some(4), Some(1), Some(1))
+    );
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        table.contains("4 of 5 truth regions found, 1 missed, 1 false"),
+        "{table}"
+    );
+}
+
+/// The boundary F-score, computed here independently (every boundary pixel
+/// against every boundary pixel of the other mask): 1 for identical masks,
+/// and for a disc shifted by k pixels the value this computes.
+#[test]
+fn boundary_f_score_against_an_independent_computation() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (w, h) = (80u32, 60u32);
+    let disc = |x: u32, y: u32, cx: i64| {
+        let (dx, dy) = (i64::from(x) - cx, i64::from(y) - 30);
+        dx * dx + dy * dy <= 15 * 15
+    };
+    // Boundary: tumor with a background 4-neighbour inside the image.
+    let boundary = |m: &dyn Fn(u32, u32) -> bool| -> Vec<(i64, i64)> {
+        let mut b = Vec::new();
+        for y in 0..h {
+            for x in 0..w {
+                let at = |xx: i64, yy: i64| {
+                    if xx < 0 || yy < 0 || xx >= i64::from(w) || yy >= i64::from(h) {
+                        m(x, y)
+                    } else {
+                        m(xx as u32, yy as u32)
+                    }
+                };
+                let (xi, yi) = (i64::from(x), i64::from(y));
+                if m(x, y)
+                    && [
+                        at(xi - 1, yi),
+                        at(xi + 1, yi),
+                        at(xi, yi - 1),
+                        at(xi, yi + 1),
+                    ]
+                    .contains(&false)
+                {
+                    b.push((xi, yi));
+                }
+            }
+        }
+        b
+    };
+    let expected = |k: i64, t: i64| {
+        let a = boundary(&|x, y| disc(x, y, 40));
+        let b = boundary(&|x, y| disc(x, y, 40 + k));
+        let near = |p: &(i64, i64), q: &[(i64, i64)]| {
+            q.iter()
+                .any(|r| (p.0 - r.0).abs() <= t && (p.1 - r.1).abs() <= t)
+        };
+        let precision = b.iter().filter(|p| near(p, &a)).count() as f64 / b.len() as f64;
+        let recall = a.iter().filter(|p| near(p, &b)).count() as f64 / a.len() as f64;
+        2.0 * precision * recall / (precision + recall)
+    };
+    save(d, "truth/s.png", w, h, |x, y| u8::from(disc(x, y, 40)));
+    for (k, t) in [(0i64, 2u32), (3, 2), (5, 1), (5, 5)] {
+        save(d, "pred/s.mask.png", w, h, |x, y| {
+            u8::from(disc(x, y, 40 + k))
+        });
+        let tol = t.to_string();
+        let o = wsiseg(
+            &[
+                "eval",
+                "--pred",
+                "pred",
+                "--truth",
+                "truth",
+                "--overwrite",
+                "--boundary-tolerance",
+                &tol,
+            ],
+            d,
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let bf = json(&d.join("pred/eval.json"))["slides"][0]["boundary"]["f_score"]
+            .as_f64()
+            .unwrap();
+        let want = expected(k, i64::from(t));
+        assert!(
+            (bf - want).abs() < 1e-12,
+            "shift {k} tolerance {t}: {bf} vs {want}"
+        );
+        if k == 0 {
+            assert_eq!(bf, 1.0);
+        }
+        if k > i64::from(t) {
+            assert!(bf < 0.9, "shift {k} tolerance {t}: {bf}");
+        }
+    }
+}
+
+/// A probability map where P = v/255 on exactly that share of truth tumor
+/// (column v, the top v of 255 rows) has an expected calibration error of
+/// 0; one that says 0.9 everywhere on the same truth does not.
+#[test]
+fn calibration_of_a_perfectly_calibrated_map_is_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    save(d, "truth/s.png", 256, 255, |x, y| u8::from(y < x));
+    save(d, "pred/s.mask.png", 256, 255, |x, _| u8::from(x >= 128));
+    save(d, "pred/s.prob.png", 256, 255, |x, _| x as u8);
+    let run = |prob: &str| {
+        let o = wsiseg(
+            &[
+                "eval",
+                "--pred",
+                "pred",
+                "--truth",
+                "truth",
+                "--overwrite",
+                "--prob",
+                prob,
+            ],
+            d,
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        json(&d.join("pred/eval.json"))["slides"][0]["calibration"].clone()
+    };
+    let c = run("pred/s.prob.png");
+    assert!(c["ece"].as_f64().unwrap() < 1e-9, "{c}");
+    assert_eq!(c["bins"].as_array().unwrap().len(), 10);
+    let pixels: u64 = c["bins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["pixels"].as_u64().unwrap())
+        .sum();
+    assert_eq!(pixels, 256 * 255);
+    save(d, "flat.png", 256, 255, |_, _| 230);
+    let c = run("flat.png");
+    // Truth tumor share: Σ_x x / (256·255) = 0.5 (x = 0..255 of 255 rows).
+    let share = (0..256).map(|x: u32| x.min(255)).sum::<u32>() as f64 / (256.0 * 255.0);
+    assert!(
+        (c["ece"].as_f64().unwrap() - (230.0 / 255.0 - share)).abs() < 1e-9,
+        "{c}"
+    );
+    // Without a probability map (auto finds no NAME.prob.tiff): null.
+    let o = wsiseg(
+        &["eval", "--pred", "pred", "--truth", "truth", "--overwrite"],
+        d,
+    );
+    assert!(o.status.success());
+    assert!(json(&d.join("pred/eval.json"))["slides"][0]["calibration"].is_null());
 }

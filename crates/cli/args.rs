@@ -175,6 +175,14 @@ pub struct EvalArgs {
     /// Replace an existing eval.csv / eval.json.
     #[arg(long)]
     pub overwrite: bool,
+    /// The boundary F-score's tolerance, in pixels of the prediction.
+    #[arg(long, default_value_t = 2)]
+    pub boundary_tolerance: u32,
+    /// Probability maps for the calibration summary: `auto` takes
+    /// NAME.prob.tiff beside each NAME.mask.*, `none` skips calibration, or
+    /// a file (one prediction) or folder.
+    #[arg(long, default_value = "auto")]
+    pub prob: String,
 }
 
 #[derive(Debug, Args)]

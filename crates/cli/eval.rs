@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
-use wsiseg_eval::{compare, Scores};
+use wsiseg_eval::{evaluate, Confusion, Evaluation, Lesions, Options, Scores};
 
 use crate::args::EvalArgs;
 
@@ -140,7 +140,40 @@ struct Row {
     name: String,
     pred: PathBuf,
     truth: PathBuf,
+    prob: Option<PathBuf>,
     scores: Vec<Scores>,
+    eval: Evaluation,
+}
+
+impl Row {
+    /// Tumor Dice (class 1), the ranking key: worst first.
+    fn dice(&self) -> f64 {
+        self.scores.first().map_or(1.0, |s| s.dice)
+    }
+    /// Square millimetres per pixel, when the prediction declares its mpp.
+    fn mm2_per_pixel(&self) -> Option<f64> {
+        self.eval.mpp.map(|m| m * m / 1e6)
+    }
+}
+
+/// The probability map for `pred`, as `--prob` asks.
+fn probability_map(args: &EvalArgs, pred: &Path, key: &str) -> Option<PathBuf> {
+    match args.prob.as_str() {
+        "none" => None,
+        "auto" => {
+            let dir = pred.parent()?;
+            let p = dir.join(format!("{key}.prob.tiff"));
+            p.is_file().then_some(p)
+        }
+        path => {
+            let p = PathBuf::from(path);
+            if p.is_dir() {
+                Some(p.join(format!("{key}.prob.tiff"))).filter(|p| p.is_file())
+            } else {
+                Some(p)
+            }
+        }
+    }
 }
 
 pub fn run(args: &EvalArgs) -> Result<()> {
@@ -166,11 +199,48 @@ pub fn run(args: &EvalArgs) -> Result<()> {
             }
         }
     }
+    let mut rows = score_all(args, pairs)?;
+    // Worst first: the slides to look at lead every table.
+    rows.sort_by(|a, b| a.dice().total_cmp(&b.dice()).then(a.name.cmp(&b.name)));
+    let classes = rows.iter().map(|r| r.scores.len()).max().unwrap_or(1);
+    let name_of = |k: usize| {
+        args.classes
+            .get(k)
+            .cloned()
+            .unwrap_or_else(|| format!("class {k}"))
+    };
+    let mut pooled = Confusion::default();
+    for r in &rows {
+        pooled.merge(&r.eval.confusion);
+    }
+    print!("{}", table(&rows, classes, &name_of, &pooled));
+    std::fs::create_dir_all(&out)
+        .with_context(|| format!("{}: cannot create folder", out.display()))?;
+    crate::write_atomic(&csv_path, csv(&rows, classes, &name_of).as_bytes())?;
+    let mut report = json(&rows, classes, &name_of, &pooled, args.boundary_tolerance);
+    report["missing_predictions"] = serde_json::json!(missing);
+    crate::write_atomic(
+        &json_path,
+        serde_json::to_string_pretty(&report)?.as_bytes(),
+    )?;
+    tracing::info!("wrote {} and {}", csv_path.display(), json_path.display());
+    Ok(())
+}
+
+/// Scores every pair; every failure is one error line, and the run fails.
+fn score_all(args: &EvalArgs, pairs: Vec<(String, PathBuf, PathBuf)>) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
     let mut failures = Vec::new();
     for (name, pred, truth) in pairs {
-        match compare(&pred, &truth) {
-            Ok(c) => {
+        let prob = probability_map(args, &pred, &name);
+        let opts = Options {
+            boundary_tolerance: args.boundary_tolerance,
+            probabilities: prob.clone(),
+            calibration_bins: 10,
+        };
+        match evaluate(&pred, &truth, &opts) {
+            Ok(eval) => {
+                let c = &eval.confusion;
                 let n = c
                     .max_class()
                     .max(args.classes.len().saturating_sub(1))
@@ -180,6 +250,8 @@ pub fn run(args: &EvalArgs) -> Result<()> {
                     scores: (1..=n).map(|k| c.scores(k)).collect(),
                     pred,
                     truth,
+                    prob,
+                    eval,
                 });
             }
             Err(e) => failures.push(anyhow::Error::from(e)),
@@ -192,25 +264,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         }
         return Err(failures.pop().expect("non-empty"));
     }
-    let classes = rows.iter().map(|r| r.scores.len()).max().unwrap_or(1);
-    let name_of = |k: usize| {
-        args.classes
-            .get(k)
-            .cloned()
-            .unwrap_or_else(|| format!("class {k}"))
-    };
-    print!("{}", table(&rows, classes, &name_of));
-    std::fs::create_dir_all(&out)
-        .with_context(|| format!("{}: cannot create folder", out.display()))?;
-    crate::write_atomic(&csv_path, csv(&rows, classes, &name_of).as_bytes())?;
-    let mut report = json(&rows, classes, &name_of);
-    report["missing_predictions"] = serde_json::json!(missing);
-    crate::write_atomic(
-        &json_path,
-        serde_json::to_string_pretty(&report)?.as_bytes(),
-    )?;
-    tracing::info!("wrote {} and {}", csv_path.display(), json_path.display());
-    Ok(())
+    Ok(rows)
 }
 
 /// Truth masks without a prediction: an error, or with --allow-missing a
@@ -257,47 +311,151 @@ fn fmt(v: Option<f64>) -> String {
     v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "—".into())
 }
 
-fn table(rows: &[Row], classes: usize, name_of: &dyn Fn(usize) -> String) -> String {
+/// Size bins of regions: by area in mm² when the mpp is known, else pixels.
+const MM2_BINS: [(f64, &str); 4] = [
+    (0.01, "< 0.01 mm²"),
+    (0.1, "0.01–0.1 mm²"),
+    (1.0, "0.1–1 mm²"),
+    (f64::INFINITY, "≥ 1 mm²"),
+];
+const PX_BINS: [(f64, &str); 4] = [
+    (1e3, "< 1000 px"),
+    (1e4, "1000–10⁴ px"),
+    (1e5, "10⁴–10⁵ px"),
+    (f64::INFINITY, "≥ 10⁵ px"),
+];
+
+/// Counts of truth regions found/missed and false predicted regions per size bin.
+fn lesion_bins(l: &Lesions, mm2_per_px: Option<f64>) -> Vec<Value> {
+    let (bins, scale) = match mm2_per_px {
+        Some(s) => (&MM2_BINS, s),
+        None => (&PX_BINS, 1.0),
+    };
+    let bin_of = |px: u64| {
+        let a = px as f64 * scale;
+        bins.iter()
+            .position(|(hi, _)| a < *hi)
+            .unwrap_or(bins.len() - 1)
+    };
+    let mut counts = vec![[0u64; 3]; bins.len()];
+    for r in &l.truth {
+        counts[bin_of(r.pixels)][usize::from(!r.matched)] += 1;
+    }
+    for r in l.predicted.iter().filter(|r| !r.matched) {
+        counts[bin_of(r.pixels)][2] += 1;
+    }
+    bins.iter()
+        .zip(counts)
+        .map(|((_, name), [found, missed, false_])| {
+            json!({"size": name, "found": found, "missed": missed, "false": false_})
+        })
+        .collect()
+}
+
+fn table(
+    rows: &[Row],
+    classes: usize,
+    name_of: &dyn Fn(usize) -> String,
+    pooled: &Confusion,
+) -> String {
     use std::fmt::Write;
     let width = rows
         .iter()
         .map(|r| r.name.chars().count())
         .max()
         .unwrap_or(4)
-        .max(10);
+        .max(14);
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<width$}  {:<10} {:>7} {:>7} {:>9} {:>7}",
-        "slide", "class", "Dice", "IoU", "precision", "recall"
+        "{:<width$}  {:<10} {:>7} {:>7} {:>9} {:>7}  {:>13} {:>6} {:>7} {:>7} {:>10} {:>10}",
+        "slide (worst first)",
+        "class",
+        "Dice",
+        "IoU",
+        "precision",
+        "recall",
+        "lesions found",
+        "false",
+        "BF",
+        "ECE",
+        "FP area",
+        "FN area"
     );
     for r in rows {
+        let l = &r.eval.lesions;
+        let (fp, fn_) = r.eval.confusion.tumor_errors();
+        let area = |px: u64| match r.mm2_per_pixel() {
+            Some(k) => format!("{:.3} mm²", px as f64 * k),
+            None => format!("{px} px"),
+        };
         for (k, sc) in r.scores.iter().enumerate() {
+            let first = k == 0;
             let _ = writeln!(
                 s,
-                "{:<width$}  {:<10} {:>7} {:>7} {:>9} {:>7}",
+                "{:<width$}  {:<10} {:>7} {:>7} {:>9} {:>7}  {:>13} {:>6} {:>7} {:>7} {:>10} {:>10}",
                 r.name,
                 name_of(k + 1),
                 fmt(Some(sc.dice)),
                 fmt(Some(sc.iou)),
                 fmt(sc.precision),
-                fmt(sc.recall)
+                fmt(sc.recall),
+                if first { format!("{}/{}", l.found(), l.truth.len()) } else { String::new() },
+                if first { l.false_regions().to_string() } else { String::new() },
+                if first { fmt(Some(r.eval.boundary.f_score())) } else { String::new() },
+                if first { fmt(r.eval.calibration.as_ref().map(|c| c.ece)) } else { String::new() },
+                if first { area(fp) } else { String::new() },
+                if first { area(fn_) } else { String::new() },
             );
         }
     }
+    s += &totals(rows, classes, name_of, pooled, width);
+    s
+}
+
+/// The table's last lines: macro and micro means, and lesions over all slides.
+fn totals(
+    rows: &[Row],
+    classes: usize,
+    name_of: &dyn Fn(usize) -> String,
+    pooled: &Confusion,
+    width: usize,
+) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
     for k in 0..classes {
         let m: Vec<String> = METRICS.iter().map(|(_, g)| fmt(mean(rows, k, g))).collect();
         let _ = writeln!(
             s,
             "{:<width$}  {:<10} {:>7} {:>7} {:>9} {:>7}",
-            format!("mean of {}", rows.len()),
+            format!("macro mean of {}", rows.len()),
             name_of(k + 1),
             m[0],
             m[1],
             m[2],
             m[3]
         );
+        let p = pooled.scores(k + 1);
+        let _ = writeln!(
+            s,
+            "{:<width$}  {:<10} {:>7} {:>7} {:>9} {:>7}",
+            "micro (pooled)",
+            name_of(k + 1),
+            fmt(Some(p.dice)),
+            fmt(Some(p.iou)),
+            fmt(p.precision),
+            fmt(p.recall)
+        );
     }
+    let (found, truth, false_) = rows.iter().fold((0, 0, 0), |(f, t, x), r| {
+        let l = &r.eval.lesions;
+        (f + l.found(), t + l.truth.len(), x + l.false_regions())
+    });
+    let _ = writeln!(
+        s,
+        "lesions: {found} of {truth} truth regions found, {} missed, {false_} false predicted regions",
+        truth - found
+    );
     s
 }
 
@@ -305,12 +463,16 @@ fn csv(rows: &[Row], classes: usize, name_of: &dyn Fn(usize) -> String) -> Strin
     let cell = |v: Option<f64>| v.map(|x| x.to_string()).unwrap_or_default();
     let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
     let mut out = String::from(
-        "slide,class,dice,iou,precision,recall,true_pixels,predicted_pixels,pred,truth\n",
+        "slide,class,dice,iou,precision,recall,true_pixels,predicted_pixels,truth_regions,regions_found,regions_missed,false_regions,boundary_f,boundary_precision,boundary_recall,ece,brier,fp_pixels,fn_pixels,fp_mm2,fn_mm2,pred,truth\n",
     );
     for r in rows {
+        let e = &r.eval;
+        let l = &e.lesions;
+        let (fp, fn_) = e.confusion.tumor_errors();
+        let mm2 = |px: u64| cell(r.mm2_per_pixel().map(|k| px as f64 * k));
         for (k, sc) in r.scores.iter().enumerate() {
             out += &format!(
-                "{},{},{},{},{},{},{},{},{},{}\n",
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
                 quote(&r.name),
                 quote(&name_of(k + 1)),
                 sc.dice,
@@ -319,6 +481,19 @@ fn csv(rows: &[Row], classes: usize, name_of: &dyn Fn(usize) -> String) -> Strin
                 cell(sc.recall),
                 sc.true_pixels,
                 sc.predicted_pixels,
+                l.truth.len(),
+                l.found(),
+                l.missed(),
+                l.false_regions(),
+                e.boundary.f_score(),
+                e.boundary.precision(),
+                e.boundary.recall(),
+                cell(e.calibration.as_ref().map(|c| c.ece)),
+                cell(e.calibration.as_ref().map(|c| c.brier)),
+                fp,
+                fn_,
+                mm2(fp),
+                mm2(fn_),
                 quote(&r.pred.display().to_string()),
                 quote(&r.truth.display().to_string())
             );
@@ -330,36 +505,96 @@ fn csv(rows: &[Row], classes: usize, name_of: &dyn Fn(usize) -> String) -> Strin
             .map(|(_, g)| cell(mean(rows, k, g)))
             .collect();
         out += &format!(
-            "\"mean\",{},{},{},{},{},,,,\n",
+            "\"mean\",{},{},{},{},{}{}\n",
             quote(&name_of(k + 1)),
             m[0],
             m[1],
             m[2],
-            m[3]
+            m[3],
+            ",".repeat(19)
         );
     }
     out
 }
 
-fn json(rows: &[Row], classes: usize, name_of: &dyn Fn(usize) -> String) -> Value {
-    let scores = |sc: &Scores| {
-        json!({
-            "dice": sc.dice, "iou": sc.iou, "precision": sc.precision, "recall": sc.recall,
-            "true_pixels": sc.true_pixels, "predicted_pixels": sc.predicted_pixels,
-        })
-    };
+fn scores_json(sc: &Scores) -> Value {
     json!({
-        "slides": rows.iter().map(|r| json!({
-            "slide": r.name,
-            "pred": r.pred,
-            "truth": r.truth,
-            "classes": r.scores.iter().enumerate()
-                .map(|(k, sc)| (name_of(k + 1), scores(sc)))
-                .collect::<serde_json::Map<_, _>>(),
-        })).collect::<Vec<_>>(),
-        "mean": (0..classes).map(|k| (
-            name_of(k + 1),
-            Value::Object(METRICS.iter().map(|(n, g)| (n.to_string(), json!(mean(rows, k, g)))).collect()),
-        )).collect::<serde_json::Map<_, _>>(),
+        "dice": sc.dice, "iou": sc.iou, "precision": sc.precision, "recall": sc.recall,
+        "true_pixels": sc.true_pixels, "predicted_pixels": sc.predicted_pixels,
+    })
+}
+
+fn slide_json(r: &Row, name_of: &dyn Fn(usize) -> String) -> Value {
+    let e = &r.eval;
+    let l = &e.lesions;
+    let (fp, fn_) = e.confusion.tumor_errors();
+    let mm2 = |px: u64| r.mm2_per_pixel().map(|k| px as f64 * k);
+    json!({
+        "slide": r.name,
+        "pred": r.pred,
+        "truth": r.truth,
+        "probabilities": r.prob,
+        "size": {"width": e.size.0, "height": e.size.1},
+        "mpp": e.mpp,
+        "classes": r.scores.iter().enumerate()
+            .map(|(k, sc)| (name_of(k + 1), scores_json(sc)))
+            .collect::<serde_json::Map<_, _>>(),
+        "tumor_errors": {
+            "false_positive_pixels": fp, "false_negative_pixels": fn_,
+            "false_positive_mm2": mm2(fp), "false_negative_mm2": mm2(fn_),
+        },
+        "lesions": {
+            "truth_regions": l.truth.len(),
+            "found": l.found(),
+            "missed": l.missed(),
+            "predicted_regions": l.predicted.len(),
+            "false": l.false_regions(),
+            "by_size": lesion_bins(l, r.mm2_per_pixel()),
+        },
+        "boundary": {
+            "tolerance_px": e.boundary.tolerance,
+            "f_score": e.boundary.f_score(),
+            "precision": e.boundary.precision(),
+            "recall": e.boundary.recall(),
+            "predicted_boundary_pixels": e.boundary.predicted.pixels,
+            "truth_boundary_pixels": e.boundary.truth.pixels,
+        },
+        "calibration": e.calibration.as_ref().map(|c| json!({
+            "ece": c.ece,
+            "brier": c.brier,
+            "bins": c.bins.iter().map(|b| json!({
+                "p_from": b.lo, "p_to": b.hi, "pixels": b.pixels,
+                "mean_p": b.mean_p, "tumor_fraction": b.tumor_fraction,
+            })).collect::<Vec<_>>(),
+        })),
+    })
+}
+
+fn json(
+    rows: &[Row],
+    classes: usize,
+    name_of: &dyn Fn(usize) -> String,
+    pooled: &Confusion,
+    tolerance: u32,
+) -> Value {
+    let macro_mean = |k: usize| {
+        Value::Object(
+            METRICS
+                .iter()
+                .map(|(n, g)| (n.to_string(), json!(mean(rows, k, g))))
+                .collect(),
+        )
+    };
+    let (found, truth, false_) = rows.iter().fold((0, 0, 0), |(f, t, x), r| {
+        let l = &r.eval.lesions;
+        (f + l.found(), t + l.truth.len(), x + l.false_regions())
+    });
+    json!({
+        "order": "worst first (tumor Dice ascending)",
+        "boundary_tolerance_px": tolerance,
+        "slides": rows.iter().map(|r| slide_json(r, name_of)).collect::<Vec<_>>(),
+        "mean": (0..classes).map(|k| (name_of(k + 1), macro_mean(k))).collect::<serde_json::Map<_, _>>(),
+        "micro": (0..classes).map(|k| (name_of(k + 1), scores_json(&pooled.scores(k + 1)))).collect::<serde_json::Map<_, _>>(),
+        "lesions": {"truth_regions": truth, "found": found, "missed": truth - found, "false": false_},
     })
 }

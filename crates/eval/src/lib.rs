@@ -23,11 +23,17 @@
 // Items documented before `missing_docs` became a workspace lint still lack
 // per-field docs; they get them as the crate is next touched.
 
+mod boundary;
+mod calibration;
 mod mask;
 mod metrics;
+mod regions;
 
+pub use boundary::{Boundary, BoundaryCounter, BoundaryCounts};
+pub use calibration::{Bin, Calibration, CalibrationCounter};
 pub use mask::MaskSource;
 pub use metrics::{Confusion, Scores};
+pub use regions::{LesionCounter, Lesions, Region};
 
 use std::path::{Path, PathBuf};
 
@@ -100,16 +106,94 @@ const BAND: u32 = 256;
 
 /// Compares the masks at `pred` and `truth`; see the crate documentation.
 pub fn compare(pred: &Path, truth: &Path) -> Result<Confusion, EvalError> {
-    let mut p = MaskSource::open(pred, None)?;
+    let mut confusion = Confusion::default();
+    walk(pred, truth, |p, t| {
+        for (&pv, &tv) in p.iter().zip(t) {
+            confusion.add(pv, tv);
+        }
+    })?;
+    Ok(confusion)
+}
+
+/// What to measure besides the pixel scores.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The boundary F-score's tolerance, in pixels of the prediction.
+    pub boundary_tolerance: u32,
+    /// A probability map (P × 255, the prediction's size or a downsample of
+    /// the truth like it) for the calibration summary.
+    pub probabilities: Option<PathBuf>,
+    /// Reliability bins.
+    pub calibration_bins: usize,
+}
+
+/// Everything measured on one slide.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    /// Pixel counts per (predicted, truth) class.
+    pub confusion: Confusion,
+    /// Tumor regions found, missed and false.
+    pub lesions: Lesions,
+    /// Boundary agreement.
+    pub boundary: Boundary,
+    /// Calibration of the probability map, when one was given.
+    pub calibration: Option<Calibration>,
+    /// The prediction's width and height (the resolution scored at).
+    pub size: (u32, u32),
+    /// Microns per prediction pixel, when the prediction declares it.
+    pub mpp: Option<f64>,
+}
+
+/// Scores `pred` against `truth`: pixel confusion, lesions, boundary and
+/// (with a probability map) calibration, in one streamed pass (two with a
+/// probability map).
+pub fn evaluate(pred: &Path, truth: &Path, opts: &Options) -> Result<Evaluation, EvalError> {
+    let mut confusion = Confusion::default();
+    let mut lesions = LesionCounter::default();
+    let mut boundary = BoundaryCounter::new(opts.boundary_tolerance);
+    let size = walk(pred, truth, |p, t| {
+        for (&pv, &tv) in p.iter().zip(t) {
+            confusion.add(pv, tv);
+        }
+        lesions.push(p, t);
+        boundary.push(p, t);
+    })?;
+    let calibration = match &opts.probabilities {
+        Some(prob) => {
+            let mut c = CalibrationCounter::default();
+            walk(prob, truth, |p, t| c.push(p, t))?;
+            c.finish(opts.calibration_bins.max(1))
+        }
+        None => None,
+    };
+    Ok(Evaluation {
+        confusion,
+        lesions: lesions.finish(),
+        boundary: boundary.finish(),
+        calibration,
+        size,
+        mpp: declared_mpp(pred),
+    })
+}
+
+/// Streams `a` (a prediction or probability map) with the truth resampled
+/// to its pixels (the nearest truth pixel of each), one row at a time;
+/// returns `a`'s size.
+fn walk(
+    a: &Path,
+    truth: &Path,
+    mut visit: impl FnMut(&[u8], &[u8]),
+) -> Result<(u32, u32), EvalError> {
+    let mut p = MaskSource::open(a, None)?;
     let (pw, ph) = p.size();
     let mut t = MaskSource::open(truth, Some((pw, ph)))?;
     let (tw, th) = t.size();
     let (sx, sy) = (f64::from(tw) / f64::from(pw), f64::from(th) / f64::from(ph));
-    let declared = declared_downsample(pred);
+    let declared = declared_downsample(a);
     if !sizes_match((pw, ph), (tw, th), declared) {
         return Err(EvalError::SizeMismatch {
             declared,
-            pred: pred.to_path_buf(),
+            pred: a.to_path_buf(),
             pw,
             ph,
             truth: truth.to_path_buf(),
@@ -117,30 +201,66 @@ pub fn compare(pred: &Path, truth: &Path) -> Result<Confusion, EvalError> {
             th,
         });
     }
-    // Nearest truth pixel of each prediction column.
+    // Nearest truth pixel of each column.
     let cols: Vec<usize> = (0..pw)
         .map(|x| (((f64::from(x) + 0.5) * sx) as u32).min(tw - 1) as usize)
         .collect();
-    let mut confusion = Confusion::default();
+    let mut resampled = vec![0u8; pw as usize];
     let mut y = 0;
     while y < ph {
         let n = BAND.min(ph - y);
         let prows = p.rows(y, n)?;
-        // The truth rows these prediction rows map to.
+        // The truth rows these rows map to.
         let ty0 = (((f64::from(y) + 0.5) * sy) as u32).min(th - 1);
         let ty1 = (((f64::from(y + n - 1) + 0.5) * sy) as u32).min(th - 1);
         let trows = t.rows(ty0, ty1 - ty0 + 1)?;
         for r in 0..n {
             let ty = ((((f64::from(y + r) + 0.5) * sy) as u32).min(th - 1) - ty0) as usize;
             let trow = &trows[ty * tw as usize..(ty + 1) * tw as usize];
-            let prow = &prows[(r * pw) as usize..((r + 1) * pw) as usize];
-            for (x, &pv) in prow.iter().enumerate() {
-                confusion.add(pv, trow[cols[x]]);
+            for (out, &c) in resampled.iter_mut().zip(&cols) {
+                *out = trow[c];
             }
+            let prow = &prows[(r * pw) as usize..((r + 1) * pw) as usize];
+            visit(prow, &resampled);
         }
         y += n;
     }
-    Ok(confusion)
+    Ok((pw, ph))
+}
+
+/// Microns per pixel of a prediction mask: its TIFF resolution tags, or for
+/// `NAME.mask.png` the report beside it (the working level's mpp, scaled to
+/// the PNG's size).
+pub fn declared_mpp(pred: &Path) -> Option<f64> {
+    let name = pred.file_name()?.to_str()?;
+    if let Some(stem) = name.strip_suffix(".mask.png") {
+        let report = pred.with_file_name(format!("{stem}.report.json"));
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(report).ok()?).ok()?;
+        let working = &v["working_level"];
+        let mpp = working["mpp"].as_f64()?;
+        let ww = working["width"].as_f64()?;
+        let pw = v["parameters"]["png_mask_size"]["width"]
+            .as_f64()
+            .unwrap_or(ww);
+        return Some(mpp * ww / pw);
+    }
+    let file = std::fs::File::open(pred).ok()?;
+    let mut d = tiff::decoder::Decoder::new(std::io::BufReader::new(file)).ok()?;
+    let unit = d.get_tag_u32(tiff::tags::Tag::ResolutionUnit).unwrap_or(2);
+    let micron_per_unit = match unit {
+        2 => 25_400.0,
+        3 => 10_000.0,
+        _ => return None,
+    };
+    let res = match d.get_tag(tiff::tags::Tag::XResolution).ok()? {
+        tiff::decoder::ifd::Value::Rational(n, den) if n > 0 && den > 0 => {
+            f64::from(n) / f64::from(den)
+        }
+        _ => return None,
+    };
+    let mpp = micron_per_unit / res;
+    (mpp > 0.0 && mpp <= 50.0).then_some(mpp)
 }
 
 /// Whether a truth of `truth` pixels belongs with a prediction of `pred`

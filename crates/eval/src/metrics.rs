@@ -56,6 +56,24 @@ impl Confusion {
         c
     }
 
+    /// Adds another slide's counts (pooled, "micro" scores).
+    pub fn merge(&mut self, other: &Confusion) {
+        for (a, b) in self.counts.iter_mut().zip(other.counts.iter()) {
+            for (x, y) in a.iter_mut().zip(b.iter()) {
+                *x += y;
+            }
+        }
+    }
+
+    /// Tumor (any class but background) errors in pixels: predicted tumor on
+    /// truth background (false positive) and truth tumor predicted background
+    /// (false negative).
+    pub fn tumor_errors(&self) -> (u64, u64) {
+        let fp = (1..256).map(|p| self.counts[p][0]).sum();
+        let fn_ = (1..256).map(|t| self.counts[0][t]).sum();
+        (fp, fn_)
+    }
+
     /// Pixels counted.
     pub fn pixels(&self) -> u64 {
         self.counts.iter().flatten().sum()
