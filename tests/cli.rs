@@ -637,17 +637,24 @@ fn mask_mpp_resamples_the_png_mask_by_nearest_neighbour() {
     let report = json(&out.join("default.report.json"));
     assert_eq!(report["parameters"]["mask_mpp"], 2.0);
     assert_eq!(report["parameters"]["png_mask_size"]["width"], 554);
-    let tiff = wsiseg_slide::open(&out.join("default.mask.tiff")).unwrap();
-    let working = tiff
+    let tiff_path = out.join("default.mask.tiff");
+    let tiff = wsiseg_slide::open(&tiff_path).unwrap();
+    let rgb = tiff
         .read_inside(0, wsiseg_slide::Rect::new(0, 0, 2220, 2967))
         .unwrap();
+    // A palette image: OpenSlide renders colours; map them back to labels.
+    let palette = wsiseg_slide::tiff_palette(&tiff_path).expect("a palette TIFF");
+    let working = GrayImage::from_raw(
+        2220,
+        2967,
+        wsiseg_slide::PaletteLookup::new(&palette).labels(&rgb),
+    )
+    .unwrap();
     let nearest = |i: u32, from: u32, to: u32| {
         (((f64::from(i) + 0.5) * f64::from(from) / f64::from(to)) as u32).min(from - 1)
     };
     let want = GrayImage::from_fn(554, 740, |x, y| {
-        image::Luma([working
-            .get_pixel(nearest(x, 2220, 554), nearest(y, 2967, 740))
-            .0[0]])
+        *working.get_pixel(nearest(x, 2220, 554), nearest(y, 2967, 740))
     });
     assert_eq!(differing(png.as_raw(), want.as_raw()), 0);
     assert!(

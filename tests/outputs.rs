@@ -283,11 +283,32 @@ fn outputs_of_a_slide_with_known_tumor() {
         "{:?}",
         tiff.mpp()
     );
+    // A palette image: the stored values are the labels, and OpenSlide (as
+    // QuPath, ASAP) shows them in the class colours — background black,
+    // tumor red — so its thumbnail is not all black.
+    let palette = wsiseg_slide::tiff_palette(&out.join("known.mask.tiff")).expect("a palette TIFF");
+    assert_eq!(palette[0], [0, 0, 0]);
+    assert_eq!(palette[1], wsiseg_engine::CLASS_COLOURS[1]);
     let level0 = tiff.read_inside(0, Rect::new(0, 0, 500, 350)).unwrap();
-    let tiff_labels: Vec<u8> = level0.pixels().map(|p| p.0[0]).collect();
+    let tiff_labels = wsiseg_slide::PaletteLookup::new(&palette).labels(&level0);
     assert!(
         tiff_labels == *png.as_raw(),
         "TIFF level 0 differs from the PNG mask"
+    );
+    let smallest = tiff.levels().len() as u32 - 1;
+    let size = tiff.levels()[smallest as usize].size;
+    let thumb = tiff
+        .read_inside(smallest, Rect::new(0, 0, size.w, size.h))
+        .unwrap();
+    let red = thumb
+        .pixels()
+        .filter(|p| p.0 == wsiseg_engine::CLASS_COLOURS[1])
+        .count();
+    let tumor_share = png.as_raw().iter().filter(|&&v| v == 1).count() as f64 / (500.0 * 350.0);
+    let red_share = red as f64 / f64::from(size.w * size.h);
+    assert!(
+        red > 0 && (red_share - tumor_share).abs() < 0.05,
+        "thumbnail: {red_share:.3} tumor red against {tumor_share:.3} tumor in the mask"
     );
     let prob = open(&out.join("known.prob.tiff")).unwrap();
     let p = prob.read_inside(0, Rect::new(0, 0, 500, 350)).unwrap();

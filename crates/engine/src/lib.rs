@@ -57,8 +57,8 @@ pub use error::{EngineError, Setting};
 pub use lock::SlideLock;
 pub use outputs::report::peak_rss_mib;
 pub use outputs::{
-    create as create_output, fit, Format, MaskOutput, OutputContext, OutputPaths, SlideResult,
-    GEOMETRY_SIDE, OVERVIEW_SIDE,
+    class_colour, create as create_output, fit, Format, MaskOutput, OutputContext, OutputPaths,
+    SlideResult, CLASS_COLOURS, GEOMETRY_SIDE, OVERVIEW_SIDE,
 };
 pub use pipeline::{BadTile, READ_CHUNK};
 pub use record::{Fingerprint, RecordedFile, RunRecord, SlideIdentity};

@@ -27,6 +27,8 @@ pub enum MaskSource {
         level: u32,
         /// That level's width and height.
         size: (u32, u32),
+        /// A palette TIFF's colours back to labels (OpenSlide renders colours).
+        palette: Option<wsiseg_slide::PaletteLookup>,
     },
 }
 
@@ -58,6 +60,7 @@ impl MaskSource {
             slide,
             level: level as u32,
             size: (s.w, s.h),
+            palette: wsiseg_slide::tiff_palette(path).map(|c| wsiseg_slide::PaletteLookup::new(&c)),
         })
     }
 
@@ -107,14 +110,22 @@ impl MaskSource {
     /// Rows `y0..y0+n`, `width` bytes each. PNG masks are read forward only.
     pub fn rows(&mut self, y0: u32, n: u32) -> Result<Vec<u8>, EvalError> {
         match self {
-            Self::Slide { slide, level, size } => {
+            Self::Slide {
+                slide,
+                level,
+                size,
+                palette,
+            } => {
                 let rgb = slide
                     .read_inside(*level, Rect::new(0, i64::from(y0), size.0, n))
                     .map_err(|source| EvalError::Slide {
                         path: slide.path().to_path_buf(),
                         source,
                     })?;
-                Ok(rgb.pixels().map(|p| p.0[0]).collect())
+                Ok(match palette {
+                    Some(lookup) => lookup.labels(&rgb),
+                    None => rgb.pixels().map(|p| p.0[0]).collect(),
+                })
             }
             Self::Png {
                 path,

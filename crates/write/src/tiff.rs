@@ -132,6 +132,8 @@ pub struct PyramidWriter {
     pos: u64,
     opts: PyramidOptions,
     levels: Vec<LevelState>,
+    /// A colour map for a one-channel image (TIFF palette colour).
+    palette: Option<Vec<[u8; 3]>>,
 }
 
 /// The level sizes a pyramid of `level0` will have.
@@ -212,7 +214,19 @@ impl PyramidWriter {
             pos: 16,
             opts,
             levels,
+            palette: None,
         })
+    }
+
+    /// Writes the image as palette colour (PhotometricInterpretation 3 with
+    /// a ColorMap): the stored values stay labels, and viewers (OpenSlide's
+    /// thumbnail, QuPath, ASAP, libvips) show each label in its colour
+    /// instead of near-black grey levels. `colours[i]` is label i's colour;
+    /// labels past the list show as grey (i, i, i). One-channel images only.
+    pub fn set_palette(&mut self, colours: &[[u8; 3]]) {
+        if self.opts.channels == 1 {
+            self.palette = Some(colours.iter().copied().take(256).collect());
+        }
     }
 
     /// The sizes of the levels being written, level 0 first.
@@ -414,13 +428,16 @@ impl PyramidWriter {
             Entry::long(257, l.size.h),
             Entry::shorts(258, &vec![8; o.channels as usize]),
             Entry::shorts(259, &[if jpeg { 7 } else { 8 }]),
-            // Photometric: YCbCr for JPEG RGB (the JPEG data is YCbCr), RGB, or BlackIsZero.
+            // Photometric: YCbCr for JPEG RGB (the JPEG data is YCbCr), RGB,
+            // palette colour, or BlackIsZero.
             Entry::shorts(
                 262,
                 &[if rgb && jpeg {
                     6
                 } else if rgb {
                     2
+                } else if self.palette.is_some() {
+                    3
                 } else {
                     1
                 }],
@@ -453,6 +470,18 @@ impl PyramidWriter {
         e.push(Entry::shorts(284, &[1])); // PlanarConfiguration: chunky
         if o.mpp.is_some() {
             e.push(Entry::shorts(296, &[3])); // ResolutionUnit: centimetre
+        }
+        if let Some(colours) = &self.palette {
+            // ColorMap: all reds, then greens, then blues, 16 bits each.
+            let value = |i: usize, c: usize| {
+                let v = colours.get(i).map_or(i as u8, |rgb| rgb[c]);
+                u16::from(v) * 257
+            };
+            let map: Vec<u16> = (0..3)
+                .flat_map(|c| (0..256).map(move |i| (i, c)))
+                .map(|(i, c)| value(i, c))
+                .collect();
+            e.push(Entry::shorts(320, &map));
         }
         e.push(Entry::long(322, o.tile));
         e.push(Entry::long(323, o.tile));

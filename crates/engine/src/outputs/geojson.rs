@@ -402,7 +402,7 @@ fn document(
             .get(class as usize)
             .cloned()
             .unwrap_or_else(|| format!("class {class}"));
-        let color = if class == 1 { [200, 0, 0] } else { [0, 0, 200] };
+        let color = super::class_colour(class as usize);
         for poly in trace(mask, size, class) {
             // Measured on the region's pixels, drawn smoothed (within SIMPLIFY_PX).
             let area_level0 = poly.pixel_area() * level0_per_px * level0_per_px;

@@ -72,7 +72,10 @@ impl MaskOutput for Overlay {
     }
 }
 
-const TUMOR: [f32; 3] = [230.0, 30.0, 30.0];
+const TUMOR: [f32; 3] = {
+    let [r, g, b] = super::CLASS_COLOURS[1];
+    [r as f32, g as f32, b as f32]
+};
 
 /// Thumbnail with tumor (`labels > 0`, same size) tinted and outlined in red.
 pub fn overlay(thumb: &RgbImage, labels: &[u8]) -> RgbImage {

@@ -1,5 +1,7 @@
 //! NAME.mask.tiff: the label mask as a pyramidal BigTIFF (Deflate tiles,
-//! nearest-neighbour levels) that OpenSlide, QuPath and ASAP open.
+//! nearest-neighbour levels) that OpenSlide, QuPath and ASAP open, as a
+//! palette image: the values are the labels, and viewers show each class in
+//! its colour ([`super::CLASS_COLOURS`]) rather than as near-black greys.
 
 use wsiseg_write::{PyramidOptions, PyramidWriter, Staged};
 
@@ -11,12 +13,15 @@ pub(super) struct TiffMask(PyramidWriter);
 impl TiffMask {
     pub(super) fn create(ctx: &OutputContext) -> Result<Self, EngineError> {
         let working = &ctx.plan.working;
-        Ok(Self(PyramidWriter::create_limited(
+        let mut writer = PyramidWriter::create_limited(
             &ctx.paths.file("mask.tiff"),
             working.size,
             PyramidOptions::label_mask(working.mpp, Some(ctx.description("tumor mask"))),
             ctx.limit,
-        )?))
+        )?;
+        // Labels stay the stored values; viewers show them in colour.
+        writer.set_palette(&super::CLASS_COLOURS);
+        Ok(Self(writer))
     }
 }
 
