@@ -529,6 +529,14 @@ fn a_folder_run_reports_a_bad_slide_and_finishes_the_others() {
         let report = json(Path::new(row["report"].as_str().unwrap()));
         assert_eq!(row["tumor_fraction"], report["areas"]["tumor_fraction"]);
         assert_eq!(row["seconds"], report["timings_s"]["total"]);
+        // The report's numbers that show an odd slide in a sorted table.
+        let st = &report["statistics"];
+        assert_eq!(row["regions"], st["regions"]["count"]);
+        assert_eq!(row["tumor_share_of_tissue"], st["tumor_share_of_tissue"]);
+        assert_eq!(
+            row["uncertain_fraction"],
+            st["probability"]["uncertain_fraction"]
+        );
         let stem = name.split('.').next().unwrap();
         let mask = read_mask(&out.join(format!("{stem}.mask.png")));
         let fraction = tumor_pixels(&mask) as f64 / f64::from(mask.width() * mask.height());
@@ -543,7 +551,7 @@ fn a_folder_run_reports_a_bad_slide_and_finishes_the_others() {
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(
         lines[0],
-        "slide,status,tumor_fraction,tumor_mm2,seconds,bad_tiles,error"
+        "slide,status,tumor_fraction,tumor_mm2,tumor_share_of_tissue,regions,uncertain_fraction,seconds,bad_tiles,error"
     );
     assert_eq!(lines.len(), 5, "{csv}");
     for (line, row) in lines[1..].iter().zip(rows) {

@@ -143,26 +143,13 @@ fn wsiseg_check() -> Check {
     .data(json!({"version": env!("CARGO_PKG_VERSION"), "path": exe}))
 }
 
-/// The libtorch version beside the loaded libraries: a pip install has
-/// `torch/version.py`, the libtorch archive (and wsiseg's bundle) `build-version`.
-fn libtorch_version(lib: &Path) -> Option<String> {
-    let root = lib.parent()?;
-    if let Ok(s) = std::fs::read_to_string(root.join("build-version")) {
-        return Some(s.trim().to_string());
-    }
-    let py = std::fs::read_to_string(root.join("version.py")).ok()?;
-    py.lines()
-        .find_map(|l| l.strip_prefix("__version__ = "))
-        .map(|v| v.trim().trim_matches(['\'', '"']).to_string())
-}
-
 fn libtorch_check() -> Check {
     let Some(dir) = wsiseg_infer::libtorch_dir() else {
         return Check::new("libtorch", Status::Fail, "libtorch_cpu.so is not loaded")
             .fix("unpack the whole wsiseg bundle (its lib/ folder), or run scripts/setup.sh");
     };
     let threads = tch::get_num_threads();
-    let version = libtorch_version(&dir);
+    let version = wsiseg_infer::libtorch_version();
     let data = json!({"version": version, "dir": dir, "threads": threads});
     match &version {
         Some(v) if v.starts_with(LIBTORCH_SERIES) => Check::new(

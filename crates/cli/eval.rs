@@ -311,32 +311,10 @@ fn fmt(v: Option<f64>) -> String {
     v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "—".into())
 }
 
-/// Size bins of regions: by area in mm² when the mpp is known, else pixels.
-const MM2_BINS: [(f64, &str); 4] = [
-    (0.01, "< 0.01 mm²"),
-    (0.1, "0.01–0.1 mm²"),
-    (1.0, "0.1–1 mm²"),
-    (f64::INFINITY, "≥ 1 mm²"),
-];
-const PX_BINS: [(f64, &str); 4] = [
-    (1e3, "< 1000 px"),
-    (1e4, "1000–10⁴ px"),
-    (1e5, "10⁴–10⁵ px"),
-    (f64::INFINITY, "≥ 10⁵ px"),
-];
-
 /// Counts of truth regions found/missed and false predicted regions per size bin.
 fn lesion_bins(l: &Lesions, mm2_per_px: Option<f64>) -> Vec<Value> {
-    let (bins, scale) = match mm2_per_px {
-        Some(s) => (&MM2_BINS, s),
-        None => (&PX_BINS, 1.0),
-    };
-    let bin_of = |px: u64| {
-        let a = px as f64 * scale;
-        bins.iter()
-            .position(|(hi, _)| a < *hi)
-            .unwrap_or(bins.len() - 1)
-    };
+    let bins = wsiseg_eval::size_bins(mm2_per_px);
+    let bin_of = |px: u64| wsiseg_eval::size_bin(px, mm2_per_px);
     let mut counts = vec![[0u64; 3]; bins.len()];
     for r in &l.truth {
         counts[bin_of(r.pixels)][usize::from(!r.matched)] += 1;

@@ -331,6 +331,7 @@ impl Engine {
             files: Vec::new(),
             parameters: self.parameters(request, plan),
             model: self.model_json(),
+            statistics: Default::default(),
         };
         // The times so far; the report (finished last) gives the figures
         // of the moment it is written.
@@ -355,7 +356,7 @@ impl Engine {
             clock(&mut result.stats);
         }
         let stats = result.stats;
-        let figures = slide_figures(plan, &stats);
+        let figures = slide_figures(plan, &stats, &result.statistics);
         Ok(RunOutput {
             stats,
             staged,
@@ -438,10 +439,23 @@ fn run_stats(plan: &SlidePlan, pipeline: PipelineStats) -> RunStats {
 }
 
 /// A slide's headline figures for logs and summaries.
-fn slide_figures(plan: &SlidePlan, stats: &RunStats) -> SlideFigures {
+fn slide_figures(
+    plan: &SlidePlan,
+    stats: &RunStats,
+    measured: &outputs::report::MaskStatistics,
+) -> SlideFigures {
     let tumor = tumor_pixels(&stats.class_pixels);
+    let tumor_fraction = tumor as f64 / plan.working.size.area().max(1) as f64;
+    // Without a report, no regions or probabilities were measured.
+    let reported = measured.probability.is_some();
     SlideFigures {
-        tumor_fraction: tumor as f64 / plan.working.size.area().max(1) as f64,
+        tumor_fraction,
+        tumor_share_of_tissue: outputs::report::tumor_share_of_tissue(
+            tumor_fraction,
+            plan.tissue.as_ref().map(|t| t.fraction),
+        ),
+        regions: reported.then_some(measured.regions.len()),
+        uncertain_fraction: measured.uncertain_fraction(),
         tumor_mm2: plan
             .working
             .mpp

@@ -22,6 +22,15 @@ pub struct SlideFigures {
     /// (Absent from records of earlier versions: none.)
     #[serde(default)]
     pub bad_tiles: usize,
+    /// Tumor as a share of the tissue (absent from older records).
+    #[serde(default)]
+    pub tumor_share_of_tissue: Option<f64>,
+    /// Connected tumor regions in the mask.
+    #[serde(default)]
+    pub regions: Option<usize>,
+    /// Share of the working level with P(tumor) in [0.3, 0.7].
+    #[serde(default)]
+    pub uncertain_fraction: Option<f64>,
 }
 
 /// How a slide of a run ended.
@@ -69,6 +78,9 @@ pub fn write_summary(out: &Path, entries: &[SummaryEntry]) -> Result<(), EngineE
             json!({
                 "slide": absolute(&e.slide), "status": e.status.name(), "error": e.error,
                 "tumor_fraction": f.map(|f| f.tumor_fraction), "tumor_mm2": f.and_then(|f| f.tumor_mm2),
+                "tumor_share_of_tissue": f.and_then(|f| f.tumor_share_of_tissue),
+                "regions": f.and_then(|f| f.regions),
+                "uncertain_fraction": f.and_then(|f| f.uncertain_fraction),
                 "seconds": f.filter(|_| e.status == Status::Segmented).map(|f| f.seconds),
                 "bad_tiles": f.map(|f| f.bad_tiles),
                 "report": e.report,
@@ -82,15 +94,20 @@ pub fn write_summary(out: &Path, entries: &[SummaryEntry]) -> Result<(), EngineE
     write_atomic(&path, text.as_bytes())?;
     let cell = |v: Option<f64>| v.map(|x| x.to_string()).unwrap_or_default();
     let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
-    let mut csv = String::from("slide,status,tumor_fraction,tumor_mm2,seconds,bad_tiles,error\n");
+    let mut csv = String::from("slide,status,tumor_fraction,tumor_mm2,tumor_share_of_tissue,regions,uncertain_fraction,seconds,bad_tiles,error\n");
     for e in entries {
         let f = e.figures.as_ref();
         csv += &format!(
-            "{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{}\n",
             quote(&e.slide.display().to_string()),
             e.status.name(),
             cell(f.map(|f| f.tumor_fraction)),
             cell(f.and_then(|f| f.tumor_mm2)),
+            cell(f.and_then(|f| f.tumor_share_of_tissue)),
+            f.and_then(|f| f.regions)
+                .map(|n| n.to_string())
+                .unwrap_or_default(),
+            cell(f.and_then(|f| f.uncertain_fraction)),
             cell(
                 f.filter(|_| e.status == Status::Segmented)
                     .map(|f| f.seconds)

@@ -33,7 +33,9 @@ pub use boundary::{Boundary, BoundaryCounter, BoundaryCounts};
 pub use calibration::{Bin, Calibration, CalibrationCounter};
 pub use mask::MaskSource;
 pub use metrics::{Confusion, Scores};
-pub use regions::{LesionCounter, Lesions, Region};
+pub use regions::{
+    size_bin, size_bins, LesionCounter, Lesions, Region, RegionCounter, MM2_BINS, PX_BINS,
+};
 
 use std::path::{Path, PathBuf};
 

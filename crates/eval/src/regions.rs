@@ -92,6 +92,60 @@ impl Labeller {
     }
 }
 
+/// Region size bins by area in mm² (upper edges, names).
+pub const MM2_BINS: [(f64, &str); 4] = [
+    (0.01, "< 0.01 mm²"),
+    (0.1, "0.01–0.1 mm²"),
+    (1.0, "0.1–1 mm²"),
+    (f64::INFINITY, "≥ 1 mm²"),
+];
+
+/// Region size bins by area in pixels, for masks without a resolution.
+pub const PX_BINS: [(f64, &str); 4] = [
+    (1e3, "< 1000 px"),
+    (1e4, "1000–10⁴ px"),
+    (1e5, "10⁴–10⁵ px"),
+    (f64::INFINITY, "≥ 10⁵ px"),
+];
+
+/// The size bins that apply ([`MM2_BINS`] with a resolution, else
+/// [`PX_BINS`]) and the bin of a region of `pixels`.
+pub fn size_bins(mm2_per_px: Option<f64>) -> &'static [(f64, &'static str); 4] {
+    if mm2_per_px.is_some() {
+        &MM2_BINS
+    } else {
+        &PX_BINS
+    }
+}
+
+/// The index in [`size_bins`] of a region of `pixels`.
+pub fn size_bin(pixels: u64, mm2_per_px: Option<f64>) -> usize {
+    let area = pixels as f64 * mm2_per_px.unwrap_or(1.0);
+    let bins = size_bins(mm2_per_px);
+    bins.iter()
+        .position(|(hi, _)| area < *hi)
+        .unwrap_or(bins.len() - 1)
+}
+
+/// The connected tumor regions of one mask, streamed row by row (for the
+/// segmentation report: no truth needed).
+#[derive(Debug, Default)]
+pub struct RegionCounter(Labeller);
+
+impl RegionCounter {
+    /// Adds one row of labels (0 is background).
+    pub fn push(&mut self, row: &[u8]) {
+        self.0.push(row.len(), |x| row[x] != 0);
+    }
+
+    /// Every region's area in pixels, largest first.
+    pub fn finish(mut self) -> Vec<u64> {
+        let mut areas: Vec<u64> = self.0.regions().into_values().collect();
+        areas.sort_unstable_by(|a, b| b.cmp(a));
+        areas
+    }
+}
+
 /// One region's area in pixels and whether it is matched.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Region {

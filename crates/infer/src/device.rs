@@ -138,6 +138,20 @@ pub fn libtorch_dir() -> Option<std::path::PathBuf> {
     loaded_library("libtorch_cpu.so").and_then(|p| p.parent().map(|d| d.to_path_buf()))
 }
 
+/// The version of the libtorch this process loaded, from beside its lib/
+/// folder: a pip install has `torch/version.py`, the libtorch archive (and
+/// wsiseg's bundle) `build-version`.
+pub fn libtorch_version() -> Option<String> {
+    let root = libtorch_dir()?.parent()?.to_path_buf();
+    if let Ok(s) = std::fs::read_to_string(root.join("build-version")) {
+        return Some(s.trim().to_string());
+    }
+    let py = std::fs::read_to_string(root.join("version.py")).ok()?;
+    py.lines()
+        .find_map(|l| l.strip_prefix("__version__ = "))
+        .map(|v| v.trim().trim_matches(['\'', '"']).to_string())
+}
+
 /// The full path of a shared library mapped into this process, by file name.
 pub fn loaded_library(name: &str) -> Option<std::path::PathBuf> {
     let maps = std::fs::read_to_string("/proc/self/maps").ok()?;

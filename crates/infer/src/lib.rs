@@ -32,7 +32,7 @@ mod tta;
 pub use cuda::{driver_info, gpu_name, DriverInfo, GpuInfo};
 pub use device::{
     cuda_device_count, cuda_library_versions, cuda_support_linked, describe, libtorch_dir,
-    load_cuda_support, loaded_library, Device, DeviceChoice, Precision,
+    libtorch_version, load_cuda_support, loaded_library, Device, DeviceChoice, Precision,
 };
 pub use error::InferError;
 pub use manifest::{

@@ -269,6 +269,9 @@ pub struct SlideResult<'a> {
     pub parameters: serde_json::Value,
     /// The model's identity for the report.
     pub model: serde_json::Value,
+    /// What the report measured on the mask (regions, P histogram); filled
+    /// when the report finishes.
+    pub statistics: report::MaskStatistics,
 }
 
 /// One output format; see the module documentation.
@@ -302,7 +305,7 @@ pub fn create(format: Format, ctx: &OutputContext) -> Result<Box<dyn MaskOutput>
         Format::Prob => Box::new(prob::ProbTiff::create(ctx)?),
         Format::Overlay => Box::new(overlay::Overlay::create(ctx)),
         Format::Geojson => Box::new(geojson::GeoJson::create(ctx)),
-        Format::Report => Box::new(report::Report),
+        Format::Report => Box::new(report::Report::new(ctx)),
     })
 }
 

@@ -9,11 +9,87 @@ use wsiseg_write::Staged;
 use super::{stage_bytes, MaskOutput, SlideResult};
 use crate::EngineError;
 
-/// The report: written last of the outputs, it lists them.
-pub(super) struct Report;
+/// The report: written last of the outputs, it lists them. It also
+/// measures the mask as it streams past: its connected tumor regions and
+/// the histogram of P(tumor).
+pub(super) struct Report {
+    /// The working level's width (rows arrive whole).
+    width: usize,
+    regions: wsiseg_eval::RegionCounter,
+    /// Working-level pixels per P(tumor) × 255.
+    probability: Option<Box<[u64; 256]>>,
+}
+
+impl Report {
+    pub(super) fn new(ctx: &super::OutputContext) -> Self {
+        Self {
+            width: ctx.plan.working.size.w as usize,
+            regions: wsiseg_eval::RegionCounter::default(),
+            probability: None,
+        }
+    }
+}
+
+/// What the report measured on the mask, for the report and the summary.
+#[derive(Debug, Clone, Default)]
+pub struct MaskStatistics {
+    /// Every tumor region's area in working-level pixels, largest first.
+    pub regions: Vec<u64>,
+    /// Working-level pixels per P(tumor) × 255.
+    pub probability: Option<Box<[u64; 256]>>,
+}
+
+impl MaskStatistics {
+    /// Share of the working level whose P(tumor) is in [0.3, 0.7]: neither
+    /// clearly tumor nor clearly not.
+    pub fn uncertain_fraction(&self) -> Option<f64> {
+        let h = self.probability.as_ref()?;
+        let total: u64 = h.iter().sum();
+        let uncertain: u64 = h[UNCERTAIN_FROM as usize..=UNCERTAIN_TO as usize]
+            .iter()
+            .sum();
+        (total > 0).then(|| uncertain as f64 / total as f64)
+    }
+}
+
+/// P × 255 of 0.3 and 0.7 (rounded inward).
+const UNCERTAIN_FROM: u8 = 77;
+const UNCERTAIN_TO: u8 = 178;
 
 impl MaskOutput for Report {
+    fn wants_probabilities(&self) -> bool {
+        true
+    }
+
+    fn label_rows(&mut self, rows: &[u8]) -> Result<(), EngineError> {
+        // Rows arrive as whole rows of the working level.
+        let w = self.width;
+        for row in rows.chunks(w) {
+            self.regions.push(row);
+        }
+        Ok(())
+    }
+
+    fn prob_rows(&mut self, class: usize, rows: &[u8]) -> Result<(), EngineError> {
+        if class == 1 {
+            let h = self.probability.get_or_insert_with(|| Box::new([0; 256]));
+            for &p in rows {
+                h[p as usize] += 1;
+            }
+        }
+        Ok(())
+    }
+
     fn finish(self: Box<Self>, result: &mut SlideResult) -> Result<Vec<Staged>, EngineError> {
+        let Report {
+            regions,
+            probability,
+            ..
+        } = *self;
+        result.statistics = MaskStatistics {
+            regions: regions.finish(),
+            probability,
+        };
         let path = result.context.paths.report();
         // The report lists itself, under the absolute name it is about to get.
         let dir = absolute(path.parent().unwrap_or(Path::new(".")));
@@ -82,11 +158,16 @@ fn to_json(r: &SlideResult, outputs: &[PathBuf]) -> Value {
     let t = &r.stats;
     let tumor = tumor_pixels(&r.stats.class_pixels);
     let tissue_fraction = plan.tissue.as_ref().map(|t| t.fraction);
+    let tumor_fraction = tumor as f64 / working_px.max(1) as f64;
     json!({
         "wsiseg_version": env!("CARGO_PKG_VERSION"),
+        "run": run_json(r),
         "slide": {
             "path": absolute(s.path()),
             "bytes": bytes,
+            // SHA-256 of the size (8 bytes, little-endian), the first and the
+            // last MiB: tells two files apart in milliseconds, whatever their size.
+            "quick_sha256": quick_hash(s.path()),
             "format": s.format(),
             "level0": {"width": l0.w, "height": l0.h},
             "levels": s.levels().len(),
@@ -127,11 +208,12 @@ fn to_json(r: &SlideResult, outputs: &[PathBuf]) -> Value {
             "slide_mm2": level0_mm2(r),
             "tissue_fraction": tissue_fraction,
             "tissue_mm2": tissue_fraction.zip(level0_mm2(r)).map(|(a, b)| a * b),
-            "tumor_fraction": tumor as f64 / working_px.max(1) as f64,
+            "tumor_fraction": tumor_fraction,
             "tumor_mm2": pixel_mm2(r).map(|a| a * tumor as f64),
             "classes": classes,
             "geojson_regions": r.regions,
         },
+        "statistics": statistics_json(r, tumor_fraction, tissue_fraction),
         "timings_s": {
             "open_and_thumbnail": t.plan_s,
             "read_decode_thread_sum": t.read_s,
@@ -151,6 +233,147 @@ fn to_json(r: &SlideResult, outputs: &[PathBuf]) -> Value {
         "malloc": crate::memory::malloc_name(),
         "outputs": outputs.iter().map(|p| absolute(p)).collect::<Vec<_>>(),
     })
+}
+
+/// The share of the tissue that is tumor: both fractions are of the
+/// slide's area (tissue from the thumbnail); at most 1.
+pub(crate) fn tumor_share_of_tissue(tumor_fraction: f64, tissue: Option<f64>) -> Option<f64> {
+    tissue
+        .filter(|&t| t > 0.0)
+        .map(|t| (tumor_fraction / t).min(1.0))
+}
+
+/// Regions and probabilities of the mask: numbers that show an odd slide
+/// without looking at it.
+fn statistics_json(r: &SlideResult, tumor_fraction: f64, tissue: Option<f64>) -> Value {
+    let st = &r.statistics;
+    let mm2 = pixel_mm2(r);
+    let bins = wsiseg_eval::size_bins(mm2);
+    let mut by_size = vec![0u64; bins.len()];
+    for &a in &st.regions {
+        by_size[wsiseg_eval::size_bin(a, mm2)] += 1;
+    }
+    let largest = st.regions.first().copied();
+    let probability = st.probability.as_ref().map(|h| {
+        // Ten bins of P: [0, 0.1), …, [0.9, 1].
+        let mut tenths = [0u64; 10];
+        for (v, &n) in h.iter().enumerate() {
+            tenths[(v * 10 / 256).min(9)] += n;
+        }
+        json!({
+            "histogram_tenths": tenths,
+            "uncertain_range": [0.3, 0.7],
+            "uncertain_fraction": st.uncertain_fraction(),
+        })
+    });
+    json!({
+        "tumor_share_of_tissue": tumor_share_of_tissue(tumor_fraction, tissue),
+        "regions": {
+            "count": st.regions.len(),
+            "largest_pixels": largest,
+            "largest_mm2": largest.zip(mm2).map(|(a, k)| a as f64 * k),
+            "by_size": bins.iter().zip(&by_size).map(|((_, name), n)| json!({"size": name, "count": n})).collect::<Vec<_>>(),
+        },
+        "probability": probability,
+    })
+}
+
+/// What ran, when, where and with which libraries: enough, with
+/// "parameters" and "model", to run the same thing again.
+fn run_json(r: &SlideResult) -> Value {
+    let now = std::time::SystemTime::now();
+    let started = now
+        .checked_sub(std::time::Duration::from_secs_f64(r.stats.total_s.max(0.0)))
+        .unwrap_or(now);
+    let (cudart, cudnn) = wsiseg_infer::cuda_library_versions();
+    let cuda = |v: Option<i64>, minor_digits: bool| {
+        v.map(|v| {
+            if minor_digits {
+                format!("{}.{}.{}", v / 10000, (v / 100) % 100, v % 100)
+            } else {
+                format!("{}.{}", v / 1000, (v % 1000) / 10)
+            }
+        })
+    };
+    json!({
+        "started_utc": utc(started),
+        "finished_utc": utc(now),
+        "command_line": std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>(),
+        "working_directory": std::env::current_dir().ok(),
+        "host": host_name(),
+        "devices": r.parameters["device"].as_str().map(|d| d.split(',').map(str::to_string).collect::<Vec<_>>()),
+        "precision": r.parameters["precision"],
+        "versions": {
+            "wsiseg": env!("CARGO_PKG_VERSION"),
+            "libtorch": wsiseg_infer::libtorch_version(),
+            "cuda_runtime": cuda(cudart, false),
+            "cudnn": cuda(cudnn, true),
+            "openslide": wsiseg_slide::openslide_version(),
+        },
+    })
+}
+
+/// `2026-11-27T05:40:12Z` (UTC, whole seconds).
+pub(crate) fn utc(t: std::time::SystemTime) -> String {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// This machine's name.
+fn host_name() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return None;
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    Some(String::from_utf8_lossy(&buf[..end]).into_owned())
+}
+
+/// SHA-256 of the file's size and its first and last MiB.
+pub(crate) fn quick_hash(path: &Path) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    use std::io::{Read, Seek, SeekFrom};
+    const MIB: u64 = 1 << 20;
+    let mut f = std::fs::File::open(path).ok()?;
+    let len = f.metadata().ok()?.len();
+    let mut h = Sha256::new();
+    h.update(len.to_le_bytes());
+    let mut buf = vec![0u8; MIB.min(len) as usize];
+    f.read_exact(&mut buf).ok()?;
+    h.update(&buf);
+    if len > MIB {
+        let tail = MIB.min(len - MIB);
+        f.seek(SeekFrom::Start(len - tail)).ok()?;
+        let mut buf = vec![0u8; tail as usize];
+        f.read_exact(&mut buf).ok()?;
+        h.update(&buf);
+    }
+    Some(
+        h.finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>(),
+    )
 }
 
 /// Peak resident memory of this process so far, in MiB (VmHWM).
