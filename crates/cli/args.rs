@@ -48,6 +48,16 @@ pub enum Command {
     /// models with a smoke inference, free disk, cores and memory. Exits 1
     /// when something needed is missing, with the fix in one line.
     Doctor(DoctorArgs),
+    /// Refresh OUT/index.html — the run's table, each slide's pictures and
+    /// numbers, and eval.json's metrics — from the reports and summary in OUT
+    /// (after `wsiseg eval`, say).
+    Summary(SummaryArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SummaryArgs {
+    /// An output folder of `wsiseg segment`.
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Args)]

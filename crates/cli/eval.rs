@@ -224,6 +224,10 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         serde_json::to_string_pretty(&report)?.as_bytes(),
     )?;
     tracing::info!("wrote {} and {}", csv_path.display(), json_path.display());
+    // A segment output folder: its page shows the metrics now.
+    if out.join("index.html").is_file() {
+        wsiseg_engine::write_index(&out)?;
+    }
     Ok(())
 }
 

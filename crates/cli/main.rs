@@ -83,6 +83,7 @@ fn run(cli: &Cli) -> ExitCode {
                 ExitCode::FAILURE
             }
         }),
+        Command::Summary(args) => summary_page(&args.out).map(|()| ExitCode::SUCCESS),
         Command::Doctor(args) => doctor::run(args).map(|ok| {
             if ok {
                 ExitCode::SUCCESS
@@ -112,6 +113,16 @@ fn run(cli: &Cli) -> ExitCode {
         errors::report_error(&e);
         ExitCode::FAILURE
     })
+}
+
+/// `wsiseg summary OUT`: rewrites OUT/index.html.
+fn summary_page(out: &Path) -> anyhow::Result<()> {
+    if !out.is_dir() {
+        anyhow::bail!("{}: no such folder", out.display());
+    }
+    let page = wsiseg_engine::write_index(out)?;
+    println!("{}", page.display());
+    Ok(())
 }
 
 /// Writes a small file completely or not at all.

@@ -88,6 +88,13 @@ pub fn run(args: &SegmentArgs) -> Result<RunSummary> {
     if request.formats.contains(&Format::Report) && args.input.is_dir() {
         wsiseg_engine::write_summary(&args.out, &entries)?;
     }
+    if request.formats.contains(&Format::Report) && !entries.is_empty() {
+        let page = wsiseg_engine::write_index(&args.out)?;
+        tracing::info!(
+            "{}: the run at a glance (open it in a browser)",
+            page.display()
+        );
+    }
     Ok(summary)
 }
 

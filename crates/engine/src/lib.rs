@@ -39,6 +39,7 @@
 mod control;
 mod engine;
 mod error;
+mod html;
 mod lock;
 pub mod memory;
 mod outputs;
@@ -54,6 +55,7 @@ pub use engine::{
     TissuePolicy, DEFAULT_CPU_BATCH, DEFAULT_CUDA_BATCH, MAX_READ_SCALE,
 };
 pub use error::{EngineError, Setting};
+pub use html::write_index;
 pub use lock::SlideLock;
 pub use outputs::report::peak_rss_mib;
 pub use outputs::{

@@ -100,16 +100,19 @@ pub fn overlay(thumb: &RgbImage, labels: &[u8]) -> RgbImage {
     })
 }
 
-/// Probability 0–255 → a perceptual colour map (blue → green → yellow → red),
-/// over a grey copy of the thumbnail so the tissue stays recognisable.
+/// Probability 0–255 → a perceptual colour map (blue → green → yellow → red)
+/// laid over the thumbnail, transparent where P is low: below P = 0.1 the
+/// slide shows as it is (glass stays glass), and the colour's weight grows
+/// to 60% at P ≥ 0.5, so that what the model doubts and what it is sure of
+/// both stand out on the tissue.
 pub fn heatmap(thumb: &RgbImage, probability: &[u8]) -> RgbImage {
     let (w, h) = thumb.dimensions();
     RgbImage::from_fn(w, h, |x, y| {
-        let p = thumb.get_pixel(x, y).0;
-        let grey = (u32::from(p[0]) * 3 + u32::from(p[1]) * 6 + u32::from(p[2])) as f32 / 10.0;
+        let p = thumb.get_pixel(x, y).0.map(f32::from);
         let t = f32::from(probability[(y * w + x) as usize]) / 255.0;
+        let alpha = 0.6 * ((t - 0.1) / 0.4).clamp(0.0, 1.0);
         let c = colour(t);
-        Rgb([0, 1, 2].map(|k| (grey * 0.45 + c[k] * 0.55) as u8))
+        Rgb([0, 1, 2].map(|k| (p[k] * (1.0 - alpha) + c[k] * alpha) as u8))
     })
 }
 
@@ -154,5 +157,8 @@ mod tests {
             h.get_pixel(0, 0).0[0] > h.get_pixel(0, 0).0[2],
             "high probability is red"
         );
+        // Low probability leaves the slide as it is.
+        let h = heatmap(&thumb, &[20u8; 100]);
+        assert_eq!(h.get_pixel(5, 5), &Rgb([200, 200, 200]));
     }
 }

@@ -1,0 +1,175 @@
+//! `index.html`: one self-contained offline page per output folder — the
+//! run's table (thumbnail with overlay, tumor %, tumor % of tissue, regions,
+//! uncertain %, time, device, status, error), sortable and filterable, the
+//! failures on top, a view of each slide (overlay and heat map with a legend,
+//! a colour bar and a scale bar, and the report's numbers), and the eval
+//! metrics when `wsiseg eval` was run in the folder. No network: the styles
+//! and script are inline, the pictures are the folder's own PNGs, the data
+//! is embedded as JSON.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+
+use crate::outputs::report::write_atomic;
+use crate::EngineError;
+
+/// The page's style and behaviour (vanilla JavaScript, no library).
+const STYLE: &str = include_str!("html/index.css");
+const SCRIPT: &str = include_str!("html/index.js");
+
+fn read_json(path: &Path) -> Option<Value> {
+    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
+}
+
+/// The slide's output name: `NAME` of `NAME.report.json`.
+fn stem_of(report: &Path) -> Option<String> {
+    report
+        .file_name()?
+        .to_str()?
+        .strip_suffix(".report.json")
+        .map(str::to_string)
+}
+
+/// One row of the table from a slide's report (and its summary line).
+fn row(out: &Path, stem: &str, report: &Value, status: &str, error: Option<&str>) -> Value {
+    let file = |suffix: &str| {
+        let name = format!("{stem}.{suffix}");
+        out.join(&name).is_file().then_some(name)
+    };
+    let overlay = file("overlay.png");
+    // µm per overlay pixel, for the scale bar.
+    let um_per_px = overlay.as_ref().and_then(|o| {
+        let (w, _) = image::image_dimensions(out.join(o)).ok()?;
+        let l0 = report["slide"]["level0"]["width"].as_f64()?;
+        let mpp = report["slide"]["mpp"]["x"].as_f64()?;
+        Some(l0 * mpp / f64::from(w))
+    });
+    json!({
+        "name": stem,
+        "slide": report["slide"]["path"],
+        "status": status,
+        "error": error,
+        "tumor_pct": report["areas"]["tumor_fraction"].as_f64().map(|f| f * 100.0),
+        "tumor_mm2": report["areas"]["tumor_mm2"],
+        "tissue_pct": report["statistics"]["tumor_share_of_tissue"].as_f64().map(|f| f * 100.0),
+        "regions": report["statistics"]["regions"]["count"],
+        "largest_mm2": report["statistics"]["regions"]["largest_mm2"],
+        "uncertain_pct": report["statistics"]["probability"]["uncertain_fraction"].as_f64().map(|f| f * 100.0),
+        "seconds": report["timings_s"]["total"],
+        "device": report["run"]["devices"].as_array().map(|d| d.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(",")),
+        "precision": report["run"]["precision"],
+        "overlay": overlay,
+        "heatmap": file("heatmap.png"),
+        "mask": file("mask.png"),
+        "um_per_px": um_per_px,
+        "report": format!("{stem}.report.json"),
+        "numbers": {
+            "format": report["slide"]["format"],
+            "level 0": format!("{} × {}", report["slide"]["level0"]["width"], report["slide"]["level0"]["height"]),
+            "mpp": report["slide"]["mpp"]["x"],
+            "working level µm/px": report["working_level"]["mpp"],
+            "tissue mm²": report["areas"]["tissue_mm2"],
+            "tumor mm²": report["areas"]["tumor_mm2"],
+            "regions by size": report["statistics"]["regions"]["by_size"],
+            "P(tumor) histogram (tenths)": report["statistics"]["probability"]["histogram_tenths"],
+            "model": report["model"]["name"],
+            "model sha256": report["model"]["sha256"],
+            "tiles run": report["tiles"]["run"],
+            "started (UTC)": report["run"]["started_utc"],
+            "host": report["run"]["host"],
+            "versions": report["run"]["versions"],
+        },
+    })
+}
+
+/// The rows: every slide of `summary.json` when there is one (failures
+/// included), else every `NAME.report.json` in the folder.
+fn rows(out: &Path) -> Vec<Value> {
+    let mut rows = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    if let Some(summary) = read_json(&out.join("summary.json")) {
+        for s in summary["slides"].as_array().into_iter().flatten() {
+            let status = s["status"].as_str().unwrap_or("unknown");
+            let error = s["error"].as_str();
+            // The report beside this page (the summary's path may be
+            // relative to where the run was started).
+            let report_path = s["report"]
+                .as_str()
+                .and_then(|p| Path::new(p).file_name())
+                .map(|n| out.join(n));
+            let report = report_path.as_deref().and_then(read_json);
+            let stem = report_path.as_deref().and_then(stem_of).unwrap_or_else(|| {
+                Path::new(s["slide"].as_str().unwrap_or("?"))
+                    .file_stem()
+                    .map_or("?".into(), |n| n.to_string_lossy().into_owned())
+            });
+            seen.insert(stem.clone());
+            rows.push(match report {
+                Some(r) => row(out, &stem, &r, status, error),
+                None => {
+                    json!({"name": stem, "slide": s["slide"], "status": status, "error": error})
+                }
+            });
+        }
+    }
+    let mut reports: Vec<PathBuf> = std::fs::read_dir(out)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| stem_of(p).is_some())
+        .collect();
+    reports.sort();
+    for p in reports {
+        let stem = stem_of(&p).expect("filtered");
+        if seen.contains(&stem) {
+            continue;
+        }
+        if let Some(r) = read_json(&p) {
+            rows.push(row(out, &stem, &r, "segmented", None));
+        }
+    }
+    rows
+}
+
+/// Writes (or refreshes) `out/index.html`.
+pub fn write_index(out: &Path) -> Result<PathBuf, EngineError> {
+    let data = json!({
+        "folder": crate::outputs::report::absolute(out),
+        "generated_utc": crate::outputs::report::utc(std::time::SystemTime::now()),
+        "wsiseg_version": env!("CARGO_PKG_VERSION"),
+        "slides": rows(out),
+        "eval": read_json(&out.join("eval.json")),
+        "class_colours": crate::outputs::CLASS_COLOURS,
+    });
+    // Inside <script>, "</" would end the element.
+    let embedded = data.to_string().replace("</", "<\\/");
+    let title = out
+        .file_name()
+        .map_or("wsiseg".into(), |n| n.to_string_lossy().into_owned());
+    let html = format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src 'self' file: data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'\">\n\
+         <title>wsiseg — {}</title>\n<style>\n{STYLE}</style>\n</head>\n<body>\n\
+         <header><h1>wsiseg — <span id=\"folder\"></span></h1><p id=\"counts\"></p></header>\n\
+         <section id=\"failures\"></section>\n\
+         <section id=\"run\"><h2>Slides</h2>\
+         <input id=\"filter\" type=\"search\" placeholder=\"filter by name, status or error\">\
+         <table id=\"slides\"><thead></thead><tbody></tbody></table></section>\n\
+         <section id=\"eval\"></section>\n<section id=\"views\"></section>\n\
+         <script id=\"data\" type=\"application/json\">{embedded}</script>\n\
+         <script>\n{SCRIPT}</script>\n</body>\n</html>\n",
+        html_escape(&title)
+    );
+    let path = out.join("index.html");
+    write_atomic(&path, html.as_bytes())?;
+    Ok(path)
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
