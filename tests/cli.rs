@@ -62,7 +62,8 @@ fn segment_default_svs_writes_a_mask_of_the_working_level() {
             "default.mask.tiff",
             "default.overlay.png",
             "default.report.json",
-            "default.run.json"
+            "default.run.json",
+            "index.html"
         ]
     );
     let mask = read_mask(&out.path().join("default.mask.png"));
@@ -480,6 +481,7 @@ fn a_folder_run_reports_a_bad_slide_and_finishes_the_others() {
             "boxes.mask.png",
             "boxes.report.json",
             "boxes.run.json",
+            "index.html",
             "noise.mask.png",
             "noise.report.json",
             "noise.run.json",
@@ -537,6 +539,7 @@ fn a_folder_run_reports_a_bad_slide_and_finishes_the_others() {
             row["uncertain_fraction"],
             st["probability"]["uncertain_fraction"]
         );
+        assert_eq!(row["largest_region_mm2"], st["regions"]["largest_mm2"]);
         let stem = name.split('.').next().unwrap();
         let mask = read_mask(&out.join(format!("{stem}.mask.png")));
         let fraction = tumor_pixels(&mask) as f64 / f64::from(mask.width() * mask.height());
@@ -551,7 +554,7 @@ fn a_folder_run_reports_a_bad_slide_and_finishes_the_others() {
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(
         lines[0],
-        "slide,status,tumor_fraction,tumor_mm2,tumor_share_of_tissue,regions,uncertain_fraction,seconds,bad_tiles,error"
+        "slide,status,tumor_fraction,tumor_mm2,tumor_share_of_tissue,regions,largest_region_mm2,uncertain_fraction,tissue_mm2,seconds,bad_tiles,error"
     );
     assert_eq!(lines.len(), 5, "{csv}");
     for (line, row) in lines[1..].iter().zip(rows) {

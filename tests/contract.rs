@@ -131,8 +131,8 @@ fn a_full_disk_fails_naming_the_file_and_leaves_no_final_file() {
     assert!(ok, "{err}");
     assert_eq!(
         listing.len(),
-        8,
-        "7 outputs and the run record: {listing:?}"
+        9,
+        "7 outputs, the run record and index.html: {listing:?}"
     );
     // Less room than the outputs need, down to almost none: an error that
     // names the file, and nothing under a final name.

@@ -398,7 +398,7 @@ fn going_over_max_memory_stops_the_slide_not_the_machine() {
     );
     assert_eq!(
         common::files_in(&d.join("small")),
-        ["summary.csv", "summary.json"]
+        ["index.html", "summary.csv", "summary.json"]
     );
     let summary = std::fs::read_to_string(d.join("small/summary.csv")).unwrap();
     assert!(summary.contains(",failed,"), "{summary}");

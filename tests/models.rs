@@ -409,7 +409,8 @@ fn a_multi_class_model_gets_a_probability_map_per_class() {
             "default.prob-stroma.tiff",
             "default.prob.tiff",
             "default.report.json",
-            "default.run.json"
+            "default.run.json",
+            "index.html"
         ]
     );
     let report = json(&out.join("default.report.json"));

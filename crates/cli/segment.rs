@@ -88,12 +88,18 @@ pub fn run(args: &SegmentArgs) -> Result<RunSummary> {
     if request.formats.contains(&Format::Report) && args.input.is_dir() {
         wsiseg_engine::write_summary(&args.out, &entries)?;
     }
-    if request.formats.contains(&Format::Report) && !entries.is_empty() {
-        let page = wsiseg_engine::write_index(&args.out)?;
-        tracing::info!(
-            "{}: the run at a glance (open it in a browser)",
-            page.display()
-        );
+    // A folder's page lists its failures too; a lone slide that failed
+    // leaves nothing behind (no final-named file after an error). The page
+    // is a convenience: failing to write it is a warning.
+    let lone_failed = !args.input.is_dir() && (summary.failed > 0 || summary.cancelled);
+    if request.formats.contains(&Format::Report) && !entries.is_empty() && !lone_failed {
+        match wsiseg_engine::write_index(&args.out) {
+            Ok(page) => tracing::info!(
+                "{}: the run at a glance (open it in a browser)",
+                page.display()
+            ),
+            Err(e) => tracing::warn!("{e}"),
+        }
     }
     Ok(summary)
 }

@@ -447,7 +447,7 @@ fn slide_figures(
     let tumor = tumor_pixels(&stats.class_pixels);
     let tumor_fraction = tumor as f64 / plan.working.size.area().max(1) as f64;
     // Without a report, no regions or probabilities were measured.
-    let reported = measured.probability.is_some();
+    let reported = measured.measured;
     SlideFigures {
         tumor_fraction,
         tumor_share_of_tissue: outputs::report::tumor_share_of_tissue(
@@ -456,6 +456,17 @@ fn slide_figures(
         ),
         regions: reported.then_some(measured.regions.len()),
         uncertain_fraction: measured.uncertain_fraction(),
+        largest_region_mm2: measured
+            .regions
+            .first()
+            .zip(plan.working.mpp)
+            .map(|(&a, m)| a as f64 * (m / 1000.0).powi(2)),
+        // The working level spans the whole slide.
+        tissue_mm2: plan
+            .tissue
+            .as_ref()
+            .zip(plan.working.mpp)
+            .map(|(t, m)| t.fraction * plan.working.size.area() as f64 * (m / 1000.0).powi(2)),
         tumor_mm2: plan
             .working
             .mpp

@@ -31,6 +31,12 @@ pub struct SlideFigures {
     /// Share of the working level with P(tumor) in [0.3, 0.7].
     #[serde(default)]
     pub uncertain_fraction: Option<f64>,
+    /// The largest tumor region, mm² (when the resolution is known).
+    #[serde(default)]
+    pub largest_region_mm2: Option<f64>,
+    /// Tissue area, mm² (thumbnail tissue mask; when the resolution is known).
+    #[serde(default)]
+    pub tissue_mm2: Option<f64>,
 }
 
 /// How a slide of a run ended.
@@ -81,6 +87,8 @@ pub fn write_summary(out: &Path, entries: &[SummaryEntry]) -> Result<(), EngineE
                 "tumor_share_of_tissue": f.and_then(|f| f.tumor_share_of_tissue),
                 "regions": f.and_then(|f| f.regions),
                 "uncertain_fraction": f.and_then(|f| f.uncertain_fraction),
+                "largest_region_mm2": f.and_then(|f| f.largest_region_mm2),
+                "tissue_mm2": f.and_then(|f| f.tissue_mm2),
                 "seconds": f.filter(|_| e.status == Status::Segmented).map(|f| f.seconds),
                 "bad_tiles": f.map(|f| f.bad_tiles),
                 "report": e.report,
@@ -94,11 +102,11 @@ pub fn write_summary(out: &Path, entries: &[SummaryEntry]) -> Result<(), EngineE
     write_atomic(&path, text.as_bytes())?;
     let cell = |v: Option<f64>| v.map(|x| x.to_string()).unwrap_or_default();
     let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
-    let mut csv = String::from("slide,status,tumor_fraction,tumor_mm2,tumor_share_of_tissue,regions,uncertain_fraction,seconds,bad_tiles,error\n");
+    let mut csv = String::from("slide,status,tumor_fraction,tumor_mm2,tumor_share_of_tissue,regions,largest_region_mm2,uncertain_fraction,tissue_mm2,seconds,bad_tiles,error\n");
     for e in entries {
         let f = e.figures.as_ref();
         csv += &format!(
-            "{},{},{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{},{},{}\n",
             quote(&e.slide.display().to_string()),
             e.status.name(),
             cell(f.map(|f| f.tumor_fraction)),
@@ -107,7 +115,9 @@ pub fn write_summary(out: &Path, entries: &[SummaryEntry]) -> Result<(), EngineE
             f.and_then(|f| f.regions)
                 .map(|n| n.to_string())
                 .unwrap_or_default(),
+            cell(f.and_then(|f| f.largest_region_mm2)),
             cell(f.and_then(|f| f.uncertain_fraction)),
+            cell(f.and_then(|f| f.tissue_mm2)),
             cell(
                 f.filter(|_| e.status == Status::Segmented)
                     .map(|f| f.seconds)

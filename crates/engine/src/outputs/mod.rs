@@ -9,6 +9,7 @@
 //! and one line in [`create`].
 
 mod geojson;
+mod legend;
 mod overlay;
 mod png;
 mod prob;

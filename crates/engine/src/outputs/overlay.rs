@@ -10,7 +10,7 @@ use wsiseg_slide::Size;
 use wsiseg_stitch::{NearestRows, RowSink};
 use wsiseg_write::{Staged, WriteLimit};
 
-use super::{stage_bytes, MaskOutput, OutputContext, SlideResult};
+use super::{legend, stage_bytes, MaskOutput, OutputContext, SlideResult};
 use crate::EngineError;
 
 /// Copies of the labels and probabilities at the thumbnail's size.
@@ -57,17 +57,22 @@ impl MaskOutput for Overlay {
             return Ok(Vec::new());
         };
         let (labels, probs) = (self.labels.into_inner(), self.probs.into_inner());
+        // Microns per picture pixel, for the scale bar.
+        let um_per_px = ctx
+            .slide
+            .mpp()
+            .map(|m| m.x * f64::from(ctx.slide.levels()[0].size.w) / f64::from(thumb.width()));
+        let mut o = overlay(thumb, &labels);
+        legend::draw(
+            &mut o,
+            legend::Key::Tumor(super::CLASS_COLOURS[1]),
+            um_per_px,
+        );
+        let mut heat = heatmap(thumb, &probs);
+        legend::draw(&mut heat, legend::Key::Probability(&colour), um_per_px);
         Ok(vec![
-            stage_png(
-                &overlay(thumb, &labels),
-                &ctx.paths.file("overlay.png"),
-                ctx.limit,
-            )?,
-            stage_png(
-                &heatmap(thumb, &probs),
-                &ctx.paths.file("heatmap.png"),
-                ctx.limit,
-            )?,
+            stage_png(&o, &ctx.paths.file("overlay.png"), ctx.limit)?,
+            stage_png(&heat, &ctx.paths.file("heatmap.png"), ctx.limit)?,
         ])
     }
 }
@@ -77,9 +82,15 @@ const TUMOR: [f32; 3] = {
     [r as f32, g as f32, b as f32]
 };
 
-/// Thumbnail with tumor (`labels > 0`, same size) tinted and outlined in red.
+/// Thumbnail with tumor (`labels > 0`, same size) tinted in the tumor
+/// colour and outlined: a dark line on the region's edge with a band of the
+/// solid colour inside it, both as wide as the picture allows (1 and 2 px at
+/// 1000 px, more on larger pictures), so that the outline stands out from
+/// eosin pink and survives being shown smaller.
 pub fn overlay(thumb: &RgbImage, labels: &[u8]) -> RgbImage {
     let (w, h) = thumb.dimensions();
+    let dark = (w / 1000).max(1) as i64;
+    let band = dark + (w / 500).max(2) as i64;
     let at = |x: i64, y: i64| {
         if x < 0 || y < 0 || x >= i64::from(w) || y >= i64::from(h) {
             0
@@ -93,9 +104,12 @@ pub fn overlay(thumb: &RgbImage, labels: &[u8]) -> RgbImage {
         if at(xi, yi) == 0 {
             return Rgb(p.map(|v| v as u8));
         }
-        // Outline: 2 px wide along tumor pixels that touch background.
-        let edge = (-2..=2).any(|d| at(xi + d, yi) == 0 || at(xi, yi + d) == 0);
-        let alpha = if edge { 1.0 } else { 0.35 };
+        // Distance (along rows and columns) to the nearest background pixel.
+        let near = |r: i64| (-r..=r).any(|d| at(xi + d, yi) == 0 || at(xi, yi + d) == 0);
+        if near(dark) {
+            return Rgb([40, 0, 0]);
+        }
+        let alpha = if near(band) { 1.0 } else { 0.35 };
         Rgb([0, 1, 2].map(|c| (p[c] * (1.0 - alpha) + TUMOR[c] * alpha) as u8))
     })
 }
@@ -150,8 +164,18 @@ mod tests {
             .collect();
         let o = overlay(&thumb, &labels);
         assert_eq!(o.get_pixel(0, 0), &Rgb([200, 200, 200]));
-        assert_eq!(o.get_pixel(3, 5), &Rgb([230, 30, 30]), "edge");
-        assert_eq!(o.get_pixel(3, 3), &Rgb([230, 30, 30]), "corner");
+        assert_eq!(o.get_pixel(3, 5), &Rgb([40, 0, 0]), "the edge: dark");
+        assert_eq!(o.get_pixel(3, 3), &Rgb([40, 0, 0]), "corner");
+        assert_eq!(
+            o.get_pixel(4, 6),
+            &Rgb([230, 30, 30]),
+            "inside the edge: solid"
+        );
+        let inner = o.get_pixel(6, 6).0;
+        assert!(
+            inner[0] > inner[1] && inner != [230, 30, 30],
+            "tinted: {inner:?}"
+        );
         let h = heatmap(&thumb, &[255u8; 100]);
         assert!(
             h.get_pixel(0, 0).0[0] > h.get_pixel(0, 0).0[2],

@@ -15,6 +15,10 @@ use crate::EngineError;
 pub(super) struct Report {
     /// The working level's width (rows arrive whole).
     width: usize,
+    /// Whether another output makes the probability maps anyway (the
+    /// overlay's heat map, `--probabilities`): only then does the report
+    /// histogram them, so that a run without them keeps its memory.
+    probabilities: bool,
     regions: wsiseg_eval::RegionCounter,
     /// Working-level pixels per P(tumor) × 255.
     probability: Option<Box<[u64; 256]>>,
@@ -24,6 +28,11 @@ impl Report {
     pub(super) fn new(ctx: &super::OutputContext) -> Self {
         Self {
             width: ctx.plan.working.size.w as usize,
+            probabilities: ctx
+                .request
+                .formats
+                .iter()
+                .any(|f| matches!(f, super::Format::Overlay | super::Format::Prob)),
             regions: wsiseg_eval::RegionCounter::default(),
             probability: None,
         }
@@ -33,6 +42,8 @@ impl Report {
 /// What the report measured on the mask, for the report and the summary.
 #[derive(Debug, Clone, Default)]
 pub struct MaskStatistics {
+    /// Whether a report measured them (without one, nothing was).
+    pub measured: bool,
     /// Every tumor region's area in working-level pixels, largest first.
     pub regions: Vec<u64>,
     /// Working-level pixels per P(tumor) × 255.
@@ -58,7 +69,7 @@ const UNCERTAIN_TO: u8 = 178;
 
 impl MaskOutput for Report {
     fn wants_probabilities(&self) -> bool {
-        true
+        self.probabilities
     }
 
     fn label_rows(&mut self, rows: &[u8]) -> Result<(), EngineError> {
@@ -87,6 +98,7 @@ impl MaskOutput for Report {
             ..
         } = *self;
         result.statistics = MaskStatistics {
+            measured: true,
             regions: regions.finish(),
             probability,
         };
