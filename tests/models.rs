@@ -453,3 +453,70 @@ fn a_multi_class_model_gets_a_probability_map_per_class() {
     }
     assert!(seen.iter().all(|&n| n > 1000), "{seen:?}");
 }
+
+/// A manifest's `colors` are the mask TIFF's palette, the GeoJSON
+/// classification colour and the overlay's; wrong colours are an error
+/// naming the field.
+#[test]
+fn manifest_colours_are_used_everywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let model = d.join("green");
+    std::fs::create_dir_all(&model).unwrap();
+    std::fs::copy(repo("models/unet/model.pt"), model.join("model.pt")).unwrap();
+    let mut manifest = json(&repo("models/unet/manifest.json"));
+    manifest["colors"] = serde_json::json!(["#000000", "#00c853"]);
+    std::fs::write(model.join("manifest.json"), manifest.to_string()).unwrap();
+    let o = common::run(
+        d,
+        &args![
+            "segment",
+            repo("tests/data/default.svs"),
+            "--model",
+            &model,
+            "--device",
+            "cpu",
+            "--formats",
+            "tiff,geojson,overlay",
+            "--out",
+            "out"
+        ],
+    );
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let palette = wsiseg_slide::tiff_palette(&d.join("out/default.mask.tiff")).unwrap();
+    assert_eq!(palette[1], [0, 0xc8, 0x53]);
+    let geo = json(&d.join("out/default.geojson"));
+    assert_eq!(
+        geo["features"][0]["properties"]["classification"]["color"],
+        serde_json::json!([0, 0xc8, 0x53])
+    );
+    let overlay = image::open(d.join("out/default.overlay.png"))
+        .unwrap()
+        .into_rgb8();
+    assert!(
+        overlay.pixels().any(|p| p.0 == [0, 0xc8, 0x53]),
+        "the outline's band and the legend swatch"
+    );
+    assert!(
+        !overlay.pixels().any(|p| p.0 == [230, 30, 30]),
+        "no default red"
+    );
+    for (colors, why) in [
+        (
+            serde_json::json!(["#000000"]),
+            "one \"#rrggbb\" colour per class",
+        ),
+        (
+            serde_json::json!(["#000000", "red"]),
+            "\"red\" is not a colour",
+        ),
+        (serde_json::json!(["#000000", "#000000"]), "the same colour"),
+    ] {
+        manifest["colors"] = colors;
+        std::fs::write(model.join("manifest.json"), manifest.to_string()).unwrap();
+        let o = common::run(d, &args!["model", "check", &model, "--device", "cpu"]);
+        assert!(!o.status.success());
+        let err = common::stderr(&o);
+        assert!(err.contains("colors") && err.contains(why), "{err}");
+    }
+}

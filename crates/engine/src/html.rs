@@ -45,8 +45,17 @@ fn row(out: &Path, stem: &str, report: &Value, status: &str, error: Option<&str>
         let mpp = report["slide"]["mpp"]["x"].as_f64()?;
         Some(l0 * mpp / f64::from(w))
     });
+    // The tumor colour of the model that made the overlay.
+    let tumor_colour = report["model"]["manifest"]["colors"][1]
+        .as_str()
+        .and_then(|c| c.strip_prefix('#'))
+        .and_then(|h| u32::from_str_radix(h, 16).ok())
+        .map_or(crate::outputs::CLASS_COLOURS[1], |v| {
+            [(v >> 16) as u8, (v >> 8) as u8, v as u8]
+        });
     json!({
         "name": stem,
+        "tumor_colour": tumor_colour,
         "slide": report["slide"]["path"],
         "status": status,
         "error": error,
@@ -140,7 +149,6 @@ pub fn write_index(out: &Path) -> Result<PathBuf, EngineError> {
         "wsiseg_version": env!("CARGO_PKG_VERSION"),
         "slides": rows(out),
         "eval": read_json(&out.join("eval.json")),
-        "class_colours": crate::outputs::CLASS_COLOURS,
     });
     // Inside <script>, "</" would end the element.
     let embedded = data.to_string().replace("</", "<\\/");

@@ -296,12 +296,14 @@ impl Engine {
         let mut formats = request.formats.clone();
         formats.sort();
         formats.dedup();
+        let colours = self.manifest().class_colours();
         let ctx = OutputContext {
             paths,
             slide,
             plan,
             request,
             classes: &self.manifest().classes,
+            colours: &colours,
             limit: control.limit(),
         };
         let mut outputs = formats

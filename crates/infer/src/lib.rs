@@ -37,7 +37,7 @@ pub use device::{
 pub use error::InferError;
 pub use manifest::{
     check_threshold, ensemble_members, locate, Activation, ChannelOrder, Manifest, OutputElement,
-    OutputKind,
+    OutputKind, CLASS_COLOURS,
 };
 pub use model::{InFlight, Segmenter, Staging};
 pub use tta::Tta;

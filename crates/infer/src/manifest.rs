@@ -117,9 +117,38 @@ pub struct Manifest {
     /// by `--threshold`). Left out: the arg-max (the same as 0.5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threshold: Option<f64>,
+    /// Each class's colour as "#rrggbb", background first (the mask TIFF's
+    /// palette, the GeoJSON classifications, the overlay). Left out:
+    /// [`CLASS_COLOURS`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub colors: Option<Vec<String>>,
     /// Anything else the exporter recorded (training seeds, versions…).
     #[serde(default)]
     pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The class colours used when a manifest gives none, background first:
+/// tumor is a red that stands out from eosin pink; the others are far from
+/// H&E's hues and from each other.
+pub const CLASS_COLOURS: [[u8; 3]; 8] = [
+    [0, 0, 0],
+    [230, 30, 30],
+    [30, 100, 230],
+    [30, 170, 70],
+    [240, 160, 0],
+    [160, 60, 200],
+    [0, 180, 190],
+    [120, 80, 40],
+];
+
+/// "#rrggbb" → its colour.
+fn parse_hex_colour(s: &str) -> Option<[u8; 3]> {
+    let hex = s.strip_prefix('#')?;
+    if hex.len() != 6 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    let v = u32::from_str_radix(hex, 16).ok()?;
+    Some([(v >> 16) as u8, (v >> 8) as u8, v as u8])
 }
 
 fn one() -> u32 {
@@ -131,6 +160,21 @@ fn one_f32() -> f32 {
 }
 
 impl Manifest {
+    /// Each class's colour: the manifest's `colors`, else [`CLASS_COLOURS`]
+    /// (grey past its end).
+    pub fn class_colours(&self) -> Vec<[u8; 3]> {
+        (0..self.classes.len())
+            .map(|k| {
+                self.colors
+                    .as_ref()
+                    .and_then(|c| c.get(k))
+                    .and_then(|c| parse_hex_colour(c))
+                    .or_else(|| CLASS_COLOURS.get(k).copied())
+                    .unwrap_or([128, 128, 128])
+            })
+            .collect()
+    }
+
     /// Reads and checks a manifest file.
     pub fn read(path: &Path) -> Result<Self, InferError> {
         let text = std::fs::read_to_string(path).map_err(|source| match source.kind() {
@@ -171,6 +215,33 @@ impl Manifest {
 
     /// Fills what `output`/`activation` and a one-class sigmoid list imply,
     /// then checks every field.
+    /// Checks `colors` (one "#rrggbb" per class, all different); a sigmoid
+    /// model may give its one class's colour alone.
+    fn check_colours(&mut self, activation: Activation) -> Result<(), String> {
+        let Some(colors) = &mut self.colors else {
+            return Ok(());
+        };
+        if colors.len() + 1 == self.classes.len() && activation == Activation::Sigmoid {
+            colors.insert(0, "#000000".to_string());
+        }
+        if colors.len() != self.classes.len() {
+            return Err("must give one \"#rrggbb\" colour per class, background first".into());
+        }
+        if let Some(c) = colors.iter().find(|c| parse_hex_colour(c).is_none()) {
+            return Err(format!(
+                "{c:?} is not a colour: write \"#rrggbb\" (e.g. \"#e61e1e\")"
+            ));
+        }
+        let parsed: Vec<_> = colors.iter().filter_map(|c| parse_hex_colour(c)).collect();
+        if (1..parsed.len()).any(|i| parsed[..i].contains(&parsed[i])) {
+            return Err(
+                "two classes have the same colour: the mask TIFF's palette could not tell them apart"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
     fn resolve(&mut self, path: &Path) -> Result<(), InferError> {
         let bad = |field, problem: &str| InferError::ManifestValue {
             path: path.to_path_buf(),
@@ -212,6 +283,8 @@ impl Manifest {
                 "must list 2 to 255 class names, background first (a sigmoid model: its one class)",
             ));
         }
+        self.check_colours(activation)
+            .map_err(|problem| bad("colors", &problem))?;
         if self.tile_multiple == 0 {
             return Err(bad("tile_multiple", "must be at least 1"));
         }

@@ -136,7 +136,7 @@ function renderViews() {
     if (s.overlay) {
       const fig = el("figure", null, el("img", { src: s.overlay, alt: "overlay of " + s.name, "data-overlay": s.name }));
       fig.append(el("figcaption", null,
-        el("span", { class: "legend" }, el("span", { class: "swatch", style: "background:" + rgb(data.class_colours[1]) }), "tumor (outlined)"),
+        el("span", { class: "legend" }, el("span", { class: "swatch", style: "background:" + rgb(s.tumor_colour) }), "tumor (outlined)"),
         el("span", { class: "legend" }, "tissue and glass as scanned")));
       v.append(fig);
       const img = fig.querySelector("img");

@@ -52,6 +52,7 @@ impl MaskOutput for GeoJson {
             ctx.slide.mpp().map(|m| m.mean()),
             ctx.request.min_area,
             ctx.classes,
+            ctx.colours,
         );
         result.regions = Some(count);
         let path = ctx.paths.file("geojson");
@@ -388,6 +389,7 @@ fn document(
     mpp: Option<f64>,
     min_area: f64,
     classes: &[String],
+    colours: &[[u8; 3]],
 ) -> (Value, usize) {
     let mut features = Vec::new();
     let present: Vec<u8> = {
@@ -402,7 +404,10 @@ fn document(
             .get(class as usize)
             .cloned()
             .unwrap_or_else(|| format!("class {class}"));
-        let color = super::class_colour(class as usize);
+        let color = colours
+            .get(class as usize)
+            .copied()
+            .unwrap_or([128, 128, 128]);
         for poly in trace(mask, size, class) {
             // Measured on the region's pixels, drawn smoothed (within SIMPLIFY_PX).
             let area_level0 = poly.pixel_area() * level0_per_px * level0_per_px;

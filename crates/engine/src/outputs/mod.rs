@@ -27,22 +27,10 @@ use crate::{EngineError, Request, RunStats, SlidePlan};
 /// Side of the overlay and heat map images, and of the label copy GeoJSON is traced from.
 pub const OVERVIEW_SIDE: u32 = 2048;
 
-/// Each class's colour, background first: the same in the mask TIFF's
-/// palette, the GeoJSON classifications and the overlay (tumor is a red that
-/// stands out from eosin pink at 35% over tissue; the others are far from
-/// H&E's hues and from each other).
-pub const CLASS_COLOURS: [[u8; 3]; 8] = [
-    [0, 0, 0],
-    [230, 30, 30],
-    [30, 100, 230],
-    [30, 170, 70],
-    [240, 160, 0],
-    [160, 60, 200],
-    [0, 180, 190],
-    [120, 80, 40],
-];
+/// The class colours used when a model's manifest gives none.
+pub use wsiseg_infer::CLASS_COLOURS;
 
-/// Class `class`'s colour ([`CLASS_COLOURS`], grey past the list).
+/// Class `class`'s default colour ([`CLASS_COLOURS`], grey past the list).
 pub fn class_colour(class: usize) -> [u8; 3] {
     CLASS_COLOURS.get(class).copied().unwrap_or([128, 128, 128])
 }
@@ -239,6 +227,8 @@ pub struct OutputContext<'a> {
     pub request: &'a Request,
     /// Class names, background first.
     pub classes: &'a [String],
+    /// Their colours (the manifest's, or [`CLASS_COLOURS`]).
+    pub colours: &'a [[u8; 3]],
     /// The byte budget every file shares (fault injection; none normally).
     pub limit: &'a WriteLimit,
 }

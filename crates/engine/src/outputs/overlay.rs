@@ -62,12 +62,13 @@ impl MaskOutput for Overlay {
             .slide
             .mpp()
             .map(|m| m.x * f64::from(ctx.slide.levels()[0].size.w) / f64::from(thumb.width()));
-        let mut o = overlay(thumb, &labels);
-        legend::draw(
-            &mut o,
-            legend::Key::Tumor(super::CLASS_COLOURS[1]),
-            um_per_px,
-        );
+        let tumor = ctx
+            .colours
+            .get(1)
+            .copied()
+            .unwrap_or(super::CLASS_COLOURS[1]);
+        let mut o = overlay(thumb, &labels, tumor);
+        legend::draw(&mut o, legend::Key::Tumor(tumor), um_per_px);
         let mut heat = heatmap(thumb, &probs);
         legend::draw(&mut heat, legend::Key::Probability(&colour), um_per_px);
         Ok(vec![
@@ -77,17 +78,13 @@ impl MaskOutput for Overlay {
     }
 }
 
-const TUMOR: [f32; 3] = {
-    let [r, g, b] = super::CLASS_COLOURS[1];
-    [r as f32, g as f32, b as f32]
-};
-
-/// Thumbnail with tumor (`labels > 0`, same size) tinted in the tumor
+/// Thumbnail with tumor (`labels > 0`, same size) tinted in the `tumor`
 /// colour and outlined: a dark line on the region's edge with a band of the
 /// solid colour inside it, both as wide as the picture allows (1 and 2 px at
 /// 1000 px, more on larger pictures), so that the outline stands out from
 /// eosin pink and survives being shown smaller.
-pub fn overlay(thumb: &RgbImage, labels: &[u8]) -> RgbImage {
+pub fn overlay(thumb: &RgbImage, labels: &[u8], tumor: [u8; 3]) -> RgbImage {
+    let tumor = tumor.map(f32::from);
     let (w, h) = thumb.dimensions();
     let dark = (w / 1000).max(1) as i64;
     let band = dark + (w / 500).max(2) as i64;
@@ -110,7 +107,7 @@ pub fn overlay(thumb: &RgbImage, labels: &[u8]) -> RgbImage {
             return Rgb([40, 0, 0]);
         }
         let alpha = if near(band) { 1.0 } else { 0.35 };
-        Rgb([0, 1, 2].map(|c| (p[c] * (1.0 - alpha) + TUMOR[c] * alpha) as u8))
+        Rgb([0, 1, 2].map(|c| (p[c] * (1.0 - alpha) + tumor[c] * alpha) as u8))
     })
 }
 
@@ -162,7 +159,7 @@ mod tests {
         let labels: Vec<u8> = (0..100)
             .map(|i| u8::from((i % 10) >= 3 && (i / 10) >= 3))
             .collect();
-        let o = overlay(&thumb, &labels);
+        let o = overlay(&thumb, &labels, [230, 30, 30]);
         assert_eq!(o.get_pixel(0, 0), &Rgb([200, 200, 200]));
         assert_eq!(o.get_pixel(3, 5), &Rgb([40, 0, 0]), "the edge: dark");
         assert_eq!(o.get_pixel(3, 3), &Rgb([40, 0, 0]), "corner");

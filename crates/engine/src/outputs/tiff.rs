@@ -1,7 +1,8 @@
 //! NAME.mask.tiff: the label mask as a pyramidal BigTIFF (Deflate tiles,
 //! nearest-neighbour levels) that OpenSlide, QuPath and ASAP open, as a
 //! palette image: the values are the labels, and viewers show each class in
-//! its colour ([`super::CLASS_COLOURS`]) rather than as near-black greys.
+//! its colour (the manifest's, or [`super::CLASS_COLOURS`]) rather than as
+//! near-black greys.
 
 use wsiseg_write::{PyramidOptions, PyramidWriter, Staged};
 
@@ -20,7 +21,7 @@ impl TiffMask {
             ctx.limit,
         )?;
         // Labels stay the stored values; viewers show them in colour.
-        writer.set_palette(&super::CLASS_COLOURS);
+        writer.set_palette(ctx.colours);
         Ok(Self(writer))
     }
 }
