@@ -230,22 +230,33 @@ fn walk(
     Ok((pw, ph))
 }
 
-/// Microns per pixel of a prediction mask: its TIFF resolution tags, or for
-/// `NAME.mask.png` the report beside it (the working level's mpp, scaled to
-/// the PNG's size).
-pub fn declared_mpp(pred: &Path) -> Option<f64> {
-    let name = pred.file_name()?.to_str()?;
-    if let Some(stem) = name.strip_suffix(".mask.png") {
-        let report = pred.with_file_name(format!("{stem}.report.json"));
+/// For `NAME.mask.png`: a working-level figure (`mpp`,
+/// `downsample_from_level0`) of `NAME.report.json` beside it, scaled from the
+/// working level to the PNG's size (`Some(None)` when the report lacks it);
+/// `None` for any other file.
+fn png_report_figure(pred: &Path, field: &str) -> Option<Option<f64>> {
+    let stem = pred.file_name()?.to_str()?.strip_suffix(".mask.png")?;
+    let report = pred.with_file_name(format!("{stem}.report.json"));
+    let figure = || {
         let v: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(report).ok()?).ok()?;
+            serde_json::from_str(&std::fs::read_to_string(&report).ok()?).ok()?;
         let working = &v["working_level"];
-        let mpp = working["mpp"].as_f64()?;
+        let x = working[field].as_f64()?;
         let ww = working["width"].as_f64()?;
         let pw = v["parameters"]["png_mask_size"]["width"]
             .as_f64()
             .unwrap_or(ww);
-        return Some(mpp * ww / pw);
+        Some(x * ww / pw)
+    };
+    Some(figure())
+}
+
+/// Microns per pixel of a prediction mask: its TIFF resolution tags, or for
+/// `NAME.mask.png` the report beside it (the working level's mpp, scaled to
+/// the PNG's size).
+pub fn declared_mpp(pred: &Path) -> Option<f64> {
+    if let Some(found) = png_report_figure(pred, "mpp") {
+        return found;
     }
     let file = std::fs::File::open(pred).ok()?;
     let mut d = tiff::decoder::Decoder::new(std::io::BufReader::new(file)).ok()?;
@@ -290,18 +301,8 @@ fn sizes_match(pred: (u32, u32), truth: (u32, u32), declared: Option<f64>) -> bo
 /// 2.004000 …"); a PNG mask `NAME.mask.png` has it in `NAME.report.json`
 /// beside it. `None` for masks from elsewhere.
 pub fn declared_downsample(pred: &Path) -> Option<f64> {
-    let name = pred.file_name()?.to_str()?;
-    if let Some(stem) = name.strip_suffix(".mask.png") {
-        let report = pred.with_file_name(format!("{stem}.report.json"));
-        let v: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(report).ok()?).ok()?;
-        let working = &v["working_level"];
-        let d = working["downsample_from_level0"].as_f64()?;
-        let ww = working["width"].as_f64()?;
-        let pw = v["parameters"]["png_mask_size"]["width"]
-            .as_f64()
-            .unwrap_or(ww);
-        return Some(d * ww / pw);
+    if let Some(found) = png_report_figure(pred, "downsample_from_level0") {
+        return found;
     }
     let file = std::fs::File::open(pred).ok()?;
     let mut d = tiff::decoder::Decoder::new(std::io::BufReader::new(file)).ok()?;
