@@ -300,6 +300,17 @@ fn parse_threshold(s: &str) -> Result<f64, String> {
 pub struct SegmentArgs {
     /// A slide file, or a folder whose slides (by extension) are all segmented.
     pub input: PathBuf,
+    /// Segment only shard I of N (0 to N-1) of the slides: a slide belongs
+    /// to shard hash(its path in the folder) mod N, so adding slides never
+    /// moves the others. Without it, SLURM_ARRAY_TASK_ID (with _MIN and _MAX
+    /// or _COUNT) or Kubernetes' JOB_COMPLETION_INDEX (with --shard-count)
+    /// choose it. Each shard writes summary.shard-I-of-N.json/.csv.
+    #[arg(long, value_parser = crate::shard::parse)]
+    pub shard: Option<crate::shard::Shard>,
+    /// How many shards there are, when the environment gives only the index
+    /// (JOB_COMPLETION_INDEX), or to override Slurm's array size.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub shard_count: Option<u32>,
     /// Model: a folder with model.pt and manifest.json (e.g. models/unet),
     /// or a TorchScript .pt file with a .json manifest beside it. Give it
     /// more than once for an ensemble: the models' class probabilities are

@@ -9,6 +9,7 @@ mod info;
 mod model;
 mod panics;
 mod segment;
+mod shard;
 mod signals;
 mod synth;
 

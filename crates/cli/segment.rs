@@ -33,7 +33,7 @@ impl RunSummary {
 }
 
 pub fn run(args: &SegmentArgs) -> Result<RunSummary> {
-    let slides = list_inputs(&args.input)?;
+    let (slides, shard) = shard_slides(args, list_inputs(&args.input)?)?;
     let request = args.request()?;
     let engine = build_engine(args)?;
     engine
@@ -85,8 +85,11 @@ pub fn run(args: &SegmentArgs) -> Result<RunSummary> {
             }
         );
     }
-    if request.formats.contains(&Format::Report) && args.input.is_dir() {
-        wsiseg_engine::write_summary(&args.out, &entries)?;
+    if request.formats.contains(&Format::Report) && (args.input.is_dir() || shard.is_some()) {
+        let stem = shard
+            .as_ref()
+            .map_or_else(|| "summary".to_string(), crate::shard::Shard::summary_stem);
+        wsiseg_engine::write_summary_as(&args.out, &stem, &entries)?;
     }
     // A folder's page lists its failures too; a lone slide that failed
     // leaves nothing behind (no final-named file after an error). The page
@@ -285,6 +288,39 @@ fn progress_bar(slide: &Path) -> ProgressBar {
             .unwrap_or_default(),
     );
     bar
+}
+
+/// The slides of this shard, when the run is one (`--shard`, or the
+/// scheduler's environment), and the shard.
+fn shard_slides(
+    args: &SegmentArgs,
+    slides: Vec<PathBuf>,
+) -> Result<(Vec<PathBuf>, Option<crate::shard::Shard>)> {
+    let shard = crate::shard::resolve(args.shard.as_ref(), args.shard_count, |k| {
+        std::env::var(k).ok()
+    })?;
+    let Some(shard) = shard else {
+        return Ok((slides, None));
+    };
+    let all = slides.len();
+    let root = if args.input.is_dir() {
+        args.input.clone()
+    } else {
+        args.input
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
+    };
+    let mine = crate::shard::select(slides, &root, &shard);
+    tracing::info!(
+        "shard {} of {} (0 to {}; from {}): {} of the {all} slide(s)",
+        shard.index,
+        shard.count,
+        shard.count - 1,
+        shard.source,
+        mine.len()
+    );
+    Ok((mine, Some(shard)))
 }
 
 /// The slides named by INPUT: the file itself, or the slide files of a folder.

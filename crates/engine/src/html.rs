@@ -97,7 +97,19 @@ fn row(out: &Path, stem: &str, report: &Value, status: &str, error: Option<&str>
 fn rows(out: &Path) -> Vec<Value> {
     let mut rows = Vec::new();
     let mut seen = std::collections::HashSet::new();
-    if let Some(summary) = read_json(&out.join("summary.json")) {
+    // summary.json, and the shards' summary.shard-I-of-N.json.
+    let mut summaries: Vec<PathBuf> = std::fs::read_dir(out)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                n == "summary.json" || (n.starts_with("summary.shard-") && n.ends_with(".json"))
+            })
+        })
+        .collect();
+    summaries.sort();
+    for summary in summaries.iter().filter_map(|p| read_json(p)) {
         for s in summary["slides"].as_array().into_iter().flatten() {
             let status = s["status"].as_str().unwrap_or("unknown");
             let error = s["error"].as_str();
@@ -113,7 +125,9 @@ fn rows(out: &Path) -> Vec<Value> {
                     .file_stem()
                     .map_or("?".into(), |n| n.to_string_lossy().into_owned())
             });
-            seen.insert(stem.clone());
+            if !seen.insert(stem.clone()) {
+                continue;
+            }
             rows.push(match report {
                 Some(r) => row(out, &stem, &r, status, error),
                 None => {

@@ -65,7 +65,7 @@ pub use outputs::{
 pub use pipeline::{BadTile, READ_CHUNK};
 pub use record::{Fingerprint, RecordedFile, RunRecord, SlideIdentity};
 pub use segment::{RunOutput, RunStats, SlideOutcome};
-pub use summary::{write_summary, SlideFigures, Status, SummaryEntry};
+pub use summary::{write_summary, write_summary_as, SlideFigures, Status, SummaryEntry};
 pub use wsiseg_infer::{Device, DeviceChoice, Precision, Tta};
 pub use wsiseg_slide::Reader;
 pub use wsiseg_write::WriteLimit;

@@ -77,6 +77,15 @@ pub struct SummaryEntry {
 
 /// Writes summary.json and summary.csv for the run into `out`.
 pub fn write_summary(out: &Path, entries: &[SummaryEntry]) -> Result<(), EngineError> {
+    write_summary_as(out, "summary", entries)
+}
+
+/// Writes `STEM.json` and `STEM.csv` (a shard's: `summary.shard-I-of-N`).
+pub fn write_summary_as(
+    out: &Path,
+    stem: &str,
+    entries: &[SummaryEntry],
+) -> Result<(), EngineError> {
     let rows: Vec<serde_json::Value> = entries
         .iter()
         .map(|e| {
@@ -96,7 +105,7 @@ pub fn write_summary(out: &Path, entries: &[SummaryEntry]) -> Result<(), EngineE
         })
         .collect();
     let doc = json!({"wsiseg_version": env!("CARGO_PKG_VERSION"), "slides": rows});
-    let path = out.join("summary.json");
+    let path = out.join(format!("{stem}.json"));
     let text = serde_json::to_string_pretty(&doc)
         .map_err(|e| EngineError::io(&path, "cannot write", e.into()))?;
     write_atomic(&path, text.as_bytes())?;
@@ -126,6 +135,6 @@ pub fn write_summary(out: &Path, entries: &[SummaryEntry]) -> Result<(), EngineE
             quote(e.error.as_deref().unwrap_or_default())
         );
     }
-    write_atomic(&out.join("summary.csv"), csv.as_bytes())?;
+    write_atomic(&out.join(format!("{stem}.csv")), csv.as_bytes())?;
     Ok(())
 }
