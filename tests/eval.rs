@@ -20,6 +20,16 @@ fn save(dir: &Path, name: &str, w: u32, h: u32, f: impl Fn(u32, u32) -> u8) {
         .unwrap();
 }
 
+/// `wsiseg eval --pred pred --truth truth --overwrite EXTRA…` in `d`, which
+/// must succeed; the first slide's entry of eval.json.
+fn eval_slide(d: &Path, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["eval", "--pred", "pred", "--truth", "truth", "--overwrite"];
+    args.extend_from_slice(extra);
+    let o = wsiseg(&args, d);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    json(&d.join("pred/eval.json"))["slides"][0].clone()
+}
+
 fn close(v: &serde_json::Value, want: f64) -> bool {
     v.as_f64().is_some_and(|x| (x - want).abs() < 1e-9)
 }
@@ -271,21 +281,7 @@ fn boundary_f_score_against_an_independent_computation() {
             u8::from(disc(x, y, 40 + k))
         });
         let tol = t.to_string();
-        let o = wsiseg(
-            &[
-                "eval",
-                "--pred",
-                "pred",
-                "--truth",
-                "truth",
-                "--overwrite",
-                "--boundary-tolerance",
-                &tol,
-            ],
-            d,
-        );
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        let bf = json(&d.join("pred/eval.json"))["slides"][0]["boundary"]["f_score"]
+        let bf = eval_slide(d, &["--boundary-tolerance", &tol])["boundary"]["f_score"]
             .as_f64()
             .unwrap();
         let want = expected(k, i64::from(t));
@@ -312,23 +308,7 @@ fn calibration_of_a_perfectly_calibrated_map_is_zero() {
     save(d, "truth/s.png", 256, 255, |x, y| u8::from(y < x));
     save(d, "pred/s.mask.png", 256, 255, |x, _| u8::from(x >= 128));
     save(d, "pred/s.prob.png", 256, 255, |x, _| x as u8);
-    let run = |prob: &str| {
-        let o = wsiseg(
-            &[
-                "eval",
-                "--pred",
-                "pred",
-                "--truth",
-                "truth",
-                "--overwrite",
-                "--prob",
-                prob,
-            ],
-            d,
-        );
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        json(&d.join("pred/eval.json"))["slides"][0]["calibration"].clone()
-    };
+    let run = |prob: &str| eval_slide(d, &["--prob", prob])["calibration"].clone();
     let c = run("pred/s.prob.png");
     assert!(c["ece"].as_f64().unwrap() < 1e-9, "{c}");
     assert_eq!(c["bins"].as_array().unwrap().len(), 10);

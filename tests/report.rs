@@ -36,7 +36,8 @@ fn validate(report: &Path) {
     );
 }
 
-/// SHA-256 of the file's size (8 bytes LE), first MiB and last MiB.
+/// SHA-256 of the file's size (8 bytes LE), its first MiB and its last MiB
+/// (the bytes after the first MiB when the file is under 2 MiB).
 fn quick_hash(path: &Path) -> String {
     use sha2::{Digest, Sha256};
     let bytes = std::fs::read(path).unwrap();
@@ -45,8 +46,7 @@ fn quick_hash(path: &Path) -> String {
     h.update((bytes.len() as u64).to_le_bytes());
     h.update(&bytes[..mib.min(bytes.len())]);
     if bytes.len() > mib {
-        let tail = mib.min(bytes.len() - mib);
-        h.update(&bytes[bytes.len() - tail..]);
+        h.update(&bytes[(bytes.len() - mib).max(mib)..]);
     }
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -11,7 +11,7 @@ use std::time::Instant;
 use anyhow::Result;
 use serde_json::{json, Value};
 use wsiseg_engine::{Device, Precision};
-use wsiseg_infer::{DeviceChoice, Segmenter};
+use wsiseg_infer::{cuda_version_text, DeviceChoice, Segmenter};
 
 use crate::args::DoctorArgs;
 
@@ -177,11 +177,6 @@ fn libtorch_check() -> Check {
     }
 }
 
-/// A version number as libtorch gives it (13000, 90100) in words.
-fn cuda_version_text(v: i64) -> String {
-    format!("{}.{}", v / 1000, (v % 1000) / 10)
-}
-
 /// Whether libtorch's CUDA half is loaded, and the CUDA runtime's major
 /// version when it is.
 fn cuda_check(choice: DeviceChoice) -> (Check, Option<i64>) {
@@ -189,8 +184,7 @@ fn cuda_check(choice: DeviceChoice) -> (Check, Option<i64>) {
     match wsiseg_infer::load_cuda_support() {
         Ok(path) => {
             let (cudart, cudnn) = wsiseg_infer::cuda_library_versions();
-            let cudnn_text =
-                cudnn.map(|v| format!("{}.{}.{}", v / 10000, (v / 100) % 100, v % 100));
+            let cudnn_text = cudnn.map(wsiseg_infer::cudnn_version_text);
             let detail = format!(
                 "libtorch_cuda.so loaded; CUDA runtime {}, cuDNN {}",
                 cudart.map_or("?".to_string(), cuda_version_text),

@@ -46,13 +46,11 @@ fn row(out: &Path, stem: &str, report: &Value, status: &str, error: Option<&str>
         Some(l0 * mpp / f64::from(w))
     });
     // The tumor colour of the model that made the overlay.
-    let tumor_colour = report["model"]["manifest"]["colors"][1]
-        .as_str()
-        .and_then(|c| c.strip_prefix('#'))
-        .and_then(|h| u32::from_str_radix(h, 16).ok())
-        .map_or(crate::outputs::CLASS_COLOURS[1], |v| {
-            [(v >> 16) as u8, (v >> 8) as u8, v as u8]
-        });
+    let tumor_colour =
+        serde_json::from_value::<wsiseg_infer::Manifest>(report["model"]["manifest"].clone())
+            .ok()
+            .and_then(|m| m.class_colours().get(1).copied())
+            .unwrap_or(crate::outputs::CLASS_COLOURS[1]);
     json!({
         "name": stem,
         "tumor_colour": tumor_colour,

@@ -358,7 +358,7 @@ impl Engine {
             clock(&mut result.stats);
         }
         let stats = result.stats;
-        let figures = slide_figures(plan, &stats, &result.statistics);
+        let figures = slide_figures(slide, plan, &stats, &result.statistics);
         Ok(RunOutput {
             stats,
             staged,
@@ -442,6 +442,7 @@ fn run_stats(plan: &SlidePlan, pipeline: PipelineStats) -> RunStats {
 
 /// A slide's headline figures for logs and summaries.
 fn slide_figures(
+    slide: &dyn Slide,
     plan: &SlidePlan,
     stats: &RunStats,
     measured: &outputs::report::MaskStatistics,
@@ -463,12 +464,12 @@ fn slide_figures(
             .first()
             .zip(plan.working.mpp)
             .map(|(&a, m)| a as f64 * (m / 1000.0).powi(2)),
-        // The working level spans the whole slide.
+        // As the report gives it.
         tissue_mm2: plan
             .tissue
             .as_ref()
-            .zip(plan.working.mpp)
-            .map(|(t, m)| t.fraction * plan.working.size.area() as f64 * (m / 1000.0).powi(2)),
+            .zip(outputs::report::slide_mm2(slide))
+            .map(|(t, a)| t.fraction * a),
         tumor_mm2: plan
             .working
             .mpp

@@ -154,10 +154,21 @@ pub fn libtorch_version() -> Option<String> {
 
 /// The full path of a shared library mapped into this process, by file name.
 pub fn loaded_library(name: &str) -> Option<std::path::PathBuf> {
+    mapped_library(|n| n == name)
+}
+
+/// The first file mapped into this process (`/proc/self/maps`) whose file
+/// name `matches`.
+fn mapped_library(matches: impl Fn(&str) -> bool) -> Option<std::path::PathBuf> {
     let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
     maps.lines()
         .filter_map(|l| l.split_whitespace().nth(5))
-        .find(|p| std::path::Path::new(p).file_name().and_then(|n| n.to_str()) == Some(name))
+        .find(|p| {
+            std::path::Path::new(p)
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(&matches)
+        })
         .map(std::path::PathBuf::from)
 }
 
@@ -170,6 +181,16 @@ pub(crate) fn dl_error(e: &libloading::Error) -> String {
     }
 }
 
+/// A CUDA version as NVIDIA encodes it (13000) in words ("13.0").
+pub fn cuda_version_text(v: i64) -> String {
+    format!("{}.{}", v / 1000, (v % 1000) / 10)
+}
+
+/// A cuDNN version as `cudnnGetVersion` gives it (91900) in words ("9.19.0").
+pub fn cudnn_version_text(v: i64) -> String {
+    format!("{}.{}.{}", v / 10000, (v / 100) % 100, v % 100)
+}
+
 /// The CUDA runtime and cuDNN versions of the libraries libtorch loaded,
 /// asked of the libraries themselves (`cudaRuntimeGetVersion`,
 /// `cudnnGetVersion`: neither needs a driver or GPU), as numbers in
@@ -178,18 +199,7 @@ pub fn cuda_library_versions() -> (Option<i64>, Option<i64>) {
     if load_cuda_support().is_err() {
         return (None, None);
     }
-    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
-    let find = |prefix: &str| {
-        maps.lines()
-            .filter_map(|l| l.split_whitespace().nth(5))
-            .find(|p| {
-                std::path::Path::new(p)
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with(prefix))
-            })
-            .map(std::path::PathBuf::from)
-    };
+    let find = |prefix: &str| mapped_library(|name| name.starts_with(prefix));
     let cudart = find("libcudart.so").and_then(|p| {
         // SAFETY: the library is already loaded (libtorch_cuda needs it);
         // cudaRuntimeGetVersion(int*) is its documented signature.

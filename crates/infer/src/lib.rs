@@ -31,8 +31,9 @@ mod tta;
 
 pub use cuda::{driver_info, gpu_name, DriverInfo, GpuInfo};
 pub use device::{
-    cuda_device_count, cuda_library_versions, cuda_support_linked, describe, libtorch_dir,
-    libtorch_version, load_cuda_support, loaded_library, Device, DeviceChoice, Precision,
+    cuda_device_count, cuda_library_versions, cuda_support_linked, cuda_version_text,
+    cudnn_version_text, describe, libtorch_dir, libtorch_version, load_cuda_support,
+    loaded_library, Device, DeviceChoice, Precision,
 };
 pub use error::InferError;
 pub use manifest::{

@@ -122,8 +122,8 @@ fn pixel_mm2(r: &SlideResult) -> Option<f64> {
     r.context.plan.working.mpp.map(|m| (m / 1000.0).powi(2))
 }
 
-fn level0_mm2(r: &SlideResult) -> Option<f64> {
-    let slide = r.context.slide;
+/// The slide's area in mm², when its resolution is known.
+pub(crate) fn slide_mm2(slide: &dyn wsiseg_slide::Slide) -> Option<f64> {
     let s = slide.levels()[0].size;
     slide.mpp().map(|m| s.area() as f64 * m.x * m.y / 1e6)
 }
@@ -164,7 +164,8 @@ fn to_json(r: &SlideResult, outputs: &[PathBuf]) -> Value {
     let plan = ctx.plan;
     let working = &plan.working;
     let l0 = s.levels()[0].size;
-    let bytes = std::fs::metadata(s.path()).map(|m| m.len()).ok();
+    // Size and quick hash, as the run record identifies the slide.
+    let identity = crate::record::SlideIdentity::of(s.path()).ok();
     let working_px = working.size.area();
     let classes = class_areas(r, working_px);
     let t = &r.stats;
@@ -176,10 +177,10 @@ fn to_json(r: &SlideResult, outputs: &[PathBuf]) -> Value {
         "run": run_json(r),
         "slide": {
             "path": absolute(s.path()),
-            "bytes": bytes,
+            "bytes": identity.as_ref().map(|i| i.bytes),
             // SHA-256 of the size (8 bytes, little-endian), the first and the
             // last MiB: tells two files apart in milliseconds, whatever their size.
-            "quick_sha256": quick_hash(s.path()),
+            "quick_sha256": identity.map(|i| i.quick_hash),
             "format": s.format(),
             "level0": {"width": l0.w, "height": l0.h},
             "levels": s.levels().len(),
@@ -217,9 +218,9 @@ fn to_json(r: &SlideResult, outputs: &[PathBuf]) -> Value {
             "error": b.detail,
         })).collect::<Vec<_>>(),
         "areas": {
-            "slide_mm2": level0_mm2(r),
+            "slide_mm2": slide_mm2(s),
             "tissue_fraction": tissue_fraction,
-            "tissue_mm2": tissue_fraction.zip(level0_mm2(r)).map(|(a, b)| a * b),
+            "tissue_mm2": tissue_fraction.zip(slide_mm2(s)).map(|(a, b)| a * b),
             "tumor_fraction": tumor_fraction,
             "tumor_mm2": pixel_mm2(r).map(|a| a * tumor as f64),
             "classes": classes,
@@ -298,15 +299,6 @@ fn run_json(r: &SlideResult) -> Value {
         .checked_sub(std::time::Duration::from_secs_f64(r.stats.total_s.max(0.0)))
         .unwrap_or(now);
     let (cudart, cudnn) = wsiseg_infer::cuda_library_versions();
-    let cuda = |v: Option<i64>, minor_digits: bool| {
-        v.map(|v| {
-            if minor_digits {
-                format!("{}.{}.{}", v / 10000, (v / 100) % 100, v % 100)
-            } else {
-                format!("{}.{}", v / 1000, (v % 1000) / 10)
-            }
-        })
-    };
     json!({
         "started_utc": utc(started),
         "finished_utc": utc(now),
@@ -318,8 +310,8 @@ fn run_json(r: &SlideResult) -> Value {
         "versions": {
             "wsiseg": env!("CARGO_PKG_VERSION"),
             "libtorch": wsiseg_infer::libtorch_version(),
-            "cuda_runtime": cuda(cudart, false),
-            "cudnn": cuda(cudnn, true),
+            "cuda_runtime": cudart.map(wsiseg_infer::cuda_version_text),
+            "cudnn": cudnn.map(wsiseg_infer::cudnn_version_text),
             "openslide": wsiseg_slide::openslide_version(),
         },
     })
@@ -359,33 +351,6 @@ fn host_name() -> Option<String> {
     }
     let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
     Some(String::from_utf8_lossy(&buf[..end]).into_owned())
-}
-
-/// SHA-256 of the file's size and its first and last MiB.
-pub(crate) fn quick_hash(path: &Path) -> Option<String> {
-    use sha2::{Digest, Sha256};
-    use std::io::{Read, Seek, SeekFrom};
-    const MIB: u64 = 1 << 20;
-    let mut f = std::fs::File::open(path).ok()?;
-    let len = f.metadata().ok()?.len();
-    let mut h = Sha256::new();
-    h.update(len.to_le_bytes());
-    let mut buf = vec![0u8; MIB.min(len) as usize];
-    f.read_exact(&mut buf).ok()?;
-    h.update(&buf);
-    if len > MIB {
-        let tail = MIB.min(len - MIB);
-        f.seek(SeekFrom::Start(len - tail)).ok()?;
-        let mut buf = vec![0u8; tail as usize];
-        f.read_exact(&mut buf).ok()?;
-        h.update(&buf);
-    }
-    Some(
-        h.finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>(),
-    )
 }
 
 /// Peak resident memory of this process so far, in MiB (VmHWM).
