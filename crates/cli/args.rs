@@ -48,16 +48,25 @@ pub enum Command {
     /// models with a smoke inference, free disk, cores and memory. Exits 1
     /// when something needed is missing, with the fix in one line.
     Doctor(DoctorArgs),
-    /// Refresh OUT/index.html — the run's table, each slide's pictures and
-    /// numbers, and eval.json's metrics — from the reports and summary in OUT
-    /// (after `wsiseg eval`, say).
+    /// Merge the results in OUT — every slide's run record and report, the
+    /// shards' summaries, earlier failures — into OUT/summary.json and
+    /// summary.csv, and refresh OUT/index.html. With --input, slides of the
+    /// input with no result are listed as missing. Exits 1 when a slide
+    /// failed or is missing.
     Summary(SummaryArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct SummaryArgs {
-    /// An output folder of `wsiseg segment`.
+    /// An output folder of `wsiseg segment` (shards' runs into it included).
     pub out: PathBuf,
+    /// The run's input (as given to `segment`: slides, folders, patterns,
+    /// lists): its slides without a result are listed as missing.
+    #[arg(long, num_args = 1..)]
+    pub input: Vec<PathBuf>,
+    /// The input folders were segmented with --recursive.
+    #[arg(short, long)]
+    pub recursive: bool,
 }
 
 #[derive(Debug, Args)]
@@ -298,8 +307,17 @@ fn parse_threshold(s: &str) -> Result<f64, String> {
 
 #[derive(Debug, Args)]
 pub struct SegmentArgs {
-    /// A slide file, or a folder whose slides (by extension) are all segmented.
-    pub input: PathBuf,
+    /// Slides: slide files, folders (their slides, by extension; with
+    /// --recursive their subfolders' too), glob patterns in quotes
+    /// ('slides/**/*.svs'), or lists — a .txt with a path a line, or a .csv
+    /// with a `path` column and an optional `mpp` column (the slide's µm per
+    /// pixel); a list's relative paths are under the list's folder. Outputs
+    /// keep each slide's subfolder under --out.
+    #[arg(required = true, num_args = 1..)]
+    pub input: Vec<PathBuf>,
+    /// Descend into the subfolders of a folder input.
+    #[arg(short, long)]
+    pub recursive: bool,
     /// Segment only shard I of N (0 to N-1) of the slides: a slide belongs
     /// to shard hash(its path in the folder) mod N, so adding slides never
     /// moves the others. Without it, SLURM_ARRAY_TASK_ID (with _MIN and _MAX

@@ -6,11 +6,13 @@ mod doctor;
 mod errors;
 mod eval;
 mod info;
+mod inputs;
 mod model;
 mod panics;
 mod segment;
 mod shard;
 mod signals;
+mod summary;
 mod synth;
 
 use std::io::IsTerminal;
@@ -84,7 +86,13 @@ fn run(cli: &Cli) -> ExitCode {
                 ExitCode::FAILURE
             }
         }),
-        Command::Summary(args) => summary_page(&args.out).map(|()| ExitCode::SUCCESS),
+        Command::Summary(args) => summary::run(args).map(|ok| {
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }),
         Command::Doctor(args) => doctor::run(args).map(|ok| {
             if ok {
                 ExitCode::SUCCESS
@@ -114,16 +122,6 @@ fn run(cli: &Cli) -> ExitCode {
         errors::report_error(&e);
         ExitCode::FAILURE
     })
-}
-
-/// `wsiseg summary OUT`: rewrites OUT/index.html.
-fn summary_page(out: &Path) -> anyhow::Result<()> {
-    if !out.is_dir() {
-        anyhow::bail!("{}: no such folder", out.display());
-    }
-    let page = wsiseg_engine::write_index(out)?;
-    println!("{}", page.display());
-    Ok(())
 }
 
 /// Writes a small file completely or not at all.

@@ -12,6 +12,7 @@ use wsiseg_engine::{
 };
 
 use crate::args::SegmentArgs;
+use crate::inputs::SlideInput;
 
 /// Outcome of a whole run: how many slides were done, skipped, failed, and
 /// whether it was interrupted.
@@ -33,14 +34,15 @@ impl RunSummary {
 }
 
 pub fn run(args: &SegmentArgs) -> Result<RunSummary> {
-    let (slides, shard) = shard_slides(args, list_inputs(&args.input)?)?;
+    let inputs = crate::inputs::collect(&args.input, args.recursive)?;
+    let many = inputs.many;
+    let (slides, shard) = shard_slides(args, inputs.slides)?;
     let request = args.request()?;
     let engine = build_engine(args)?;
     engine
         .check(&request)
         .map_err(crate::errors::flag_context)?;
     prepare_out_dir(&args.out)?;
-    check_output_names(&slides)?;
     let budget = args
         .max_memory
         .unwrap_or_else(wsiseg_engine::memory::default_budget);
@@ -58,11 +60,15 @@ pub fn run(args: &SegmentArgs) -> Result<RunSummary> {
         cancelled: false,
     };
     let mut entries = Vec::new();
-    for path in &slides {
+    for slide in &slides {
         let entry = if cancel.load(std::sync::atomic::Ordering::Relaxed) {
             None
         } else {
-            segment_one(&engine, path, &args.out, &request, cancel)
+            let mut request = request.clone();
+            if slide.slide_mpp.is_some() {
+                request.slide_mpp = slide.slide_mpp;
+            }
+            segment_one(&engine, slide, &args.out, &request, cancel)
         };
         let Some(entry) = entry else {
             summary.cancelled = true;
@@ -85,16 +91,24 @@ pub fn run(args: &SegmentArgs) -> Result<RunSummary> {
             }
         );
     }
-    if request.formats.contains(&Format::Report) && (args.input.is_dir() || shard.is_some()) {
-        let stem = shard
-            .as_ref()
-            .map_or_else(|| "summary".to_string(), crate::shard::Shard::summary_stem);
-        wsiseg_engine::write_summary_as(&args.out, &stem, &entries)?;
+    if request.formats.contains(&Format::Report) && (many || shard.is_some()) {
+        let rows = wsiseg_engine::run_rows(&args.out, &entries);
+        match &shard {
+            // A shard's summary is its own slides, as this run left them;
+            // `wsiseg summary OUT` merges the shards'.
+            Some(shard) => {
+                wsiseg_engine::write_summary_as(&args.out, &shard.summary_stem(), &rows)?;
+            }
+            None => {
+                let merged = wsiseg_engine::merge_summary(&args.out, rows);
+                wsiseg_engine::write_summary(&args.out, &merged)?;
+            }
+        }
     }
     // A folder's page lists its failures too; a lone slide that failed
     // leaves nothing behind (no final-named file after an error). The page
     // is a convenience: failing to write it is a warning.
-    let lone_failed = !args.input.is_dir() && (summary.failed > 0 || summary.cancelled);
+    let lone_failed = !many && (summary.failed > 0 || summary.cancelled);
     if request.formats.contains(&Format::Report) && !entries.is_empty() && !lone_failed {
         match wsiseg_engine::write_index(&args.out) {
             Ok(page) => tracing::info!(
@@ -111,11 +125,13 @@ pub fn run(args: &SegmentArgs) -> Result<RunSummary> {
 /// run was interrupted.
 fn segment_one(
     engine: &Engine,
-    path: &Path,
+    slide: &SlideInput,
     out: &Path,
     request: &Request,
     cancel: &std::sync::atomic::AtomicBool,
 ) -> Option<SummaryEntry> {
+    let path = slide.path.as_path();
+    let out = &slide.out_dir(out);
     let bar = progress_bar(path);
     let on_progress = |p: Progress| {
         bar.set_length(p.tiles_total);
@@ -138,6 +154,7 @@ fn segment_one(
     let report = report.exists().then_some(report);
     let entry = |status, figures, error| SummaryEntry {
         slide: path.to_path_buf(),
+        name: slide.name.with_extension(""),
         status,
         error,
         figures,
@@ -167,7 +184,17 @@ fn segment_one(
             None
         }
         Err(e) => {
-            let e = crate::errors::flag_context(e);
+            let listed = slide.listed.as_ref().filter(|_| {
+                matches!(
+                    e,
+                    EngineError::Slide(wsiseg_slide::SlideError::NotFound { .. })
+                )
+            });
+            let e = match listed {
+                // A list's missing entry: which list and line named it.
+                Some(listed) => anyhow::anyhow!("{e} (listed in {listed})"),
+                None => crate::errors::flag_context(e),
+            };
             crate::errors::report_error(&e);
             let mut failed = entry(Status::Failed, None, Some(crate::errors::one_line(&e)));
             failed.report = None;
@@ -294,8 +321,8 @@ fn progress_bar(slide: &Path) -> ProgressBar {
 /// scheduler's environment), and the shard.
 fn shard_slides(
     args: &SegmentArgs,
-    slides: Vec<PathBuf>,
-) -> Result<(Vec<PathBuf>, Option<crate::shard::Shard>)> {
+    slides: Vec<SlideInput>,
+) -> Result<(Vec<SlideInput>, Option<crate::shard::Shard>)> {
     let shard = crate::shard::resolve(args.shard.as_ref(), args.shard_count, |k| {
         std::env::var(k).ok()
     })?;
@@ -303,15 +330,7 @@ fn shard_slides(
         return Ok((slides, None));
     };
     let all = slides.len();
-    let root = if args.input.is_dir() {
-        args.input.clone()
-    } else {
-        args.input
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default()
-    };
-    let mine = crate::shard::select(slides, &root, &shard);
+    let mine = crate::shard::select(slides, &shard);
     tracing::info!(
         "shard {} of {} (0 to {}; from {}): {} of the {all} slide(s)",
         shard.index,
@@ -323,97 +342,12 @@ fn shard_slides(
     Ok((mine, Some(shard)))
 }
 
-/// The slides named by INPUT: the file itself, or the slide files of a folder.
-fn list_inputs(input: &Path) -> Result<Vec<PathBuf>> {
-    if let Err(e) = std::fs::metadata(input) {
-        return Err(match wsiseg_slide::missing(input, e) {
-            wsiseg_slide::SlideError::NotFound { .. } => {
-                anyhow::anyhow!("{}: no such file or folder", input.display())
-            }
-            other => other.into(),
-        });
-    }
-    if !input.is_dir() {
-        return Ok(vec![input.to_path_buf()]);
-    }
-    let mut slides = Vec::new();
-    let (mut others, mut outputs, mut broken) = (0, 0, 0);
-    for entry in std::fs::read_dir(input)
-        .with_context(|| format!("{}: cannot list folder", input.display()))?
-    {
-        let path = entry
-            .with_context(|| format!("{}: cannot list folder", input.display()))?
-            .path();
-        if !wsiseg_slide::has_slide_extension(&path) {
-            others += 1;
-        } else if OutputPaths::is_output_name(&path) {
-            // A mask of an earlier run into this folder is not a slide.
-            outputs += 1;
-        } else if path.is_file() {
-            slides.push(path);
-        } else if std::fs::metadata(&path).is_err() {
-            // A dangling or looping link named like a slide: its own error
-            // line and summary row, and the others still run.
-            broken += 1;
-            slides.push(path);
-        } else {
-            others += 1;
-        }
-    }
-    slides.sort();
-    if slides.is_empty() {
-        bail!(
-            "{}: no slides in this folder (looked for {}{})",
-            input.display(),
-            wsiseg_slide::SLIDE_EXTENSIONS.join(", "),
-            if outputs > 0 {
-                format!("; {outputs} wsiseg output file(s) are not slides")
-            } else {
-                String::new()
-            }
-        );
-    }
-    let mut ignored = Vec::new();
-    if outputs > 0 {
-        ignored.push(format!("{outputs} wsiseg output file(s) ignored"));
-    }
-    if broken > 0 {
-        ignored.push(format!("{broken} broken link(s) (reported below)"));
-    }
-    if others > 0 {
-        ignored.push(format!("{others} other entries (not slides) ignored"));
-    }
-    tracing::info!(
-        "{}: {} slide(s){}",
-        input.display(),
-        slides.len() - broken,
-        ignored.iter().map(|s| format!(", {s}")).collect::<String>()
-    );
-    Ok(slides)
-}
-
 fn prepare_out_dir(out: &Path) -> Result<()> {
     if out.exists() && !out.is_dir() {
         bail!("{}: --out must be a folder, this is a file", out.display());
     }
     std::fs::create_dir_all(out)
         .with_context(|| format!("{}: cannot create output folder", out.display()))
-}
-
-/// Two slides that differ only by extension would write the same files.
-fn check_output_names(slides: &[PathBuf]) -> Result<()> {
-    let mut seen = std::collections::HashMap::new();
-    for s in slides {
-        let stem = s.file_stem().unwrap_or_default().to_os_string();
-        if let Some(prev) = seen.insert(stem, s) {
-            bail!(
-                "{} and {} would write outputs of the same name: move one of them to another folder",
-                prev.display(),
-                s.display()
-            );
-        }
-    }
-    Ok(())
 }
 
 impl SegmentArgs {

@@ -9,7 +9,9 @@
 //! others — a resumed array job finds each slide's outputs in the shard that
 //! made them. Shards are not exactly equal in size (a few slides apart).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use crate::inputs::SlideInput;
 
 use anyhow::{bail, Result};
 
@@ -131,12 +133,9 @@ pub fn resolve(
     Ok(None)
 }
 
-/// This shard's slides of `slides` (paths under `root`, in order).
-pub fn select(slides: Vec<PathBuf>, root: &Path, shard: &Shard) -> Vec<PathBuf> {
-    slides
-        .into_iter()
-        .filter(|s| shard.owns(s.strip_prefix(root).unwrap_or(s)))
-        .collect()
+/// This shard's slides of `slides` (by their names under the input), in order.
+pub fn select(slides: Vec<SlideInput>, shard: &Shard) -> Vec<SlideInput> {
+    slides.into_iter().filter(|s| shard.owns(&s.name)).collect()
 }
 
 #[cfg(test)]
@@ -153,19 +152,20 @@ mod tests {
             n in 1u32..=64,
             extra in "[a-z0-9_]{1,12}\\.tif",
         ) {
-            let slides: Vec<PathBuf> = names.iter().map(|s| Path::new("/in").join(s)).collect();
+            let slide = |s: &str| SlideInput { path: Path::new("/in").join(s), name: s.into(), slide_mpp: None, listed: None };
+            let slides: Vec<SlideInput> = names.iter().map(|s| slide(s)).collect();
             let mut seen = vec![0u32; slides.len()];
             for i in 0..n {
                 let shard = Shard { index: i, count: n, source: String::new() };
-                for s in select(slides.clone(), Path::new("/in"), &shard) {
+                for s in select(slides.clone(), &shard) {
                     seen[slides.iter().position(|x| *x == s).unwrap()] += 1;
                 }
             }
             prop_assert!(seen.iter().all(|&c| c == 1), "{seen:?}");
-            let before: Vec<u32> = slides.iter().map(|s| assign(s.strip_prefix("/in").unwrap(), n)).collect();
+            let before: Vec<u32> = slides.iter().map(|s| assign(&s.name, n)).collect();
             let mut more = slides.clone();
-            more.push(Path::new("/in").join(&extra));
-            let after: Vec<u32> = more.iter().map(|s| assign(s.strip_prefix("/in").unwrap(), n)).collect();
+            more.push(slide(&extra));
+            let after: Vec<u32> = more.iter().map(|s| assign(&s.name, n)).collect();
             prop_assert_eq!(&after[..slides.len()], &before[..]);
         }
     }

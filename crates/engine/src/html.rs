@@ -22,15 +22,6 @@ fn read_json(path: &Path) -> Option<Value> {
     serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
 }
 
-/// The slide's output name: `NAME` of `NAME.report.json`.
-fn stem_of(report: &Path) -> Option<String> {
-    report
-        .file_name()?
-        .to_str()?
-        .strip_suffix(".report.json")
-        .map(str::to_string)
-}
-
 /// One row of the table from a slide's report (and its summary line).
 fn row(out: &Path, stem: &str, report: &Value, status: &str, error: Option<&str>) -> Value {
     let file = |suffix: &str| {
@@ -90,67 +81,23 @@ fn row(out: &Path, stem: &str, report: &Value, status: &str, error: Option<&str>
     })
 }
 
-/// The rows: every slide of `summary.json` when there is one (failures
-/// included), else every `NAME.report.json` in the folder.
+/// The rows: the folder's merged summary (every finished slide, in
+/// subfolders too, and the recorded failures).
 fn rows(out: &Path) -> Vec<Value> {
-    let mut rows = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    // summary.json, and the shards' summary.shard-I-of-N.json.
-    let mut summaries: Vec<PathBuf> = std::fs::read_dir(out)
+    crate::summary::merge(out, Vec::new())
         .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
-                n == "summary.json" || (n.starts_with("summary.shard-") && n.ends_with(".json"))
-            })
-        })
-        .collect();
-    summaries.sort();
-    for summary in summaries.iter().filter_map(|p| read_json(p)) {
-        for s in summary["slides"].as_array().into_iter().flatten() {
-            let status = s["status"].as_str().unwrap_or("unknown");
-            let error = s["error"].as_str();
-            // The report beside this page (the summary's path may be
-            // relative to where the run was started).
-            let report_path = s["report"]
-                .as_str()
-                .and_then(|p| Path::new(p).file_name())
-                .map(|n| out.join(n));
-            let report = report_path.as_deref().and_then(read_json);
-            let stem = report_path.as_deref().and_then(stem_of).unwrap_or_else(|| {
-                Path::new(s["slide"].as_str().unwrap_or("?"))
-                    .file_stem()
-                    .map_or("?".into(), |n| n.to_string_lossy().into_owned())
-            });
-            if !seen.insert(stem.clone()) {
-                continue;
+        .map(|r| {
+            let status = r.status.name();
+            match r.report.as_deref().and_then(read_json) {
+                Some(report) => row(out, &r.name, &report, status, r.error.as_deref()),
+                None => json!({"name": r.name, "slide": r.slide, "status": status, "error": r.error,
+                               "seconds": r.figures.as_ref().map(|f| f.seconds),
+                               "tumor_pct": r.figures.as_ref().map(|f| f.tumor_fraction * 100.0),
+                               "mask": out.join(format!("{}.mask.png", r.name)).is_file().then(|| format!("{}.mask.png", r.name)),
+                               "device": (!r.devices.is_empty()).then(|| r.devices.join(","))}),
             }
-            rows.push(match report {
-                Some(r) => row(out, &stem, &r, status, error),
-                None => {
-                    json!({"name": stem, "slide": s["slide"], "status": status, "error": error})
-                }
-            });
-        }
-    }
-    let mut reports: Vec<PathBuf> = std::fs::read_dir(out)
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| stem_of(p).is_some())
-        .collect();
-    reports.sort();
-    for p in reports {
-        let stem = stem_of(&p).expect("filtered");
-        if seen.contains(&stem) {
-            continue;
-        }
-        if let Some(r) = read_json(&p) {
-            rows.push(row(out, &stem, &r, "segmented", None));
-        }
-    }
-    rows
+        })
+        .collect()
 }
 
 /// Writes (or refreshes) `out/index.html`.

@@ -65,7 +65,10 @@ pub use outputs::{
 pub use pipeline::{BadTile, READ_CHUNK};
 pub use record::{Fingerprint, RecordedFile, RunRecord, SlideIdentity};
 pub use segment::{RunOutput, RunStats, SlideOutcome};
-pub use summary::{write_summary, write_summary_as, SlideFigures, Status, SummaryEntry};
+pub use summary::{
+    merge as merge_summary, run_rows, summary_files, write_summary, write_summary_as, SlideFigures,
+    Standing, Status, SummaryEntry, SummaryRow, CSV_COLUMNS as SUMMARY_COLUMNS,
+};
 pub use wsiseg_infer::{Device, DeviceChoice, Precision, Tta};
 pub use wsiseg_slide::Reader;
 pub use wsiseg_write::WriteLimit;

@@ -1,12 +1,24 @@
-//! summary.json and summary.csv: one line per slide of a folder run.
+//! summary.json and summary.csv: one row per slide of an output folder.
+//!
+//! A run over many slides ends by writing the folder's *merged* summary:
+//! every slide whose run record (`NAME.run.json`, written last) is in the
+//! folder or its subfolders is `done` with the figures of that record; a
+//! failure recorded by this run, by a shard's summary
+//! (`summary.shard-I-of-N.json`) or by an earlier summary is `failed` unless
+//! a newer record says the slide was done since. So two runs into one folder
+//! add up instead of erasing each other, a skipped slide keeps its figures,
+//! and `wsiseg summary OUT --input IN` adds the slides of IN with no result
+//! as `missing`. A shard writes only its own summary, of its own slides.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::outputs::report::{absolute, write_atomic};
-use crate::EngineError;
+use crate::outputs::report::{absolute, utc, write_atomic};
+use crate::{EngineError, RunRecord};
 
 /// What a finished slide's run found, kept in its run record so that a
 /// resumed (skipped) slide keeps its figures.
@@ -51,7 +63,8 @@ pub enum Status {
 }
 
 impl Status {
-    fn name(self) -> &'static str {
+    /// `segmented`, `skipped` or `failed`.
+    pub fn name(self) -> &'static str {
         match self {
             Self::Segmented => "segmented",
             Self::Skipped => "skipped",
@@ -60,11 +73,14 @@ impl Status {
     }
 }
 
-/// One line of the run summary.
+/// One slide of a run, as the run saw it.
 #[derive(Debug, Clone)]
 pub struct SummaryEntry {
     /// The slide.
     pub slide: PathBuf,
+    /// Its output name under the output folder, without suffixes (`x`, or
+    /// `a/x` for a slide in subfolder `a` of the input).
+    pub name: PathBuf,
     /// How it ended.
     pub status: Status,
     /// Why it failed (one line).
@@ -75,66 +91,320 @@ pub struct SummaryEntry {
     pub report: Option<PathBuf>,
 }
 
-/// Writes summary.json and summary.csv for the run into `out`.
-pub fn write_summary(out: &Path, entries: &[SummaryEntry]) -> Result<(), EngineError> {
-    write_summary_as(out, "summary", entries)
+/// Where a slide stands in an output folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Standing {
+    /// Failed, and not done since.
+    Failed,
+    /// Given as input (`wsiseg summary --input`) but with no result yet.
+    Missing,
+    /// Its outputs and run record are in the folder.
+    Done,
 }
 
-/// Writes `STEM.json` and `STEM.csv` (a shard's: `summary.shard-I-of-N`).
-pub fn write_summary_as(
-    out: &Path,
-    stem: &str,
-    entries: &[SummaryEntry],
-) -> Result<(), EngineError> {
-    let rows: Vec<serde_json::Value> = entries
+impl Standing {
+    /// `done`, `failed` or `missing`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Done => "done",
+            Self::Failed => "failed",
+            Self::Missing => "missing",
+        }
+    }
+}
+
+/// One row of a summary.
+#[derive(Debug, Clone)]
+pub struct SummaryRow {
+    /// The slide (absolute).
+    pub slide: PathBuf,
+    /// Its output name under the folder, without suffixes (`a/x`).
+    pub name: String,
+    /// Done, failed or missing.
+    pub status: Standing,
+    /// What the run that wrote the summary did with it (none: an earlier run).
+    pub this_run: Option<Status>,
+    /// Why it failed, or what is wrong with its outputs.
+    pub error: Option<String>,
+    /// What its run found.
+    pub figures: Option<SlideFigures>,
+    /// The devices that ran the model.
+    pub devices: Vec<String>,
+    /// SHA-256 of the model file.
+    pub model_sha256: Option<String>,
+    /// When its outputs were finished (or the failure recorded).
+    pub when: SystemTime,
+    /// Its report, when there is one.
+    pub report: Option<PathBuf>,
+}
+
+impl SummaryRow {
+    /// A row for a slide of the input with no result.
+    pub fn missing(slide: &Path, name: &Path) -> Self {
+        Self {
+            slide: absolute(slide),
+            name: name.with_extension("").to_string_lossy().into_owned(),
+            status: Standing::Missing,
+            this_run: None,
+            error: None,
+            figures: None,
+            devices: Vec::new(),
+            model_sha256: None,
+            when: SystemTime::UNIX_EPOCH,
+            report: None,
+        }
+    }
+
+    /// The row of a slide from its run record at `record` (in `out`);
+    /// a record whose outputs have changed since is a failure that says so.
+    fn of_record(out: &Path, record_path: &Path, record: RunRecord) -> Self {
+        let folder = record_path.parent().unwrap_or(out);
+        let name = record_path
+            .strip_prefix(out)
+            .unwrap_or(record_path)
+            .to_string_lossy()
+            .into_owned();
+        let name = name.strip_suffix(".run.json").unwrap_or(&name).to_string();
+        let files: Vec<PathBuf> = record.files.iter().map(|f| folder.join(&f.name)).collect();
+        let damaged = record.damaged(folder, &files);
+        let report = folder.join(format!(
+            "{}.report.json",
+            Path::new(&name).file_name().unwrap_or_default().to_string_lossy()
+        ));
+        Self {
+            slide: record.fingerprint.slide.path.clone(),
+            name,
+            status: if damaged.is_some() {
+                Standing::Failed
+            } else {
+                Standing::Done
+            },
+            this_run: None,
+            error: damaged.map(|(f, why)| {
+                format!(
+                    "{} {why}: its outputs changed since its run (run it again with --overwrite)",
+                    f.display()
+                )
+            }),
+            devices: record.devices.clone(),
+            model_sha256: Some(record.fingerprint.model_sha256.clone()),
+            when: SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(record.finished_unix),
+            report: report.is_file().then_some(report),
+            figures: Some(record.figures),
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        let f = self.figures.as_ref();
+        json!({
+            "slide": self.slide, "name": self.name, "status": self.status.name(),
+            "this_run": self.this_run.map(Status::name), "error": self.error,
+            "tumor_fraction": f.map(|f| f.tumor_fraction), "tumor_mm2": f.and_then(|f| f.tumor_mm2),
+            "tumor_share_of_tissue": f.and_then(|f| f.tumor_share_of_tissue),
+            "regions": f.and_then(|f| f.regions),
+            "uncertain_fraction": f.and_then(|f| f.uncertain_fraction),
+            "largest_region_mm2": f.and_then(|f| f.largest_region_mm2),
+            "tissue_mm2": f.and_then(|f| f.tissue_mm2),
+            "seconds": f.map(|f| f.seconds),
+            "bad_tiles": f.map(|f| f.bad_tiles),
+            "device": (!self.devices.is_empty()).then(|| self.devices.join(",")),
+            "model_sha256": self.model_sha256,
+            "finished_utc": (self.status != Standing::Missing).then(|| utc(self.when)),
+            "report": self.report.as_deref().map(absolute),
+        })
+    }
+}
+
+/// The rows of this run's `entries` (each with its record's details when
+/// it has one), in their order.
+pub fn run_rows(out: &Path, entries: &[SummaryEntry]) -> Vec<SummaryRow> {
+    let now = SystemTime::now();
+    entries
         .iter()
         .map(|e| {
-            let f = e.figures.as_ref();
-            json!({
-                "slide": absolute(&e.slide), "status": e.status.name(), "error": e.error,
-                "tumor_fraction": f.map(|f| f.tumor_fraction), "tumor_mm2": f.and_then(|f| f.tumor_mm2),
-                "tumor_share_of_tissue": f.and_then(|f| f.tumor_share_of_tissue),
-                "regions": f.and_then(|f| f.regions),
-                "uncertain_fraction": f.and_then(|f| f.uncertain_fraction),
-                "largest_region_mm2": f.and_then(|f| f.largest_region_mm2),
-                "tissue_mm2": f.and_then(|f| f.tissue_mm2),
-                "seconds": f.filter(|_| e.status == Status::Segmented).map(|f| f.seconds),
-                "bad_tiles": f.map(|f| f.bad_tiles),
-                "report": e.report,
+            let record_path = out.join(format!("{}.run.json", e.name.display()));
+            let recorded = match e.status {
+                Status::Failed => None,
+                _ => RunRecord::read(&record_path).ok().flatten(),
+            };
+            let mut row = match recorded {
+                Some(r) => SummaryRow::of_record(out, &record_path, r),
+                None => SummaryRow::missing(&e.slide, &e.name),
+            };
+            row.slide = absolute(&e.slide);
+            row.this_run = Some(e.status);
+            row.when = now;
+            if e.status == Status::Failed {
+                row.status = Standing::Failed;
+                row.error.clone_from(&e.error);
+            } else {
+                row.status = Standing::Done;
+                if row.figures.is_none() {
+                    row.figures.clone_from(&e.figures);
+                }
+                row.report = row.report.or_else(|| e.report.clone());
+            }
+            row
+        })
+        .collect()
+}
+
+/// Every `NAME.run.json` under `dir` (subfolders too; not hidden ones).
+fn records(dir: &Path, found: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            records(&path, found);
+        } else if name.ends_with(".run.json") {
+            found.push(path);
+        }
+    }
+}
+
+/// The failures a summary file lists, dated by the file.
+fn failures(path: &Path) -> Vec<SummaryRow> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    let Ok(doc) = serde_json::from_str::<serde_json::Value>(&text) else {
+        tracing::warn!("{}: not a wsiseg summary, left out", path.display());
+        return Vec::new();
+    };
+    let when = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    doc["slides"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["status"] == "failed")
+        .filter_map(|r| {
+            let slide = PathBuf::from(r["slide"].as_str()?);
+            let name = r["name"].as_str().map_or_else(
+                || slide.file_stem().unwrap_or_default().to_string_lossy().into_owned(),
+                str::to_string,
+            );
+            Some(SummaryRow {
+                status: Standing::Failed,
+                this_run: None,
+                error: r["error"].as_str().map(str::to_string),
+                when,
+                ..SummaryRow::missing(&slide, Path::new(&name))
+            })
+        })
+        .collect()
+}
+
+/// The summary files in `out`: summary.json and the shards'.
+pub fn summary_files(out: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(out)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                n == "summary.json" || (n.starts_with("summary.shard-") && n.ends_with(".json"))
             })
         })
         .collect();
-    let doc = json!({"wsiseg_version": env!("CARGO_PKG_VERSION"), "slides": rows});
+    files.sort();
+    files
+}
+
+/// The folder's merged summary: every run record under `out`, the
+/// failures of its summaries, and `current` (this run's rows, newest); per
+/// slide the newest wins. Sorted by output name.
+pub fn merge(out: &Path, current: Vec<SummaryRow>) -> Vec<SummaryRow> {
+    let mut found = Vec::new();
+    records(out, &mut found);
+    found.sort();
+    let mut rows: Vec<SummaryRow> = Vec::new();
+    for path in found {
+        match RunRecord::read(&path) {
+            Ok(Some(r)) => rows.push(SummaryRow::of_record(out, &path, r)),
+            Ok(None) => {}
+            Err(e) => tracing::warn!("{e}; left out of the summary"),
+        }
+    }
+    for file in summary_files(out) {
+        rows.extend(failures(&file));
+    }
+    rows.extend(current);
+    let mut by_slide: BTreeMap<PathBuf, SummaryRow> = BTreeMap::new();
+    for row in rows {
+        let key = absolute(&row.slide);
+        match by_slide.get(&key) {
+            Some(old) if old.when > row.when => {}
+            _ => {
+                by_slide.insert(key, row);
+            }
+        }
+    }
+    let mut rows: Vec<SummaryRow> = by_slide.into_values().collect();
+    rows.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.slide.cmp(&b.slide)));
+    rows
+}
+
+/// Writes summary.json and summary.csv into `out`.
+pub fn write_summary(out: &Path, rows: &[SummaryRow]) -> Result<(), EngineError> {
+    write_summary_as(out, "summary", rows)
+}
+
+/// Writes `STEM.json` and `STEM.csv` (a shard's: `summary.shard-I-of-N`).
+pub fn write_summary_as(out: &Path, stem: &str, rows: &[SummaryRow]) -> Result<(), EngineError> {
+    let count = |s: Standing| rows.iter().filter(|r| r.status == s).count();
+    let doc = json!({
+        "wsiseg_version": env!("CARGO_PKG_VERSION"),
+        "written_utc": utc(SystemTime::now()),
+        "counts": {"slides": rows.len(), "done": count(Standing::Done),
+                   "failed": count(Standing::Failed), "missing": count(Standing::Missing)},
+        "slides": rows.iter().map(SummaryRow::json).collect::<Vec<_>>(),
+    });
     let path = out.join(format!("{stem}.json"));
     let text = serde_json::to_string_pretty(&doc)
         .map_err(|e| EngineError::io(&path, "cannot write", e.into()))?;
     write_atomic(&path, text.as_bytes())?;
-    let cell = |v: Option<f64>| v.map(|x| x.to_string()).unwrap_or_default();
-    let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
-    let mut csv = String::from("slide,status,tumor_fraction,tumor_mm2,tumor_share_of_tissue,regions,largest_region_mm2,uncertain_fraction,tissue_mm2,seconds,bad_tiles,error\n");
-    for e in entries {
-        let f = e.figures.as_ref();
-        csv += &format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{}\n",
-            quote(&e.slide.display().to_string()),
-            e.status.name(),
-            cell(f.map(|f| f.tumor_fraction)),
-            cell(f.and_then(|f| f.tumor_mm2)),
-            cell(f.and_then(|f| f.tumor_share_of_tissue)),
-            f.and_then(|f| f.regions)
-                .map(|n| n.to_string())
-                .unwrap_or_default(),
-            cell(f.and_then(|f| f.largest_region_mm2)),
-            cell(f.and_then(|f| f.uncertain_fraction)),
-            cell(f.and_then(|f| f.tissue_mm2)),
-            cell(
-                f.filter(|_| e.status == Status::Segmented)
-                    .map(|f| f.seconds)
-            ),
-            f.map(|f| f.bad_tiles.to_string()).unwrap_or_default(),
-            quote(e.error.as_deref().unwrap_or_default())
-        );
+    let mut csv = CSV_COLUMNS.join(",") + "\n";
+    for row in doc["slides"].as_array().expect("rows") {
+        let cells: Vec<String> = CSV_COLUMNS
+            .iter()
+            .map(|c| match &row[*c] {
+                serde_json::Value::Null => String::new(),
+                serde_json::Value::String(s) => format!("\"{}\"", s.replace('"', "\"\"")),
+                v => v.to_string(),
+            })
+            .collect();
+        csv += &(cells.join(",") + "\n");
     }
     write_atomic(&out.join(format!("{stem}.csv")), csv.as_bytes())?;
     Ok(())
 }
+
+/// The columns of summary.csv, in order.
+pub const CSV_COLUMNS: [&str; 18] = [
+    "slide",
+    "name",
+    "status",
+    "this_run",
+    "tumor_fraction",
+    "tumor_mm2",
+    "tumor_share_of_tissue",
+    "regions",
+    "largest_region_mm2",
+    "uncertain_fraction",
+    "tissue_mm2",
+    "seconds",
+    "bad_tiles",
+    "device",
+    "model_sha256",
+    "finished_utc",
+    "report",
+    "error",
+];

@@ -15,7 +15,7 @@ const columns = [
   { key: "error", label: "error", text: true },
 ];
 // Failures first, then by name: what needs attention leads.
-const statusRank = { failed: 0, skipped: 2, segmented: 1 };
+const statusRank = { failed: 0, missing: 1, done: 2 };
 let sortKey = null;
 let sortDir = 1;
 

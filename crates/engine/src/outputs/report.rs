@@ -135,7 +135,9 @@ pub(crate) fn tumor_pixels(class_pixels: &[u64]) -> u64 {
 
 /// Absolute form of a path that exists (reports outlive the working directory).
 pub(crate) fn absolute(p: &Path) -> PathBuf {
-    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
+    std::fs::canonicalize(p)
+        .or_else(|_| std::path::absolute(p))
+        .unwrap_or_else(|_| p.to_path_buf())
 }
 
 /// Pixels, share of the working level and area of every class.
