@@ -522,13 +522,18 @@ fn a_folder_run_reports_a_bad_slide_and_finishes_the_others() {
     for (row, name) in rows.iter().zip(&names) {
         if *name == "unreadable.svs" {
             assert_eq!(row["status"], "failed");
+            assert_eq!(row["this_run"], "failed");
             assert_eq!(row["error"].as_str(), Some(&errors[0]["error: ".len()..]));
             assert!(row["tumor_fraction"].is_null() && row["report"].is_null());
             continue;
         }
-        assert_eq!(row["status"], "segmented", "{row}");
+        assert_eq!(row["status"], "done", "{row}");
+        assert_eq!(row["this_run"], "segmented", "{row}");
+        assert_eq!(row["name"], name.split('.').next().unwrap());
+        assert_eq!(row["device"], "cpu");
         assert!(row["error"].is_null());
         let report = json(Path::new(row["report"].as_str().unwrap()));
+        assert_eq!(row["model_sha256"], report["model"]["sha256"]);
         assert_eq!(row["tumor_fraction"], report["areas"]["tumor_fraction"]);
         assert_eq!(row["seconds"], report["timings_s"]["total"]);
         // The report's numbers that show an odd slide in a sorted table.
@@ -554,21 +559,23 @@ fn a_folder_run_reports_a_bad_slide_and_finishes_the_others() {
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(
         lines[0],
-        "slide,status,tumor_fraction,tumor_mm2,tumor_share_of_tissue,regions,largest_region_mm2,uncertain_fraction,tissue_mm2,seconds,bad_tiles,error"
+        "slide,name,status,this_run,tumor_fraction,tumor_mm2,tumor_share_of_tissue,regions,largest_region_mm2,uncertain_fraction,tissue_mm2,seconds,bad_tiles,device,model_sha256,finished_utc,report,error"
     );
     assert_eq!(lines.len(), 5, "{csv}");
     for (line, row) in lines[1..].iter().zip(rows) {
         assert!(
             line.starts_with(&format!(
-                "\"{}\",{},",
+                "{},{},{},{},",
                 row["slide"].as_str().unwrap(),
-                row["status"].as_str().unwrap()
+                row["name"].as_str().unwrap(),
+                row["status"].as_str().unwrap(),
+                row["this_run"].as_str().unwrap()
             )),
             "{line}"
         );
     }
     assert!(
-        lines[4].ends_with(&format!("\"{}\"", &errors[0]["error: ".len()..])),
+        lines[4].ends_with(&csv_cell(&errors[0]["error: ".len()..])),
         "{}",
         lines[4]
     );
@@ -597,13 +604,21 @@ fn a_folder_run_reports_a_bad_slide_and_finishes_the_others() {
         std::fs::read(out.join("small.mask.png")).unwrap(),
         b"user's file"
     );
-    let statuses: Vec<String> = json(&out.join("summary.json"))["slides"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["status"].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(statuses, ["skipped", "skipped", "failed", "failed"]);
+    let rows = json(&out.join("summary.json"))["slides"].clone();
+    let column = |key: &str| -> Vec<String> {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r[key].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(column("status"), ["done", "done", "failed", "failed"]);
+    assert_eq!(
+        column("this_run"),
+        ["skipped", "skipped", "failed", "failed"]
+    );
+    // A skipped slide keeps the figures of the run that made it.
+    assert!(rows[0]["tumor_fraction"].is_number() && rows[0]["seconds"].is_number());
 
     // --overwrite redoes them.
     let o = run(&["--overwrite"]);
@@ -775,4 +790,14 @@ fn reader_choice_is_reported_and_changes_only_rounding() {
         differ * 1000 < tumor,
         "{differ} pixels differ between readers ({tumor} tumor pixels)"
     );
+}
+
+/// A CSV cell as RFC 4180 writes it: quoted when it holds a comma, a quote
+/// or a line break.
+fn csv_cell(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
 }

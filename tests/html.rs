@@ -120,7 +120,16 @@ fn folder_run(d: &Path) -> PathBuf {
     );
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     run_ok(d, &["eval", "--pred", "out", "--truth", "slides/truth"]);
-    run_ok(d, &["summary", "out"]);
+    // The merged summary and the page again (with eval.json now); a failed
+    // slide in the folder makes it exit 1 and name the slide.
+    let o = run(d, &args!["summary", "out"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("/slides/broken.svs: ")
+            && stderr(&o).contains("4 slide(s): 3 done, 1 failed, 0 missing"),
+        "{}",
+        stderr(&o)
+    );
     let page = d.join("out/index.html");
     let html = std::fs::read_to_string(&page).unwrap();
     for scheme in ["http://", "https://", "//cdn", "src=\"//"] {
@@ -143,7 +152,7 @@ fn check_table(d: &Path, first: &str) -> Vec<String> {
     assert_eq!(rows[0].2, "—");
     let mut tumor = Vec::new();
     for (name, status, cell) in &rows[1..] {
-        assert_eq!(status, "segmented");
+        assert_eq!(status, "done");
         let report = json(&d.join(format!("out/{name}.report.json")));
         let pct = report["areas"]["tumor_fraction"].as_f64().unwrap() * 100.0;
         assert_eq!(cell, &format!("{pct:.2}"), "{name}");

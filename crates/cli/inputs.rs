@@ -80,7 +80,10 @@ impl Ignored {
             ));
         }
         if self.others > 0 {
-            parts.push(format!("{} other entries (not slides) ignored", self.others));
+            parts.push(format!(
+                "{} other entries (not slides) ignored",
+                self.others
+            ));
         }
         parts.iter().map(|s| format!(", {s}")).collect()
     }
@@ -134,7 +137,7 @@ pub fn collect(inputs: &[PathBuf], recursive: bool) -> Result<Inputs> {
                     path: input.clone(),
                     name,
                     slide_mpp: None,
-                listed: None,
+                    listed: None,
                 }],
                 "",
             )
@@ -233,7 +236,11 @@ fn walk(
 /// pattern's fixed leading folders (`slides/**/*.svs` → under `slides`).
 fn glob_slides(pattern: &str, ignored: &mut Ignored) -> Result<Vec<SlideInput>> {
     let paths = glob::glob(pattern).map_err(|e| {
-        anyhow::anyhow!("{pattern}: not a valid pattern ({} at character {})", e.msg, e.pos)
+        anyhow::anyhow!(
+            "{pattern}: not a valid pattern ({} at character {})",
+            e.msg,
+            e.pos
+        )
     })?;
     let root: PathBuf = Path::new(pattern)
         .components()

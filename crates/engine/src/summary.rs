@@ -169,7 +169,10 @@ impl SummaryRow {
         let damaged = record.damaged(folder, &files);
         let report = folder.join(format!(
             "{}.report.json",
-            Path::new(&name).file_name().unwrap_or_default().to_string_lossy()
+            Path::new(&name)
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
         ));
         Self {
             slide: record.fingerprint.slide.path.clone(),
@@ -288,7 +291,13 @@ fn failures(path: &Path) -> Vec<SummaryRow> {
         .filter_map(|r| {
             let slide = PathBuf::from(r["slide"].as_str()?);
             let name = r["name"].as_str().map_or_else(
-                || slide.file_stem().unwrap_or_default().to_string_lossy().into_owned(),
+                || {
+                    slide
+                        .file_stem()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .into_owned()
+                },
                 str::to_string,
             );
             Some(SummaryRow {
@@ -377,7 +386,11 @@ pub fn write_summary_as(out: &Path, stem: &str, rows: &[SummaryRow]) -> Result<(
             .iter()
             .map(|c| match &row[*c] {
                 serde_json::Value::Null => String::new(),
-                serde_json::Value::String(s) => format!("\"{}\"", s.replace('"', "\"\"")),
+                // RFC 4180: quoted when it holds a comma, a quote or a line break.
+                serde_json::Value::String(s) if s.contains([',', '"', '\n', '\r']) => {
+                    format!("\"{}\"", s.replace('"', "\"\""))
+                }
+                serde_json::Value::String(s) => s.clone(),
                 v => v.to_string(),
             })
             .collect();

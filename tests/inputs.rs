@@ -1,0 +1,279 @@
+//! What `wsiseg segment` takes (issue 16): folders with --recursive (outputs
+//! keep the subfolder, so equal file names never collide), glob patterns,
+//! .txt and .csv lists (relative to the list's folder, a per-slide `mpp`, a
+//! missing entry reported with its list and line while the others run), and
+//! the merged summary: two runs into one folder add up, `wsiseg summary
+//! --input` lists what has no result and exits 1 until all is done.
+
+mod common;
+
+use std::path::Path;
+
+use common::{error_lines, files_in, json, run, segment, stderr, threshold_model};
+use image::{Rgb, RgbImage};
+
+/// A small PNG slide (the threshold model finds tumor where green < 128).
+fn slide(path: &Path, seed: u32) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    RgbImage::from_fn(64, 48, |x, y| {
+        Rgb([(x * 3) as u8, ((x + 2 * y + seed * 37) % 256) as u8, 90])
+    })
+    .save(path)
+    .unwrap();
+}
+
+/// The summary's rows as (name, status, this_run).
+fn rows(summary: &Path) -> Vec<(String, String, String)> {
+    json(summary)["slides"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap_or("").to_string();
+            (s("name"), s("status"), s("this_run"))
+        })
+        .collect()
+}
+
+fn seg(d: &Path, input: &str, out: &str, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["--device", "cpu", "--formats", "png,report"];
+    args.extend(extra);
+    segment(d, Path::new(input), &threshold_model(), out, &args)
+}
+
+#[test]
+fn recursive_folders_keep_subfolders_and_never_collide() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    slide(&d.join("in/a/x.png"), 1);
+    slide(&d.join("in/b/x.png"), 2);
+    slide(&d.join("in/b/deeper/y.png"), 3);
+    slide(&d.join("in/top.png"), 4);
+
+    // Without --recursive the subfolders are named as not searched.
+    let o = seg(d, "in", "flat", &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("in: 1 slide(s), 2 subfolder(s) not searched (--recursive to descend)"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = seg(d, "in", "out", &["--recursive"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("in: 4 slide(s)"), "{}", stderr(&o));
+    for name in ["a/x", "b/x", "b/deeper/y", "top"] {
+        assert!(d.join(format!("out/{name}.mask.png")).is_file(), "{name}");
+        let report = json(&d.join(format!("out/{name}.report.json")));
+        assert!(
+            report["slide"]["path"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("in/{name}.png")),
+            "{name}: {}",
+            report["slide"]["path"]
+        );
+    }
+    // Each x's mask is its own slide's.
+    let (ax, bx) = (
+        common::read_mask(&d.join("out/a/x.mask.png")),
+        common::read_mask(&d.join("out/b/x.mask.png")),
+    );
+    assert_ne!(ax.as_raw(), bx.as_raw());
+    assert_eq!(
+        rows(&d.join("out/summary.json")),
+        [
+            ("a/x", "done", "segmented"),
+            ("b/deeper/y", "done", "segmented"),
+            ("b/x", "done", "segmented"),
+            ("top", "done", "segmented")
+        ]
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+    );
+    // The page links the subfolders' pictures.
+    let page = std::fs::read_to_string(d.join("out/index.html")).unwrap();
+    assert!(page.contains("\"b/deeper/y.mask.png\""), "{page}");
+
+    // A second run skips all four; the summary keeps their figures.
+    let o = seg(d, "in", "out", &["-r"]);
+    assert!(
+        stderr(&o).contains("4 slides: 0 segmented, 4 skipped, 0 failed"),
+        "{}",
+        stderr(&o)
+    );
+    let summary = json(&d.join("out/summary.json"));
+    for r in summary["slides"].as_array().unwrap() {
+        assert_eq!(r["this_run"], "skipped");
+        assert!(r["tumor_fraction"].as_f64().unwrap() > 0.0, "{r}");
+    }
+}
+
+#[test]
+fn lists_and_patterns_name_slides() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    slide(&d.join("data/s1.png"), 1);
+    slide(&d.join("data/sub/s2.png"), 2);
+    slide(&d.join("data/sub/s3.png"), 3);
+    std::fs::write(
+        d.join("data/list.csv"),
+        "case,path,mpp\nc1,s1.png,0.5\nc2,\"sub/s2.png\",\nc9,gone.png,\n",
+    )
+    .unwrap();
+    std::fs::write(d.join("data/list.txt"), "# slides\n\n../data/sub/s3.png\n").unwrap();
+
+    // A missing entry is one error line naming the list and its line; the
+    // others run; the run fails.
+    let o = seg(d, "data/list.csv", "out", &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(
+        error_lines(&o),
+        ["error: data/gone.png: no such file (listed in data/list.csv, line 4)"]
+    );
+    assert!(
+        stderr(&o).contains(
+            "data/list.csv: 2 slide(s), 1 listed path(s) that do not exist (reported below)"
+        ),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("column(s) case not used"));
+    // The list's mpp is the slide's resolution: areas in mm² for s1 only.
+    let s1 = json(&d.join("out/s1.report.json"));
+    assert_eq!(s1["slide"]["mpp"]["x"].as_f64(), Some(0.5));
+    assert!(s1["areas"]["tumor_mm2"].as_f64().unwrap() > 0.0);
+    let s2 = json(&d.join("out/sub/s2.report.json"));
+    assert!(s2["areas"]["tumor_mm2"].is_null(), "{s2}");
+    assert_eq!(
+        rows(&d.join("out/summary.json")),
+        [
+            ("gone", "failed", "failed"),
+            ("s1", "done", "segmented"),
+            ("sub/s2", "done", "segmented")
+        ]
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+    );
+
+    // A second run into the same folder from another list adds to the
+    // summary instead of erasing it; the failure stays listed.
+    let o = seg(d, "data/list.txt", "out", &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        rows(&d.join("out/summary.json")),
+        [
+            ("gone", "failed", ""),
+            ("s1", "done", ""),
+            ("s3", "done", "segmented"),
+            ("sub/s2", "done", "")
+        ]
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string())),
+        "a path leaving the list's folder is named by its file name"
+    );
+    assert!(d.join("out/s3.mask.png").is_file());
+
+    // A pattern: names under its fixed folders.
+    let o = seg(d, "data/sub/*.png", "globbed", &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("data/sub/*.png: 2 slide(s)"));
+    assert_eq!(
+        files_in(&d.join("globbed")),
+        [
+            "index.html",
+            "s2.mask.png",
+            "s2.report.json",
+            "s2.run.json",
+            "s3.mask.png",
+            "s3.report.json",
+            "s3.run.json",
+            "summary.csv",
+            "summary.json"
+        ]
+    );
+    let o = seg(d, "data/none-*.svs", "nothing", &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("data/none-*.svs: no slides in this pattern"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!d.join("nothing").exists());
+
+    // Bad lists are one clear error.
+    std::fs::write(d.join("bad.csv"), "file,mpp\nx.svs,1\n").unwrap();
+    let o = seg(d, "bad.csv", "x", &[]);
+    assert_eq!(
+        error_lines(&o),
+        ["error: bad.csv: no \"path\" column in the header (columns: file, mpp); the first line names the columns, e.g. path,mpp"]
+    );
+    std::fs::write(d.join("bad.csv"), "path,mpp\ndata/s1.png,fast\n").unwrap();
+    let o = seg(d, "bad.csv", "x", &[]);
+    assert!(
+        stderr(&o).contains("error: bad.csv:2: mpp \"fast\" is not a resolution"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!d.join("x").exists());
+}
+
+/// `wsiseg summary OUT --input IN`: the slides with no result are listed
+/// and make it exit 1; after the rest is done, 0.
+#[test]
+fn summary_lists_missing_slides_until_done() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for i in 0..7 {
+        slide(&d.join(format!("in/slide-{i}.png")), i);
+    }
+    // Shards 0 and 1 of 3 ran; shard 2 did not (an interrupted array).
+    for shard in ["0/3", "1/3"] {
+        let o = seg(d, "in", "out", &["--shard", shard]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let done: Vec<String> = (0..7)
+        .map(|i| format!("slide-{i}"))
+        .filter(|n| d.join(format!("out/{n}.run.json")).exists())
+        .collect();
+    assert!(!done.is_empty() && done.len() < 7, "{done:?}");
+    let o = run(d, &["summary", "out", "--input", "in"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let rows = rows(&d.join("out/summary.json"));
+    let missing: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.1 == "missing")
+        .map(|r| r.0.as_str())
+        .collect();
+    let expected: Vec<String> = (0..7)
+        .map(|i| format!("slide-{i}"))
+        .filter(|n| !done.contains(n))
+        .collect();
+    assert_eq!(missing, expected);
+    assert_eq!(rows.len(), 7);
+    for name in &expected {
+        assert!(
+            stderr(&o).contains(&format!(
+                "missing: {}",
+                d.join("in")
+                    .canonicalize()
+                    .unwrap()
+                    .join(format!("{name}.png"))
+                    .display()
+            )),
+            "{}",
+            stderr(&o)
+        );
+    }
+    // Without --input nothing is known to be missing.
+    let o = run(d, &["summary", "out"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = seg(d, "in", "out", &["--shard", "2/3"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(d, &["summary", "out", "--input", "in"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("7 slide(s): 7 done, 0 failed, 0 missing"),
+        "{}",
+        stderr(&o)
+    );
+    let csv = std::fs::read_to_string(d.join("out/summary.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 8, "{csv}");
+}
