@@ -9,8 +9,10 @@
 #    (libjpeg-dev: plain JPEGs are decoded by scanlines), pkg-config,
 #    libclang-dev (bindgen), a C++ compiler, python3-venv, and tcmalloc's static library
 #    (libgoogle-perftools-dev: linked into the binary as its malloc, which
-#    makes the model 1.4x faster on the CPU), and chromium (the tests open
-#    the HTML report in it, headless). Uses sudo when not root.
+#    makes the model 1.4x faster on the CPU), chromium (the tests open
+#    the HTML report in it, headless), and slurm-wlm + munge (the tests run
+#    a one-node Slurm cluster: scripts/slurm/local-cluster.sh). Uses sudo
+#    when not root.
 # 2. PyTorch 2.11.0 from PyPI (for libtorch) into a virtual environment
 #    outside the repository: $WSISEG_VENV, default ~/.cache/wsiseg/venv.
 #    Reused when it already has torch 2.11.0. Also OpenSlide 4 (openslide-bin
@@ -42,7 +44,7 @@ done
 step() { printf '\n==> %s\n' "$*" >&2; }
 
 step "system packages"
-packages=(libopenslide-dev libjpeg-dev pkg-config libclang-dev clang g++ python3 python3-venv libgoogle-perftools-dev chromium)
+packages=(libopenslide-dev libjpeg-dev pkg-config libclang-dev clang g++ python3 python3-venv libgoogle-perftools-dev chromium slurm-wlm munge)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -108,3 +108,47 @@ fn bench_prints_every_stage_figure_in_sane_ratios() {
     let own = f("peak_rust_heap_mib");
     assert!(own > 1.0 && own < rss, "own {own} of {rss} MiB");
 }
+
+/// `wsiseg bench FOLDER`: the folder run one slide at a time and overlapped,
+/// each with its slides/s and the device's idle time between slides.
+#[test]
+fn bench_on_a_folder_reports_idle_time_between_slides() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let slides = d.join("slides");
+    common::run_ok(
+        d,
+        &[
+            "synth",
+            "--out",
+            "slides",
+            "--count",
+            "3",
+            "--size",
+            "1024x1024",
+            "--seed",
+            "90",
+        ],
+    );
+    let scratch = d.join("scratch");
+    std::fs::create_dir(&scratch).unwrap();
+    let f = common::bench(
+        &scratch,
+        &[slides.to_str().unwrap(), "--device", "cpu"],
+        &common::unet(),
+    );
+    assert_eq!(f["slides"], 3);
+    for mode in ["one_at_a_time", "overlapped"] {
+        let m = &f[mode];
+        let n = |k: &str| m[k].as_f64().unwrap_or_else(|| panic!("{mode}.{k}: {m}"));
+        assert!(n("wall_s") > 0.0 && n("slides_per_s") > 0.0, "{m}");
+        assert!((n("slides_per_s") * n("wall_s") - 3.0).abs() < 1e-9, "{m}");
+        let (mean, max) = (
+            n("idle_between_slides_mean_s"),
+            n("idle_between_slides_max_s"),
+        );
+        assert!(mean >= 0.0 && mean <= max && max < n("wall_s"), "{m}");
+        assert!((n("idle_share_of_slide_time") - mean / n("seconds_per_slide")).abs() < 1e-9);
+    }
+    assert!(f["overlap_speedup"].as_f64().unwrap() > 0.0);
+}

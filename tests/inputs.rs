@@ -277,3 +277,51 @@ fn summary_lists_missing_slides_until_done() {
     let csv = std::fs::read_to_string(d.join("out/summary.csv")).unwrap();
     assert_eq!(csv.lines().count(), 8, "{csv}");
 }
+
+/// Slides overlapped (the next one opened, planned and read while this
+/// one's last batches run; the default) give byte for byte the outputs of
+/// slides run one at a time.
+#[test]
+fn overlapped_slides_give_the_outputs_of_one_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    common::run_ok(
+        d,
+        &[
+            "synth",
+            "--out",
+            "in",
+            "--count",
+            "4",
+            "--size",
+            "2048x1536",
+            "--seed",
+            "70",
+        ],
+    );
+    let unet = common::unet();
+    for (out, extra) in [
+        ("overlapped", None),
+        ("sequential", Some("--one-at-a-time")),
+    ] {
+        let mut args = vec!["--device", "cpu", "--formats", "png,tiff,geojson,report"];
+        args.extend(extra);
+        let o = segment(d, Path::new("in"), &unet, out, &args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("4 slides: 4 segmented"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    for seed in 70..74 {
+        for suffix in ["mask.png", "mask.tiff", "geojson"] {
+            let name = format!("synth-{seed}.{suffix}");
+            assert_eq!(
+                std::fs::read(d.join("overlapped").join(&name)).unwrap(),
+                std::fs::read(d.join("sequential").join(&name)).unwrap(),
+                "{name}"
+            );
+        }
+    }
+}

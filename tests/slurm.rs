@@ -116,7 +116,13 @@ fn submit(cluster: &Cluster, d: &Path) -> String {
     );
     // "array job A (3 tasks), merge job M (after all of them): …"
     let word = |after: &str| {
-        out.split(after).nth(1).unwrap().split_whitespace().next().unwrap().to_string()
+        out.split(after)
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string()
     };
     format!("{},{}", word("array job "), word("merge job "))
 }
@@ -152,7 +158,9 @@ fn an_array_job_segments_every_slide_once_and_a_resubmission_skips_them() {
     let d = dir.path();
     run_ok(
         d,
-        &["synth", "--out", "in", "--count", "7", "--size", "1024x768", "--seed", "40"],
+        &[
+            "synth", "--out", "in", "--count", "7", "--size", "1024x768", "--seed", "40",
+        ],
     );
     let cluster = Cluster::start();
     let jobs = submit(&cluster, d);
@@ -176,11 +184,18 @@ fn an_array_job_segments_every_slide_once_and_a_resubmission_skips_them() {
     // Three shard summaries, disjoint, covering the seven slides.
     let shards = shard_rows(&d.join("out"));
     let mut names: Vec<&String> = shards.values().flatten().map(|(n, _)| n).collect();
-    assert!(shards.values().flatten().all(|(_, r)| r == "segmented"), "{shards:?}");
+    assert!(
+        shards.values().flatten().all(|(_, r)| r == "segmented"),
+        "{shards:?}"
+    );
     names.sort();
     assert_eq!(
         names,
-        (40..47).map(|s| format!("synth-{s}")).collect::<Vec<_>>().iter().collect::<Vec<_>>()
+        (40..47)
+            .map(|s| format!("synth-{s}"))
+            .collect::<Vec<_>>()
+            .iter()
+            .collect::<Vec<_>>()
     );
     // Each slide's run record names the slide it read (its fingerprint).
     let mut records = BTreeMap::new();
@@ -207,7 +222,10 @@ fn an_array_job_segments_every_slide_once_and_a_resubmission_skips_them() {
     cluster.wait(&jobs, Duration::from_secs(600));
     let shards = shard_rows(&d.join("out"));
     assert_eq!(shards.values().flatten().count(), 7);
-    assert!(shards.values().flatten().all(|(_, r)| r == "skipped"), "{shards:?}");
+    assert!(
+        shards.values().flatten().all(|(_, r)| r == "skipped"),
+        "{shards:?}"
+    );
     for (name, bytes) in &records {
         assert_eq!(
             &std::fs::read(d.join(format!("out/{name}.run.json"))).unwrap(),

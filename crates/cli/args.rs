@@ -318,6 +318,12 @@ pub struct SegmentArgs {
     /// Descend into the subfolders of a folder input.
     #[arg(short, long)]
     pub recursive: bool,
+    /// Run slides strictly one after another. By default the next slide is
+    /// opened, planned and its first tiles read while the current one's
+    /// last batches run, so the device does not wait between slides (two
+    /// slides' buffers in memory at once).
+    #[arg(long)]
+    pub one_at_a_time: bool,
     /// Segment only shard I of N (0 to N-1) of the slides: a slide belongs
     /// to shard hash(its path in the folder) mod N, so adding slides never
     /// moves the others. Without it, SLURM_ARRAY_TASK_ID (with _MIN and _MAX

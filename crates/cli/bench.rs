@@ -86,6 +86,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     std::fs::create_dir_all(&scratch.0)
         .with_context(|| format!("{}: cannot create", scratch.0.display()))?;
     let slide_path = match &args.slide {
+        Some(p) if p.is_dir() => return folder_bench(args, p, &scratch.0),
         Some(p) => p.clone(),
         None => make_synthetic(args, &scratch.0)?,
     };
@@ -640,4 +641,161 @@ fn table(f: &Value) -> String {
         s += &format!("  {k:<46} {v}\n");
     }
     s
+}
+
+/// One way of running a folder: its wall time and each slide's batches.
+struct FolderRun {
+    wall_s: f64,
+    /// Per slide (in run order): first batch handed to the device, last
+    /// batch back.
+    spans: Vec<Option<(Instant, Instant)>>,
+}
+
+impl FolderRun {
+    /// The device's idle time between consecutive slides that ran batches:
+    /// from the last batch of one back to the first batch of the next handed in.
+    fn gaps(&self) -> Vec<f64> {
+        let spans: Vec<_> = self.spans.iter().flatten().collect();
+        spans
+            .windows(2)
+            .map(|w| w[1].0.saturating_duration_since(w[0].1).as_secs_f64())
+            .collect()
+    }
+
+    fn figures(&self, slides: usize) -> Value {
+        let gaps = self.gaps();
+        let mean_gap = gaps.iter().sum::<f64>() / gaps.len().max(1) as f64;
+        let slide_s = self.wall_s / slides.max(1) as f64;
+        json!({
+            "wall_s": self.wall_s,
+            "slides_per_s": slides as f64 / self.wall_s,
+            "seconds_per_slide": slide_s,
+            "idle_between_slides_mean_s": mean_gap,
+            "idle_between_slides_max_s": gaps.iter().copied().fold(0.0, f64::max),
+            "idle_share_of_slide_time": mean_gap / slide_s,
+        })
+    }
+}
+
+/// `wsiseg bench FOLDER`: the folder segmented as `segment` does, slides one
+/// at a time and overlapped (the default), in the same run; the device's idle
+/// time between slides and slides/s for each.
+fn folder_bench(args: &BenchArgs, folder: &Path, scratch: &Path) -> Result<()> {
+    let mut figures = Figures::new();
+    figures.insert("folder".into(), json!(folder));
+    let mut slides = 0;
+    for (mode, one_at_a_time) in [("one_at_a_time", true), ("overlapped", false)] {
+        let run = time_folder(args, folder, &scratch.join(mode), one_at_a_time)?;
+        slides = run.spans.len();
+        figures.insert(mode.into(), run.figures(slides));
+    }
+    figures.insert("slides".into(), json!(slides));
+    let wall = |m: &str| figures[m]["wall_s"].as_f64().unwrap_or(f64::NAN);
+    figures.insert(
+        "overlap_speedup".into(),
+        json!(wall("one_at_a_time") / wall("overlapped")),
+    );
+    let figures = Value::Object(figures);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&figures)?);
+    } else {
+        print!("{}", folder_table(&figures));
+    }
+    Ok(())
+}
+
+/// `wsiseg segment FOLDER` with the bench's settings into `out`, every
+/// batch's times kept.
+fn time_folder(
+    args: &BenchArgs,
+    folder: &Path,
+    out: &Path,
+    one_at_a_time: bool,
+) -> Result<FolderRun> {
+    let mut argv: Vec<std::ffi::OsString> = vec![
+        "wsiseg".into(),
+        "segment".into(),
+        folder.into(),
+        "--model".into(),
+        args.model.clone().into(),
+        "--out".into(),
+        out.into(),
+        "--device".into(),
+        args.run.device.clone().into(),
+        "--tta".into(),
+        args.tta.to_string().into(),
+    ];
+    if let Some(p) = args.run.precision {
+        argv.extend(["--precision".into(), p.to_string().into()]);
+    }
+    if let Some(b) = args.run.batch {
+        argv.extend(["--batch".into(), b.to_string().into()]);
+    }
+    if let Some(r) = args.readers {
+        argv.extend(["--readers".into(), r.to_string().into()]);
+    }
+    if one_at_a_time {
+        argv.push("--one-at-a-time".into());
+    }
+    let cli = <crate::args::Cli as clap::Parser>::try_parse_from(argv)?;
+    let crate::args::Command::Segment(seg) = cli.command else {
+        unreachable!("a segment command line");
+    };
+    let batches = std::sync::Mutex::new(Vec::new());
+    let observe = |k: usize, b: wsiseg_engine::BatchTimes| {
+        batches
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((k, b));
+    };
+    let start = Instant::now();
+    let summary = crate::segment::run_observed(&seg, Some(&observe))?;
+    let wall_s = start.elapsed().as_secs_f64();
+    if summary.failed > 0 || summary.cancelled {
+        anyhow::bail!(
+            "{}: {} slide(s) failed or the run was interrupted; bench a folder that segments cleanly",
+            folder.display(),
+            summary.failed
+        );
+    }
+    let mut spans: Vec<Option<(Instant, Instant)>> = vec![None; summary.done + summary.skipped];
+    for (k, b) in batches.into_inner().unwrap_or_default() {
+        let span = &mut spans[k];
+        *span = Some(match *span {
+            None => (b.submitted, b.finished),
+            Some((first, last)) => (first.min(b.submitted), last.max(b.finished)),
+        });
+    }
+    Ok(FolderRun { wall_s, spans })
+}
+
+fn folder_table(f: &Value) -> String {
+    let mut t = format!(
+        "folder {} ({} slides)\n",
+        f["folder"].as_str().unwrap_or("?"),
+        f["slides"]
+    );
+    t += &format!(
+        "{:<16}{:>10}{:>10}{:>12}{:>16}{:>16}{:>12}\n",
+        "slides", "wall s", "slides/s", "s/slide", "idle mean s", "idle max s", "idle/slide"
+    );
+    for mode in ["one_at_a_time", "overlapped"] {
+        let m = &f[mode];
+        let n = |k: &str| m[k].as_f64().unwrap_or(f64::NAN);
+        t += &format!(
+            "{:<16}{:>10.2}{:>10.2}{:>12.3}{:>16.3}{:>16.3}{:>11.1}%\n",
+            mode.replace('_', " "),
+            n("wall_s"),
+            n("slides_per_s"),
+            n("seconds_per_slide"),
+            n("idle_between_slides_mean_s"),
+            n("idle_between_slides_max_s"),
+            100.0 * n("idle_share_of_slide_time")
+        );
+    }
+    t += &format!(
+        "overlapped vs one at a time: {:.2}x the slides/s\n",
+        f["overlap_speedup"].as_f64().unwrap_or(f64::NAN)
+    );
+    t
 }

@@ -5,10 +5,14 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use wsiseg_engine::{
-    describe_devices, Engine, EngineBuilder, EngineError, Format, OutputPaths, Precision, Progress,
-    Request, RunControl, SlideOutcome, Status, SummaryEntry,
+    describe_devices, BatchTimes, Engine, EngineBuilder, EngineError, Format, OutputPaths,
+    Precision, Progress, Request, RunControl, SlideOutcome, Status, SummaryEntry,
 };
 
 use crate::args::SegmentArgs;
@@ -34,6 +38,15 @@ impl RunSummary {
 }
 
 pub fn run(args: &SegmentArgs) -> Result<RunSummary> {
+    run_observed(args, None)
+}
+
+/// Watches every batch through the model: the slide's place in the run and
+/// the batch's times (`wsiseg bench` on a folder).
+pub type Observer<'a> = &'a (dyn Fn(usize, BatchTimes) + Sync);
+
+/// [`run`], calling `observer` for every batch.
+pub fn run_observed(args: &SegmentArgs, observer: Option<Observer>) -> Result<RunSummary> {
     let inputs = crate::inputs::collect(&args.input, args.recursive)?;
     let many = inputs.many;
     let (slides, shard) = shard_slides(args, inputs.slides)?;
@@ -59,23 +72,16 @@ pub fn run(args: &SegmentArgs) -> Result<RunSummary> {
         failed: 0,
         cancelled: false,
     };
+    let results = run_slides(&engine, &slides, args, &request, cancel, observer);
     let mut entries = Vec::new();
-    for slide in &slides {
-        let entry = if cancel.load(std::sync::atomic::Ordering::Relaxed) {
-            None
-        } else {
-            let mut request = request.clone();
-            if slide.slide_mpp.is_some() {
-                request.slide_mpp = slide.slide_mpp;
+    for entry in results {
+        match entry {
+            Some(entry) => {
+                summary.count(entry.status);
+                entries.push(entry);
             }
-            segment_one(&engine, slide, &args.out, &request, cancel)
-        };
-        let Some(entry) = entry else {
-            summary.cancelled = true;
-            break;
-        };
-        summary.count(entry.status);
-        entries.push(entry);
+            None => summary.cancelled = true,
+        }
     }
     if slides.len() > 1 {
         tracing::info!(
@@ -123,21 +129,145 @@ pub fn run(args: &SegmentArgs) -> Result<RunSummary> {
 
 /// One slide with a progress bar; its summary entry, or `None` when the
 /// run was interrupted.
+/// Slides through the engine in order, overlapped: the next slide is
+/// opened, planned and its first tiles read while this one's last batches
+/// run (its model call waits for the device), so the device does not idle
+/// between slides; the outputs of one are finished while the next runs. At
+/// most two slides are in flight (one on the device or finishing its
+/// outputs, one getting ready), and none ahead when `--one-at-a-time` is
+/// given or memory is above half the budget. Each slide's entry, in order;
+/// `None` where the run was interrupted.
+fn run_slides(
+    engine: &Engine,
+    slides: &[SlideInput],
+    args: &SegmentArgs,
+    request: &Request,
+    cancel: &AtomicBool,
+    observer: Option<Observer>,
+) -> Vec<Option<SummaryEntry>> {
+    let mut results: Vec<Option<SummaryEntry>> = slides.iter().map(|_| None).collect();
+    let bars = MultiProgress::new();
+    std::thread::scope(|scope| {
+        let mut running: VecDeque<(usize, std::thread::ScopedJoinHandle<_>, Arc<Started>)> =
+            VecDeque::new();
+        let mut join = |running: &mut VecDeque<(usize, std::thread::ScopedJoinHandle<_>, _)>| {
+            if let Some((k, handle, _)) = running.pop_front() {
+                results[k] = handle.join().unwrap_or(None);
+            }
+        };
+        for (k, slide) in slides.iter().enumerate() {
+            while running.len() >= 2 {
+                join(&mut running);
+            }
+            if let Some((_, _, started)) = running.back() {
+                if args.one_at_a_time || !memory_allows_overlap() {
+                    while !running.is_empty() {
+                        join(&mut running);
+                    }
+                } else {
+                    started.wait();
+                }
+            }
+            if cancel.load(Ordering::Relaxed) {
+                break;
+            }
+            let started = Arc::new(Started::default());
+            let mut request = request.clone();
+            if slide.slide_mpp.is_some() {
+                request.slide_mpp = slide.slide_mpp;
+            }
+            let (bars, on_model) = (&bars, started.clone());
+            let handle = scope.spawn(move || {
+                // The next slide may start once this one is on the device
+                // or, whatever happened, has ended.
+                let _ended = on_model.guard();
+                let observe = |b: BatchTimes| {
+                    on_model.set();
+                    if let Some(f) = observer {
+                        f(k, b);
+                    }
+                };
+                segment_one(engine, slide, &args.out, &request, cancel, bars, &observe)
+            });
+            running.push_back((k, handle, started));
+        }
+        while !running.is_empty() {
+            join(&mut running);
+        }
+    });
+    results
+}
+
+/// Whether another slide may get ready beside the running one: resident
+/// memory under half the budget (two slides' buffers then fit).
+fn memory_allows_overlap() -> bool {
+    match (
+        wsiseg_engine::memory::rss_bytes(),
+        wsiseg_engine::memory::budget(),
+    ) {
+        (Some(rss), Some(budget)) => rss < budget / 2,
+        _ => true,
+    }
+}
+
+/// Set once a slide's first batch is through the model, or it ended.
+#[derive(Default)]
+struct Started {
+    set: Mutex<bool>,
+    changed: Condvar,
+}
+
+impl Started {
+    fn set(&self) {
+        let mut set = self.set.lock().unwrap_or_else(PoisonError::into_inner);
+        if !*set {
+            *set = true;
+            self.changed.notify_all();
+        }
+    }
+
+    fn wait(&self) {
+        let mut set = self.set.lock().unwrap_or_else(PoisonError::into_inner);
+        while !*set {
+            set = self
+                .changed
+                .wait(set)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// Sets it when dropped (the slide's thread ended, even by a panic).
+    fn guard(&self) -> impl Drop + '_ {
+        struct Guard<'a>(&'a Started);
+        impl Drop for Guard<'_> {
+            fn drop(&mut self) {
+                self.0.set();
+            }
+        }
+        Guard(self)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn segment_one(
     engine: &Engine,
     slide: &SlideInput,
     out: &Path,
     request: &Request,
-    cancel: &std::sync::atomic::AtomicBool,
+    cancel: &AtomicBool,
+    bars: &MultiProgress,
+    observe: &(dyn Fn(BatchTimes) + Sync),
 ) -> Option<SummaryEntry> {
     let path = slide.path.as_path();
     let out = &slide.out_dir(out);
-    let bar = progress_bar(path);
+    let bar = bars.add(progress_bar(path));
     let on_progress = |p: Progress| {
         bar.set_length(p.tiles_total);
         bar.set_position(p.tiles_done);
     };
-    let control = RunControl::new(cancel).on_progress(&on_progress);
+    let control = RunControl::new(cancel)
+        .on_progress(&on_progress)
+        .on_batch(observe);
     // A panic fails this slide only (its temporary files are removed by the
     // unwinding); the next slide runs.
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

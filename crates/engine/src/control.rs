@@ -2,6 +2,7 @@
 //! (for tests) injected faults.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use wsiseg_write::WriteLimit;
 
@@ -12,6 +13,18 @@ pub struct Progress {
     pub tiles_done: u64,
     /// Tiles to run in all.
     pub tiles_total: u64,
+}
+
+/// One batch through the model, passed to the batch callback: when it was
+/// handed to the device and when its results were back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchTimes {
+    /// Handed to the device.
+    pub submitted: Instant,
+    /// Its results copied back.
+    pub finished: Instant,
+    /// Tiles in it.
+    pub tiles: usize,
 }
 
 /// Progress callback, cancel flag and fault injection for one run.
@@ -28,6 +41,7 @@ pub struct Progress {
 pub struct RunControl<'a> {
     cancel: &'a AtomicBool,
     progress: Option<&'a (dyn Fn(Progress) + Sync)>,
+    batches: Option<&'a (dyn Fn(BatchTimes) + Sync)>,
     write_limit: WriteLimit,
     fail_after_tiles: Option<u64>,
 }
@@ -39,6 +53,7 @@ impl<'a> RunControl<'a> {
         Self {
             cancel,
             progress: None,
+            batches: None,
             write_limit: WriteLimit::none(),
             fail_after_tiles: None,
         }
@@ -47,6 +62,14 @@ impl<'a> RunControl<'a> {
     /// Calls `f` after every batch (from an engine thread).
     pub fn on_progress(mut self, f: &'a (dyn Fn(Progress) + Sync)) -> Self {
         self.progress = Some(f);
+        self
+    }
+
+    /// Calls `f` with the times of every batch through the model (from an
+    /// inference thread): what `wsiseg bench` measures the device's idle
+    /// time between slides with.
+    pub fn on_batch(mut self, f: &'a (dyn Fn(BatchTimes) + Sync)) -> Self {
+        self.batches = Some(f);
         self
     }
 
@@ -72,6 +95,12 @@ impl<'a> RunControl<'a> {
     pub(crate) fn progress(&self, p: Progress) {
         if let Some(f) = self.progress {
             f(p);
+        }
+    }
+
+    pub(crate) fn batch_done(&self, times: BatchTimes) {
+        if let Some(f) = self.batches {
+            f(times);
         }
     }
 

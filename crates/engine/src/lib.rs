@@ -48,7 +48,7 @@ mod record;
 mod segment;
 mod summary;
 
-pub use control::{Progress, RunControl};
+pub use control::{BatchTimes, Progress, RunControl};
 pub use engine::{
     default_batch, default_readers, describe_devices, file_sha256, resolution, resolve_devices,
     BadTiles, Engine, EngineBuilder, MaskSize, MaskValues, Request, SlidePlan, Tissue,

@@ -203,6 +203,27 @@ struct Shared<'a> {
 }
 
 impl Shared<'_> {
+    /// A batch of `tiles` handed to the device at `submitted` is back (its
+    /// wait began at `waited`): the batch and progress callbacks.
+    fn batch_done(&self, submitted: Instant, waited: Instant, tiles: usize) {
+        self.control.batch_done(crate::BatchTimes {
+            submitted,
+            finished: Instant::now(),
+            tiles,
+        });
+        tracing::debug!(
+            tiles,
+            wait_ms = waited.elapsed().as_millis() as u64,
+            "batch done"
+        );
+        let k = tiles as u64;
+        let so_far = self.tiles_done.fetch_add(k, Ordering::Relaxed) + k;
+        self.control.progress(Progress {
+            tiles_done: so_far,
+            tiles_total: self.tiles_total,
+        });
+    }
+
     /// Buffers for one batch's labels and probability planes.
     fn result_buffers(&self, tile_px: usize) -> Spare {
         let px = self.batch * tile_px;
@@ -533,7 +554,7 @@ fn infer(
     let tile_px = (t as usize).pow(2);
     let batch = shared.batch;
     let mut free: Vec<_> = (0..IN_FLIGHT).map(|_| model.staging(batch, t)).collect();
-    let mut queued: VecDeque<(InFlight, Vec<TileIndex>)> = VecDeque::new();
+    let mut queued: VecDeque<(InFlight, Vec<TileIndex>, Instant)> = VecDeque::new();
     let mut busy = Duration::ZERO;
     let mut ran = 0;
     let mut input_done = false;
@@ -574,14 +595,14 @@ fn infer(
                 let t0 = Instant::now();
                 let flight = model.submit(staging, n, shared.with_probs)?;
                 busy += t0.elapsed();
-                queued.push_back((flight, indices));
+                queued.push_back((flight, indices, t0));
                 // Keep the device fed: collect only once the next batch is queued.
                 if queued.len() < IN_FLIGHT && !input_done {
                     continue;
                 }
             }
         }
-        let Some((flight, indices)) = queued.pop_front() else {
+        let Some((flight, indices, submitted)) = queued.pop_front() else {
             return Ok((busy, ran));
         };
         let (mut labels, mut probs) = spare
@@ -592,18 +613,8 @@ fn infer(
         free.push(staging.map_err(|e| locate(e, &indices, shared))?);
         busy += t0.elapsed();
         clear_bad(shared, &indices, tile_px, &mut labels, probs.as_deref_mut());
-        let k = indices.len();
-        tracing::debug!(
-            tiles = k,
-            wait_ms = t0.elapsed().as_millis() as u64,
-            "batch done"
-        );
-        ran += k;
-        let so_far = shared.tiles_done.fetch_add(k as u64, Ordering::Relaxed) + k as u64;
-        shared.control.progress(Progress {
-            tiles_done: so_far,
-            tiles_total: shared.tiles_total,
-        });
+        ran += indices.len();
+        shared.batch_done(submitted, t0, indices.len());
         done.send(Finished {
             indices,
             labels,
