@@ -233,8 +233,11 @@ fn info_describes_levels_and_resolution() {
 fn bad_inputs_fail_with_one_clear_line_and_no_output() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let text = d.join("notes.txt");
+    let text = d.join("notes.md");
     std::fs::write(&text, "hello\n").unwrap();
+    // A .txt is a list of slides: this one names none.
+    let list = d.join("notes.txt");
+    std::fs::write(&list, "hello\n").unwrap();
     let broken_model = d.join("broken-model");
     std::fs::create_dir(&broken_model).unwrap();
     std::fs::write(broken_model.join("model.pt"), "not torchscript").unwrap();
@@ -273,7 +276,11 @@ fn bad_inputs_fail_with_one_clear_line_and_no_output() {
         ),
         (
             args![&"segment", &text, &"--model", &good],
-            "notes.txt: not a slide or image",
+            "notes.md: not a slide or image",
+        ),
+        (
+            args![&"segment", &list, &"--model", &good],
+            "notes.txt, line 1: \"hello\" is not a slide file (a list names one slide a line, ending in svs,",
         ),
         (
             args![

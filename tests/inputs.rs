@@ -208,7 +208,7 @@ fn lists_and_patterns_name_slides() {
     std::fs::write(d.join("bad.csv"), "path,mpp\ndata/s1.png,fast\n").unwrap();
     let o = seg(d, "bad.csv", "x", &[]);
     assert!(
-        stderr(&o).contains("error: bad.csv:2: mpp \"fast\" is not a resolution"),
+        stderr(&o).contains("error: bad.csv, line 2: mpp \"fast\" is not a resolution"),
         "{}",
         stderr(&o)
     );

@@ -315,6 +315,14 @@ fn read_list(list: &Path, ignored: &mut Ignored) -> Result<Vec<SlideInput>> {
         } else {
             folder.join(&written)
         };
+        if !wsiseg_slide::has_slide_extension(&path) {
+            bail!(
+                "{}, line {line}: {:?} is not a slide file (a list names one slide a line, ending in {})",
+                list.display(),
+                written.display().to_string(),
+                wsiseg_slide::SLIDE_EXTENSIONS.join(", ")
+            );
+        }
         if std::fs::metadata(&path).is_err() {
             ignored.missing += 1;
         } else if path.is_dir() {
@@ -375,14 +383,14 @@ fn csv_rows(list: &Path, text: &str) -> Result<Vec<(usize, String, Option<f64>)>
         let field = |c: usize| fields.get(c).map(|f| f.trim()).unwrap_or_default();
         let path = field(path_col);
         if path.is_empty() {
-            bail!("{}:{}: the path is empty", list.display(), i + 1);
+            bail!("{}, line {}: the path is empty", list.display(), i + 1);
         }
         let mpp = match mpp_col.map(field) {
             None | Some("") => None,
             Some(m) => match m.parse::<f64>() {
                 Ok(v) if v.is_finite() && v > 0.0 && v <= 1000.0 => Some(v),
                 _ => bail!(
-                    "{}:{}: mpp {m:?} is not a resolution in µm per pixel (a number above 0, e.g. 0.25)",
+                    "{}, line {}: mpp {m:?} is not a resolution in µm per pixel (a number above 0, e.g. 0.25)",
                     list.display(),
                     i + 1
                 ),
