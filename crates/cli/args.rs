@@ -26,7 +26,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Segment a slide, or every slide in a folder, into label masks.
+    /// Segment slides — a slide, folders, patterns or lists of slides — into label masks.
     // (Negative numbers are values, so that `--mpp -1` gets wsiseg's
     // message, not clap's "unexpected argument".)
     #[command(allow_negative_numbers = true)]
@@ -325,8 +325,8 @@ pub struct SegmentArgs {
     #[arg(long)]
     pub one_at_a_time: bool,
     /// Segment only shard I of N (0 to N-1) of the slides: a slide belongs
-    /// to shard hash(its path in the folder) mod N, so adding slides never
-    /// moves the others. Without it, SLURM_ARRAY_TASK_ID (with _MIN and _MAX
+    /// to shard hash(its name under the input, e.g. a/x.svs) mod N, so
+    /// adding slides never moves the others. Without it, SLURM_ARRAY_TASK_ID (with _MIN and _MAX
     /// or _COUNT) or Kubernetes' JOB_COMPLETION_INDEX (with --shard-count)
     /// choose it. Each shard writes summary.shard-I-of-N.json/.csv.
     #[arg(long, value_parser = crate::shard::parse)]
