@@ -106,6 +106,21 @@ fn recursive_folders_keep_subfolders_and_never_collide() {
         assert_eq!(r["this_run"], "skipped");
         assert!(r["tumor_fraction"].as_f64().unwrap() > 0.0, "{r}");
     }
+
+    // The slides moved (the same files): skipped, one row each, the new path.
+    std::fs::rename(d.join("in"), d.join("moved")).unwrap();
+    let o = seg(d, "moved", "out", &["-r"]);
+    assert!(
+        stderr(&o).contains("4 slides: 0 segmented, 4 skipped, 0 failed"),
+        "{}",
+        stderr(&o)
+    );
+    let summary = json(&d.join("out/summary.json"));
+    let slides = summary["slides"].as_array().unwrap();
+    assert_eq!(slides.len(), 4, "{summary}");
+    assert!(slides
+        .iter()
+        .all(|r| r["slide"].as_str().unwrap().contains("/moved/")));
 }
 
 #[test]

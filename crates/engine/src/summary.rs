@@ -329,7 +329,7 @@ pub fn summary_files(out: &Path) -> Vec<PathBuf> {
 
 /// The folder's merged summary: every run record under `out`, the
 /// failures of its summaries, and `current` (this run's rows, newest); per
-/// slide the newest wins. Sorted by output name.
+/// output name the newest wins. Sorted by output name.
 pub fn merge(out: &Path, current: Vec<SummaryRow>) -> Vec<SummaryRow> {
     let mut found = Vec::new();
     records(out, &mut found);
@@ -346,9 +346,11 @@ pub fn merge(out: &Path, current: Vec<SummaryRow>) -> Vec<SummaryRow> {
         rows.extend(failures(&file));
     }
     rows.extend(current);
-    let mut by_slide: BTreeMap<PathBuf, SummaryRow> = BTreeMap::new();
+    // One row per output name: a folder holds one set of outputs per name
+    // (a slide moved since its run keeps its name and its outputs).
+    let mut by_slide: BTreeMap<String, SummaryRow> = BTreeMap::new();
     for row in rows {
-        let key = absolute(&row.slide);
+        let key = row.name.clone();
         match by_slide.get(&key) {
             Some(old) if old.when > row.when => {}
             _ => {
