@@ -94,7 +94,18 @@ fn recursive_folders_keep_subfolders_and_never_collide() {
     let page = std::fs::read_to_string(d.join("out/index.html")).unwrap();
     assert!(page.contains("\"b/deeper/y.mask.png\""), "{page}");
 
-    // A second run skips all four; the summary keeps their figures.
+    let finished = |summary: &serde_json::Value| -> Vec<String> {
+        summary["slides"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["finished_utc"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let first = finished(&json(&d.join("out/summary.json")));
+    // A second run (a second later at least) skips all four; the summary
+    // keeps their figures and when they were made.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     let o = seg(d, "in", "out", &["-r"]);
     assert!(
         stderr(&o).contains("4 slides: 0 segmented, 4 skipped, 0 failed"),
@@ -102,6 +113,7 @@ fn recursive_folders_keep_subfolders_and_never_collide() {
         stderr(&o)
     );
     let summary = json(&d.join("out/summary.json"));
+    assert_eq!(finished(&summary), first);
     for r in summary["slides"].as_array().unwrap() {
         assert_eq!(r["this_run"], "skipped");
         assert!(r["tumor_fraction"].as_f64().unwrap() > 0.0, "{r}");

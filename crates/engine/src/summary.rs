@@ -133,6 +133,9 @@ pub struct SummaryRow {
     /// SHA-256 of the model file.
     pub model_sha256: Option<String>,
     /// When its outputs were finished (or the failure recorded).
+    pub finished: SystemTime,
+    /// What decides between two rows of one slide: the newest wins (a
+    /// file's modification time, or now for the running run's rows).
     pub when: SystemTime,
     /// Its report, when there is one.
     pub report: Option<PathBuf>,
@@ -150,6 +153,7 @@ impl SummaryRow {
             figures: None,
             devices: Vec::new(),
             model_sha256: None,
+            finished: SystemTime::UNIX_EPOCH,
             when: SystemTime::UNIX_EPOCH,
             report: None,
         }
@@ -191,6 +195,7 @@ impl SummaryRow {
             }),
             devices: record.devices.clone(),
             model_sha256: Some(record.fingerprint.model_sha256.clone()),
+            finished: SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(record.finished_unix),
             when: SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(record.finished_unix),
             report: report.is_file().then_some(report),
             figures: Some(record.figures),
@@ -212,7 +217,7 @@ impl SummaryRow {
             "bad_tiles": f.map(|f| f.bad_tiles),
             "device": (!self.devices.is_empty()).then(|| self.devices.join(",")),
             "model_sha256": self.model_sha256,
-            "finished_utc": (self.status != Standing::Missing).then(|| utc(self.when)),
+            "finished_utc": (self.status != Standing::Missing).then(|| utc(self.finished)),
             "report": self.report.as_deref().map(absolute),
         })
     }
@@ -237,7 +242,11 @@ pub fn run_rows(out: &Path, entries: &[SummaryEntry]) -> Vec<SummaryRow> {
             row.slide = absolute(&e.slide);
             row.this_run = Some(e.status);
             row.when = now;
+            if row.finished == SystemTime::UNIX_EPOCH {
+                row.finished = now;
+            }
             if e.status == Status::Failed {
+                row.finished = now;
                 row.status = Standing::Failed;
                 row.error.clone_from(&e.error);
             } else {
@@ -304,6 +313,7 @@ fn failures(path: &Path) -> Vec<SummaryRow> {
                 status: Standing::Failed,
                 this_run: None,
                 error: r["error"].as_str().map(str::to_string),
+                finished: when,
                 when,
                 ..SummaryRow::missing(&slide, Path::new(&name))
             })
@@ -337,7 +347,16 @@ pub fn merge(out: &Path, current: Vec<SummaryRow>) -> Vec<SummaryRow> {
     let mut rows: Vec<SummaryRow> = Vec::new();
     for path in found {
         match RunRecord::read(&path) {
-            Ok(Some(r)) => rows.push(SummaryRow::of_record(out, &path, r)),
+            Ok(Some(r)) => {
+                let mut row = SummaryRow::of_record(out, &path, r);
+                // The record's own time is in whole seconds; its file's,
+                // finer: a failure and a success in the same second compare
+                // right.
+                if let Ok(t) = std::fs::metadata(&path).and_then(|m| m.modified()) {
+                    row.when = t;
+                }
+                rows.push(row);
+            }
             Ok(None) => {}
             Err(e) => tracing::warn!("{e}; left out of the summary"),
         }
