@@ -724,6 +724,9 @@ fn time_folder(
         args.run.device.clone().into(),
         "--tta".into(),
         args.tta.to_string().into(),
+        // The whole folder, also inside a Slurm task or an Indexed Job.
+        "--shard".into(),
+        "0/1".into(),
     ];
     if let Some(p) = args.run.precision {
         argv.extend(["--precision".into(), p.to_string().into()]);

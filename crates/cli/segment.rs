@@ -97,6 +97,9 @@ pub fn run_observed(args: &SegmentArgs, observer: Option<Observer>) -> Result<Ru
             }
         );
     }
+    // The folder's merged summary, when this run wrote it (the page shows
+    // the same rows).
+    let mut merged = None;
     if request.formats.contains(&Format::Report) && (many || shard.is_some()) {
         let rows = wsiseg_engine::run_rows(&args.out, &entries);
         match &shard {
@@ -106,8 +109,9 @@ pub fn run_observed(args: &SegmentArgs, observer: Option<Observer>) -> Result<Ru
                 wsiseg_engine::write_summary_as(&args.out, &shard.summary_stem(), &rows)?;
             }
             None => {
-                let merged = wsiseg_engine::merge_summary(&args.out, rows);
-                wsiseg_engine::write_summary(&args.out, &merged)?;
+                let rows = wsiseg_engine::merge_summary(&args.out, rows);
+                wsiseg_engine::write_summary(&args.out, &rows)?;
+                merged = Some(rows);
             }
         }
     }
@@ -116,7 +120,11 @@ pub fn run_observed(args: &SegmentArgs, observer: Option<Observer>) -> Result<Ru
     // is a convenience: failing to write it is a warning.
     let lone_failed = !many && (summary.failed > 0 || summary.cancelled);
     if request.formats.contains(&Format::Report) && !entries.is_empty() && !lone_failed {
-        match wsiseg_engine::write_index(&args.out) {
+        let page = match &merged {
+            Some(rows) => wsiseg_engine::write_index_of(&args.out, rows),
+            None => wsiseg_engine::write_index(&args.out),
+        };
+        match page {
             Ok(page) => tracing::info!(
                 "{}: the run at a glance (open it in a browser)",
                 page.display()
@@ -127,8 +135,6 @@ pub fn run_observed(args: &SegmentArgs, observer: Option<Observer>) -> Result<Ru
     Ok(summary)
 }
 
-/// One slide with a progress bar; its summary entry, or `None` when the
-/// run was interrupted.
 /// Slides through the engine in order, overlapped: the next slide is
 /// opened, planned and its first tiles read while this one's last batches
 /// run (its model call waits for the device), so the device does not idle
@@ -248,6 +254,8 @@ impl Started {
     }
 }
 
+/// One slide with a progress bar; its summary entry, or `None` when the
+/// run was interrupted.
 #[allow(clippy::too_many_arguments)]
 fn segment_one(
     engine: &Engine,

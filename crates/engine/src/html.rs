@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 
 use crate::outputs::report::write_atomic;
-use crate::EngineError;
+use crate::{EngineError, SummaryRow};
 
 /// The page's style and behaviour (vanilla JavaScript, no library).
 const STYLE: &str = include_str!("html/index.css");
@@ -81,11 +81,10 @@ fn row(out: &Path, stem: &str, report: &Value, status: &str, error: Option<&str>
     })
 }
 
-/// The rows: the folder's merged summary (every finished slide, in
-/// subfolders too, and the recorded failures).
-fn rows(out: &Path) -> Vec<Value> {
-    crate::summary::merge(out, Vec::new())
-        .into_iter()
+/// The page's rows: those of the folder's merged summary.
+fn rows(out: &Path, summary: &[SummaryRow]) -> Vec<Value> {
+    summary
+        .iter()
         .map(|r| {
             let status = r.status.name();
             match r.report.as_deref().and_then(read_json) {
@@ -100,13 +99,20 @@ fn rows(out: &Path) -> Vec<Value> {
         .collect()
 }
 
-/// Writes (or refreshes) `out/index.html`.
+/// Writes (or refreshes) `out/index.html` from the folder's merged summary
+/// (every finished slide, in subfolders too, and the recorded failures).
 pub fn write_index(out: &Path) -> Result<PathBuf, EngineError> {
+    write_index_of(out, &crate::summary::merge(out, Vec::new()))
+}
+
+/// Writes `out/index.html` with the rows of a merged summary already made
+/// ([`crate::merge_summary`]).
+pub fn write_index_of(out: &Path, summary: &[SummaryRow]) -> Result<PathBuf, EngineError> {
     let data = json!({
         "folder": crate::outputs::report::absolute(out),
         "generated_utc": crate::outputs::report::utc(std::time::SystemTime::now()),
         "wsiseg_version": env!("CARGO_PKG_VERSION"),
-        "slides": rows(out),
+        "slides": rows(out, summary),
         "eval": read_json(&out.join("eval.json")),
     });
     // Inside <script>, "</" would end the element.

@@ -55,7 +55,7 @@ pub use engine::{
     TissuePolicy, DEFAULT_CPU_BATCH, DEFAULT_CUDA_BATCH, MAX_READ_SCALE,
 };
 pub use error::{EngineError, Setting};
-pub use html::write_index;
+pub use html::{write_index, write_index_of};
 pub use lock::SlideLock;
 pub use outputs::report::peak_rss_mib;
 pub use outputs::{
@@ -66,8 +66,8 @@ pub use pipeline::{BadTile, READ_CHUNK};
 pub use record::{Fingerprint, RecordedFile, RunRecord, SlideIdentity};
 pub use segment::{RunOutput, RunStats, SlideOutcome};
 pub use summary::{
-    merge as merge_summary, run_rows, summary_files, write_summary, write_summary_as, SlideFigures,
-    Standing, Status, SummaryEntry, SummaryRow, CSV_COLUMNS as SUMMARY_COLUMNS,
+    merge as merge_summary, run_rows, write_summary, write_summary_as, SlideFigures, Standing,
+    Status, SummaryEntry, SummaryRow,
 };
 pub use wsiseg_infer::{Device, DeviceChoice, Precision, Tta};
 pub use wsiseg_slide::Reader;

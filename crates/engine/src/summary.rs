@@ -169,6 +169,8 @@ impl SummaryRow {
             .to_string_lossy()
             .into_owned();
         let name = name.strip_suffix(".run.json").unwrap_or(&name).to_string();
+        let finished =
+            SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(record.finished_unix);
         let files: Vec<PathBuf> = record.files.iter().map(|f| folder.join(&f.name)).collect();
         let damaged = record.damaged(folder, &files);
         let report = folder.join(format!(
@@ -195,8 +197,8 @@ impl SummaryRow {
             }),
             devices: record.devices.clone(),
             model_sha256: Some(record.fingerprint.model_sha256.clone()),
-            finished: SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(record.finished_unix),
-            when: SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(record.finished_unix),
+            finished,
+            when: finished,
             report: report.is_file().then_some(report),
             figures: Some(record.figures),
         }
@@ -242,11 +244,11 @@ pub fn run_rows(out: &Path, entries: &[SummaryEntry]) -> Vec<SummaryRow> {
             row.slide = absolute(&e.slide);
             row.this_run = Some(e.status);
             row.when = now;
+            // A failure (no record read) dates from now.
             if row.finished == SystemTime::UNIX_EPOCH {
                 row.finished = now;
             }
             if e.status == Status::Failed {
-                row.finished = now;
                 row.status = Standing::Failed;
                 row.error.clone_from(&e.error);
             } else {
@@ -322,7 +324,7 @@ fn failures(path: &Path) -> Vec<SummaryRow> {
 }
 
 /// The summary files in `out`: summary.json and the shards'.
-pub fn summary_files(out: &Path) -> Vec<PathBuf> {
+fn summary_files(out: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(out)
         .into_iter()
         .flatten()
@@ -422,7 +424,7 @@ pub fn write_summary_as(out: &Path, stem: &str, rows: &[SummaryRow]) -> Result<(
 }
 
 /// The columns of summary.csv, in order.
-pub const CSV_COLUMNS: [&str; 18] = [
+const CSV_COLUMNS: [&str; 18] = [
     "slide",
     "name",
     "status",
