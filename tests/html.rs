@@ -224,6 +224,31 @@ fn index_html_in_chromium() {
 
     check_network(d, &profile, &url);
 
+    // A slide of the input with no result yet: `wsiseg summary --input`
+    // lists it on the page as it does in summary.json.
+    std::fs::copy(d.join("slides/synth-211.svs"), d.join("slides/later.svs")).unwrap();
+    let o = run(d, &args!["summary", "out", "--input", "slides"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("5 slide(s): 3 done, 1 failed, 1 missing"),
+        "{}",
+        stderr(&o)
+    );
+    let later = dom(&profile, &url);
+    let rows = table_rows(&later);
+    assert!(
+        rows.iter().any(|r| r.0 == "later" && r.1 == "missing"),
+        "{rows:?}"
+    );
+    let failures = &later[later.find("<section id=\"failures\">").unwrap()..];
+    let failures = &failures[..failures.find("</section>").unwrap()];
+    assert!(
+        failures.contains("1 slide(s) failed")
+            && failures.contains("1 slide(s) have no result yet")
+            && failures.contains("later.svs"),
+        "{failures}"
+    );
+
     // A screenshot to look at.
     let shot = screenshot_path();
     let arg = format!("--screenshot={}", shot.display());

@@ -35,6 +35,26 @@ fn rows(summary: &Path) -> Vec<(String, String, String)> {
         .collect()
 }
 
+/// (name, status) of every slide the page `index.html` embeds.
+fn page_slides(page: &Path) -> Vec<(String, String)> {
+    let html = std::fs::read_to_string(page).unwrap();
+    let start = html
+        .find(r#"<script id="data" type="application/json">"#)
+        .unwrap();
+    let data = &html[start..];
+    let data = &data[data.find('>').unwrap() + 1..data.find("</script>").unwrap()];
+    let data: serde_json::Value = serde_json::from_str(&data.replace("<\\/", "</")).unwrap();
+    data["slides"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap_or("").to_string();
+            (s("name"), s("status"))
+        })
+        .collect()
+}
+
 fn seg(d: &Path, input: &str, out: &str, extra: &[&str]) -> std::process::Output {
     let mut args = vec!["--device", "cpu", "--formats", "png,report"];
     args.extend(extra);
@@ -275,6 +295,15 @@ fn summary_lists_missing_slides_until_done() {
         .collect();
     assert_eq!(missing, expected);
     assert_eq!(rows.len(), 7);
+    // The page lists the same slides, the missing ones with their status.
+    let page = page_slides(&d.join("out/index.html"));
+    assert_eq!(page.len(), 7, "{page:?}");
+    for name in &expected {
+        assert!(
+            page.iter().any(|(n, s)| n == name && s == "missing"),
+            "{name}: {page:?}"
+        );
+    }
     for name in &expected {
         assert!(
             stderr(&o).contains(&format!(

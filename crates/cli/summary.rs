@@ -40,7 +40,8 @@ pub fn run(args: &SummaryArgs) -> Result<bool> {
         );
     }
     wsiseg_engine::write_summary(out, &rows)?;
-    let page = wsiseg_engine::write_index(out)?;
+    // The page shows what summary.json says, missing slides included.
+    let page = wsiseg_engine::write_index_of(out, &rows)?;
     let count = |s: Standing| rows.iter().filter(|r| r.status == s).count();
     let (done, failed, missing) = (
         count(Standing::Done),

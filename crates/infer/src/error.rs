@@ -94,7 +94,7 @@ pub enum InferError {
     },
 
     /// The model's forward pass failed.
-    #[error("{}: the model failed on a {shape:?} batch: {}", path.display(), first_line(source))]
+    #[error("{}: the model failed on a {shape:?} batch: {}", path.display(), forward_failure(source, shape))]
     Forward {
         /// The TorchScript file.
         path: PathBuf,
@@ -152,6 +152,20 @@ pub enum InferError {
     },
 }
 
+/// What libtorch said of a failed forward pass, in one line; when the
+/// device ran out of memory, what to do about it.
+fn forward_failure(e: &tch::TchError, shape: &[i64]) -> String {
+    let line = first_line(e);
+    let lower = line.to_ascii_lowercase();
+    if lower.contains("out of memory") || lower.contains("can't allocate memory") {
+        let tiles = shape.first().copied().unwrap_or(0);
+        let smaller = (tiles / 2).max(1);
+        format!("{line} (a batch of {tiles} tiles does not fit: try --batch {smaller})")
+    } else {
+        line
+    }
+}
+
 /// libtorch errors carry a C++ backtrace; one line is what a user needs.
 pub(crate) fn first_line(e: &tch::TchError) -> String {
     let text = e.to_string();
@@ -162,4 +176,44 @@ pub(crate) fn first_line(e: &tch::TchError) -> String {
         .unwrap_or("unknown error");
     line.trim_start_matches("Internal torch error: ")
         .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn forward(message: &str) -> String {
+        InferError::Forward {
+            path: PathBuf::from("m/model.pt"),
+            shape: vec![32, 3, 512, 512],
+            source: tch::TchError::Torch(message.to_string()),
+        }
+        .to_string()
+    }
+
+    /// Out of device (or host) memory: the message says which batch to try.
+    #[test]
+    fn out_of_memory_names_a_smaller_batch() {
+        let cuda = forward(
+            "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 15.77 GiB\n\
+             Exception raised from malloc at c10/cuda/CUDACachingAllocator.cpp",
+        );
+        assert_eq!(
+            cuda,
+            "m/model.pt: the model failed on a [32, 3, 512, 512] batch: CUDA out of memory. \
+             Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 15.77 GiB \
+             (a batch of 32 tiles does not fit: try --batch 16)"
+        );
+        let cpu = forward("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: you tried to allocate 103079215104 bytes.");
+        assert!(
+            cpu.ends_with("(a batch of 32 tiles does not fit: try --batch 16)"),
+            "{cpu}"
+        );
+        // Other failures are told as libtorch told them, one line.
+        let other = forward("Expected 4-dimensional input\nException raised from …");
+        assert_eq!(
+            other,
+            "m/model.pt: the model failed on a [32, 3, 512, 512] batch: Expected 4-dimensional input"
+        );
+    }
 }

@@ -103,11 +103,18 @@ function render() {
 }
 
 function renderFailures() {
-  const failed = slides.filter((s) => s.status === "failed");
   const box = document.getElementById("failures");
-  if (!failed.length) return;
-  box.append(el("h2", null, failed.length + " slide(s) failed"));
-  box.append(el("ul", null, ...failed.map((s) => el("li", { "data-slide": s.name }, el("b", null, s.name), ": ", el("span", { class: "error" }, s.error || "no error recorded")))));
+  const failed = slides.filter((s) => s.status === "failed");
+  if (failed.length) {
+    box.append(el("h2", null, failed.length + " slide(s) failed"));
+    box.append(el("ul", null, ...failed.map((s) => el("li", { "data-slide": s.name }, el("b", null, s.name), ": ", el("span", { class: "error" }, s.error || "no error recorded")))));
+  }
+  // Slides of the input with no result yet (wsiseg summary --input).
+  const missing = slides.filter((s) => s.status === "missing");
+  if (missing.length) {
+    box.append(el("h2", null, missing.length + " slide(s) have no result yet"));
+    box.append(el("ul", null, ...missing.map((s) => el("li", { "data-slide": s.name }, el("b", null, s.name), ": ", s.slide || ""))));
+  }
 }
 
 function rgb(c) { return "rgb(" + c.join(",") + ")"; }
