@@ -335,3 +335,153 @@ fn calibration_of_a_perfectly_calibrated_map_is_zero() {
     assert!(o.status.success());
     assert!(json(&d.join("pred/eval.json"))["slides"][0]["calibration"].is_null());
 }
+
+/// One truth three ways for a `(pw, ph)` prediction of `scale` level-0
+/// pixels per pixel — `truth/synth-31.png` drawn at the prediction's pixels,
+/// `xml/synth-31.xml` (ASAP) and `geo/synth-31.geojson` in level-0 pixels:
+/// tumor rectangle A with hole H, and rectangle B (ASAP group `b_group`);
+/// the truth's tumor pixels with B tumor, and without.
+fn draw_truths(d: &Path, (pw, ph): (u32, u32), scale: f64, b_group: &str) -> [u64; 2] {
+    // Rectangles in mask pixels [x0, x1) × [y0, y1): tumor A with hole H, tumor B.
+    let (a, h, b) = (
+        [pw / 8, pw / 2, ph / 8, ph / 2],
+        [pw / 4, pw / 3, ph / 4, ph / 3],
+        [pw * 5 / 8, pw * 7 / 8, ph / 2, ph * 7 / 8],
+    );
+    let inside = |r: [u32; 4], x: u32, y: u32| x >= r[0] && x < r[1] && y >= r[2] && y < r[3];
+    save(d, "truth/synth-31.png", pw, ph, |x, y| {
+        u8::from((inside(a, x, y) && !inside(h, x, y)) || inside(b, x, y))
+    });
+    let corners = |r: [u32; 4]| {
+        let [x0, x1, y0, y1] = r.map(|v| f64::from(v) * scale);
+        [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
+    };
+    let asap = |r: [u32; 4], group: &str| {
+        let coords: String = corners(r)
+            .iter()
+            .enumerate()
+            .map(|(i, (x, y))| format!("<Coordinate Order=\"{i}\" X=\"{x}\" Y=\"{y}\"/>"))
+            .collect();
+        format!("<Annotation Name=\"r\" Type=\"Polygon\" PartOfGroup=\"{group}\"><Coordinates>{coords}</Coordinates></Annotation>")
+    };
+    let xml = format!(
+            "<?xml version=\"1.0\"?><ASAP_Annotations><Annotations>{}{}{}\
+             <Annotation Name=\"d\" Type=\"Dot\" PartOfGroup=\"_0\"><Coordinates><Coordinate Order=\"0\" X=\"5\" Y=\"5\"/></Coordinates></Annotation>\
+             </Annotations><AnnotationGroups/></ASAP_Annotations>",
+            asap(a, "_0"),
+            asap(h, "_2"),
+            asap(b, b_group)
+    );
+    std::fs::create_dir_all(d.join("xml")).unwrap();
+    std::fs::write(d.join("xml/synth-31.xml"), xml).unwrap();
+    let ring = |r: [u32; 4]| {
+        let mut c: Vec<[f64; 2]> = corners(r).iter().map(|&(x, y)| [x, y]).collect();
+        c.push(c[0]);
+        c
+    };
+    let geojson = serde_json::json!({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"classification": {"name": "Tumor"}},
+         "geometry": {"type": "Polygon", "coordinates": [ring(a), ring(h)]}},
+        {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [ring(b)]}},
+    ]});
+    std::fs::create_dir_all(d.join("geo")).unwrap();
+    std::fs::write(d.join("geo/synth-31.geojson"), geojson.to_string()).unwrap();
+
+    let area = |r: [u32; 4]| u64::from((r[1] - r[0]) * (r[3] - r[2]));
+    [area(a) - area(h) + area(b), area(a) - area(h)]
+}
+
+/// Ground truth drawn as polygons in the slide's level-0 pixels — ASAP XML
+/// (CAMELYON's groups, an exclusion cut out of a tumor region, a dot) or
+/// QuPath GeoJSON (a hole as an inner ring) — scores a wsiseg prediction
+/// exactly as the same truth drawn as a mask at the prediction's resolution;
+/// truth folders pair NAME.xml / NAME.geojson; an unlabelled class and a
+/// prediction that does not declare its scale are one-line errors.
+#[test]
+fn annotations_score_like_the_same_truth_as_a_mask() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let slide = common::synth(d, "31", "2048x1536");
+    let o = common::segment(
+        d,
+        &slide,
+        &common::unet(),
+        "pred",
+        &["--device", "cpu", "--formats", "png,report"],
+    );
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let (pw, ph) = image::image_dimensions(d.join("pred/synth-31.mask.png")).unwrap();
+    let working = &json(&d.join("pred/synth-31.report.json"))["working_level"];
+    // Level-0 pixels per mask pixel, as the report declares it.
+    let scale = working["downsample_from_level0"].as_f64().unwrap()
+        * working["width"].as_f64().unwrap()
+        / f64::from(pw);
+    let [tumor, without_b] = draw_truths(d, (pw, ph), scale, "_1");
+
+    let classes = |truth: &str, out: &str| {
+        let o = wsiseg(
+            &["eval", "--pred", "pred", "--truth", truth, "--out", out],
+            d,
+        );
+        assert!(o.status.success(), "{truth}: {}", common::stderr(&o));
+        let slide = json(&d.join(out).join("eval.json"))["slides"][0].clone();
+        assert!(slide["truth"].as_str().unwrap().contains(truth), "{slide}");
+        slide["classes"].clone()
+    };
+    let mask = classes("truth", "e-mask");
+    assert_eq!(mask["tumor"]["true_pixels"].as_u64(), Some(tumor), "{mask}");
+    assert_eq!(classes("xml", "e-xml"), mask);
+    assert_eq!(classes("geo", "e-geo"), mask);
+
+    // A group with no label: one error naming the file and the group.
+    draw_truths(d, (pw, ph), scale, "Stroma");
+    let o = wsiseg(
+        &["eval", "--pred", "pred", "--truth", "xml", "--out", "e-x"],
+        d,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err = common::stderr(&o);
+    assert!(
+        err.contains("xml/synth-31.xml: annotation class 'Stroma' has no label"),
+        "{err}"
+    );
+    assert!(!d.join("e-x/eval.json").exists());
+    // Labelled background, B is no longer tumor.
+    let o = wsiseg(
+        &[
+            "eval",
+            "--pred",
+            "pred",
+            "--truth",
+            "xml",
+            "--out",
+            "e-s",
+            "--truth-labels",
+            "Stroma=0",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let s = json(&d.join("e-s/eval.json"))["slides"][0]["classes"].clone();
+    assert_eq!(s["tumor"]["true_pixels"].as_u64(), Some(without_b));
+
+    // A mask that does not say its scale cannot be matched to level-0 polygons.
+    std::fs::create_dir_all(d.join("bare")).unwrap();
+    std::fs::copy(d.join("pred/synth-31.mask.png"), d.join("bare/x.png")).unwrap();
+    let o = wsiseg(
+        &[
+            "eval",
+            "--pred",
+            "bare/x.png",
+            "--truth",
+            "geo/synth-31.geojson",
+        ],
+        d,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        common::stderr(&o).contains("geo/synth-31.geojson: annotations are in the slide's level-0 pixels, but bare/x.png does not declare its downsample"),
+        "{}",
+        common::stderr(&o)
+    );
+}

@@ -178,9 +178,16 @@ pub struct EvalArgs {
     /// A predicted mask (PNG or TIFF), or a folder of them (NAME.mask.png…).
     #[arg(long)]
     pub pred: PathBuf,
-    /// The ground-truth mask, or a folder with one per prediction (NAME.tiff, NAME.png…).
+    /// The ground truth: a mask, or polygons in the slide's level-0 pixels
+    /// (ASAP XML, QuPath GeoJSON); or a folder with one per prediction
+    /// (NAME.tiff, NAME.png, NAME.xml, NAME.geojson…).
     #[arg(long)]
     pub truth: PathBuf,
+    /// Labels of annotation classes (ASAP groups, QuPath classifications)
+    /// the built-in names do not cover: NAME=LABEL,… (0 cuts the region out
+    /// of tumor, 1 is tumor), e.g. `--truth-labels Stroma=0,Necrosis=0`.
+    #[arg(long, value_delimiter = ',', value_parser = parse_truth_label)]
+    pub truth_labels: Vec<(String, u8)>,
     /// Where eval.csv and eval.json go [default: the prediction's folder].
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -287,6 +294,16 @@ fn parse_size(s: &str) -> Result<(u32, u32), String> {
         w.trim().parse().map_err(|_| bad())?,
         h.trim().parse().map_err(|_| bad())?,
     ))
+}
+
+fn parse_truth_label(s: &str) -> Result<(String, u8), String> {
+    let bad = || format!("'{s}' is not NAME=LABEL (a class name and a label 0–255, e.g. Stroma=0)");
+    let (name, label) = s.rsplit_once('=').ok_or_else(bad)?;
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(bad());
+    }
+    Ok((name.to_string(), label.trim().parse().map_err(|_| bad())?))
 }
 
 fn parse_weight(s: &str) -> Result<f64, String> {

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
-use wsiseg_eval::{evaluate, Confusion, Evaluation, Lesions, Options, Scores};
+use wsiseg_eval::{
+    evaluate, is_annotation_file, Confusion, Evaluation, Labels, Lesions, Options, Scores,
+};
 
 use crate::args::EvalArgs;
 
@@ -24,15 +26,18 @@ fn slide_key(path: &Path) -> String {
 }
 
 /// How much a file looks like the mask of its slide: wsiseg's own PNG mask
-/// first, then its TIFF mask, then any image; overlays, heat maps and
-/// probability maps are not masks.
-fn mask_rank(path: &Path) -> Option<u8> {
+/// first, then its TIFF mask, then any image, then (a truth folder's)
+/// annotations; overlays, heat maps and probability maps are not masks.
+fn mask_rank(path: &Path, annotations: bool) -> Option<u8> {
     let stem = path.file_stem().unwrap_or_default().to_string_lossy();
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
         .unwrap_or_default()
         .to_ascii_lowercase();
+    if annotations && is_annotation_file(path) {
+        return Some(3);
+    }
     if !MASK_EXTENSIONS.contains(&ext.as_str()) {
         return None;
     }
@@ -49,7 +54,9 @@ fn mask_rank(path: &Path) -> Option<u8> {
     })
 }
 
-fn masks_in(dir: &Path) -> Result<BTreeMap<String, PathBuf>> {
+/// The masks of a folder by slide name; with `annotations` (a truth
+/// folder), ASAP XML and GeoJSON files too, where no mask image is.
+fn masks_in(dir: &Path, annotations: bool) -> Result<BTreeMap<String, PathBuf>> {
     let mut found: BTreeMap<String, (u8, PathBuf)> = BTreeMap::new();
     for entry in
         std::fs::read_dir(dir).with_context(|| format!("{}: cannot list folder", dir.display()))?
@@ -57,7 +64,7 @@ fn masks_in(dir: &Path) -> Result<BTreeMap<String, PathBuf>> {
         let path = entry
             .with_context(|| format!("{}: cannot list folder", dir.display()))?
             .path();
-        let Some(rank) = mask_rank(&path).filter(|_| path.is_file()) else {
+        let Some(rank) = mask_rank(&path, annotations).filter(|_| path.is_file()) else {
             continue;
         };
         match found.get(&slide_key(&path)) {
@@ -95,7 +102,7 @@ fn pairs(pred: &Path, truth: &Path) -> Result<Pairs> {
         )),
         (false, true) => {
             let key = slide_key(pred);
-            let t = masks_in(truth)?.remove(&key).with_context(|| {
+            let t = masks_in(truth, true)?.remove(&key).with_context(|| {
                 format!(
                     "{}: no truth mask for {key} in {}",
                     pred.display(),
@@ -106,8 +113,8 @@ fn pairs(pred: &Path, truth: &Path) -> Result<Pairs> {
         }
         (true, false) => bail!("--pred is a folder, so --truth must be a folder too"),
         (true, true) => {
-            let preds = masks_in(pred)?;
-            let mut truths = masks_in(truth)?;
+            let preds = masks_in(pred, false)?;
+            let mut truths = masks_in(truth, true)?;
             if preds.is_empty() {
                 bail!("{}: no masks (PNG or TIFF) in this folder", pred.display());
             }
@@ -241,6 +248,10 @@ fn score_all(args: &EvalArgs, pairs: Vec<(String, PathBuf, PathBuf)>) -> Result<
             boundary_tolerance: args.boundary_tolerance,
             probabilities: prob.clone(),
             calibration_bins: 10,
+            labels: Labels {
+                explicit: args.truth_labels.clone(),
+                classes: args.classes.clone(),
+            },
         };
         match evaluate(&pred, &truth, &opts) {
             Ok(eval) => {

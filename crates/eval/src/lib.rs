@@ -2,7 +2,8 @@
 //! segmentation challenges do: per class, Dice, IoU, precision and recall.
 //!
 //! Masks are PNG (8-bit gray) or TIFF (plain or pyramidal, through the slide
-//! reader). Scores are computed at the prediction's resolution: when the truth
+//! reader); a truth may also be drawn as polygons (ASAP XML or GeoJSON, see
+//! [`Annotations`]), drawn at the prediction's resolution. Scores are computed at the prediction's resolution: when the truth
 //! is larger by a level downsample, its nearest pixel is used (the level of a
 //! pyramidal truth closest to the prediction is read). Rows are streamed in
 //! bands, so memory does not grow with the mask. The value 255 counts as
@@ -23,12 +24,14 @@
 // Items documented before `missing_docs` became a workspace lint still lack
 // per-field docs; they get them as the crate is next touched.
 
+mod annotations;
 mod boundary;
 mod calibration;
 mod mask;
 mod metrics;
 mod regions;
 
+pub use annotations::{is_annotation_file, Annotations, Labels, Raster, ANNOTATION_EXTENSIONS};
 pub use boundary::{Boundary, BoundaryCounter, BoundaryCounts};
 pub use calibration::{Bin, Calibration, CalibrationCounter};
 pub use mask::MaskSource;
@@ -77,6 +80,22 @@ pub enum EvalError {
         /// What it is instead.
         detail: String,
     },
+    /// Annotations (ASAP XML, GeoJSON) that cannot be read or labelled.
+    #[error("{}: {problem}", path.display())]
+    Annotations {
+        /// The annotation file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// Annotations against a prediction that does not say its scale.
+    #[error("{}: annotations are in the slide's level-0 pixels, but {} does not declare its downsample from level 0 (a wsiseg mask TIFF does, and a NAME.mask.png with its NAME.report.json beside it)", truth.display(), pred.display())]
+    NoDownsample {
+        /// The prediction.
+        pred: PathBuf,
+        /// The annotations.
+        truth: PathBuf,
+    },
     #[error(
         "{} ({}×{}) and {} ({}×{}) do not match: the truth must have the prediction's size or be larger by {}",
         pred.display(), pw, ph, truth.display(), tw, th,
@@ -109,7 +128,7 @@ const BAND: u32 = 256;
 /// Compares the masks at `pred` and `truth`; see the crate documentation.
 pub fn compare(pred: &Path, truth: &Path) -> Result<Confusion, EvalError> {
     let mut confusion = Confusion::default();
-    walk(pred, truth, |p, t| {
+    walk(pred, truth, &Labels::default(), |p, t| {
         for (&pv, &tv) in p.iter().zip(t) {
             confusion.add(pv, tv);
         }
@@ -127,6 +146,8 @@ pub struct Options {
     pub probabilities: Option<PathBuf>,
     /// Reliability bins.
     pub calibration_bins: usize,
+    /// Labels of annotation classes, for a truth drawn as polygons.
+    pub labels: Labels,
 }
 
 /// Everything measured on one slide.
@@ -153,7 +174,7 @@ pub fn evaluate(pred: &Path, truth: &Path, opts: &Options) -> Result<Evaluation,
     let mut confusion = Confusion::default();
     let mut lesions = LesionCounter::default();
     let mut boundary = BoundaryCounter::new(opts.boundary_tolerance);
-    let size = walk(pred, truth, |p, t| {
+    let size = walk(pred, truth, &opts.labels, |p, t| {
         for (&pv, &tv) in p.iter().zip(t) {
             confusion.add(pv, tv);
         }
@@ -163,7 +184,7 @@ pub fn evaluate(pred: &Path, truth: &Path, opts: &Options) -> Result<Evaluation,
     let calibration = match &opts.probabilities {
         Some(prob) => {
             let mut c = CalibrationCounter::default();
-            walk(prob, truth, |p, t| c.push(p, t))?;
+            walk(prob, truth, &opts.labels, |p, t| c.push(p, t))?;
             c.finish(opts.calibration_bins.max(1))
         }
         None => None,
@@ -179,15 +200,36 @@ pub fn evaluate(pred: &Path, truth: &Path, opts: &Options) -> Result<Evaluation,
 }
 
 /// Streams `a` (a prediction or probability map) with the truth resampled
-/// to its pixels (the nearest truth pixel of each), one row at a time;
-/// returns `a`'s size.
+/// to its pixels (the nearest truth pixel of each; annotations drawn at its
+/// resolution), one row at a time; returns `a`'s size.
 fn walk(
     a: &Path,
     truth: &Path,
+    labels: &Labels,
     mut visit: impl FnMut(&[u8], &[u8]),
 ) -> Result<(u32, u32), EvalError> {
     let mut p = MaskSource::open(a, None)?;
     let (pw, ph) = p.size();
+    if is_annotation_file(truth) {
+        let downsample = declared_downsample(a).ok_or_else(|| EvalError::NoDownsample {
+            pred: a.to_path_buf(),
+            truth: truth.to_path_buf(),
+        })?;
+        let mut raster = Annotations::read(truth, labels)?.raster((pw, ph), downsample);
+        let mut y = 0;
+        while y < ph {
+            let n = BAND.min(ph - y);
+            let (prows, trows) = (p.rows(y, n)?, raster.rows(y, n));
+            for (prow, trow) in prows
+                .chunks_exact(pw as usize)
+                .zip(trows.chunks_exact(pw as usize))
+            {
+                visit(prow, trow);
+            }
+            y += n;
+        }
+        return Ok((pw, ph));
+    }
     let mut t = MaskSource::open(truth, Some((pw, ph)))?;
     let (tw, th) = t.size();
     let (sx, sy) = (f64::from(tw) / f64::from(pw), f64::from(th) / f64::from(ph));
