@@ -7,7 +7,7 @@ use wsiseg_slide::{Rect, Size, Slide};
 use wsiseg_write::{PyramidOptions, PyramidWriter, Reduce, TileCompression};
 
 /// The targets, named as the seed corpus folders.
-pub const TARGETS: &[&str] = &["slide", "manifest"];
+pub const TARGETS: &[&str] = &["slide", "manifest", "annotations"];
 
 /// Plain images are decoded within this much (a band of rows needs far
 /// less; more is an error, not an allocation).
@@ -29,6 +29,7 @@ pub fn child() -> i32 {
         let result = std::panic::catch_unwind(|| match target {
             "slide" => slide(path),
             "manifest" => manifest(path),
+            "annotations" => annotations(path),
             other => Err(format!("unknown target {other}")),
         });
         let answer = match result {
@@ -126,6 +127,26 @@ fn round_trip(s: &dyn Slide, size: Size) -> Result<(), String> {
 }
 
 /// The model manifest parser.
+/// ASAP XML / GeoJSON ground truth: read (every class named, so unknown
+/// names are labelled rather than refused), drawn at 97×61 pixels of 37.5
+/// level-0 pixels and in two uneven bands: the same rows, only the labels
+/// given.
+fn annotations(path: &Path) -> Result<(), String> {
+    let labels = wsiseg_eval::Labels {
+        explicit: Vec::new(),
+        classes: vec!["background".into(), "tumor".into(), "other".into()],
+    };
+    let a = wsiseg_eval::Annotations::read(path, &labels).map_err(|e| e.to_string())?;
+    let mut raster = a.raster((97, 61), 37.5);
+    let whole = raster.rows(0, 61);
+    let mut bands = raster.rows(0, 23);
+    bands.extend(raster.rows(23, 38));
+    assert_eq!(whole.len(), 97 * 61, "rows drawn");
+    assert!(bands == whole, "banded rows differ from the whole");
+    assert!(whole.iter().all(|&v| v <= 2), "a label beyond the classes");
+    Ok(())
+}
+
 fn manifest(path: &Path) -> Result<(), String> {
     wsiseg_infer::Manifest::read(path)
         .map(|_| ())
