@@ -485,3 +485,78 @@ fn annotations_score_like_the_same_truth_as_a_mask() {
         common::stderr(&o)
     );
 }
+
+/// `--formats asap` writes the regions of NAME.geojson as ASAP annotations
+/// (NAME.xml; holes joined to their region by keyholes): as ground truth
+/// both give the same pixel counts, which match the mask itself closely.
+#[test]
+fn asap_output_holds_the_geojson_regions() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let slide = common::synth(d, "36", "3072x2048");
+    let o = common::segment(
+        d,
+        &slide,
+        &common::unet(),
+        "out",
+        &["--device", "cpu", "--formats", "png,geojson,asap,report"],
+    );
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let geojson = json(&d.join("out/synth-36.geojson"));
+    let features = geojson["features"].as_array().unwrap();
+    let holes: usize = features
+        .iter()
+        .map(|f| f["geometry"]["coordinates"].as_array().unwrap().len() - 1)
+        .sum();
+    assert!(holes > 0, "seed 36 has a region with a hole");
+    let xml = std::fs::read_to_string(d.join("out/synth-36.xml")).unwrap();
+    assert!(xml.starts_with("<?xml version=\"1.0\"?>\n<ASAP_Annotations>"));
+    assert_eq!(
+        xml.matches("<Annotation ").count(),
+        features.len(),
+        "one annotation per region"
+    );
+    assert!(xml.contains("PartOfGroup=\"tumor\""), "{xml}");
+    // Vertices: each ring's (GeoJSON repeats the first), plus two per hole.
+    let rings: usize = features
+        .iter()
+        .flat_map(|f| f["geometry"]["coordinates"].as_array().unwrap())
+        .map(|r| r.as_array().unwrap().len() - 1)
+        .sum();
+    assert_eq!(xml.matches("<Coordinate ").count(), rings + 2 * holes);
+    let report = json(&d.join("out/synth-36.report.json"));
+    let files: Vec<&str> = report["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f.as_str())
+        .collect();
+    assert!(
+        files.iter().any(|f| f.ends_with("synth-36.xml")),
+        "{files:?}"
+    );
+    let classes = |truth: &str, out: &str| {
+        let o = wsiseg(
+            &[
+                "eval",
+                "--pred",
+                "out/synth-36.mask.png",
+                "--truth",
+                truth,
+                "--out",
+                out,
+            ],
+            d,
+        );
+        assert!(o.status.success(), "{truth}: {}", common::stderr(&o));
+        json(&d.join(out).join("eval.json"))["slides"][0]["classes"].clone()
+    };
+    let from_xml = classes("out/synth-36.xml", "e-xml");
+    assert_eq!(from_xml, classes("out/synth-36.geojson", "e-geo"));
+    let dice = from_xml["tumor"]["dice"].as_f64().unwrap();
+    assert!(dice > 0.99, "{from_xml}");
+    eprintln!(
+        "regions {}, holes {holes}, Dice against the mask {dice:.4}",
+        features.len()
+    );
+}

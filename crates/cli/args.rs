@@ -433,6 +433,7 @@ pub struct SegmentArgs {
     pub reader: ReaderArg,
     /// Outputs to write, comma-separated: png (label mask), tiff (pyramidal
     /// BigTIFF mask for OpenSlide/QuPath/ASAP), geojson (QuPath annotations),
+    /// asap (the same regions as ASAP annotations, NAME.xml; not by default),
     /// overlay (thumbnail with tumor outline, and a probability heatmap), report (JSON).
     #[arg(
         long,
@@ -489,6 +490,7 @@ pub enum Format {
     Png,
     Tiff,
     Geojson,
+    Asap,
     Overlay,
     Report,
 }
@@ -499,6 +501,7 @@ impl From<Format> for wsiseg_engine::Format {
             Format::Png => Self::Png,
             Format::Tiff => Self::Tiff,
             Format::Geojson => Self::Geojson,
+            Format::Asap => Self::Asap,
             Format::Overlay => Self::Overlay,
             Format::Report => Self::Report,
         }

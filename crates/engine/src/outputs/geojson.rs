@@ -1,4 +1,5 @@
-//! NAME.geojson: QuPath-compatible GeoJSON of the tumor regions.
+//! NAME.geojson: QuPath-compatible GeoJSON of the tumor regions; NAME.xml:
+//! the same regions as ASAP annotations.
 //!
 //! Regions are traced along pixel edges (4-connected regions, holes as inner
 //! rings), with each vertex at the midpoint of a boundary edge: rings then
@@ -19,19 +20,30 @@ use wsiseg_write::Staged;
 use super::{fit, stage_bytes, MaskOutput, OutputContext, SlideResult, GEOMETRY_SIDE};
 use crate::EngineError;
 
+/// Which file the traced regions are written to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Vector {
+    /// NAME.geojson (QuPath).
+    GeoJson,
+    /// NAME.xml (ASAP).
+    Asap,
+}
+
 /// A copy of the labels (at most [`GEOMETRY_SIDE`] a side) to trace at the end.
 pub(super) struct GeoJson {
     copy: NearestRows<Vec<u8>>,
     size: Size,
+    kind: Vector,
 }
 
 impl GeoJson {
-    pub(super) fn create(ctx: &OutputContext) -> Self {
+    pub(super) fn create(ctx: &OutputContext, kind: Vector) -> Self {
         let working = ctx.plan.working.size;
         let size = fit(working, GEOMETRY_SIDE);
         Self {
             copy: NearestRows::new(Vec::new(), working, size),
             size,
+            kind,
         }
     }
 }
@@ -45,19 +57,27 @@ impl MaskOutput for GeoJson {
         let ctx = result.context;
         let working = &ctx.plan.working;
         let level0_per_px = working.downsample * f64::from(working.size.w) / f64::from(self.size.w);
-        let (doc, count) = document(
+        let regions = traced_regions(
             &self.copy.into_inner(),
             self.size,
             level0_per_px,
             ctx.slide.mpp().map(|m| m.mean()),
             ctx.request.min_area,
-            ctx.classes,
-            ctx.colours,
         );
-        result.regions = Some(count);
-        let path = ctx.paths.file("geojson");
-        let bytes = serde_json::to_vec(&doc)
-            .map_err(|e| EngineError::io(&path, "cannot write", e.into()))?;
+        result.regions = Some(regions.len());
+        let (path, bytes) = match self.kind {
+            Vector::GeoJson => {
+                let path = ctx.paths.file("geojson");
+                let doc = document(&regions, level0_per_px, ctx.classes, ctx.colours);
+                let bytes = serde_json::to_vec(&doc)
+                    .map_err(|e| EngineError::io(&path, "cannot write", e.into()))?;
+                (path, bytes)
+            }
+            Vector::Asap => (
+                ctx.paths.file("xml"),
+                asap_document(&regions, level0_per_px, ctx.classes, ctx.colours).into_bytes(),
+            ),
+        };
         Ok(vec![stage_bytes(&path, &bytes, ctx.limit)?])
     }
 }
@@ -380,74 +400,187 @@ fn assemble(rings: Vec<Ring>) -> Vec<Polygon> {
     polygons
 }
 
-/// The GeoJSON of every class ≥ 1 of `mask` (`size` pixels, each
-/// `level0_per_px` level-0 pixels wide), and its number of regions.
-fn document(
+/// A traced region of one class, ready to write.
+struct Traced {
+    class: u8,
+    /// Simplified, in mask pixels.
+    poly: Polygon,
+    /// Its pixels' area in level-0 pixels².
+    area_level0: f64,
+    /// The same in µm², when the slide's mpp is known.
+    area_um2: Option<f64>,
+}
+
+/// The regions of every class ≥ 1 of `mask` (`size` pixels, each
+/// `level0_per_px` level-0 pixels wide), those under `min_area` (µm², or
+/// level-0 px² without an mpp) left out; class by class, as traced.
+fn traced_regions(
     mask: &[u8],
     size: Size,
     level0_per_px: f64,
     mpp: Option<f64>,
     min_area: f64,
-    classes: &[String],
-    colours: &[[u8; 3]],
-) -> (Value, usize) {
-    let mut features = Vec::new();
-    let present: Vec<u8> = {
-        let mut seen = [false; 256];
-        for &v in mask {
-            seen[v as usize] = true;
-        }
-        (1..=255u8).filter(|&c| seen[c as usize]).collect()
-    };
-    for class in present {
-        let name = classes
-            .get(class as usize)
-            .cloned()
-            .unwrap_or_else(|| format!("class {class}"));
-        let color = colours
-            .get(class as usize)
-            .copied()
-            .unwrap_or([128, 128, 128]);
+) -> Vec<Traced> {
+    let mut seen = [false; 256];
+    for &v in mask {
+        seen[v as usize] = true;
+    }
+    let mut out = Vec::new();
+    for class in (1..=255u8).filter(|&c| seen[c as usize]) {
         for poly in trace(mask, size, class) {
             // Measured on the region's pixels, drawn smoothed (within SIMPLIFY_PX).
             let area_level0 = poly.pixel_area() * level0_per_px * level0_per_px;
-            let poly = poly.simplified(SIMPLIFY_PX);
             let area_um2 = mpp.map(|m| area_level0 * m * m);
             if area_um2.unwrap_or(area_level0) < min_area {
                 continue;
             }
-            let ring = |r: &Ring| -> Value {
-                let mut pts: Vec<Value> = r
-                    .iter()
-                    .map(|p| json!([round2(p.0 * level0_per_px), round2(p.1 * level0_per_px)]))
-                    .collect();
-                pts.push(pts[0].clone());
-                Value::Array(pts)
-            };
-            let mut rings = vec![ring(&poly.shell)];
-            rings.extend(poly.holes.iter().map(ring));
+            out.push(Traced {
+                class,
+                poly: poly.simplified(SIMPLIFY_PX),
+                area_level0,
+                area_um2,
+            });
+        }
+    }
+    out
+}
+
+/// A class's name and colour.
+fn class_of(class: u8, classes: &[String], colours: &[[u8; 3]]) -> (String, [u8; 3]) {
+    let name = classes
+        .get(class as usize)
+        .cloned()
+        .unwrap_or_else(|| format!("class {class}"));
+    let colour = colours
+        .get(class as usize)
+        .copied()
+        .unwrap_or([128, 128, 128]);
+    (name, colour)
+}
+
+/// The GeoJSON FeatureCollection of the regions.
+fn document(
+    regions: &[Traced],
+    level0_per_px: f64,
+    classes: &[String],
+    colours: &[[u8; 3]],
+) -> Value {
+    let ring = |r: &Ring| -> Value {
+        let mut pts: Vec<Value> = r
+            .iter()
+            .map(|p| json!([round2(p.0 * level0_per_px), round2(p.1 * level0_per_px)]))
+            .collect();
+        pts.push(pts[0].clone());
+        Value::Array(pts)
+    };
+    let features: Vec<Value> = regions
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let (name, color) = class_of(r.class, classes, colours);
+            let mut rings = vec![ring(&r.poly.shell)];
+            rings.extend(r.poly.holes.iter().map(ring));
             let mut measurements = serde_json::Map::new();
-            measurements.insert("Area (level-0 px^2)".into(), json!(area_level0.round()));
-            if let Some(um2) = area_um2 {
+            measurements.insert("Area (level-0 px^2)".into(), json!(r.area_level0.round()));
+            if let Some(um2) = r.area_um2 {
                 measurements.insert("Area µm^2".into(), json!(round2(um2)));
                 measurements.insert("Area mm^2".into(), json!(um2 / 1e6));
             }
-            features.push(json!({
+            json!({
                 "type": "Feature",
                 "geometry": {"type": "Polygon", "coordinates": rings},
                 "properties": {
                     "objectType": "annotation",
-                    "name": format!("{name} {}", features.len() + 1),
+                    "name": format!("{name} {}", i + 1),
                     "classification": {"name": name, "color": color},
                     "isLocked": false,
                     "measurements": measurements,
                 },
-            }));
-        }
+            })
+        })
+        .collect();
+    json!({"type": "FeatureCollection", "features": features})
+}
+
+/// One ring holding a polygon's holes, each joined to it by a bridge walked
+/// there and back (a keyhole): ASAP annotations have no holes, and both the
+/// even–odd and the non-zero rule fill the keyhole ring exactly as the
+/// polygon with its holes (the bridge's two passes cancel; holes run against
+/// the shell).
+fn keyhole(poly: &Polygon) -> Ring {
+    let mut ring = poly.shell.clone();
+    for hole in poly.holes.iter().filter(|h| !h.is_empty()) {
+        let h0 = hole[0];
+        let i = (0..ring.len())
+            .min_by(|&a, &b| dist2(ring[a], h0).total_cmp(&dist2(ring[b], h0)))
+            .unwrap_or(0);
+        let mut joined = Vec::with_capacity(ring.len() + hole.len() + 2);
+        joined.extend_from_slice(&ring[..=i]);
+        joined.extend_from_slice(hole);
+        joined.push(h0);
+        joined.push(ring[i]);
+        joined.extend_from_slice(&ring[i + 1..]);
+        ring = joined;
     }
-    let count = features.len();
-    let doc = json!({"type": "FeatureCollection", "features": features});
-    (doc, count)
+    ring
+}
+
+/// Text for an XML attribute value.
+fn xml_attr(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The regions as ASAP annotations: one Polygon per region (holes joined
+/// in, [`keyhole`]) in the group of its class, coordinates in level-0
+/// pixels; one group per class present, in the class colour.
+fn asap_document(
+    regions: &[Traced],
+    level0_per_px: f64,
+    classes: &[String],
+    colours: &[[u8; 3]],
+) -> String {
+    use std::fmt::Write as _;
+    let hex = |c: [u8; 3]| format!("#{:02X}{:02X}{:02X}", c[0], c[1], c[2]);
+    let mut xml = String::from("<?xml version=\"1.0\"?>\n<ASAP_Annotations>\n\t<Annotations>\n");
+    let mut groups: Vec<u8> = Vec::new();
+    for (i, r) in regions.iter().enumerate() {
+        let (name, colour) = class_of(r.class, classes, colours);
+        if !groups.contains(&r.class) {
+            groups.push(r.class);
+        }
+        let _ = writeln!(
+            xml,
+            "\t\t<Annotation Name=\"{} {}\" Type=\"Polygon\" PartOfGroup=\"{}\" Color=\"{}\">\n\t\t\t<Coordinates>",
+            xml_attr(&name),
+            i + 1,
+            xml_attr(&name),
+            hex(colour)
+        );
+        for (k, p) in keyhole(&r.poly).iter().enumerate() {
+            let _ = writeln!(
+                xml,
+                "\t\t\t\t<Coordinate Order=\"{k}\" X=\"{}\" Y=\"{}\" />",
+                round2(p.0 * level0_per_px),
+                round2(p.1 * level0_per_px)
+            );
+        }
+        xml.push_str("\t\t\t</Coordinates>\n\t\t</Annotation>\n");
+    }
+    xml.push_str("\t</Annotations>\n\t<AnnotationGroups>\n");
+    for class in groups {
+        let (name, colour) = class_of(class, classes, colours);
+        let _ = writeln!(
+            xml,
+            "\t\t<Group Name=\"{}\" PartOfGroup=\"None\" Color=\"{}\">\n\t\t\t<Attributes />\n\t\t</Group>",
+            xml_attr(&name),
+            hex(colour)
+        );
+    }
+    xml.push_str("\t</AnnotationGroups>\n</ASAP_Annotations>\n");
+    xml
 }
 
 fn round2(v: f64) -> f64 {
@@ -466,6 +599,78 @@ mod tests {
             .flat_map(|r| r.bytes().map(|b| u8::from(b == b'#')))
             .collect();
         (m, Size::new(w, h))
+    }
+
+    /// Non-zero winding number of `ring` around `p`.
+    fn winding(ring: &Ring, p: (f64, f64)) -> i32 {
+        let n = ring.len();
+        let mut w = 0;
+        for i in 0..n {
+            let (a, b) = (ring[i], ring[(i + 1) % n]);
+            let side = (b.0 - a.0) * (p.1 - a.1) - (p.0 - a.0) * (b.1 - a.1);
+            if a.1 <= p.1 && b.1 > p.1 && side > 0.0 {
+                w += 1;
+            } else if a.1 > p.1 && b.1 <= p.1 && side < 0.0 {
+                w -= 1;
+            }
+        }
+        w
+    }
+
+    /// A region with two holes, an island in one of them: the keyhole
+    /// rings (and the island's ring) hold exactly the mask's pixel centres,
+    /// by the even–odd rule and by the non-zero rule; the ASAP document
+    /// names the class, its colour and every vertex in level-0 pixels.
+    #[test]
+    fn keyhole_rings_fill_like_the_polygon_with_its_holes() {
+        let (m, s) = mask(&[
+            "...........", //
+            ".#########.", //
+            ".#...#...#.", //
+            ".#.#.#...#.", //
+            ".#...#...#.", //
+            ".#########.", //
+            "...........", //
+        ]);
+        let polys = trace(&m, s, 1);
+        assert!(polys.iter().any(|p| p.holes.len() == 2), "{polys:?}");
+        let rings: Vec<Ring> = polys.iter().map(keyhole).collect();
+        for y in 0..s.h {
+            for x in 0..s.w {
+                let p = (f64::from(x) + 0.5, f64::from(y) + 0.5);
+                let want = m[(y * s.w + x) as usize] == 1;
+                let odd = rings.iter().filter(|r| contains(r, p)).count() % 2 == 1;
+                let wound = rings.iter().map(|r| winding(r, p)).sum::<i32>() != 0;
+                assert_eq!((odd, wound), (want, want), "pixel ({x}, {y})");
+            }
+        }
+        let regions: Vec<Traced> = polys
+            .into_iter()
+            .map(|poly| Traced {
+                class: 1,
+                poly,
+                area_level0: 0.0,
+                area_um2: None,
+            })
+            .collect();
+        let xml = asap_document(
+            &regions,
+            4.0,
+            &["background".into(), "a<b".into()],
+            &[[0, 0, 0], [230, 30, 30]],
+        );
+        assert!(xml.starts_with("<?xml version=\"1.0\"?>\n<ASAP_Annotations>"));
+        assert_eq!(xml.matches("<Annotation ").count(), 2);
+        assert_eq!(
+            xml.matches("<Group Name=\"a&lt;b\" PartOfGroup=\"None\" Color=\"#E61E1E\">")
+                .count(),
+            1,
+            "{xml}"
+        );
+        let vertices: usize = rings.iter().map(Vec::len).sum();
+        assert_eq!(xml.matches("<Coordinate ").count(), vertices);
+        // Level-0 pixels: the first vertex (1.5, 1) of the mask is (6, 4).
+        assert!(xml.contains("X=\"6\" Y=\"4\""), "{xml}");
     }
 
     #[test]

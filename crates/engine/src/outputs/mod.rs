@@ -50,18 +50,21 @@ pub enum Format {
     Overlay,
     /// NAME.geojson: tumor regions as QuPath annotations.
     Geojson,
+    /// NAME.xml: the same regions as ASAP annotations.
+    Asap,
     /// NAME.report.json: everything about the run.
     Report,
 }
 
 impl Format {
     /// Every format, in finishing order.
-    pub const ALL: [Format; 6] = [
+    pub const ALL: [Format; 7] = [
         Self::Png,
         Self::Tiff,
         Self::Prob,
         Self::Overlay,
         Self::Geojson,
+        Self::Asap,
         Self::Report,
     ];
 
@@ -73,6 +76,7 @@ impl Format {
             Self::Prob => "prob",
             Self::Overlay => "overlay",
             Self::Geojson => "geojson",
+            Self::Asap => "asap",
             Self::Report => "report",
         }
     }
@@ -88,6 +92,7 @@ impl Format {
                 .collect(),
             Self::Overlay => vec![f("overlay.png"), f("heatmap.png")],
             Self::Geojson => vec![f("geojson")],
+            Self::Asap => vec![f("xml")],
             Self::Report => vec![f("report.json")],
         }
     }
@@ -100,7 +105,7 @@ impl FromStr for Format {
             .into_iter()
             .find(|f| f.name() == s)
             .ok_or_else(|| {
-                format!("'{s}' is not an output (png, tiff, prob, overlay, geojson, report)")
+                format!("'{s}' is not an output (png, tiff, prob, overlay, geojson, asap, report)")
             })
     }
 }
@@ -295,7 +300,8 @@ pub fn create(format: Format, ctx: &OutputContext) -> Result<Box<dyn MaskOutput>
         Format::Tiff => Box::new(tiff::TiffMask::create(ctx)?),
         Format::Prob => Box::new(prob::ProbTiff::create(ctx)?),
         Format::Overlay => Box::new(overlay::Overlay::create(ctx)),
-        Format::Geojson => Box::new(geojson::GeoJson::create(ctx)),
+        Format::Geojson => Box::new(geojson::GeoJson::create(ctx, geojson::Vector::GeoJson)),
+        Format::Asap => Box::new(geojson::GeoJson::create(ctx, geojson::Vector::Asap)),
         Format::Report => Box::new(report::Report::new(ctx)),
     })
 }
