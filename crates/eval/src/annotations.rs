@@ -29,11 +29,12 @@ pub fn is_annotation_file(path: &Path) -> bool {
 /// How annotation names become labels, in this order:
 /// 1. `explicit` (`--truth-labels NAME=LABEL`, names compared without case);
 /// 2. a class name (`--classes`; `tumor` → 1 with the default classes);
-/// 3. exclusion-like names → 0: `_2` (CAMELYON), or containing `exclusion`,
-///    `non-tumor`/`non tumor`/`nontumor` (or `-tumour`), `normal`, `benign`,
-///    `background`, `ignore`;
-/// 4. tumor-like names → 1: `_0`, `_1`, or containing `tumor`, `tumour`,
-///    `carcinoma`, `cancer`, `malignant`, `metasta`, `neoplas`;
+/// 3. exclusion names → 0: `_2` (CAMELYON), a word `exclusion`,
+///    `excluded`, `exclude`, `normal`, `benign`, `background` or `ignore`,
+///    or "non" before a tumor word (`Non-tumor`, `non-neoplastic`);
+/// 4. tumor names → 1: `_0`, `_1` (CAMELYON), or containing `tumo` (tumor,
+///    tumour), `carcinoma`, `cancer`, `malignan`, `metasta`, `neoplas` or
+///    `lesion`;
 /// 5. an annotation with no group or classification → 1.
 ///
 /// Any other name is an error naming it (never a silent guess).
@@ -62,33 +63,34 @@ impl Labels {
         if let Some(i) = self.classes.iter().position(|c| c.to_lowercase() == lower) {
             return u8::try_from(i).ok();
         }
-        let has = |words: &[&str]| words.iter().any(|w| lower.contains(w));
+        const TUMOR: [&str; 7] = [
+            "tumo",
+            "carcinoma",
+            "cancer",
+            "malignan",
+            "metasta",
+            "neoplas",
+            "lesion",
+        ];
+        const EXCLUDED: [&str; 7] = [
+            "exclusion",
+            "excluded",
+            "exclude",
+            "normal",
+            "benign",
+            "background",
+            "ignore",
+        ];
+        // "Non-tumor", "non tumour", "non-neoplastic"…: one word, after "non".
+        let compact: String = lower.chars().filter(|c| c.is_alphanumeric()).collect();
+        let words: Vec<&str> = lower.split(|c: char| !c.is_alphanumeric()).collect();
         if lower == "_2"
-            || has(&[
-                "exclusion",
-                "non-tumo",
-                "non tumo",
-                "nontumo",
-                "normal",
-                "benign",
-                "background",
-                "ignore",
-            ])
+            || TUMOR.iter().any(|t| compact.contains(&format!("non{t}")))
+            || words.iter().any(|w| EXCLUDED.contains(w))
         {
             return Some(0);
         }
-        if lower == "_0"
-            || lower == "_1"
-            || has(&[
-                "tumor",
-                "tumour",
-                "carcinoma",
-                "cancer",
-                "malignant",
-                "metasta",
-                "neoplas",
-            ])
-        {
+        if lower == "_0" || lower == "_1" || TUMOR.iter().any(|t| lower.contains(t)) {
             return Some(1);
         }
         None
@@ -610,6 +612,12 @@ mod tests {
             (Some("Adenocarcinoma"), Some(1)),
             (Some("Normal lung"), Some(0)),
             (Some("Necrosis"), None),
+            (Some("Abnormal"), None),
+            (Some("non-neoplastic"), Some(0)),
+            (Some("Nonmalignant epithelium"), Some(0)),
+            (Some("Malignant"), Some(1)),
+            (Some("Metastases"), Some(1)),
+            (Some("Ignore*"), Some(0)),
         ] {
             assert_eq!(l.of(name), label, "{name:?}");
         }
