@@ -10,7 +10,8 @@
 # scripts/compare_pytorch.py on the same slide and model (the plain PyTorch
 # pipeline against `wsiseg segment`, issue 11), with GPU utilisation during
 # wsiseg's run; and `wsiseg bench --tta flips` (model only, end to end) for
-# test-time augmentation's cost (issue 12).
+# test-time augmentation's cost (issue 12); and `wsiseg bench FOLDER` on 8
+# small slides (the idle time between slides, one at a time vs overlapped).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 WORK=${WSISEG_GPU_WORK:-/tmp/wsiseg-gpu-bench}
@@ -51,5 +52,8 @@ echo "== test-time augmentation's cost: model only and end to end, --tta flips (
 "$BIN" bench "$WORK/slides/synth-5000.svs" --model "$WORK/r34" --device cuda --batch 32 \
     --stages model,e2e --tta flips --json > "$OUTDIR/bench-tta.json" || status=1
 python3 scripts/bench_summary.py "$OUTDIR/bench-tta.json"
+echo "== a folder of 8 small slides, one at a time vs overlapped: the GPU's idle time between slides (issue 16)"
+"$BIN" synth --out "$WORK/folder" --seed 6000 --count 8 --size 8192x8192 --overwrite -q || status=1
+"$BIN" bench "$WORK/folder" --model "$WORK/r34" --device cuda --batch 32 || status=1
 [ $status -eq 0 ] && exit $compare
 exit $status

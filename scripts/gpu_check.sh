@@ -10,6 +10,16 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 here=$(pwd)
+if [ ! -f .dev/tests/MANIFEST ] && [ -f .dev/tests.tar.xz ]; then
+    python3 - .dev/tests.tar.xz .dev <<'PY'
+import sys, tarfile
+with tarfile.open(sys.argv[1]) as t:
+    try:
+        t.extractall(sys.argv[2], filter="data")
+    except TypeError:  # a Python without extraction filters
+        t.extractall(sys.argv[2])
+PY
+fi
 [ -f .dev/tests/MANIFEST ] || { echo "no .dev/tests: run scripts/gpu_prepare.sh first" >&2; exit 1; }
 
 echo "== environment"
@@ -40,14 +50,26 @@ if [ "$root" != "$here" ]; then
 fi
 mkdir -p target/release && cp .dev/wsiseg target/release/wsiseg
 
+# Test binaries that need what a closed GPU server lacks and cannot install
+# (no network), and that check nothing of the GPU: they run in CI.
+#   html: Debian's Chromium · slurm: slurm-wlm and munge ·
+#   models, report: the setup's Python environment (smp/MONAI exports, jsonschema)
+skip=" html slurm models report "
+# The CUDA tests first: they are what only this machine can run.
+order=$( (grep -E ' cuda-[0-9a-f]+$' .dev/tests/MANIFEST; grep -vE ' cuda-[0-9a-f]+$' .dev/tests/MANIFEST) )
+
 status=0
 while read -r package binary; do
+    if [[ "$skip" == *" ${binary%-*} "* ]]; then
+        echo "== $package: $binary skipped (needs software a closed GPU server lacks; runs in CI)"
+        continue
+    fi
     echo "== $package: $binary"
     start=$(date +%s)
     (cd "$root/$package" && "$here/.dev/tests/$binary" 2>&1)
     rc=$?
     echo "-- $binary: exit $rc in $(( $(date +%s) - start )) s"
     [ "$rc" -eq 0 ] || status=1
-done < .dev/tests/MANIFEST
+done <<< "$order"
 echo "gpu_check status $status"
 exit $status

@@ -2,10 +2,10 @@
 # Prepares .dev/ (git-ignored) here, for a GPU server that has no Rust
 # toolchain and no OpenSlide (see shared/GPU.md of the project):
 #   .dev/wsiseg           the release binary, stripped
-#   .dev/tests/           every test binary of the workspace, built in release
-#                         with the cuda-tests feature, stripped, and
-#                         .dev/tests/MANIFEST: "package-folder binary" per line;
-#                         .dev/tests/ROOT: this checkout's path, which the
+#   .dev/tests.tar.xz     tests/: every test binary of the workspace, built in
+#                         release with the cuda-tests feature, stripped, and
+#                         tests/MANIFEST: "package-folder binary" per line;
+#                         tests/ROOT: this checkout's path, which the
 #                         binaries have compiled in
 #   .dev/*.whl            openslide-bin 4.0.1.2 (OpenSlide without apt),
 #                         segmentation-models-pytorch 0.6.0 and openslide-python
@@ -42,6 +42,12 @@ with open(".dev/tests/MANIFEST", "w") as manifest:
 '
 pwd > .dev/tests/ROOT
 cat .dev/tests/MANIFEST >&2
+# The device call carries at most 64 MiB: the test binaries (~90 MB
+# stripped) share most of their code, and xz's large window packs them into
+# ~8 MB. gpu_check.sh unpacks them on the server (Python's tarfile).
+rm -f .dev/tests.tar.xz
+tar -C .dev -cf - tests | xz -9 -T0 > .dev/tests.tar.xz
+rm -rf .dev/tests
 
 echo "== wheels" >&2
 for wheel in openslide-bin==4.0.1.2 segmentation-models-pytorch==0.6.0 openslide-python==1.4.7 pillow==13.0.0; do
@@ -51,3 +57,5 @@ for wheel in openslide-bin==4.0.1.2 segmentation-models-pytorch==0.6.0 openslide
             --platform manylinux_2_28_x86_64 --platform manylinux1_x86_64 --platform any -d .dev "$wheel"
 done
 du -sh .dev >&2
+size=$(du -sm .dev | cut -f1)
+[ "$size" -lt 60 ] || { echo ".dev is $size MiB: more than a device call carries (64 MiB)" >&2; exit 1; }
