@@ -308,7 +308,7 @@ impl Engine {
         };
         let mut outputs = formats
             .iter()
-            .map(|&f| outputs::create(f, &ctx))
+            .filter_map(|&f| outputs::create(f, &ctx).transpose())
             .collect::<Result<Vec<_>, _>>()?;
         let pipeline = Job {
             slide,

@@ -10,7 +10,7 @@
 //! 0 (an exclusion, CAMELYON's `_2`) is 0; else it takes the largest label of
 //! the polygons that hold it; else 0.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::Value;
 
@@ -107,7 +107,6 @@ struct Region {
 /// The regions of one annotation file.
 #[derive(Debug, Clone)]
 pub struct Annotations {
-    path: PathBuf,
     regions: Vec<Region>,
     /// Annotations without an area (points, lines) that were left out.
     pub skipped: usize,
@@ -166,16 +165,7 @@ impl Annotations {
                 rings: r.rings,
             });
         }
-        Ok(Self {
-            path: path.to_path_buf(),
-            regions,
-            skipped,
-        })
-    }
-
-    /// The file read.
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(Self { regions, skipped })
     }
 
     /// How many regions (polygons with an area) the file holds.
@@ -486,6 +476,7 @@ fn polygons(g: &Value) -> Result<Vec<Rings>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     fn labels() -> Labels {
         Labels {

@@ -2,8 +2,9 @@
 //! segmentation challenges do: per class, Dice, IoU, precision and recall.
 //!
 //! Masks are PNG (8-bit gray) or TIFF (plain or pyramidal, through the slide
-//! reader); a truth may also be drawn as polygons (ASAP XML or GeoJSON, see
-//! [`Annotations`]), drawn at the prediction's resolution. Scores are computed at the prediction's resolution: when the truth
+//! reader); a truth may also be polygons (ASAP XML or GeoJSON, see
+//! [`Annotations`]). Scores are computed at the prediction's resolution
+//! (polygons are drawn at it): when the truth
 //! is larger by a level downsample, its nearest pixel is used (the level of a
 //! pyramidal truth closest to the prediction is read). Rows are streamed in
 //! bands, so memory does not grow with the mask. The value 255 counts as
@@ -210,30 +211,19 @@ fn walk(
 ) -> Result<(u32, u32), EvalError> {
     let mut p = MaskSource::open(a, None)?;
     let (pw, ph) = p.size();
-    if is_annotation_file(truth) {
-        let downsample = declared_downsample(a).ok_or_else(|| EvalError::NoDownsample {
+    let declared = declared_downsample(a);
+    let mut t = if is_annotation_file(truth) {
+        // Drawn at this prediction's pixels: the sizes match by construction.
+        let downsample = declared.ok_or_else(|| EvalError::NoDownsample {
             pred: a.to_path_buf(),
             truth: truth.to_path_buf(),
         })?;
-        let mut raster = Annotations::read(truth, labels)?.raster((pw, ph), downsample);
-        let mut y = 0;
-        while y < ph {
-            let n = BAND.min(ph - y);
-            let (prows, trows) = (p.rows(y, n)?, raster.rows(y, n));
-            for (prow, trow) in prows
-                .chunks_exact(pw as usize)
-                .zip(trows.chunks_exact(pw as usize))
-            {
-                visit(prow, trow);
-            }
-            y += n;
-        }
-        return Ok((pw, ph));
-    }
-    let mut t = MaskSource::open(truth, Some((pw, ph)))?;
+        MaskSource::Polygons(Annotations::read(truth, labels)?.raster((pw, ph), downsample))
+    } else {
+        MaskSource::open(truth, Some((pw, ph)))?
+    };
     let (tw, th) = t.size();
     let (sx, sy) = (f64::from(tw) / f64::from(pw), f64::from(th) / f64::from(ph));
-    let declared = declared_downsample(a);
     if !sizes_match((pw, ph), (tw, th), declared) {
         return Err(EvalError::SizeMismatch {
             declared,

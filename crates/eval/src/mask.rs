@@ -30,6 +30,8 @@ pub enum MaskSource {
         /// A palette TIFF's colours back to labels (OpenSlide renders colours).
         palette: Option<wsiseg_slide::PaletteLookup>,
     },
+    /// Annotations drawn at a prediction's pixels.
+    Polygons(crate::Raster),
 }
 
 impl MaskSource {
@@ -104,12 +106,14 @@ impl MaskSource {
     pub fn size(&self) -> (u32, u32) {
         match self {
             Self::Png { size, .. } | Self::Slide { size, .. } => *size,
+            Self::Polygons(raster) => raster.size(),
         }
     }
 
     /// Rows `y0..y0+n`, `width` bytes each. PNG masks are read forward only.
     pub fn rows(&mut self, y0: u32, n: u32) -> Result<Vec<u8>, EvalError> {
         match self {
+            Self::Polygons(raster) => Ok(raster.rows(y0, n)),
             Self::Slide {
                 slide,
                 level,

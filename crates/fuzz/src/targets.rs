@@ -126,7 +126,6 @@ fn round_trip(s: &dyn Slide, size: Size) -> Result<(), String> {
     Ok(())
 }
 
-/// The model manifest parser.
 /// ASAP XML / GeoJSON ground truth: read (every class named, so unknown
 /// names are labelled rather than refused), drawn at 97×61 pixels of 37.5
 /// level-0 pixels and in two uneven bands: the same rows, only the labels
@@ -147,6 +146,7 @@ fn annotations(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// The model manifest parser.
 fn manifest(path: &Path) -> Result<(), String> {
     wsiseg_infer::Manifest::read(path)
         .map(|_| ())

@@ -17,33 +17,28 @@ use wsiseg_slide::Size;
 use wsiseg_stitch::{NearestRows, RowSink};
 use wsiseg_write::Staged;
 
-use super::{fit, stage_bytes, MaskOutput, OutputContext, SlideResult, GEOMETRY_SIDE};
+use super::{fit, stage_bytes, Format, MaskOutput, OutputContext, SlideResult, GEOMETRY_SIDE};
 use crate::EngineError;
 
-/// Which file the traced regions are written to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Vector {
-    /// NAME.geojson (QuPath).
-    GeoJson,
-    /// NAME.xml (ASAP).
-    Asap,
-}
-
-/// A copy of the labels (at most [`GEOMETRY_SIDE`] a side) to trace at the end.
+/// A copy of the labels (at most [`GEOMETRY_SIDE`] a side) to trace at the
+/// end, into NAME.geojson, NAME.xml or both (whichever were asked for).
 pub(super) struct GeoJson {
     copy: NearestRows<Vec<u8>>,
     size: Size,
-    kind: Vector,
+    geojson: bool,
+    asap: bool,
 }
 
 impl GeoJson {
-    pub(super) fn create(ctx: &OutputContext, kind: Vector) -> Self {
+    pub(super) fn create(ctx: &OutputContext) -> Self {
         let working = ctx.plan.working.size;
         let size = fit(working, GEOMETRY_SIDE);
+        let asked = |f| ctx.request.formats.contains(&f);
         Self {
             copy: NearestRows::new(Vec::new(), working, size),
             size,
-            kind,
+            geojson: asked(Format::Geojson),
+            asap: asked(Format::Asap),
         }
     }
 }
@@ -65,20 +60,23 @@ impl MaskOutput for GeoJson {
             ctx.request.min_area,
         );
         result.regions = Some(regions.len());
-        let (path, bytes) = match self.kind {
-            Vector::GeoJson => {
-                let path = ctx.paths.file("geojson");
-                let doc = document(&regions, level0_per_px, ctx.classes, ctx.colours);
-                let bytes = serde_json::to_vec(&doc)
-                    .map_err(|e| EngineError::io(&path, "cannot write", e.into()))?;
-                (path, bytes)
-            }
-            Vector::Asap => (
-                ctx.paths.file("xml"),
-                asap_document(&regions, level0_per_px, ctx.classes, ctx.colours).into_bytes(),
-            ),
-        };
-        Ok(vec![stage_bytes(&path, &bytes, ctx.limit)?])
+        let mut staged = Vec::new();
+        if self.geojson {
+            let path = ctx.paths.file("geojson");
+            let doc = document(&regions, level0_per_px, ctx.classes, ctx.colours);
+            let bytes = serde_json::to_vec(&doc)
+                .map_err(|e| EngineError::io(&path, "cannot write", e.into()))?;
+            staged.push(stage_bytes(&path, &bytes, ctx.limit)?);
+        }
+        if self.asap {
+            let xml = asap_document(&regions, level0_per_px, ctx.classes, ctx.colours);
+            staged.push(stage_bytes(
+                &ctx.paths.file("xml"),
+                xml.as_bytes(),
+                ctx.limit,
+            )?);
+        }
+        Ok(staged)
     }
 }
 

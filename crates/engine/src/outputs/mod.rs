@@ -293,17 +293,22 @@ pub trait MaskOutput: Send {
     fn finish(self: Box<Self>, result: &mut SlideResult) -> Result<Vec<Staged>, EngineError>;
 }
 
-/// The output `format` for one slide: the one registration of every format.
-pub fn create(format: Format, ctx: &OutputContext) -> Result<Box<dyn MaskOutput>, EngineError> {
-    Ok(match format {
+/// The output `format` for one slide: the one registration of every format
+/// (`None`: another format's output writes its files).
+pub fn create(
+    format: Format,
+    ctx: &OutputContext,
+) -> Result<Option<Box<dyn MaskOutput>>, EngineError> {
+    Ok(Some(match format {
         Format::Png => Box::new(png::PngMask::create(ctx)?),
         Format::Tiff => Box::new(tiff::TiffMask::create(ctx)?),
         Format::Prob => Box::new(prob::ProbTiff::create(ctx)?),
         Format::Overlay => Box::new(overlay::Overlay::create(ctx)),
-        Format::Geojson => Box::new(geojson::GeoJson::create(ctx, geojson::Vector::GeoJson)),
-        Format::Asap => Box::new(geojson::GeoJson::create(ctx, geojson::Vector::Asap)),
+        // One copy of the labels, traced once, for both files.
+        Format::Asap if ctx.request.formats.contains(&Format::Geojson) => return Ok(None),
+        Format::Geojson | Format::Asap => Box::new(geojson::GeoJson::create(ctx)),
         Format::Report => Box::new(report::Report::new(ctx)),
-    })
+    }))
 }
 
 /// Size of a copy of `size` whose longer side is at most `side`.
