@@ -10,7 +10,8 @@
 # scripts/compare_pytorch.py on the same slide and model (the plain PyTorch
 # pipeline against `wsiseg segment`, issue 11), with GPU utilisation during
 # wsiseg's run; and `wsiseg bench --tta flips` (model only, end to end) for
-# test-time augmentation's cost (issue 12); and `wsiseg bench FOLDER` on 8
+# test-time augmentation's cost (issue 12); `wsiseg segment` with every
+# default output on the same slide (its per-thread timings); and `wsiseg bench FOLDER` on 8
 # small slides (the idle time between slides, one at a time vs overlapped).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -27,7 +28,7 @@ python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site \
 torch_lib=$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
 rm -rf /tmp/openslide-bin && python3 -m zipfile -e .dev/openslide_bin-*.whl /tmp/openslide-bin
 so=$(find /tmp/openslide-bin -name 'libopenslide.so.1*' | head -n1)
-export LD_LIBRARY_PATH=$torch_lib:$(dirname "$so")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+export LD_LIBRARY_PATH=$PWD/.dev/lib:$torch_lib:$(dirname "$so")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 
 echo "== export ResNet-34 UNet, PyTorch model-only rates (batch 32, 512 px, f16)"
 python3 scripts/export_resnet34_unet.py --out "$WORK/r34" || exit 1
@@ -40,6 +41,11 @@ sampler=$!
 status=$?
 kill $sampler
 python3 scripts/bench_summary.py "$OUTDIR/bench.json" "$WORK/util.csv"
+echo "== wsiseg segment with every default output (mask PNG and TIFF, overlay, heatmap, GeoJSON, report): its timings"
+"$BIN" segment "$WORK/slides/synth-5000.svs" --model "$WORK/r34" --device cuda --batch 32 \
+    --out "$WORK/segment" --overwrite -q || status=1
+python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); print(json.dumps(r["timings_s"]), r["tiles"])' \
+    "$WORK/segment/synth-5000.report.json" || status=1
 echo "== scripts/compare_pytorch.py: plain PyTorch pipeline vs wsiseg segment (f16, batch 32)"
 nvidia-smi --query-gpu=timestamp,utilization.gpu --format=csv,noheader,nounits -lms 100 > "$WORK/util-compare.csv" &
 sampler=$!

@@ -7,7 +7,11 @@
 #   bash scripts/gpu_check.sh 2>&1 | tee $OUT/gpu_check.log
 # Needs python3 with torch 2.11 (its libtorch is used through
 # LD_LIBRARY_PATH). OpenSlide 4 comes from the openslide-bin wheel in .dev/.
+# `--cuda-only` runs just the CUDA tests (when the device time left is short:
+# the rest of the suite runs in CI as well).
 set -uo pipefail
+cuda_only=0
+[ "${1:-}" = "--cuda-only" ] && cuda_only=1
 cd "$(dirname "$0")/.."
 here=$(pwd)
 if [ ! -f .dev/tests/MANIFEST ] && [ -f .dev/tests.tar.xz ]; then
@@ -36,7 +40,7 @@ if ! ldconfig -p | grep -q libopenslide.so.1; then
     libs=$libs:$(dirname "$so")
     echo "OpenSlide from $wheel"
 fi
-export LD_LIBRARY_PATH=$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+export LD_LIBRARY_PATH=$PWD/.dev/lib:$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 
 # The test binaries name the repository and the wsiseg binary by the paths
 # they were built at: put this copy there.
@@ -48,7 +52,7 @@ if [ "$root" != "$here" ]; then
     fi
     mkdir -p "$(dirname "$root")" && ln -sfn "$here" "$root"
 fi
-mkdir -p target/release && cp .dev/wsiseg target/release/wsiseg
+mkdir -p target/release && cp --remove-destination .dev/wsiseg target/release/wsiseg
 
 # Test binaries that need what a closed GPU server lacks and cannot install
 # (no network), and that check nothing of the GPU: they run in CI.
@@ -62,6 +66,9 @@ status=0
 while read -r package binary; do
     if [[ "$skip" == *" ${binary%-*} "* ]]; then
         echo "== $package: $binary skipped (needs software a closed GPU server lacks; runs in CI)"
+        continue
+    fi
+    if [ "$cuda_only" = 1 ] && [ "${binary%-*}" != cuda ]; then
         continue
     fi
     echo "== $package: $binary"

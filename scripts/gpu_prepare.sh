@@ -7,6 +7,8 @@
 #                         tests/MANIFEST: "package-folder binary" per line;
 #                         tests/ROOT: this checkout's path, which the
 #                         binaries have compiled in
+#   .dev/lib/             libjpeg.so.62 (Debian's libjpeg-turbo; the server
+#                         image has none)
 #   .dev/*.whl            openslide-bin 4.0.1.2 (OpenSlide without apt),
 #                         segmentation-models-pytorch 0.6.0 and openslide-python
 #                         1.4.7 (gpu_bench.sh, compare_pytorch.py)
@@ -48,6 +50,16 @@ cat .dev/tests/MANIFEST >&2
 rm -f .dev/tests.tar.xz
 tar -C .dev -cf - tests | xz -9 -T0 > .dev/tests.tar.xz
 rm -rf .dev/tests
+
+# Shared libraries the binaries need that a GPU server's image lacks
+# (libjpeg-turbo, for the direct JPEG reader): the scripts there put .dev/lib
+# on LD_LIBRARY_PATH.
+echo "== libraries" >&2
+mkdir -p .dev/lib
+for lib in $(ldd .dev/wsiseg | awk '/libjpeg/ {print $3}'); do
+    cp -L "$lib" .dev/lib/
+done
+ls .dev/lib >&2
 
 echo "== wheels" >&2
 for wheel in openslide-bin==4.0.1.2 segmentation-models-pytorch==0.6.0 openslide-python==1.4.7 pillow==13.0.0; do

@@ -216,5 +216,10 @@ fn bench_on_cuda_prints_figures_in_sane_ratios() {
     assert!(v["device"].as_str().unwrap().starts_with("cuda:0"));
     assert!(f("e2e_vs_model_only") <= 1.05);
     assert!(f("e2e_tiles_s") <= f("e2e_inference_tiles_s"));
-    assert!(f("read_vs_raw_decode") <= 1.1);
+    // The read and decode figures are there (`f` checks each is positive).
+    // No bound on their ratio: on ~70 slide tiles over 14 threads each
+    // timing is a millisecond or two, and an H100 server gave 0.82, 1.15 and
+    // 2.03 on one build: timing noise, not a property to test.
+    f("read_vs_raw_decode");
+    f("raw_jpeg_decode_mp_s");
 }

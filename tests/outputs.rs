@@ -461,6 +461,15 @@ fn outputs_of_a_slide_with_known_tumor() {
         assert!(t(stage) > 0.0, "{stage}: {}", t(stage));
     }
     assert!(t("inference") <= t("pipeline_wall") && t("stitch_and_write") <= t("pipeline_wall"));
+    // Stitching and each format's writer run side by side: the stage's
+    // time is its busiest thread's.
+    let writers = r["timings_s"]["write"].as_object().unwrap();
+    assert!(!writers.is_empty());
+    let busiest = writers
+        .values()
+        .map(|v| v.as_f64().unwrap())
+        .fold(t("stitch"), f64::max);
+    assert_eq!(busiest, t("stitch_and_write"), "{}", r["timings_s"]);
     assert!(t("open_and_thumbnail") + t("pipeline_wall") + t("outputs") <= t("total"));
     let listed: Vec<&str> = r["outputs"]
         .as_array()

@@ -320,6 +320,17 @@ fn end_to_end_figures(
             json!(level_mp / stats.stitch_write_s),
         );
     }
+    // Its threads side by side: the stitcher, and each format's writer.
+    if stats.stitch_s > 0.0 {
+        put("e2e_stitch_mp_s", json!(level_mp / stats.stitch_s));
+    }
+    let writers: Figures = stats
+        .writers_s
+        .iter()
+        .filter(|(_, s)| *s > 0.0)
+        .map(|&(name, s)| (name.to_string(), json!(level_mp / s)))
+        .collect();
+    put("e2e_write_mp_s", Value::Object(writers));
     Ok(())
 }
 
@@ -537,6 +548,20 @@ fn ratio(f: &Value, k: &str) -> String {
         .unwrap_or_else(|| "—".into())
 }
 
+/// The stitcher's and each writer's MP/s inside the pipeline, or a dash.
+fn stage_threads(f: &Value) -> String {
+    let Some(writers) = f["e2e_write_mp_s"].as_object() else {
+        return "—".into();
+    };
+    let mut parts = vec![format!("stitch {}", num(f, "e2e_stitch_mp_s"))];
+    parts.extend(
+        writers
+            .iter()
+            .map(|(name, v)| format!("{name} {:.1}", v.as_f64().unwrap_or(f64::NAN))),
+    );
+    parts.join(", ") + " MP/s"
+}
+
 /// The read and decode lines of the table.
 fn read_lines(f: &Value) -> Vec<(&'static str, String)> {
     vec![
@@ -617,8 +642,9 @@ fn pipeline_lines(f: &Value) -> Vec<(&'static str, String)> {
         ),
         (
             "  stitch + write inside the pipeline",
-            num(f, "e2e_stitch_write_mp_s") + " MP/s",
+            num(f, "e2e_stitch_write_mp_s") + " MP/s (its busiest thread)",
         ),
+        ("    stitching, then each writer", stage_threads(f)),
         (
             "peak RSS (wsiseg's own buffers)",
             format!(

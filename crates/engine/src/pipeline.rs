@@ -4,7 +4,8 @@
 //! reader threads → tiles → inference workers (one per device, each owning
 //! its model copy, staging buffers and two batches in flight, so the device
 //! never waits for the host) → finished batches → stitcher thread (label
-//! and probability stitchers, streaming rows to every output).
+//! and probability stitchers) → bands of finished rows, shared → one writer
+//! thread per output (PNG, TIFF, report… each streams its own file).
 //!
 //! Every channel is bounded and buffers are recycled, so memory does not
 //! grow with the slide: readers stay at most two batches per worker ahead,
@@ -13,16 +14,16 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use wsiseg_infer::{InFlight, InferError, Segmenter};
 use wsiseg_slide::{RgbImage, Slide, SlideError, TileIndex, TilePlan, WorkingLevel};
-use wsiseg_stitch::Stitcher;
+use wsiseg_stitch::{RowSink, StitchError, Stitcher};
 
 use crate::control::Progress;
-use crate::outputs::MaskOutput;
+use crate::outputs::{count_values, MaskOutput};
 use crate::{BadTiles, EngineError, RunControl};
 
 /// Reader threads take this many consecutive tiles at a time: neighbouring
@@ -39,7 +40,11 @@ const IN_FLIGHT: usize = 2;
 pub(crate) struct PipelineStats {
     pub read: f64,
     pub inference: f64,
+    /// The stitch-and-write stage's busy time: its busiest thread's.
     pub stitch_write: f64,
+    /// The stitcher thread's busy time, and each writer thread's.
+    pub stitch: f64,
+    pub writers: Vec<f64>,
     pub wall: f64,
     pub tiles_per_worker: Vec<usize>,
     pub class_pixels: Vec<u64>,
@@ -95,17 +100,49 @@ struct Finished {
 /// Result buffers returned by the stitcher for the next batch.
 type Spare = (Vec<u8>, Option<Vec<u8>>);
 
-/// The stitcher thread's state: stitchers for the labels and for each
-/// probability plane (class 1 on, when asked), whose rows (collected in
-/// their `Vec` sinks) go to every output as soon as they are complete.
-struct Stitching<'o> {
-    labels: Stitcher<Vec<u8>>,
-    probs: Vec<Stitcher<Vec<u8>>>,
-    outputs: &'o mut [Box<dyn MaskOutput>],
-    counts: Vec<u64>,
+/// Bands of finished rows each output thread may have waiting: enough to
+/// keep every writer busy while the stitcher fills the next band, few
+/// enough that memory stays a handful of bands whatever the slide.
+const BANDS_QUEUED: usize = 2;
+
+/// Finished bands of one stitcher, kept by value to be handed on uncopied.
+#[derive(Default)]
+struct Outbox(Vec<Vec<u8>>);
+
+impl RowSink for Outbox {
+    type Error = StitchError;
+    fn write_rows(&mut self, rows: &[u8]) -> Result<(), StitchError> {
+        self.0.push(rows.to_vec());
+        Ok(())
+    }
+    fn take_rows(&mut self, rows: Vec<u8>) -> Result<Option<Vec<u8>>, StitchError> {
+        self.0.push(rows);
+        Ok(None)
+    }
 }
 
-impl Stitching<'_> {
+/// A band of finished rows on its way to an output thread: the labels, or
+/// class `k`'s probabilities. Every output reads the same band.
+enum Rows {
+    Labels(Arc<Vec<u8>>),
+    Probs(usize, Arc<Vec<u8>>),
+}
+
+/// The stitcher thread's state: stitchers for the labels and for each
+/// probability plane (class 1 on, when asked), whose bands go to every
+/// output thread as soon as they are complete.
+struct Stitching {
+    labels: Stitcher<Outbox>,
+    probs: Vec<Stitcher<Outbox>>,
+    /// One per output thread, and whether that output wants probabilities.
+    writers: Vec<(Sender<Rows>, bool)>,
+    counts: Vec<u64>,
+    /// Bands lent to the writers (`None`: labels, `Some(k)`: plane `k`),
+    /// taken back for reuse once every writer is done with them.
+    lent: VecDeque<(Option<usize>, Arc<Vec<u8>>)>,
+}
+
+impl Stitching {
     /// Adds one batch's tiles; returns its buffers for reuse.
     fn add(&mut self, done: Finished, tile_px: usize) -> Result<Spare, EngineError> {
         for (i, &index) in done.indices.iter().enumerate() {
@@ -124,62 +161,89 @@ impl Stitching<'_> {
         Ok((done.labels, done.probs))
     }
 
-    /// Hands the rows finished so far to the outputs.
+    /// Hands the bands finished so far to the writers (labels counted by
+    /// value first), and takes back the bands they are done with.
     fn drain(&mut self) -> Result<(), EngineError> {
-        emit_labels(self.outputs, &mut self.counts, self.labels.sink_mut())?;
-        for (k, p) in self.probs.iter_mut().enumerate() {
-            emit_probs(self.outputs, k + 1, p.sink_mut())?;
+        for band in std::mem::take(&mut self.labels.sink_mut().0) {
+            count_values(&mut self.counts, &band);
+            self.lend(None, band)?;
         }
+        for k in 0..self.probs.len() {
+            for band in std::mem::take(&mut self.probs[k].sink_mut().0) {
+                self.lend(Some(k), band)?;
+            }
+        }
+        self.reclaim();
         Ok(())
     }
 
-    /// Checks that every tile arrived and hands over the last rows (rows
-    /// of tiles with nothing to run are complete only now).
-    fn finish(mut self) -> Result<Vec<u64>, EngineError> {
-        self.drain()?;
-        let mut rows = self.labels.finish()?;
-        emit_labels(self.outputs, &mut self.counts, &mut rows)?;
-        for (k, p) in std::mem::take(&mut self.probs).into_iter().enumerate() {
-            emit_probs(self.outputs, k + 1, &mut p.finish()?)?;
+    /// Sends one band to every writer that wants it (waiting while one has
+    /// [`BANDS_QUEUED`] bands still to write).
+    fn lend(&mut self, plane: Option<usize>, band: Vec<u8>) -> Result<(), EngineError> {
+        let band = Arc::new(band);
+        for (tx, wants_probs) in &self.writers {
+            let rows = match plane {
+                None => Rows::Labels(Arc::clone(&band)),
+                Some(_) if !wants_probs => continue,
+                Some(k) => Rows::Probs(k + 1, Arc::clone(&band)),
+            };
+            // A writer that stopped has failed: its error is reported.
+            tx.send(rows).map_err(|_| EngineError::Stopped)?;
         }
+        self.lent.push_back((plane, band));
+        Ok(())
+    }
+
+    /// Band buffers no writer holds any more go back to their stitcher.
+    fn reclaim(&mut self) {
+        let mut still = VecDeque::with_capacity(self.lent.len());
+        for (plane, band) in self.lent.drain(..) {
+            match Arc::try_unwrap(band) {
+                Ok(buffer) => match plane {
+                    None => self.labels.recycle(buffer),
+                    Some(k) => self.probs[k].recycle(buffer),
+                },
+                Err(band) => still.push_back((plane, band)),
+            }
+        }
+        self.lent = still;
+    }
+
+    /// Checks that every tile arrived and hands over the last rows (rows
+    /// of tiles with nothing to run are complete only now); the writers
+    /// end when this returns (their senders dropped).
+    fn finish(mut self) -> Result<Vec<u64>, EngineError> {
+        self.labels.complete()?;
+        for p in &mut self.probs {
+            p.complete()?;
+        }
+        self.drain()?;
         Ok(self.counts)
     }
 }
 
-/// Label rows to every output (counted by value), then cleared for reuse.
-fn emit_labels(
-    outputs: &mut [Box<dyn MaskOutput>],
-    counts: &mut [u64],
-    rows: &mut Vec<u8>,
-) -> Result<(), EngineError> {
-    if rows.is_empty() {
-        return Ok(());
+/// One output's thread: writes every band it is sent, in order, until the
+/// stitcher drops its sender; returns its busy time. On an error it stops
+/// the job (its error is the one reported).
+fn write_out(
+    output: &mut Box<dyn MaskOutput>,
+    bands: Receiver<Rows>,
+    shared: &Shared,
+) -> Result<Duration, EngineError> {
+    let mut busy = Duration::ZERO;
+    for rows in bands {
+        let t0 = Instant::now();
+        let written = match &rows {
+            Rows::Labels(band) => output.label_rows(band),
+            Rows::Probs(class, band) => output.prob_rows(*class, band),
+        };
+        busy += t0.elapsed();
+        if let Err(e) = written {
+            shared.stop.store(true, Ordering::Relaxed);
+            return Err(e);
+        }
     }
-    for &v in rows.iter() {
-        counts[v as usize] += 1;
-    }
-    for o in outputs.iter_mut() {
-        o.label_rows(rows)?;
-    }
-    rows.clear();
-    Ok(())
-}
-
-/// Rows of class `class`'s probability to the outputs that want them, then
-/// cleared for reuse.
-fn emit_probs(
-    outputs: &mut [Box<dyn MaskOutput>],
-    class: usize,
-    rows: &mut Vec<u8>,
-) -> Result<(), EngineError> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    for o in outputs.iter_mut().filter(|o| o.wants_probabilities()) {
-        o.prob_rows(class, rows)?;
-    }
-    rows.clear();
-    Ok(())
+    Ok(busy)
 }
 
 /// Shared between the threads of one job.
@@ -281,27 +345,34 @@ impl Shared<'_> {
 }
 
 /// What the threads of one job return: each worker's busy time and tiles,
-/// and the stitcher's class counts and busy time.
+/// the stitcher's class counts and busy time, and each writer's busy time.
 type Joined = (
     Vec<Result<(Duration, usize), EngineError>>,
     Result<(Vec<u64>, Duration), EngineError>,
+    Vec<Result<Duration, EngineError>>,
 );
 
 impl Job<'_> {
-    /// Runs every tile to be run into `outputs`.
-    pub fn run(self, outputs: &mut [Box<dyn MaskOutput>]) -> Result<PipelineStats, EngineError> {
+    /// Runs every tile to be run into `outputs` (their format `names`, for
+    /// their threads' names).
+    pub fn run(
+        self,
+        outputs: &mut [Box<dyn MaskOutput>],
+        names: &[&'static str],
+    ) -> Result<PipelineStats, EngineError> {
         let start = Instant::now();
         let todo: Vec<usize> = (0..self.plan.len()).filter(|&n| self.run[n]).collect();
         let with_probs = outputs.iter().any(|o| o.wants_probabilities());
         let planes = self.classes - 1;
         let plan = self.plan;
         let stitching = Stitching {
-            labels: Stitcher::with_tiles(plan, Vec::new(), self.run.to_vec()),
+            labels: Stitcher::with_tiles(plan, Outbox::default(), self.run.to_vec()),
             probs: (0..if with_probs { planes } else { 0 })
-                .map(|_| Stitcher::with_tiles(plan, Vec::new(), self.run.to_vec()))
+                .map(|_| Stitcher::with_tiles(plan, Outbox::default(), self.run.to_vec()))
                 .collect(),
-            outputs,
+            writers: Vec::new(),
             counts: vec![0; 256],
+            lent: VecDeque::new(),
         };
         // The reader keeps each decoded slide tile from its first read to its last.
         self.working
@@ -323,12 +394,12 @@ impl Job<'_> {
         let read_nanos = AtomicU64::new(0);
         let over_budget = AtomicU64::new(0);
         let finished = AtomicBool::new(false);
-        let (inferred, stitched) = std::thread::scope(|scope| {
+        let (inferred, stitched, written) = std::thread::scope(|scope| {
             if let Some(limit) = crate::memory::budget() {
                 let (shared, finished, over) = (&shared, &finished, &over_budget);
                 scope.spawn(move || watch_memory(limit, shared, finished, over));
             }
-            let r = self.run_stages(&todo, &shared, &read_nanos, stitching);
+            let r = self.run_stages(&todo, &shared, &read_nanos, stitching, outputs, names);
             finished.store(true, Ordering::Relaxed);
             r
         });
@@ -345,13 +416,18 @@ impl Job<'_> {
             });
         }
         let workers = join_workers(inferred);
-        // A stitcher error (a full disk…) is the cause of inference stopping.
-        let (counts, stitch_write) = stitched?;
+        // A writer's error (a full disk…) is the cause of the stitcher and
+        // inference stopping; a stitcher error the cause of inference stopping.
+        let writers = join_writers(written)?;
+        let (counts, stitch) = stitched?;
         let (busy, tiles_per_worker) = workers?;
+        let stitch = stitch.as_secs_f64();
         Ok(PipelineStats {
             read: read_nanos.load(Ordering::Relaxed) as f64 * 1e-9,
             inference: busy.as_secs_f64(),
-            stitch_write: stitch_write.as_secs_f64(),
+            stitch_write: writers.iter().copied().fold(stitch, f64::max),
+            stitch,
+            writers,
             wall: start.elapsed().as_secs_f64(),
             tiles_per_worker,
             class_pixels: counts,
@@ -365,14 +441,17 @@ impl Job<'_> {
         })
     }
 
-    /// Reader threads, one inference thread per worker and the stitcher
-    /// (on this thread), joined by bounded channels; returns when all ended.
+    /// Reader threads, one inference thread per worker, the stitcher (on
+    /// this thread) and one writer thread per output, joined by bounded
+    /// channels; returns when all ended.
     fn run_stages(
         &self,
         todo: &[usize],
         shared: &Shared,
         read_nanos: &AtomicU64,
-        stitching: Stitching,
+        mut stitching: Stitching,
+        outputs: &mut [Box<dyn MaskOutput>],
+        names: &[&'static str],
     ) -> Joined {
         let (slide, working) = (self.slide, &self.working);
         let workers = self.workers.len().max(1);
@@ -391,7 +470,7 @@ impl Job<'_> {
         std::thread::scope(|scope| {
             for _ in 0..readers {
                 let (tx, pool) = (tiles_tx.clone(), pool_rx.clone());
-                scope.spawn(move || {
+                spawn(scope, "read".into(), move || {
                     read_tiles(slide, working, todo, next, shared, read_nanos, &tx, &pool)
                 });
             }
@@ -399,14 +478,15 @@ impl Job<'_> {
             let handles: Vec<_> = self
                 .workers
                 .iter()
-                .map(|model| {
+                .enumerate()
+                .map(|(i, model)| {
                     let (tiles, done, spare, pool) = (
                         tiles_rx.clone(),
                         done_tx.clone(),
                         spare_rx.clone(),
                         pool_tx.clone(),
                     );
-                    scope.spawn(move || {
+                    spawn(scope, format!("infer-{i}"), move || {
                         let model = model.lock().unwrap_or_else(PoisonError::into_inner);
                         model.bind_thread();
                         let r = infer(&model, shared, &tiles, &done, &spare, &pool);
@@ -418,19 +498,60 @@ impl Job<'_> {
                 })
                 .collect();
             drop((tiles_rx, done_tx, spare_rx, pool_tx));
-            let stitched = stitch(stitching, &done_rx, &spare_tx, tile_px, shared);
+            let writers: Vec<_> = outputs
+                .iter_mut()
+                .zip(names)
+                .map(|(output, name)| {
+                    let (tx, rx) = crossbeam_channel::bounded(BANDS_QUEUED);
+                    stitching.writers.push((tx, output.wants_probabilities()));
+                    spawn(scope, format!("write-{name}"), move || {
+                        write_out(output, rx, shared)
+                    })
+                })
+                .collect();
+            // Returns having dropped the writers' senders: they finish. On a
+            // thread of its own, named for profilers and `top -H`.
+            let stitched = spawn(scope, "stitch".into(), move || {
+                stitch(stitching, &done_rx, &spare_tx, tile_px, shared)
+            })
+            .join()
+            .unwrap_or(Err(EngineError::Panicked("stitcher")));
             if stitched.is_err() {
                 shared.stop.store(true, Ordering::Relaxed);
             }
-            // Blocked workers wake up: the stitcher no longer takes batches.
-            drop(done_rx);
+            // Blocked workers woke up when the stitcher thread ended and
+            // dropped its receiver: it takes no more batches.
             let inferred: Vec<_> = handles
                 .into_iter()
                 .map(|h| h.join().unwrap_or(Err(EngineError::Panicked("inference"))))
                 .collect();
-            (inferred, stitched)
+            let written = writers
+                .into_iter()
+                .map(|h| h.join().unwrap_or(Err(EngineError::Panicked("output"))))
+                .collect();
+            (inferred, stitched, written)
         })
     }
+}
+
+/// Starts a thread of the job named `name` (as `top -H` and profilers show it).
+fn spawn<'scope, T: Send + 'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    name: String,
+    f: impl FnOnce() -> T + Send + 'scope,
+) -> std::thread::ScopedJoinHandle<'scope, T> {
+    std::thread::Builder::new()
+        .name(name)
+        .spawn_scoped(scope, f)
+        .expect("the system cannot start a thread")
+}
+
+/// Each writer's busy time in seconds, or the first writer's error.
+fn join_writers(written: Vec<Result<Duration, EngineError>>) -> Result<Vec<f64>, EngineError> {
+    written
+        .into_iter()
+        .map(|w| w.map(|busy| busy.as_secs_f64()))
+        .collect()
 }
 
 /// The workers' summed busy time and tiles each, or the first worker's own

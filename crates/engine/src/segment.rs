@@ -28,8 +28,13 @@ pub struct RunStats {
     pub read_s: f64,
     /// Queuing and collecting batches, summed over the workers.
     pub inference_s: f64,
-    /// The stitcher thread's busy time (stitching and streaming writers).
+    /// Stitching and writing: the busy time of the busiest of the
+    /// stitcher thread and the writer threads (they run side by side).
     pub stitch_write_s: f64,
+    /// The stitcher thread's busy time (stitching, counting, handing bands on).
+    pub stitch_s: f64,
+    /// Each output's writer thread's busy time, by format name.
+    pub writers_s: Vec<(&'static str, f64)>,
     /// Wall time of the pipeline, first read to last row.
     pub pipeline_wall_s: f64,
     /// Finishing the outputs (GeoJSON tracing, pictures, TIFF directories).
@@ -306,10 +311,16 @@ impl Engine {
             colours: &colours,
             limit: control.limit(),
         };
-        let mut outputs = formats
+        let (names, mut outputs): (Vec<&'static str>, Vec<_>) = formats
             .iter()
-            .filter_map(|&f| outputs::create(f, &ctx).transpose())
-            .collect::<Result<Vec<_>, _>>()?;
+            .filter_map(|&f| {
+                outputs::create(f, &ctx)
+                    .transpose()
+                    .map(|o| Ok((f.name(), o?)))
+            })
+            .collect::<Result<Vec<_>, EngineError>>()?
+            .into_iter()
+            .unzip();
         let pipeline = Job {
             slide,
             working: plan.working,
@@ -322,10 +333,10 @@ impl Engine {
             control,
             bad_tiles: request.bad_tiles,
         }
-        .run(&mut outputs)?;
+        .run(&mut outputs, &names)?;
         let outputs_started = Instant::now();
         warn_bad_tiles(slide, &pipeline.bad_tiles);
-        let stats = run_stats(plan, pipeline);
+        let stats = run_stats(plan, pipeline, &names);
         let mut result = SlideResult {
             context: &ctx,
             regions: None,
@@ -419,12 +430,14 @@ impl Engine {
 
 /// The pipeline's times and counts with the plan's; the output times are
 /// filled in as the outputs finish.
-fn run_stats(plan: &SlidePlan, pipeline: PipelineStats) -> RunStats {
+fn run_stats(plan: &SlidePlan, pipeline: PipelineStats, writers: &[&'static str]) -> RunStats {
     RunStats {
         plan_s: plan.seconds,
         read_s: pipeline.read,
         inference_s: pipeline.inference,
         stitch_write_s: pipeline.stitch_write,
+        stitch_s: pipeline.stitch,
+        writers_s: writers.iter().copied().zip(pipeline.writers).collect(),
         pipeline_wall_s: pipeline.wall,
         outputs_s: 0.0,
         total_s: 0.0,

@@ -94,6 +94,17 @@ fn overlapped_batches_on_cuda_match_one_at_a_time_and_the_cpu() {
 
         let (cpu_l, cpu_p) = one_at_a_time(&cpu);
         let labels = agreement(&want_l, &cpu_l);
+        // A pixel whose tumor probability is within f16's rounding of the
+        // decision (0.5 ± 2/255) may fall either way; every other pixel's
+        // label must agree. (This texture puts ~0.3% of pixels there.)
+        let (mut decided, mut same) = (0usize, 0usize);
+        for ((a, b), p) in want_l.iter().zip(&cpu_l).zip(&cpu_p) {
+            if !(125..=130).contains(p) {
+                decided += 1;
+                same += usize::from(a == b);
+            }
+        }
+        let decided_agree = same as f64 / decided as f64;
         let close = want_p
             .iter()
             .zip(&cpu_p)
@@ -101,11 +112,16 @@ fn overlapped_batches_on_cuda_match_one_at_a_time_and_the_cpu() {
             .count() as f64
             / cpu_p.len() as f64;
         eprintln!(
-            "cuda {precision} vs cpu f32: labels agree on {:.4}%, probabilities within 2/255 on {:.4}%",
+            "cuda {precision} vs cpu f32: labels agree on {:.4}% ({:.4}% away from the decision), probabilities within 2/255 on {:.4}%",
             100.0 * labels,
+            100.0 * decided_agree,
             100.0 * close
         );
-        assert!(labels >= 0.999, "{precision}: {labels}");
+        assert!(2 * decided >= cpu_p.len(), "{decided} decided pixels");
+        assert!(decided_agree >= 0.9999, "{precision}: {decided_agree}");
+        if precision == Precision::F32 {
+            assert!(labels >= 0.999, "{precision}: {labels}");
+        }
         assert!(close >= 0.999, "{precision}: {close}");
     }
 }

@@ -11,6 +11,15 @@ pub trait RowSink {
     type Error: From<StitchError>;
     /// `rows` holds whole rows of the level, `width` bytes each.
     fn write_rows(&mut self, rows: &[u8]) -> Result<(), Self::Error>;
+
+    /// Takes a band of finished rows by value; hands the buffer back when
+    /// it is free for the stitcher to reuse (by default: written, then
+    /// returned). A sink that keeps the band (to pass it on without a copy)
+    /// returns `None`.
+    fn take_rows(&mut self, rows: Vec<u8>) -> Result<Option<Vec<u8>>, Self::Error> {
+        self.write_rows(&rows)?;
+        Ok(Some(rows))
+    }
 }
 
 /// Collects the whole mask in memory (tests, small levels).
@@ -39,6 +48,8 @@ pub struct Stitcher<S: RowSink> {
     run: Option<Vec<bool>>,
     /// Tiles expected per row of tiles.
     expected: Vec<u32>,
+    /// Band buffers to reuse: no fresh allocation per row of tiles.
+    spare: Vec<Vec<u8>>,
 }
 
 impl<S: RowSink> Stitcher<S> {
@@ -51,6 +62,7 @@ impl<S: RowSink> Stitcher<S> {
             bands: BTreeMap::new(),
             run: None,
             expected: vec![plan.cols(); plan.rows() as usize],
+            spare: Vec::new(),
         }
     }
 
@@ -96,11 +108,18 @@ impl<S: RowSink> Stitcher<S> {
         let width = self.plan.level_size().w as usize;
         let (y0, y1) = self.plan.core_rows(index.row);
         let cols = self.plan.cols() as usize;
-        let band = self.bands.entry(index.row).or_insert_with(|| Band {
-            pixels: vec![0; width * (y1 - y0) as usize],
-            seen: vec![false; cols],
-            received: 0,
-        });
+        if !self.bands.contains_key(&index.row) {
+            let pixels = self.zeroed(width * (y1 - y0) as usize);
+            self.bands.insert(
+                index.row,
+                Band {
+                    pixels,
+                    seen: vec![false; cols],
+                    received: 0,
+                },
+            );
+        }
+        let band = self.bands.get_mut(&index.row).expect("inserted above");
         if std::mem::replace(&mut band.seen[index.col as usize], true) {
             return Err(StitchError::UnexpectedTile { index }.into());
         }
@@ -125,17 +144,39 @@ impl<S: RowSink> Stitcher<S> {
             if received < want {
                 break;
             }
-            match self.bands.remove(&self.next_row) {
-                Some(band) => self.sink.write_rows(&band.pixels)?,
+            let pixels = match self.bands.remove(&self.next_row) {
+                Some(band) => band.pixels,
                 None => {
                     let (y0, y1) = self.plan.core_rows(self.next_row);
-                    let empty = vec![0u8; self.plan.level_size().w as usize * (y1 - y0) as usize];
-                    self.sink.write_rows(&empty)?;
+                    self.zeroed(self.plan.level_size().w as usize * (y1 - y0) as usize)
                 }
+            };
+            if let Some(back) = self.sink.take_rows(pixels)? {
+                self.recycle(back);
             }
             self.next_row += 1;
         }
         Ok(())
+    }
+
+    /// A buffer of `len` zero bytes: a spare one when there is one.
+    fn zeroed(&mut self, len: usize) -> Vec<u8> {
+        match self.spare.pop() {
+            Some(mut v) => {
+                v.clear();
+                v.resize(len, 0);
+                v
+            }
+            None => vec![0; len],
+        }
+    }
+
+    /// Gives back a band buffer (from [`RowSink::take_rows`]) for reuse;
+    /// at most two are kept.
+    pub fn recycle(&mut self, buffer: Vec<u8>) {
+        if self.spare.len() < 2 {
+            self.spare.push(buffer);
+        }
     }
 
     /// The sink, e.g. to take the rows a `Vec` sink has collected so far.
@@ -154,6 +195,13 @@ impl<S: RowSink> Stitcher<S> {
 
     /// Checks that every tile arrived and returns the sink.
     pub fn finish(mut self) -> Result<S, S::Error> {
+        self.complete()?;
+        Ok(self.sink)
+    }
+
+    /// Hands the last rows to the sink (rows of tiles with nothing to run
+    /// are complete only now) and checks that every tile arrived.
+    pub fn complete(&mut self) -> Result<(), S::Error> {
         self.flush()?;
         if self.next_row < self.plan.rows() {
             let received: u32 = self.bands.values().map(|b| b.received).sum();
@@ -163,7 +211,7 @@ impl<S: RowSink> Stitcher<S> {
             }
             .into());
         }
-        Ok(self.sink)
+        Ok(())
     }
 }
 

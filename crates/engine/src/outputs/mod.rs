@@ -330,6 +330,61 @@ pub(crate) fn stage_bytes(
         .map_err(|e| EngineError::io(path, "cannot write", e))
 }
 
+/// How many bytes of `bytes` equal `v`: 32 byte-wide lanes at a time,
+/// each counting up to 255 before it is added up (what vectorises well).
+fn count_equal(bytes: &[u8], v: u8) -> u64 {
+    let mut total = 0;
+    for block in bytes.chunks(255 * 32) {
+        let mut lanes = [0u8; 32];
+        let mut wide = block.chunks_exact(32);
+        for c in &mut wide {
+            for (lane, &b) in lanes.iter_mut().zip(c) {
+                *lane += u8::from(b == v);
+            }
+        }
+        total += lanes.iter().map(|&n| u64::from(n)).sum::<u64>();
+        total += wide.remainder().iter().filter(|&&b| b == v).count() as u64;
+    }
+    total
+}
+
+/// Adds how many of each byte value `bytes` holds to `counts` (256 long).
+/// Labels take a few values: one vectorised pass per value then. Otherwise
+/// four running tallies, so that a run of equal bytes does not make each
+/// increment wait for the one before.
+pub(crate) fn count_values(counts: &mut [u64], bytes: &[u8]) {
+    let top = bytes.iter().copied().max().unwrap_or(0);
+    if top < 8 {
+        let mut others = 0;
+        for v in 1..=top {
+            let n = count_equal(bytes, v);
+            counts[v as usize] += n;
+            others += n;
+        }
+        counts[0] += bytes.len() as u64 - others;
+        return;
+    }
+    let mut tally = [[0u32; 256]; 4];
+    // u32 tallies: at most 2^32 - 1 bytes per tally between flushes.
+    for chunk in bytes.chunks(1 << 30) {
+        let mut quads = chunk.chunks_exact(4);
+        for q in &mut quads {
+            tally[0][q[0] as usize] += 1;
+            tally[1][q[1] as usize] += 1;
+            tally[2][q[2] as usize] += 1;
+            tally[3][q[3] as usize] += 1;
+        }
+        for &b in quads.remainder() {
+            tally[0][b as usize] += 1;
+        }
+        for t in &mut tally {
+            for (c, n) in counts.iter_mut().zip(t.iter_mut()) {
+                *c += u64::from(std::mem::take(n));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -352,6 +407,22 @@ mod tests {
             "scan.ndpi",
         ] {
             assert!(!OutputPaths::is_output_name(Path::new(slide)), "{slide}");
+        }
+    }
+
+    #[test]
+    fn values_are_counted_in_both_ways() {
+        let few: Vec<u8> = (0..10_007u32).map(|i| (i * i % 7) as u8).collect();
+        let many: Vec<u8> = (0..10_007u32).map(|i| (i * 31 % 251) as u8).collect();
+        for bytes in [&few[..], &many[..], &[][..], &[255u8][..]] {
+            let mut want = vec![0u64; 256];
+            for &b in bytes {
+                want[b as usize] += 1;
+            }
+            // Added to what is there.
+            let mut got = vec![3u64; 256];
+            count_values(&mut got, bytes);
+            assert_eq!(got, want.iter().map(|n| n + 3).collect::<Vec<_>>());
         }
     }
 }

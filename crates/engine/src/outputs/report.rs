@@ -84,9 +84,7 @@ impl MaskOutput for Report {
     fn prob_rows(&mut self, class: usize, rows: &[u8]) -> Result<(), EngineError> {
         if class == 1 {
             let h = self.probability.get_or_insert_with(|| Box::new([0; 256]));
-            for &p in rows {
-                h[p as usize] += 1;
-            }
+            super::count_values(&mut h[..], rows);
         }
         Ok(())
     }
@@ -234,6 +232,8 @@ fn to_json(r: &SlideResult, outputs: &[PathBuf]) -> Value {
             "read_decode_thread_sum": t.read_s,
             "inference": t.inference_s,
             "stitch_and_write": t.stitch_write_s,
+            "stitch": t.stitch_s,
+            "write": t.writers_s.iter().map(|&(f, s)| (f.to_string(), json!(s))).collect::<serde_json::Map<_, _>>(),
             "pipeline_wall": t.pipeline_wall_s,
             "outputs": t.outputs_s,
             "total": t.total_s,
