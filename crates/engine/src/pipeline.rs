@@ -136,7 +136,10 @@ struct Stitching {
     probs: Vec<Stitcher<Outbox>>,
     /// One per output thread, and whether that output wants probabilities.
     writers: Vec<(Sender<Rows>, bool)>,
+    /// Pixels of each label value in the cores of the tiles run (then the
+    /// whole level's, once finished).
     counts: Vec<u64>,
+    level_pixels: u64,
     /// Bands lent to the writers (`None`: labels, `Some(k)`: plane `k`),
     /// taken back for reuse once every writer is done with them.
     lent: VecDeque<(Option<usize>, Arc<Vec<u8>>)>,
@@ -147,7 +150,10 @@ impl Stitching {
     fn add(&mut self, done: Finished, tile_px: usize) -> Result<Spare, EngineError> {
         for (i, &index) in done.indices.iter().enumerate() {
             let range = i * tile_px..(i + 1) * tile_px;
-            self.labels.add(index, &done.labels[range])?;
+            // Counted row by row as the core is copied, while in cache.
+            let counts = &mut self.counts;
+            self.labels
+                .add_with(index, &done.labels[range], |row| count_values(counts, row))?;
             if let Some(p) = &done.probs {
                 // Per tile, one plane per class from class 1 on.
                 let planes = self.probs.len();
@@ -161,11 +167,10 @@ impl Stitching {
         Ok((done.labels, done.probs))
     }
 
-    /// Hands the bands finished so far to the writers (labels counted by
-    /// value first), and takes back the bands they are done with.
+    /// Hands the bands finished so far to the writers, and takes back the
+    /// bands they are done with.
     fn drain(&mut self) -> Result<(), EngineError> {
         for band in std::mem::take(&mut self.labels.sink_mut().0) {
-            count_values(&mut self.counts, &band);
             self.lend(None, band)?;
         }
         for k in 0..self.probs.len() {
@@ -218,6 +223,9 @@ impl Stitching {
             p.complete()?;
         }
         self.drain()?;
+        // The cores of tiles not run are background.
+        let counted: u64 = self.counts.iter().sum();
+        self.counts[0] += self.level_pixels - counted;
         Ok(self.counts)
     }
 }
@@ -372,6 +380,7 @@ impl Job<'_> {
                 .collect(),
             writers: Vec::new(),
             counts: vec![0; 256],
+            level_pixels: plan.level_size().area(),
             lent: VecDeque::new(),
         };
         // The reader keeps each decoded slide tile from its first read to its last.

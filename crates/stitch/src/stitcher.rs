@@ -89,6 +89,17 @@ impl<S: RowSink> Stitcher<S> {
 
     /// Adds one tile's output: `tile × tile` bytes, row-major.
     pub fn add(&mut self, index: TileIndex, labels: &[u8]) -> Result<(), S::Error> {
+        self.add_with(index, labels, |_| {})
+    }
+
+    /// [`Stitcher::add`], handing each row of the tile's core (what goes
+    /// into the mask) to `each_row` as it is copied, while it is in cache.
+    pub fn add_with(
+        &mut self,
+        index: TileIndex,
+        labels: &[u8],
+        mut each_row: impl FnMut(&[u8]),
+    ) -> Result<(), S::Error> {
         let t = self.plan.tile_size() as usize;
         if labels.len() != t * t {
             return Err(StitchError::TileSize {
@@ -109,7 +120,10 @@ impl<S: RowSink> Stitcher<S> {
         let (y0, y1) = self.plan.core_rows(index.row);
         let cols = self.plan.cols() as usize;
         if !self.bands.contains_key(&index.row) {
-            let pixels = self.zeroed(width * (y1 - y0) as usize);
+            // Every tile of the row will come: their cores cover the band,
+            // so a reused buffer needs no clearing.
+            let whole = self.expected[index.row as usize] == self.plan.cols();
+            let pixels = self.buffer(width * (y1 - y0) as usize, !whole);
             self.bands.insert(
                 index.row,
                 Band {
@@ -129,7 +143,9 @@ impl<S: RowSink> Stitcher<S> {
         for r in 0..tile.core.h as usize {
             let src = (oy as usize + r) * t + ox as usize;
             let dst = r * width + cx;
-            band.pixels[dst..dst + cw].copy_from_slice(&labels[src..src + cw]);
+            let core = &labels[src..src + cw];
+            band.pixels[dst..dst + cw].copy_from_slice(core);
+            each_row(core);
         }
         band.received += 1;
         self.flush()
@@ -148,7 +164,7 @@ impl<S: RowSink> Stitcher<S> {
                 Some(band) => band.pixels,
                 None => {
                     let (y0, y1) = self.plan.core_rows(self.next_row);
-                    self.zeroed(self.plan.level_size().w as usize * (y1 - y0) as usize)
+                    self.buffer(self.plan.level_size().w as usize * (y1 - y0) as usize, true)
                 }
             };
             if let Some(back) = self.sink.take_rows(pixels)? {
@@ -159,11 +175,14 @@ impl<S: RowSink> Stitcher<S> {
         Ok(())
     }
 
-    /// A buffer of `len` zero bytes: a spare one when there is one.
-    fn zeroed(&mut self, len: usize) -> Vec<u8> {
+    /// A buffer of `len` bytes, a spare one when there is one: zeros when
+    /// `clear`, else whatever it held (to be overwritten whole).
+    fn buffer(&mut self, len: usize, clear: bool) -> Vec<u8> {
         match self.spare.pop() {
             Some(mut v) => {
-                v.clear();
+                if clear {
+                    v.clear();
+                }
                 v.resize(len, 0);
                 v
             }
@@ -321,6 +340,51 @@ mod tests {
             let wrong = got.iter().zip(&want).filter(|(a, b)| a != b).count();
             prop_assert_eq!(wrong, 0, "pixels not from the core of their own tile");
         }
+    }
+
+    #[test]
+    fn reused_band_buffers_never_show_an_earlier_band() {
+        // 4 × 3 tiles: row 0 all run (7), row 1 only col 2 (8), row 2 all
+        // run (9). Each finished band's buffer is reused for the next one:
+        // a row with tiles not run is cleared, a whole row overwritten, and
+        // each core row is seen once by `add_with`.
+        let plan = TilePlan::new(Size::new(50, 40), 20, 4).unwrap();
+        let run: Vec<bool> = (0..plan.len())
+            .map(|n| n != 4 && n != 5 && n != 7)
+            .collect();
+        let mut s = Stitcher::with_tiles(plan, Vec::new(), run);
+        let mut seen = 0;
+        for (n, v) in [
+            (0, 7),
+            (1, 7),
+            (2, 7),
+            (3, 7),
+            (6, 8),
+            (8, 9),
+            (9, 9),
+            (10, 9),
+            (11, 9),
+        ] {
+            s.add_with(plan.nth(n).index, &[v; 400], |row| {
+                assert!(row.iter().all(|&b| b == v));
+                seen += row.len();
+            })
+            .unwrap();
+        }
+        let got = s.finish().unwrap();
+        let want: Vec<u8> = (0..40u32)
+            .flat_map(|y| {
+                (0..50u32).map(move |x| match (y / 16, x / 16) {
+                    (0, _) => 7,
+                    (1, 2) => 8,
+                    (1, _) => 0,
+                    _ => 9,
+                })
+            })
+            .collect();
+        assert_eq!(got, want);
+        // Every pixel of a run tile's core, once.
+        assert_eq!(seen, want.iter().filter(|&&b| b != 0).count());
     }
 
     #[test]

@@ -338,8 +338,9 @@ fn count_equal(bytes: &[u8], v: u8) -> u64 {
         let mut lanes = [0u8; 32];
         let mut wide = block.chunks_exact(32);
         for c in &mut wide {
-            for (lane, &b) in lanes.iter_mut().zip(c) {
-                *lane += u8::from(b == v);
+            let c: &[u8; 32] = c.try_into().expect("32 bytes");
+            for k in 0..32 {
+                lanes[k] += u8::from(c[k] == v);
             }
         }
         total += lanes.iter().map(|&n| u64::from(n)).sum::<u64>();
