@@ -40,8 +40,6 @@ const IN_FLIGHT: usize = 2;
 pub(crate) struct PipelineStats {
     pub read: f64,
     pub inference: f64,
-    /// The stitch-and-write stage's busy time: its busiest thread's.
-    pub stitch_write: f64,
     /// The stitcher thread's busy time, and each writer thread's.
     pub stitch: f64,
     pub writers: Vec<f64>,
@@ -430,12 +428,10 @@ impl Job<'_> {
         let writers = join_writers(written)?;
         let (counts, stitch) = stitched?;
         let (busy, tiles_per_worker) = workers?;
-        let stitch = stitch.as_secs_f64();
         Ok(PipelineStats {
             read: read_nanos.load(Ordering::Relaxed) as f64 * 1e-9,
             inference: busy.as_secs_f64(),
-            stitch_write: writers.iter().copied().fold(stitch, f64::max),
-            stitch,
+            stitch: stitch.as_secs_f64(),
             writers,
             wall: start.elapsed().as_secs_f64(),
             tiles_per_worker,
@@ -450,9 +446,9 @@ impl Job<'_> {
         })
     }
 
-    /// Reader threads, one inference thread per worker, the stitcher (on
-    /// this thread) and one writer thread per output, joined by bounded
-    /// channels; returns when all ended.
+    /// Reader threads, one inference thread per worker, the stitcher thread
+    /// and one writer thread per output, joined by bounded channels; returns
+    /// when all ended.
     fn run_stages(
         &self,
         todo: &[usize],

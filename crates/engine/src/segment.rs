@@ -435,7 +435,12 @@ fn run_stats(plan: &SlidePlan, pipeline: PipelineStats, writers: &[&'static str]
         plan_s: plan.seconds,
         read_s: pipeline.read,
         inference_s: pipeline.inference,
-        stitch_write_s: pipeline.stitch_write,
+        // The stage's busiest thread.
+        stitch_write_s: pipeline
+            .writers
+            .iter()
+            .copied()
+            .fold(pipeline.stitch, f64::max),
         stitch_s: pipeline.stitch,
         writers_s: writers.iter().copied().zip(pipeline.writers).collect(),
         pipeline_wall_s: pipeline.wall,

@@ -31,6 +31,21 @@ impl RowSink for Vec<u8> {
     }
 }
 
+/// A buffer of `len` bytes, one of `spare` when there is one: zeros when
+/// `clear`, else whatever it held (to be overwritten whole).
+fn buffer(spare: &mut Vec<Vec<u8>>, len: usize, clear: bool) -> Vec<u8> {
+    match spare.pop() {
+        Some(mut v) => {
+            if clear {
+                v.clear();
+            }
+            v.resize(len, 0);
+            v
+        }
+        None => vec![0; len],
+    }
+}
+
 /// The rows covered by one row of tiles, filled as its tiles arrive.
 struct Band {
     pixels: Vec<u8>,
@@ -119,21 +134,15 @@ impl<S: RowSink> Stitcher<S> {
         let width = self.plan.level_size().w as usize;
         let (y0, y1) = self.plan.core_rows(index.row);
         let cols = self.plan.cols() as usize;
-        if !self.bands.contains_key(&index.row) {
-            // Every tile of the row will come: their cores cover the band,
-            // so a reused buffer needs no clearing.
-            let whole = self.expected[index.row as usize] == self.plan.cols();
-            let pixels = self.buffer(width * (y1 - y0) as usize, !whole);
-            self.bands.insert(
-                index.row,
-                Band {
-                    pixels,
-                    seen: vec![false; cols],
-                    received: 0,
-                },
-            );
-        }
-        let band = self.bands.get_mut(&index.row).expect("inserted above");
+        // Every tile of the row will come: their cores cover the band, so a
+        // reused buffer needs no clearing.
+        let whole = self.expected[index.row as usize] == self.plan.cols();
+        let spare = &mut self.spare;
+        let band = self.bands.entry(index.row).or_insert_with(|| Band {
+            pixels: buffer(spare, width * (y1 - y0) as usize, !whole),
+            seen: vec![false; cols],
+            received: 0,
+        });
         if std::mem::replace(&mut band.seen[index.col as usize], true) {
             return Err(StitchError::UnexpectedTile { index }.into());
         }
@@ -164,7 +173,8 @@ impl<S: RowSink> Stitcher<S> {
                 Some(band) => band.pixels,
                 None => {
                     let (y0, y1) = self.plan.core_rows(self.next_row);
-                    self.buffer(self.plan.level_size().w as usize * (y1 - y0) as usize, true)
+                    let len = self.plan.level_size().w as usize * (y1 - y0) as usize;
+                    buffer(&mut self.spare, len, true)
                 }
             };
             if let Some(back) = self.sink.take_rows(pixels)? {
@@ -173,21 +183,6 @@ impl<S: RowSink> Stitcher<S> {
             self.next_row += 1;
         }
         Ok(())
-    }
-
-    /// A buffer of `len` bytes, a spare one when there is one: zeros when
-    /// `clear`, else whatever it held (to be overwritten whole).
-    fn buffer(&mut self, len: usize, clear: bool) -> Vec<u8> {
-        match self.spare.pop() {
-            Some(mut v) => {
-                if clear {
-                    v.clear();
-                }
-                v.resize(len, 0);
-                v
-            }
-            None => vec![0; len],
-        }
     }
 
     /// Gives back a band buffer (from [`RowSink::take_rows`]) for reuse;
