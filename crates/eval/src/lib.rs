@@ -22,9 +22,6 @@
 //! # Ok::<(), wsiseg_eval::EvalError>(())
 //! ```
 
-// Items documented before `missing_docs` became a workspace lint still lack
-// per-field docs; they get them as the crate is next touched.
-
 mod annotations;
 mod boundary;
 mod calibration;

@@ -148,27 +148,3 @@ pub enum SlideError {
         requested: f64,
     },
 }
-
-/// A tile plan that cannot exist.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PlanError {
-    /// A tile of zero pixels.
-    #[error("tile size must be positive")]
-    ZeroTile,
-    /// An overlap that leaves no stride.
-    #[error("a tile of {tile} px must be larger than its overlap of {overlap} px")]
-    OverlapTooLarge {
-        /// Tile side, pixels.
-        tile: u32,
-        /// Overlap, pixels.
-        overlap: u32,
-    },
-    /// A level of zero pixels.
-    #[error("the level to tile is empty ({w}×{h} pixels)")]
-    EmptyLevel {
-        /// Width, pixels.
-        w: u32,
-        /// Height, pixels.
-        h: u32,
-    },
-}

@@ -21,17 +21,12 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-// Items documented before `missing_docs` became a workspace lint still lack
-// per-field docs; they get them as the crate is next touched.
-
 mod direct;
 mod error;
-mod geometry;
 mod openslide;
 pub use openslide::{openslide_formats, openslide_version};
 mod palette;
 mod plain;
-mod plan;
 mod resolution;
 mod rows;
 mod slide;
@@ -39,11 +34,9 @@ mod tiffwalk;
 mod tissue;
 
 pub use direct::{DirectReader, JpegTiles, TileCache};
-pub use error::{PlanError, SlideError};
-pub use geometry::{Level, Mpp, Rect, Size, TileIndex};
+pub use error::SlideError;
 pub use palette::{tiff_palette, PaletteLookup};
 pub use plain::{machine_memory, set_decode_limit};
-pub use plan::{Tile, TilePlan};
 pub use resolution::{Resolution, WorkingLevel};
 pub use slide::{
     has_slide_extension, level, missing, open, open_with, read_padded, read_padded_into, thumbnail,
@@ -51,6 +44,9 @@ pub use slide::{
     THUMBNAIL_BAND_BYTES,
 };
 pub use tissue::{otsu, tissue_mask, tissue_mask_with, tissue_tiles};
+
+/// The geometry every reader speaks, re-exported from `wsiseg-geometry`.
+pub use wsiseg_geometry::{Level, Mpp, PlanError, Rect, Size, Tile, TileIndex, TilePlan};
 
 /// Re-exported so callers name the same image type.
 pub use image::RgbImage;

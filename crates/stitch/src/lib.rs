@@ -9,7 +9,7 @@
 //! of rows, whatever the level's height.
 //!
 //! ```
-//! use wsiseg_slide::{Size, TilePlan};
+//! use wsiseg_geometry::{Size, TilePlan};
 //! use wsiseg_stitch::Stitcher;
 //!
 //! let plan = TilePlan::new(Size::new(1000, 800), 256, 32)?;
@@ -25,16 +25,13 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-// Items documented before `missing_docs` became a workspace lint still lack
-// per-field docs; they get them as the crate is next touched.
-
 mod resample;
 mod stitcher;
 
 pub use resample::NearestRows;
 pub use stitcher::{RowSink, Stitcher};
 
-use wsiseg_slide::TileIndex;
+use wsiseg_geometry::TileIndex;
 
 /// Errors stitching tiles.
 #[derive(Debug, thiserror::Error)]

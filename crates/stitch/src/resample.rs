@@ -1,4 +1,4 @@
-use wsiseg_slide::Size;
+use wsiseg_geometry::Size;
 
 use crate::RowSink;
 

@@ -1,6 +1,6 @@
 use std::collections::BTreeMap;
 
-use wsiseg_slide::{TileIndex, TilePlan};
+use wsiseg_geometry::{TileIndex, TilePlan};
 
 use crate::StitchError;
 
@@ -233,7 +233,7 @@ impl<S: RowSink> Stitcher<S> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use wsiseg_slide::Size;
+    use wsiseg_geometry::Size;
 
     /// A level whose pixel (x, y) holds a value unique enough to catch any misplacement.
     fn truth(size: Size) -> Vec<u8> {

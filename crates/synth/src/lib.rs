@@ -22,9 +22,6 @@
 //! # Ok::<(), wsiseg_synth::SynthError>(())
 //! ```
 
-// Items documented before `missing_docs` became a workspace lint still lack
-// per-field docs; they get them as the crate is next touched.
-
 mod noise;
 mod scene;
 
@@ -32,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use rayon::prelude::*;
-use wsiseg_slide::Size;
+use wsiseg_geometry::Size;
 use wsiseg_write::{
     PlainWriteError, PlainWriter, PyramidOptions, PyramidWriter, Reduce, TiffWriteError,
     TileCompression,

@@ -5,7 +5,7 @@
 //! error never leaves a short file under a final name (see [`PartialFile`]).
 //!
 //! ```
-//! use wsiseg_slide::Size;
+//! use wsiseg_geometry::Size;
 //! use wsiseg_write::PngMaskWriter;
 //!
 //! let dir = tempfile::tempdir()?;
@@ -17,9 +17,6 @@
 //! assert_eq!(image::open(&path)?.into_luma8().into_raw(), [0, 1, 1, 0, 0, 1, 1, 0]);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
-
-// Items documented before `missing_docs` became a workspace lint still lack
-// per-field docs; they get them as the crate is next touched.
 
 mod commit;
 mod plain;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
-use wsiseg_slide::Size;
+use wsiseg_geometry::Size;
 
 use crate::{PartialFile, PngMaskWriter, PngWriteError, Staged};
 

@@ -4,7 +4,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use wsiseg_slide::Size;
+use wsiseg_geometry::Size;
 
 use crate::{OutFile, PartialFile, Staged, WriteLimit};
 

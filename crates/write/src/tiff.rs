@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use wsiseg_slide::Size;
+use wsiseg_geometry::Size;
 
 use crate::{OutFile, PartialFile, Staged, WriteLimit};
 

@@ -1,7 +1,7 @@
 //! Plain images written as streams of row bands read back as written, and
 //! appear only when complete.
 
-use wsiseg_slide::Size;
+use wsiseg_geometry::Size;
 use wsiseg_write::{PlainFormat, PlainWriter};
 
 /// Smooth gradients (JPEG's blocks and chroma subsampling keep them close),

@@ -1,4 +1,4 @@
-//! Named geometry types. Every value says which pixel space it lives in:
+//! Sizes, rectangles, levels and tile indices. Every value says which pixel space it lives in:
 //! level-0 pixels of the slide, or pixels of one level (the working level).
 
 use std::fmt;
