@@ -58,6 +58,17 @@ pub enum InferError {
         source: tch::TchError,
     },
 
+    /// A runtime other than libtorch cannot load the file.
+    #[error("{}: not a {runtime} model wsiseg can load: {problem}", path.display())]
+    RuntimeLoad {
+        /// The model file.
+        path: PathBuf,
+        /// The runtime's name.
+        runtime: &'static str,
+        /// What is wrong.
+        problem: String,
+    },
+
     /// The model's output does not match what its manifest says.
     #[error("{}: the model does not fit its manifest: {problem}", path.display())]
     ModelMismatch {

@@ -1,9 +1,13 @@
-//! Runs a TorchScript segmentation model on batches of tiles with libtorch.
+//! Runs a segmentation model on batches of tiles, on libtorch tensors on
+//! the CPU or a CUDA GPU.
 //!
-//! A model is a TorchScript file plus a JSON [`Manifest`] (tile size, mpp,
-//! normalization, classes). [`Segmenter::segment`] takes tiles as packed
-//! `N×H×W×3` bytes, uploads them as bytes, normalizes on the device, runs the
-//! model and returns one class index per pixel.
+//! A model is a file of one runtime's format (TorchScript `model.pt`; see
+//! [`Runtime`]) plus a JSON [`Manifest`] (tile size, mpp, normalization,
+//! classes). [`Segmenter::segment`] takes tiles as packed `N×H×W×3` bytes,
+//! uploads them as bytes, normalizes on the device, runs the model and
+//! returns one class index per pixel. Normalization, test-time
+//! augmentation, ensembles, activation, the decision and the NaN guard are
+//! the same for every runtime: a runtime only loads a file and runs it forward.
 //!
 //! ```
 //! use wsiseg_infer::{DeviceChoice, Precision, Segmenter};
@@ -18,15 +22,13 @@
 //! # Ok::<(), wsiseg_infer::InferError>(())
 //! ```
 
-// Items documented before `missing_docs` became a workspace lint still lack
-// per-field docs; they get them as the crate is next touched.
-
 mod cuda;
 mod device;
 mod error;
 mod manifest;
 mod member;
 mod model;
+mod runtime;
 mod tta;
 
 pub use cuda::{driver_info, gpu_name, DriverInfo, GpuInfo};
@@ -41,4 +43,5 @@ pub use manifest::{
     OutputKind, CLASS_COLOURS,
 };
 pub use model::{InFlight, Segmenter, Staging};
+pub use runtime::{runtime_names, Linear, Network, Output, Runtime, TorchScript};
 pub use tta::Tta;

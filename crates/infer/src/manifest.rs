@@ -395,27 +395,8 @@ pub fn check_threshold(t: f64) -> Result<(), String> {
     }
 }
 
-/// The TorchScript file and manifest that `--model PATH` names: a folder
-/// holding `model.pt` and `manifest.json`, or a `.pt` file with a `.json` of
-/// the same stem (or `manifest.json`) beside it.
+/// The model file and manifest that a model path names (see
+/// [`crate::runtime::locate`], which also says which runtime runs it).
 pub fn locate(path: &Path) -> Result<(PathBuf, PathBuf), InferError> {
-    if path.is_dir() {
-        let model = path.join("model.pt");
-        if !model.is_file() {
-            return Err(InferError::ModelNotFound { path: model });
-        }
-        return Ok((model, path.join("manifest.json")));
-    }
-    if !path.is_file() {
-        return Err(InferError::ModelNotFound {
-            path: path.to_path_buf(),
-        });
-    }
-    let same_stem = path.with_extension("json");
-    let manifest = if same_stem.is_file() {
-        same_stem
-    } else {
-        path.with_file_name("manifest.json")
-    };
-    Ok((path.to_path_buf(), manifest))
+    crate::runtime::locate(path).map(|(model, manifest, _)| (model, manifest))
 }

@@ -1,17 +1,19 @@
-//! One TorchScript model with its manifest on a device: input
-//! normalization, the forward pass, the segmentation element of its output
-//! brought to full size, and its class probabilities.
+//! One model with its manifest on a device, whatever its runtime: input
+//! normalization, the forward pass (the runtime's), the segmentation
+//! element of its output brought to full size, and its class probabilities.
 
 use std::path::{Path, PathBuf};
 
-use tch::{CModule, IValue, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 use crate::manifest::{Activation, ChannelOrder, OutputElement};
-use crate::{manifest, Device, InferError, Manifest, Precision};
+use crate::runtime::{self, Network, Output, Runtime};
+use crate::{Device, InferError, Manifest, Precision};
 
 /// A model of a [`crate::Segmenter`] (alone, or one member of an ensemble).
 pub(crate) struct Member {
-    module: CModule,
+    network: Box<dyn Network>,
+    pub(crate) runtime: &'static dyn Runtime,
     pub(crate) manifest: Manifest,
     pub(crate) path: PathBuf,
     /// Its share of an ensemble's average (1 alone).
@@ -23,7 +25,7 @@ pub(crate) struct Member {
 }
 
 impl Member {
-    /// Loads the model `path` names (see [`manifest::locate`]) onto `device`
+    /// Loads the model `path` names (see [`runtime::locate`]) onto `device`
     /// and checks it against its manifest with one dry run.
     pub(crate) fn load(
         path: &Path,
@@ -31,19 +33,9 @@ impl Member {
         precision: Precision,
         weight: f64,
     ) -> Result<Self, InferError> {
-        let (model_path, manifest_path) = manifest::locate(path)?;
+        let (model_path, manifest_path, runtime) = runtime::locate(path)?;
         let manifest = Manifest::read(&manifest_path)?;
-        let mut module = CModule::load_on_device(&model_path, device.tch()).map_err(|source| {
-            InferError::ModelLoad {
-                path: model_path.clone(),
-                source,
-            }
-        })?;
-        module.to(device.tch(), precision.kind(), false);
-        module.set_eval();
-        if device.is_cuda() {
-            tch::Cuda::cudnn_set_benchmark(true);
-        }
+        let network = runtime.load(&model_path, device, precision)?;
         let per_channel = |v: [f32; 3]| {
             Tensor::from_slice(&v)
                 .view([1, 3, 1, 1])
@@ -53,7 +45,8 @@ impl Member {
         let member = Self {
             mean: per_channel(manifest.mean),
             inv_std: per_channel(manifest.std.map(|s| 1.0 / s)),
-            module,
+            network,
+            runtime,
             manifest,
             path: model_path,
             weight,
@@ -79,7 +72,7 @@ impl Member {
             other => other,
         })?;
         let container = match &value {
-            IValue::Tensor(_) => None,
+            Output::Tensor(_) => None,
             other => Some(describe(other)),
         };
         let out = self.segmentation(value)?;
@@ -149,7 +142,7 @@ impl Member {
     }
 
     /// What the module returns for one tile of white (the manifest's tile).
-    fn white_tile_value(&self) -> Result<IValue, InferError> {
+    fn white_tile_value(&self) -> Result<Output, InferError> {
         let t = self.manifest.tile as usize;
         let x = Tensor::from_slice(&vec![255u8; t * t * 3])
             .view([1, t as i64, t as i64, 3])
@@ -159,7 +152,7 @@ impl Member {
     }
 
     /// The segmentation element of what the module returned (see [`select`]).
-    fn segmentation(&self, value: IValue) -> Result<Tensor, InferError> {
+    fn segmentation(&self, value: Output) -> Result<Tensor, InferError> {
         select(value, self.manifest.output_element.as_ref()).map_err(|problem| {
             InferError::ModelMismatch {
                 path: self.path.clone(),
@@ -198,11 +191,11 @@ impl Member {
         (x, shape)
     }
 
-    /// The module's forward as it returns it.
-    fn forward_value(&self, x: Tensor, shape: Vec<i64>) -> Result<IValue, InferError> {
+    /// The runtime's forward pass, its output as the model returns it.
+    fn forward_value(&self, x: Tensor, shape: Vec<i64>) -> Result<Output, InferError> {
         let _no_grad = tch::no_grad_guard();
-        self.module
-            .forward_is(&[IValue::Tensor(x)])
+        self.network
+            .forward(x)
             .map_err(|source| InferError::Forward {
                 path: self.path.clone(),
                 shape,
@@ -246,15 +239,15 @@ impl Member {
 /// or dict, or by default the tensor itself, a tuple's or list's first
 /// element, a dict's `"logits"` or `"out"`. The error says what the output
 /// holds and what to write in the manifest.
-fn select(out: IValue, element: Option<&OutputElement>) -> Result<Tensor, String> {
+fn select(out: Output, element: Option<&OutputElement>) -> Result<Tensor, String> {
     // The common case first: no description is made for every batch.
     let out = match (out, element) {
-        (IValue::Tensor(t), None) => return Ok(t),
+        (Output::Tensor(t), None) => return Ok(t),
         (other, _) => other,
     };
     let described = describe(&out);
     let found = match (out, element) {
-        (IValue::Tuple(items) | IValue::GenericList(items), e) => {
+        (Output::Tuple(items) | Output::List(items), e) => {
             let i = match e {
                 None => 0,
                 Some(OutputElement::Index(i)) => *i,
@@ -266,26 +259,26 @@ fn select(out: IValue, element: Option<&OutputElement>) -> Result<Tensor, String
             };
             items.into_iter().nth(i)
         }
-        (IValue::TensorList(items), e) => match e {
-            None => items.into_iter().next().map(IValue::Tensor),
-            Some(OutputElement::Index(i)) => items.into_iter().nth(*i).map(IValue::Tensor),
+        (Output::TensorList(items), e) => match e {
+            None => items.into_iter().next().map(Output::Tensor),
+            Some(OutputElement::Index(i)) => items.into_iter().nth(*i).map(Output::Tensor),
             Some(OutputElement::Key(_)) => None,
         },
-        (IValue::GenericDict(pairs), e) => {
+        (Output::Dict(pairs), e) => {
             let wanted: Vec<&str> = match e {
                 Some(OutputElement::Key(k)) => vec![k.as_str()],
                 None => vec!["logits", "out"],
                 Some(OutputElement::Index(_)) => vec![],
             };
             pairs.into_iter().find_map(|(k, v)| match k {
-                IValue::String(k) if wanted.contains(&k.as_str()) => Some(v),
+                Output::Str(k) if wanted.contains(&k.as_str()) => Some(v),
                 _ => None,
             })
         }
         _ => None,
     };
     match found {
-        Some(IValue::Tensor(t)) => Ok(t),
+        Some(Output::Tensor(t)) => Ok(t),
         _ => Err(match element {
             Some(e) => format!(
                 "forward returned {described}; output_element {e} is not a tensor in it"
@@ -300,13 +293,13 @@ fn select(out: IValue, element: Option<&OutputElement>) -> Result<Tensor, String
 /// A model output's structure in words: "a tensor [1, 2, 64, 64]", "a tuple
 /// of (a tensor [1, 2, 64, 64], a tensor [1, 2, 16, 16])", "a dict with keys
 /// \"logits\", \"aux\"".
-fn describe(v: &IValue) -> String {
-    let list = |items: &[IValue]| items.iter().map(describe).collect::<Vec<_>>().join(", ");
+fn describe(v: &Output) -> String {
+    let list = |items: &[Output]| items.iter().map(describe).collect::<Vec<_>>().join(", ");
     match v {
-        IValue::Tensor(t) => format!("a tensor {:?}", t.size()),
-        IValue::Tuple(items) => format!("a tuple of ({})", list(items)),
-        IValue::GenericList(items) => format!("a list of ({})", list(items)),
-        IValue::TensorList(items) => format!(
+        Output::Tensor(t) => format!("a tensor {:?}", t.size()),
+        Output::Tuple(items) => format!("a tuple of ({})", list(items)),
+        Output::List(items) => format!("a list of ({})", list(items)),
+        Output::TensorList(items) => format!(
             "a list of {} tensors ({})",
             items.len(),
             items
@@ -315,18 +308,18 @@ fn describe(v: &IValue) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
-        IValue::GenericDict(pairs) => format!(
+        Output::Dict(pairs) => format!(
             "a dict with keys {}",
             pairs
                 .iter()
                 .map(|(k, _)| match k {
-                    IValue::String(k) => format!("{k:?}"),
+                    Output::Str(k) => format!("{k:?}"),
                     other => describe(other),
                 })
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
-        IValue::None => "None".to_string(),
+        Output::None => "None".to_string(),
         _ => "a value that is not a tensor".to_string(),
     }
 }

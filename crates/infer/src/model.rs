@@ -10,7 +10,7 @@ use crate::member::Member;
 use crate::tta::{self, Tta};
 use crate::{manifest, Device, InferError, Manifest, Precision};
 
-/// A TorchScript segmentation model on one device, with its manifest — or
+/// A segmentation model on one device, with its manifest — or
 /// several (an ensemble) whose class probabilities are averaged on the
 /// device, with weights.
 pub struct Segmenter {
@@ -152,11 +152,36 @@ impl Segmenter {
         }
     }
 
+    /// Each model's runtime (one when alone): "torchscript"…
+    pub fn runtimes(&self) -> Vec<&'static str> {
+        self.members.iter().map(|m| m.runtime.name()).collect()
+    }
+
+    /// The libraries the models run on, with their versions, each once
+    /// (for reports): libtorch, the CUDA runtime and cuDNN, which the layer
+    /// above every runtime uses, then each runtime's own.
+    pub fn libraries(&self) -> Vec<(&'static str, Option<String>)> {
+        let (cudart, cudnn) = crate::cuda_library_versions();
+        let mut all = vec![
+            ("libtorch", crate::libtorch_version()),
+            ("cuda_runtime", cudart.map(crate::cuda_version_text)),
+            ("cudnn", cudnn.map(crate::cudnn_version_text)),
+        ];
+        for member in &self.members {
+            for (name, version) in member.runtime.libraries() {
+                if !all.iter().any(|(n, _)| *n == name) {
+                    all.push((name, version));
+                }
+            }
+        }
+        all
+    }
+
     /// The model's manifest (an ensemble's first model's).
     pub fn manifest(&self) -> &Manifest {
         &self.members[0].manifest
     }
-    /// The TorchScript file (an ensemble's first model's).
+    /// The model file (an ensemble's first model's).
     pub fn path(&self) -> &Path {
         &self.members[0].path
     }
