@@ -223,10 +223,10 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     print!("{}", table(&rows, classes, &name_of, &pooled));
     std::fs::create_dir_all(&out)
         .with_context(|| format!("{}: cannot create folder", out.display()))?;
-    crate::write_atomic(&csv_path, csv(&rows, classes, &name_of).as_bytes())?;
+    wsiseg_engine::write_atomic(&csv_path, csv(&rows, classes, &name_of).as_bytes())?;
     let mut report = json(&rows, classes, &name_of, &pooled, args.boundary_tolerance);
     report["missing_predictions"] = serde_json::json!(missing);
-    crate::write_atomic(
+    wsiseg_engine::write_atomic(
         &json_path,
         serde_json::to_string_pretty(&report)?.as_bytes(),
     )?;

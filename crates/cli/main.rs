@@ -16,7 +16,6 @@ mod summary;
 mod synth;
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -122,13 +121,6 @@ fn run(cli: &Cli) -> ExitCode {
         errors::report_error(&e);
         ExitCode::FAILURE
     })
-}
-
-/// Writes a small file completely or not at all.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<PathBuf> {
-    use anyhow::Context;
-    wsiseg_write::PartialFile::write(path, bytes)
-        .with_context(|| format!("{}: cannot write", path.display()))
 }
 
 fn init_logging(cli: &Cli) {

@@ -156,6 +156,7 @@ impl EngineBuilder {
                 })
             })
             .collect::<Result<Vec<_>, EngineError>>()?;
+        let libraries = workers[0].libraries();
         let workers = workers.into_iter().map(Mutex::new).collect();
         let sha256 = members[0].sha256.clone();
         Ok(Engine {
@@ -171,6 +172,7 @@ impl EngineBuilder {
             model_sha256: sha256,
             threshold,
             decision,
+            libraries,
         })
     }
 }
@@ -221,6 +223,7 @@ pub struct Engine {
     decision: String,
     members: Vec<Member>,
     tta: Tta,
+    libraries: Vec<(&'static str, Option<String>)>,
 }
 
 /// How the PNG mask stores classes.
@@ -407,7 +410,13 @@ impl Engine {
         self.precision
     }
 
-    /// Every model: one, or the members of an ensemble, with SHA-256 and weight.
+    /// The libraries the model's runtime runs on, with their versions
+    /// (TorchScript: libtorch, the CUDA runtime, cuDNN), for reports.
+    pub fn libraries(&self) -> &[(&'static str, Option<String>)] {
+        &self.libraries
+    }
+
+    /// Every model (one when alone), with its file, SHA-256 and weight.
     pub fn members(&self) -> &[Member] {
         &self.members
     }

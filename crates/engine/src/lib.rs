@@ -57,7 +57,8 @@ pub use engine::{
 pub use error::{EngineError, Setting};
 pub use html::{write_index, write_index_of};
 pub use lock::SlideLock;
-pub use outputs::report::peak_rss_mib;
+pub use memory::peak_rss_mib;
+pub use outputs::report::write_atomic;
 pub use outputs::{
     class_colour, create as create_output, fit, Format, MaskOutput, OutputContext, OutputPaths,
     SlideResult, CLASS_COLOURS, GEOMETRY_SIDE, OVERVIEW_SIDE,
@@ -71,4 +72,4 @@ pub use summary::{
 };
 pub use wsiseg_infer::{Device, DeviceChoice, Precision, Tta};
 pub use wsiseg_slide::Reader;
-pub use wsiseg_write::WriteLimit;
+pub use wsiseg_write::{PartialFile, Staged, WriteLimit};

@@ -9,7 +9,9 @@ use wsiseg_slide::Slide;
 use wsiseg_write::{partial_name, PartialFile, Staged};
 
 use crate::lock::SlideLock;
-use crate::outputs::{self, report::tumor_pixels, Format, OutputContext, OutputPaths, SlideResult};
+use crate::outputs::{
+    self, report::tumor_pixels, Format, MaskOutput, OutputContext, OutputPaths, SlideResult,
+};
 use crate::pipeline::{BadTile, Job, PipelineStats};
 use crate::record::{unix_now, Fingerprint, RecordedFile, RunRecord, SlideIdentity};
 use crate::summary::SlideFigures;
@@ -91,6 +93,22 @@ impl Engine {
         request: &Request,
         control: &RunControl,
     ) -> Result<SlideOutcome, EngineError> {
+        self.segment_with(slide, out, request, control, Vec::new())
+    }
+
+    /// [`Self::segment`], also streaming the mask into outputs the caller
+    /// implements: each takes the rows as the built-in ones do, on a
+    /// thread of its own, and its staged files are committed (and listed
+    /// in the report and run record) with theirs — all or none. A slide
+    /// skipped as done runs no output; `request.overwrite` runs it again.
+    pub fn segment_with(
+        &self,
+        slide: &Path,
+        out: &Path,
+        request: &Request,
+        control: &RunControl,
+        extra: Vec<Box<dyn MaskOutput>>,
+    ) -> Result<SlideOutcome, EngineError> {
         let started = Instant::now();
         if let Err(e) = std::fs::metadata(slide) {
             return Err(wsiseg_slide::missing(slide, e).into());
@@ -110,35 +128,13 @@ impl Engine {
         let opened = open_slide(slide, request)?;
         let plan = self.plan(opened.as_ref(), request)?;
         log_plan(opened.as_ref(), &plan, request);
-        let run = self.run(opened.as_ref(), &plan, request, &paths, control)?;
+        let run = self.run(opened.as_ref(), &plan, request, &paths, control, extra)?;
         tracing::debug!(
             "{}: {:.1} s with the lock held",
             slide.display(),
             started.elapsed().as_secs_f64()
         );
-        let record = RunRecord {
-            fingerprint,
-            formats: request
-                .formats
-                .iter()
-                .map(|f| f.name().to_string())
-                .collect(),
-            files: run
-                .staged
-                .iter()
-                .map(|s| {
-                    Ok(RecordedFile {
-                        name: file_name(s.path()),
-                        bytes: s
-                            .len()
-                            .map_err(|e| EngineError::io(s.path(), "cannot read", e))?,
-                    })
-                })
-                .collect::<Result<_, EngineError>>()?,
-            devices: self.device_names(),
-            figures: run.figures.clone(),
-            finished_unix: unix_now(),
-        };
+        let record = self.record(fingerprint, request, &run)?;
         // Everything is on disk under temporary names, the record included:
         // only renames are left.
         let record_path = paths.record();
@@ -164,6 +160,38 @@ impl Engine {
             stats: Box::new(run.stats),
             files,
             figures: run.figures,
+        })
+    }
+
+    /// The run record of a finished run: what made its files, and their sizes.
+    fn record(
+        &self,
+        fingerprint: Fingerprint,
+        request: &Request,
+        run: &RunOutput,
+    ) -> Result<RunRecord, EngineError> {
+        Ok(RunRecord {
+            fingerprint,
+            formats: request
+                .formats
+                .iter()
+                .map(|f| f.name().to_string())
+                .collect(),
+            files: run
+                .staged
+                .iter()
+                .map(|s| {
+                    Ok(RecordedFile {
+                        name: file_name(s.path()),
+                        bytes: s
+                            .len()
+                            .map_err(|e| EngineError::io(s.path(), "cannot read", e))?,
+                    })
+                })
+                .collect::<Result<_, EngineError>>()?,
+            devices: self.device_names(),
+            figures: run.figures.clone(),
+            finished_unix: unix_now(),
         })
     }
 
@@ -287,8 +315,10 @@ impl Engine {
         })
     }
 
-    /// Runs a planned slide into the requested outputs and finishes them
-    /// (complete, fsynced, under temporary names: commit each [`Staged`]).
+    /// Runs a planned slide into the requested outputs and the caller's
+    /// `extra` ones (finished after the built-in ones, before the report)
+    /// and finishes them all (complete, fsynced, under temporary names:
+    /// commit each [`Staged`]).
     pub fn run(
         &self,
         slide: &dyn Slide,
@@ -296,6 +326,7 @@ impl Engine {
         request: &Request,
         paths: &OutputPaths,
         control: &RunControl,
+        extra: Vec<Box<dyn MaskOutput>>,
     ) -> Result<RunOutput, EngineError> {
         let started = Instant::now();
         let mut formats = request.formats.clone();
@@ -311,16 +342,7 @@ impl Engine {
             colours: &colours,
             limit: control.limit(),
         };
-        let (names, mut outputs): (Vec<&'static str>, Vec<_>) = formats
-            .iter()
-            .filter_map(|&f| {
-                outputs::create(f, &ctx)
-                    .transpose()
-                    .map(|o| Ok((f.name(), o?)))
-            })
-            .collect::<Result<Vec<_>, EngineError>>()?
-            .into_iter()
-            .unzip();
+        let (names, mut outputs) = create_outputs(&formats, &ctx, extra)?;
         let pipeline = Job {
             slide,
             working: plan.working,
@@ -345,6 +367,7 @@ impl Engine {
             parameters: self.parameters(request, plan),
             model: self.model_json(),
             statistics: Default::default(),
+            libraries: self.libraries(),
         };
         // The times so far; the report (finished last) gives the figures
         // of the moment it is written.
@@ -605,4 +628,30 @@ fn log_plan(slide: &dyn Slide, plan: &SlidePlan, request: &Request) {
             );
         }
     }
+}
+
+/// The outputs of `formats` (sorted: the report last) with the caller's
+/// `extra` ones before the report (which lists every file), and their names.
+#[allow(clippy::type_complexity)]
+fn create_outputs(
+    formats: &[Format],
+    ctx: &OutputContext,
+    extra: Vec<Box<dyn MaskOutput>>,
+) -> Result<(Vec<&'static str>, Vec<Box<dyn MaskOutput>>), EngineError> {
+    let (mut names, mut outputs): (Vec<&'static str>, Vec<_>) = formats
+        .iter()
+        .filter_map(|&f| {
+            outputs::create(f, ctx)
+                .transpose()
+                .map(|o| Ok((f.name(), o?)))
+        })
+        .collect::<Result<Vec<_>, EngineError>>()?
+        .into_iter()
+        .unzip();
+    let at = names.len() - usize::from(names.last() == Some(&Format::Report.name()));
+    for (i, output) in extra.into_iter().enumerate() {
+        names.insert(at + i, output.name());
+        outputs.insert(at + i, output);
+    }
+    Ok((names, outputs))
 }

@@ -268,10 +268,18 @@ pub struct SlideResult<'a> {
     /// What the report measured on the mask (regions, P histogram); filled
     /// when the report finishes.
     pub statistics: report::MaskStatistics,
+    /// The model runtime's libraries and their versions.
+    pub libraries: &'a [(&'static str, Option<String>)],
 }
 
-/// One output format; see the module documentation.
+/// One output format; see the module documentation. Callers may add their
+/// own ([`crate::Engine::segment_with`]).
 pub trait MaskOutput: Send {
+    /// Its name in thread names and the report's timings ("png"…).
+    fn name(&self) -> &'static str {
+        "custom"
+    }
+
     /// Whether it needs the probability rows too.
     fn wants_probabilities(&self) -> bool {
         false

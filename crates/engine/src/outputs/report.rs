@@ -239,7 +239,7 @@ fn to_json(r: &SlideResult, outputs: &[PathBuf]) -> Value {
             "total": t.total_s,
         },
         // The whole process so far (a folder run: every slide up to this one).
-        "peak_rss_mib": peak_rss_mib(),
+        "peak_rss_mib": crate::memory::peak_rss_mib(),
         // The budget it had to stay under (--max-memory).
         "max_memory_mib": crate::memory::budget().map(|b| b as f64 / f64::from(1u32 << 20)),
         // Of which wsiseg's own buffers (not libtorch's), when the binary counts them.
@@ -300,7 +300,13 @@ fn run_json(r: &SlideResult) -> Value {
     let started = now
         .checked_sub(std::time::Duration::from_secs_f64(r.stats.total_s.max(0.0)))
         .unwrap_or(now);
-    let (cudart, cudnn) = wsiseg_infer::cuda_library_versions();
+    let mut versions = json!({
+        "wsiseg": env!("CARGO_PKG_VERSION"),
+        "openslide": wsiseg_slide::openslide_version(),
+    });
+    for (name, version) in r.libraries {
+        versions[*name] = json!(version);
+    }
     json!({
         "started_utc": utc(started),
         "finished_utc": utc(now),
@@ -309,13 +315,7 @@ fn run_json(r: &SlideResult) -> Value {
         "host": host_name(),
         "devices": r.parameters["device"].as_str().map(|d| d.split(',').map(str::to_string).collect::<Vec<_>>()),
         "precision": r.parameters["precision"],
-        "versions": {
-            "wsiseg": env!("CARGO_PKG_VERSION"),
-            "libtorch": wsiseg_infer::libtorch_version(),
-            "cuda_runtime": cudart.map(wsiseg_infer::cuda_version_text),
-            "cudnn": cudnn.map(wsiseg_infer::cudnn_version_text),
-            "openslide": wsiseg_slide::openslide_version(),
-        },
+        "versions": versions,
     })
 }
 
@@ -353,14 +353,6 @@ fn host_name() -> Option<String> {
     }
     let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
     Some(String::from_utf8_lossy(&buf[..end]).into_owned())
-}
-
-/// Peak resident memory of this process so far, in MiB (VmHWM).
-pub fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
 }
 
 /// Writes a small file completely or not at all.
