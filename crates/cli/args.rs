@@ -2,8 +2,11 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
-use wsiseg_engine::{Precision, Tta};
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+use clap::{Args, Parser, Subcommand};
+use wsiseg_engine::{
+    BadTiles, DeviceChoice, DeviceList, Format, MaskValues, Precision, Reader, Tta,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -78,7 +81,7 @@ pub struct DoctorArgs {
     /// The device runs will ask for: with `cuda`, a missing GPU is a failure
     /// (with `auto`, the default, it is a note: wsiseg then runs on the CPU).
     #[arg(long, default_value = "auto")]
-    pub device: String,
+    pub device: DeviceChoice,
     /// The output folder whose free space is reported.
     #[arg(long, default_value = ".")]
     pub out: PathBuf,
@@ -113,7 +116,7 @@ pub struct ModelCheckArgs {
 pub struct ModelRunArgs {
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
-    pub device: String,
+    pub device: DeviceList,
     /// f32, f16 or bf16 [default: f16 on CUDA, f32 on the CPU].
     #[arg(long)]
     pub precision: Option<Precision>,
@@ -404,7 +407,7 @@ pub struct SegmentArgs {
     /// comma-separated list runs one inference worker per entry on the same
     /// slide (cuda:0,cuda:1; cuda:all for every GPU; cpu,cpu).
     #[arg(long, default_value = "auto")]
-    pub device: String,
+    pub device: DeviceList,
     /// f32, f16 or bf16 [default: f16 on CUDA, f32 on the CPU].
     #[arg(long)]
     pub precision: Option<Precision>,
@@ -429,8 +432,8 @@ pub struct SegmentArgs {
     /// between overlapping reads (pixels within a few levels of OpenSlide's:
     /// JPEG decoder rounding), everything else through OpenSlide; openslide
     /// reads everything through OpenSlide (its exact pixels, slower).
-    #[arg(long, value_enum, default_value = "auto")]
-    pub reader: ReaderArg,
+    #[arg(long, default_value = "auto", value_parser = named::<Reader>(READERS))]
+    pub reader: Reader,
     /// Outputs to write, comma-separated: png (label mask), tiff (pyramidal
     /// BigTIFF mask for OpenSlide/QuPath/ASAP), geojson (QuPath annotations),
     /// asap (the same regions as ASAP annotations, NAME.xml; not by default),
@@ -438,7 +441,8 @@ pub struct SegmentArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "png,tiff,geojson,overlay,report"
+        default_value = "png,tiff,geojson,overlay,report",
+        value_parser = named::<Format>(FORMATS)
     )]
     pub formats: Vec<Format>,
     /// Also write NAME.prob.tiff, a pyramidal 8-bit map of the tumor probability (0–255).
@@ -451,7 +455,7 @@ pub struct SegmentArgs {
     #[arg(long)]
     pub mask_mpp: Option<f64>,
     /// Pixel values of the PNG mask: 01 (class index) or 0255 (binary masks for viewers).
-    #[arg(long, default_value = "01")]
+    #[arg(long, default_value = "01", value_parser = named::<MaskValues>(MASK_VALUES))]
     pub mask_values: MaskValues,
     /// GeoJSON: drop tumor regions smaller than this many µm² (level-0 pixels² when
     /// the slide's resolution is unknown).
@@ -464,87 +468,52 @@ pub struct SegmentArgs {
     /// naming the file, level and tile; or treat the working tiles that read
     /// it as background, with a warning, listing the tiles in the report and
     /// summary (the run then succeeds).
-    #[arg(long, value_enum, default_value = "fail")]
-    pub bad_tiles: BadTilesArg,
+    #[arg(long, default_value = "fail", value_parser = named::<BadTiles>(BAD_TILES))]
+    pub bad_tiles: BadTiles,
 }
 
-/// `--reader`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ReaderArg {
-    Auto,
-    Openslide,
-}
-
-impl From<ReaderArg> for wsiseg_slide::Reader {
-    fn from(r: ReaderArg) -> Self {
-        match r {
-            ReaderArg::Auto => Self::Auto,
-            ReaderArg::Openslide => Self::OpenSlide,
+/// A parser of the engine's own option types that lists their values in
+/// `--help` (with a line each where `help` gives one), as `ValueEnum` would.
+fn named<T>(values: &'static [(&'static str, &'static str)]) -> impl TypedValueParser<Value = T>
+where
+    T: std::str::FromStr + Clone + Send + Sync + 'static,
+    T::Err: std::fmt::Debug,
+{
+    PossibleValuesParser::new(values.iter().map(|&(name, help)| {
+        let value = PossibleValue::new(name);
+        if help.is_empty() {
+            value
+        } else {
+            value.help(help)
         }
-    }
+    }))
+    .map(|s| s.parse::<T>().expect("every listed value parses"))
 }
 
-/// One kind of output of `segment`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, ValueEnum)]
-pub enum Format {
-    Png,
-    Tiff,
-    Geojson,
-    Asap,
-    Overlay,
-    Report,
-}
+/// `--reader`'s values.
+const READERS: &[(&str, &str)] = &[("auto", ""), ("openslide", "")];
 
-impl From<Format> for wsiseg_engine::Format {
-    fn from(f: Format) -> Self {
-        match f {
-            Format::Png => Self::Png,
-            Format::Tiff => Self::Tiff,
-            Format::Geojson => Self::Geojson,
-            Format::Asap => Self::Asap,
-            Format::Overlay => Self::Overlay,
-            Format::Report => Self::Report,
-        }
-    }
-}
+/// `--formats`' values (the probability maps are `--probabilities`).
+const FORMATS: &[(&str, &str)] = &[
+    ("png", ""),
+    ("tiff", ""),
+    ("geojson", ""),
+    ("asap", ""),
+    ("overlay", ""),
+    ("report", ""),
+];
 
-/// What a corrupt stored tile does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum BadTilesArg {
-    /// Fail the slide.
-    Fail,
-    /// Background, with a warning.
-    Background,
-}
+/// `--bad-tiles`' values.
+const BAD_TILES: &[(&str, &str)] = &[
+    ("fail", "Fail the slide"),
+    ("background", "Background, with a warning"),
+];
 
-impl From<BadTilesArg> for wsiseg_engine::BadTiles {
-    fn from(v: BadTilesArg) -> Self {
-        match v {
-            BadTilesArg::Fail => Self::Fail,
-            BadTilesArg::Background => Self::Background,
-        }
-    }
-}
-
-/// How the PNG mask stores classes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum MaskValues {
-    /// 0 background, 1.. class index.
-    #[value(name = "01")]
-    ClassIndex,
-    /// 0 background, 255 tumor (two-class models only).
-    #[value(name = "0255")]
-    Binary255,
-}
-
-impl From<MaskValues> for wsiseg_engine::MaskValues {
-    fn from(v: MaskValues) -> Self {
-        match v {
-            MaskValues::ClassIndex => Self::ClassIndex,
-            MaskValues::Binary255 => Self::Binary255,
-        }
-    }
-}
+/// `--mask-values`' values.
+const MASK_VALUES: &[(&str, &str)] = &[
+    ("01", "0 background, 1.. class index"),
+    ("0255", "0 background, 255 tumor (two-class models only)"),
+];
 
 #[derive(Debug, Args)]
 pub struct InfoArgs {
@@ -553,4 +522,55 @@ pub struct InfoArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every value `--help` lists parses into the engine's type, and names
+    /// it back the same way (the parsers' `expect` can never fire).
+    #[test]
+    fn every_listed_value_is_the_engines_own() {
+        for &(name, _) in READERS {
+            assert_eq!(name.parse::<Reader>().unwrap().to_string(), name);
+        }
+        for &(name, _) in FORMATS {
+            assert_eq!(name.parse::<Format>().unwrap().to_string(), name);
+        }
+        for &(name, _) in BAD_TILES {
+            assert_eq!(name.parse::<BadTiles>().unwrap().to_string(), name);
+        }
+        for &(name, _) in MASK_VALUES {
+            assert_eq!(name.parse::<MaskValues>().unwrap().to_string(), name);
+        }
+        // Every reader and bad-tile policy is offered; every format but the
+        // probability maps (`--probabilities`).
+        assert_eq!(READERS.len(), Reader::ALL.len());
+        assert_eq!(BAD_TILES.len(), BadTiles::ALL.len());
+        assert_eq!(MASK_VALUES.len(), MaskValues::ALL.len());
+        assert_eq!(FORMATS.len(), Format::ALL.len() - 1);
+    }
+
+    #[test]
+    fn device_lists_parse_as_given_and_say_what_is_wrong() {
+        let cli = Cli::try_parse_from([
+            "wsiseg", "segment", "s.svs", "-m", "m", "-o", "o", "--device", "cpu, cpu",
+        ])
+        .unwrap();
+        let Command::Segment(args) = cli.command else {
+            panic!("segment")
+        };
+        assert_eq!(args.device.to_string(), "cpu,cpu");
+        assert_eq!(args.device.resolve().unwrap().len(), 2);
+        let e = Cli::try_parse_from([
+            "wsiseg", "segment", "s.svs", "-m", "m", "-o", "o", "--device", "cpu,tpu",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("'tpu' is not a device: use auto, cpu, cuda or cuda:N"),
+            "{e}"
+        );
+    }
 }

@@ -170,8 +170,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 
 /// Devices, precision, batch, readers and tile, defaults resolved.
 fn setup(args: &BenchArgs) -> Result<(Setup, Manifest)> {
-    let devices =
-        wsiseg_engine::resolve_devices(&args.run.device).map_err(crate::errors::flag_context)?;
+    let devices = args
+        .run
+        .device
+        .resolve()
+        .map_err(crate::errors::flag_context)?;
     let device = devices[0];
     // The model is loaded after the read figures: libtorch's worker threads
     // must not share the cores while decoding is timed.
@@ -738,57 +741,55 @@ fn time_folder(
     out: &Path,
     one_at_a_time: bool,
 ) -> Result<FolderRun> {
-    let mut argv: Vec<std::ffi::OsString> = vec![
-        "wsiseg".into(),
-        "segment".into(),
-        folder.into(),
-        "--model".into(),
-        args.model.clone().into(),
-        "--out".into(),
-        out.into(),
-        "--device".into(),
-        args.run.device.clone().into(),
-        "--tta".into(),
-        args.tta.to_string().into(),
-        // The whole folder, also inside a Slurm task or an Indexed Job.
-        "--shard".into(),
-        "0/1".into(),
-    ];
-    if let Some(p) = args.run.precision {
-        argv.extend(["--precision".into(), p.to_string().into()]);
+    /// Collects every batch's times, by slide.
+    struct Batches(std::sync::Mutex<Vec<(usize, wsiseg_engine::BatchTimes)>>);
+    impl wsiseg_engine::BatchObserver for Batches {
+        fn batch(&self, k: usize, times: wsiseg_engine::BatchTimes) {
+            self.0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push((k, times));
+        }
     }
-    if let Some(b) = args.run.batch {
-        argv.extend(["--batch".into(), b.to_string().into()]);
-    }
-    if let Some(r) = args.readers {
-        argv.extend(["--readers".into(), r.to_string().into()]);
-    }
-    if one_at_a_time {
-        argv.push("--one-at-a-time".into());
-    }
-    let cli = <crate::args::Cli as clap::Parser>::try_parse_from(argv)?;
-    let crate::args::Command::Segment(seg) = cli.command else {
-        unreachable!("a segment command line");
-    };
-    let batches = std::sync::Mutex::new(Vec::new());
-    let observe = |k: usize, b: wsiseg_engine::BatchTimes| {
-        batches
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push((k, b));
-    };
+    let inputs = crate::inputs::collect(&[folder.to_path_buf()], false)?;
+    wsiseg_engine::memory::set_budget(wsiseg_engine::memory::default_budget());
+    let devices = args
+        .run
+        .device
+        .resolve()
+        .map_err(crate::errors::flag_context)?;
     let start = Instant::now();
-    let summary = crate::segment::run_observed(&seg, Some(&observe))?;
+    // As `wsiseg segment FOLDER` with these options: the engine built
+    // inside the clock, the folder's summary written as its own (the whole
+    // folder, also inside a Slurm task or an Indexed Job).
+    let engine = EngineBuilder::new(&args.model)
+        .tta(args.tta)
+        .devices(devices)
+        .precision(args.run.precision)
+        .batch(args.run.batch)
+        .readers(args.readers)
+        .build()
+        .map_err(crate::errors::flag_context)?;
+    let batch = wsiseg_engine::Batch {
+        slides: inputs.slides,
+        out: out.to_path_buf(),
+        request: Request::default(),
+        one_at_a_time,
+        summary: wsiseg_engine::SummaryKind::Own("summary.shard-0-of-1".into()),
+        many: inputs.many,
+    };
+    let batches = Batches(std::sync::Mutex::new(Vec::new()));
+    let outcome = engine.segment_many(&batch, crate::signals::cancel_flag(), &batches)?;
     let wall_s = start.elapsed().as_secs_f64();
-    if summary.failed > 0 || summary.cancelled {
+    let failed = outcome.count(wsiseg_engine::Status::Failed);
+    if failed > 0 || outcome.cancelled() {
         anyhow::bail!(
-            "{}: {} slide(s) failed or the run was interrupted; bench a folder that segments cleanly",
+            "{}: {failed} slide(s) failed or the run was interrupted; bench a folder that segments cleanly",
             folder.display(),
-            summary.failed
         );
     }
-    let mut spans: Vec<Option<(Instant, Instant)>> = vec![None; summary.done + summary.skipped];
-    for (k, b) in batches.into_inner().unwrap_or_default() {
+    let mut spans: Vec<Option<(Instant, Instant)>> = vec![None; outcome.entries.len()];
+    for (k, b) in batches.0.into_inner().unwrap_or_default() {
         let span = &mut spans[k];
         *span = Some(match *span {
             None => (b.submitted, b.finished),

@@ -80,10 +80,7 @@ impl Check {
 
 /// Runs every check and prints them; returns whether nothing needed is missing.
 pub(crate) fn run(args: &DoctorArgs) -> Result<bool> {
-    let choice: DeviceChoice = args
-        .device
-        .parse()
-        .map_err(|e: wsiseg_infer::InferError| anyhow::anyhow!("--device: {e}"))?;
+    let choice = args.device;
     let started = Instant::now();
     let mut checks = vec![wsiseg_check()];
     checks.push(libtorch_check());

@@ -50,6 +50,7 @@ fn flag(setting: Setting) -> &'static str {
         Setting::MinArea => "--min-area",
         Setting::MaskValues => "--mask-values",
         Setting::Outputs => "--formats",
+        Setting::BadTiles => "--bad-tiles",
     }
 }
 

@@ -15,30 +15,7 @@ use std::path::{Component, Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use wsiseg_engine::OutputPaths;
 
-/// One slide to segment.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SlideInput {
-    /// Where it is (may not exist: a list's missing entry is reported when
-    /// its turn comes, and the others still run).
-    pub path: PathBuf,
-    /// Its name under the input's root: outputs go to `OUT/<name's folder>/`,
-    /// and its shard is chosen by it.
-    pub name: PathBuf,
-    /// The slide's own resolution from a list's `mpp` column (µm/px).
-    pub slide_mpp: Option<f64>,
-    /// The list and line that named it, for its messages.
-    pub listed: Option<String>,
-}
-
-impl SlideInput {
-    /// The folder its outputs go to.
-    pub fn out_dir(&self, out: &Path) -> PathBuf {
-        match self.name.parent() {
-            Some(p) if !p.as_os_str().is_empty() => out.join(p),
-            _ => out.to_path_buf(),
-        }
-    }
-}
+pub use wsiseg_engine::SlideInput;
 
 /// The slides of every input, and whether there is more than one slide
 /// file (a folder, glob or list: the run then writes a summary).

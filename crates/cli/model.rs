@@ -16,8 +16,11 @@ const RANDOM_TILES: usize = 4;
 /// Checks every model; returns whether all passed (each failure is one
 /// `error:` line, and the others still run).
 pub(crate) fn run(args: &ModelCheckArgs) -> Result<bool> {
-    let devices =
-        wsiseg_engine::resolve_devices(&args.run.device).map_err(crate::errors::flag_context)?;
+    let devices = args
+        .run
+        .device
+        .resolve()
+        .map_err(crate::errors::flag_context)?;
     let device = devices[0];
     let precision = args.run.precision.unwrap_or(Precision::default_for(device));
     let batch = args

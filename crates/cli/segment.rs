@@ -5,18 +5,15 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use wsiseg_engine::{
-    describe_devices, BatchTimes, Engine, EngineBuilder, EngineError, Format, OutputPaths,
-    Precision, Progress, Request, RunControl, SlideOutcome, Status, SummaryEntry,
+    describe_devices, Batch, BatchObserver, BatchTimes, Engine, EngineBuilder, EngineError, Format,
+    Precision, Progress, Request, SlideInput, SlideOutcome, Status, SummaryKind,
 };
 
 use crate::args::SegmentArgs;
-use crate::inputs::SlideInput;
 
 /// Outcome of a whole run: how many slides were done, skipped, failed, and
 /// whether it was interrupted.
@@ -25,16 +22,6 @@ pub struct RunSummary {
     pub skipped: usize,
     pub failed: usize,
     pub cancelled: bool,
-}
-
-impl RunSummary {
-    fn count(&mut self, status: Status) {
-        match status {
-            Status::Segmented => self.done += 1,
-            Status::Skipped => self.skipped += 1,
-            Status::Failed => self.failed += 1,
-        }
-    }
 }
 
 pub fn run(args: &SegmentArgs) -> Result<RunSummary> {
@@ -66,284 +53,144 @@ pub fn run_observed(args: &SegmentArgs, observer: Option<Observer>) -> Result<Ru
     );
 
     let cancel = crate::signals::cancel_flag();
-    let mut summary = RunSummary {
-        done: 0,
-        skipped: 0,
-        failed: 0,
-        cancelled: false,
+    let count = slides.len();
+    let batch = Batch {
+        out: args.out.clone(),
+        request,
+        one_at_a_time: args.one_at_a_time,
+        // A shard's summary is its own slides, as this run left them;
+        // `wsiseg summary OUT` merges the shards'.
+        summary: match &shard {
+            Some(shard) => SummaryKind::Own(shard.summary_stem()),
+            None if many => SummaryKind::Merged,
+            None => SummaryKind::None,
+        },
+        many,
+        slides,
     };
-    let results = run_slides(&engine, &slides, args, &request, cancel, observer);
-    let mut entries = Vec::new();
-    for entry in results {
-        match entry {
-            Some(entry) => {
-                summary.count(entry.status);
-                entries.push(entry);
-            }
-            None => summary.cancelled = true,
-        }
-    }
-    if slides.len() > 1 {
+    let watch = Watch {
+        bars: MultiProgress::new(),
+        shown: Mutex::new(vec![None; count]),
+        observer,
+    };
+    let outcome = engine.segment_many(&batch, cancel, &watch)?;
+    let summary = RunSummary {
+        done: outcome.count(Status::Segmented),
+        skipped: outcome.count(Status::Skipped),
+        failed: outcome.count(Status::Failed),
+        cancelled: outcome.cancelled(),
+    };
+    if count > 1 {
+        let ended = outcome.entries.iter().flatten().count();
         tracing::info!(
-            "{} slides: {} segmented, {} skipped, {} failed{}",
-            slides.len(),
+            "{count} slides: {} segmented, {} skipped, {} failed{}",
             summary.done,
             summary.skipped,
             summary.failed,
             if summary.cancelled {
-                format!(", {} not done (interrupted)", slides.len() - entries.len())
+                format!(", {} not done (interrupted)", count - ended)
             } else {
                 String::new()
             }
         );
     }
-    // The folder's merged summary, when this run wrote it (the page shows
-    // the same rows).
-    let mut merged = None;
-    if request.formats.contains(&Format::Report) && (many || shard.is_some()) {
-        let rows = wsiseg_engine::run_rows(&args.out, &entries);
-        match &shard {
-            // A shard's summary is its own slides, as this run left them;
-            // `wsiseg summary OUT` merges the shards'.
-            Some(shard) => {
-                wsiseg_engine::write_summary_as(&args.out, &shard.summary_stem(), &rows)?;
-            }
-            None => {
-                let rows = wsiseg_engine::merge_summary(&args.out, rows);
-                wsiseg_engine::write_summary(&args.out, &rows)?;
-                merged = Some(rows);
-            }
-        }
-    }
-    // A folder's page lists its failures too; a lone slide that failed
-    // leaves nothing behind (no final-named file after an error). The page
-    // is a convenience: failing to write it is a warning.
-    let lone_failed = !many && (summary.failed > 0 || summary.cancelled);
-    if request.formats.contains(&Format::Report) && !entries.is_empty() && !lone_failed {
-        let page = match &merged {
-            Some(rows) => wsiseg_engine::write_index_of(&args.out, rows),
-            None => wsiseg_engine::write_index(&args.out),
-        };
-        match page {
-            Ok(page) => tracing::info!(
-                "{}: the run at a glance (open it in a browser)",
-                page.display()
-            ),
-            Err(e) => tracing::warn!("{e}"),
-        }
+    if let Some(page) = &outcome.page {
+        tracing::info!(
+            "{}: the run at a glance (open it in a browser)",
+            page.display()
+        );
     }
     Ok(summary)
 }
 
-/// Slides through the engine in order, overlapped: the next slide is
-/// opened, planned and its first tiles read while this one's last batches
-/// run (its model call waits for the device), so the device does not idle
-/// between slides; the outputs of one are finished while the next runs. At
-/// most two slides are in flight (one on the device or finishing its
-/// outputs, one getting ready), and none ahead when `--one-at-a-time` is
-/// given or memory is above half the budget. Each slide's entry, in order;
-/// `None` where the run was interrupted.
-fn run_slides(
-    engine: &Engine,
-    slides: &[SlideInput],
-    args: &SegmentArgs,
-    request: &Request,
-    cancel: &AtomicBool,
-    observer: Option<Observer>,
-) -> Vec<Option<SummaryEntry>> {
-    let mut results: Vec<Option<SummaryEntry>> = slides.iter().map(|_| None).collect();
-    let bars = MultiProgress::new();
-    std::thread::scope(|scope| {
-        let mut running: VecDeque<(usize, std::thread::ScopedJoinHandle<_>, Arc<Started>)> =
-            VecDeque::new();
-        let mut join = |running: &mut VecDeque<(usize, std::thread::ScopedJoinHandle<_>, _)>| {
-            if let Some((k, handle, _)) = running.pop_front() {
-                results[k] = handle.join().unwrap_or(None);
-            }
-        };
-        for (k, slide) in slides.iter().enumerate() {
-            while running.len() >= 2 {
-                join(&mut running);
-            }
-            if let Some((_, _, started)) = running.back() {
-                if args.one_at_a_time || !memory_allows_overlap() {
-                    while !running.is_empty() {
-                        join(&mut running);
-                    }
-                } else {
-                    started.wait();
-                }
-            }
-            if cancel.load(Ordering::Relaxed) {
-                break;
-            }
-            let started = Arc::new(Started::default());
-            let mut request = request.clone();
-            if slide.slide_mpp.is_some() {
-                request.slide_mpp = slide.slide_mpp;
-            }
-            let (bars, on_model) = (&bars, started.clone());
-            let handle = scope.spawn(move || {
-                // The next slide may start once this one is on the device
-                // or, whatever happened, has ended.
-                let _ended = on_model.guard();
-                let observe = |b: BatchTimes| {
-                    on_model.set();
-                    if let Some(f) = observer {
-                        f(k, b);
-                    }
-                };
-                segment_one(engine, slide, &args.out, &request, cancel, bars, &observe)
-            });
-            running.push_back((k, handle, started));
-        }
-        while !running.is_empty() {
-            join(&mut running);
-        }
-    });
-    results
+/// The terminal's view of a folder run: a progress bar per running slide,
+/// a line per slide that ends, errors with the options they concern.
+struct Watch<'a> {
+    bars: MultiProgress,
+    shown: Mutex<Vec<Option<ProgressBar>>>,
+    observer: Option<Observer<'a>>,
 }
 
-/// Whether another slide may get ready beside the running one: resident
-/// memory under half the budget (two slides' buffers then fit).
-fn memory_allows_overlap() -> bool {
-    match (
-        wsiseg_engine::memory::rss_bytes(),
-        wsiseg_engine::memory::budget(),
-    ) {
-        (Some(rss), Some(budget)) => rss < budget / 2,
-        _ => true,
+impl Watch<'_> {
+    fn bar(&self, k: usize) -> Option<ProgressBar> {
+        self.shown.lock().unwrap_or_else(PoisonError::into_inner)[k].clone()
+    }
+
+    /// Slide `k`'s bar is done: it goes before the slide's messages.
+    fn clear(&self, k: usize) {
+        if let Some(bar) = self.shown.lock().unwrap_or_else(PoisonError::into_inner)[k].take() {
+            bar.finish_and_clear();
+        }
     }
 }
 
-/// Set once a slide's first batch is through the model, or it ended.
-#[derive(Default)]
-struct Started {
-    set: Mutex<bool>,
-    changed: Condvar,
-}
+impl BatchObserver for Watch<'_> {
+    fn started(&self, k: usize, slide: &SlideInput) {
+        let bar = self.bars.add(progress_bar(&slide.path));
+        self.shown.lock().unwrap_or_else(PoisonError::into_inner)[k] = Some(bar);
+    }
 
-impl Started {
-    fn set(&self) {
-        let mut set = self.set.lock().unwrap_or_else(PoisonError::into_inner);
-        if !*set {
-            *set = true;
-            self.changed.notify_all();
+    fn progress(&self, k: usize, p: Progress) {
+        if let Some(bar) = self.bar(k) {
+            bar.set_length(p.tiles_total);
+            bar.set_position(p.tiles_done);
         }
     }
 
-    fn wait(&self) {
-        let mut set = self.set.lock().unwrap_or_else(PoisonError::into_inner);
-        while !*set {
-            set = self
-                .changed
-                .wait(set)
-                .unwrap_or_else(PoisonError::into_inner);
+    fn batch(&self, k: usize, times: BatchTimes) {
+        if let Some(f) = self.observer {
+            f(k, times);
         }
     }
 
-    /// Sets it when dropped (the slide's thread ended, even by a panic).
-    fn guard(&self) -> impl Drop + '_ {
-        struct Guard<'a>(&'a Started);
-        impl Drop for Guard<'_> {
-            fn drop(&mut self) {
-                self.0.set();
-            }
-        }
-        Guard(self)
+    fn panicked(&self, _message: &str) -> String {
+        crate::panics::take()
     }
-}
 
-/// One slide with a progress bar; its summary entry, or `None` when the
-/// run was interrupted.
-#[allow(clippy::too_many_arguments)]
-fn segment_one(
-    engine: &Engine,
-    slide: &SlideInput,
-    out: &Path,
-    request: &Request,
-    cancel: &AtomicBool,
-    bars: &MultiProgress,
-    observe: &(dyn Fn(BatchTimes) + Sync),
-) -> Option<SummaryEntry> {
-    let path = slide.path.as_path();
-    let out = &slide.out_dir(out);
-    let bar = bars.add(progress_bar(path));
-    let on_progress = |p: Progress| {
-        bar.set_length(p.tiles_total);
-        bar.set_position(p.tiles_done);
-    };
-    let control = RunControl::new(cancel)
-        .on_progress(&on_progress)
-        .on_batch(observe);
-    // A panic fails this slide only (its temporary files are removed by the
-    // unwinding); the next slide runs.
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        engine.segment(path, out, request, &control)
-    }))
-    .unwrap_or_else(|_| {
-        Err(EngineError::Internal {
-            slide: path.to_path_buf(),
-            detail: crate::panics::take(),
-        })
-    });
-    bar.finish_and_clear();
-    let report = OutputPaths::new(out, path).report();
-    let report = report.exists().then_some(report);
-    let entry = |status, figures, error| SummaryEntry {
-        slide: path.to_path_buf(),
-        name: slide.name.with_extension(""),
-        status,
-        error,
-        figures,
-        report,
-    };
-    match result {
-        Ok(SlideOutcome::Segmented {
-            stats,
-            files,
-            figures,
-        }) => {
-            log_done(path, &stats, figures.tumor_fraction, &files);
-            Some(entry(Status::Segmented, Some(figures), None))
-        }
-        Ok(SlideOutcome::Skipped(record)) => {
-            tracing::info!(
+    fn finished(&self, k: usize, slide: &SlideInput, outcome: &SlideOutcome) {
+        self.clear(k);
+        let path = slide.path.as_path();
+        match outcome {
+            SlideOutcome::Segmented {
+                stats,
+                files,
+                figures,
+            } => log_done(path, stats, figures.tumor_fraction, files),
+            SlideOutcome::Skipped(_) => tracing::info!(
                 "{}: skipped, its outputs exist and were made with this model and these settings (--overwrite to redo)",
                 path.display()
-            );
-            Some(entry(Status::Skipped, Some(record.figures), None))
+            ),
         }
-        Err(EngineError::Cancelled) => {
-            tracing::warn!(
-                "{}: interrupted; its temporary files were removed, a re-run resumes here",
-                path.display()
-            );
-            None
-        }
-        Err(e) => {
-            let listed = slide.listed.as_ref().filter(|_| {
-                matches!(
-                    e,
-                    EngineError::Slide(wsiseg_slide::SlideError::NotFound { .. })
-                )
-            });
-            let e = match listed {
-                // A list's missing entry: which list and line named it.
-                Some(listed) => anyhow::anyhow!("{e} (listed in {listed})"),
-                None => crate::errors::flag_context(e),
-            };
-            crate::errors::report_error(&e);
-            let mut failed = entry(Status::Failed, None, Some(crate::errors::one_line(&e)));
-            failed.report = None;
-            Some(failed)
-        }
+    }
+
+    fn interrupted(&self, k: usize, slide: &SlideInput) {
+        self.clear(k);
+        tracing::warn!(
+            "{}: interrupted; its temporary files were removed, a re-run resumes here",
+            slide.path.display()
+        );
+    }
+
+    fn failed(&self, k: usize, slide: &SlideInput, e: EngineError) -> String {
+        self.clear(k);
+        let listed = slide.listed.as_ref().filter(|_| {
+            matches!(
+                e,
+                EngineError::Slide(wsiseg_slide::SlideError::NotFound { .. })
+            )
+        });
+        let e = match listed {
+            // A list's missing entry: which list and line named it.
+            Some(listed) => anyhow::anyhow!("{e} (listed in {listed})"),
+            None => crate::errors::flag_context(e),
+        };
+        crate::errors::report_error(&e);
+        crate::errors::one_line(&e)
     }
 }
 
 fn build_engine(args: &SegmentArgs) -> Result<Engine> {
-    let devices =
-        wsiseg_engine::resolve_devices(&args.device).map_err(crate::errors::flag_context)?;
+    let devices = args.device.resolve().map_err(crate::errors::flag_context)?;
     let weights = match &args.weights {
         None => vec![1.0; args.model.len()],
         Some(w) if w.len() == args.model.len() => w.clone(),
@@ -492,7 +339,7 @@ impl SegmentArgs {
     /// The engine's request for these options.
     pub fn request(&self) -> Result<Request> {
         use wsiseg_engine::{MaskSize, TissuePolicy};
-        let mut formats: Vec<Format> = self.formats.iter().map(|&f| f.into()).collect();
+        let mut formats = self.formats.clone();
         if self.probabilities {
             formats.push(Format::Prob);
         }
@@ -510,17 +357,17 @@ impl SegmentArgs {
             } else {
                 TissuePolicy::Detect(self.tissue_threshold)
             },
-            reader: self.reader.into(),
+            reader: self.reader,
             formats,
             mask_size: match (self.mask_level, self.mask_mpp) {
                 (Some(l), _) => MaskSize::Level(l),
                 (None, Some(m)) => MaskSize::Mpp(m),
                 (None, None) => MaskSize::Working,
             },
-            mask_values: self.mask_values.into(),
+            mask_values: self.mask_values,
             min_area: self.min_area,
             overwrite: self.overwrite,
-            bad_tiles: self.bad_tiles.into(),
+            bad_tiles: self.bad_tiles,
         })
     }
 }

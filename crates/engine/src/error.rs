@@ -32,6 +32,8 @@ pub enum Setting {
     MaskValues,
     /// The outputs asked for.
     Outputs,
+    /// What a corrupt stored tile does.
+    BadTiles,
 }
 
 /// Errors of the engine.

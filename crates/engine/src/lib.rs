@@ -36,6 +36,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod batch;
 mod control;
 mod engine;
 mod error;
@@ -48,10 +49,11 @@ mod record;
 mod segment;
 mod summary;
 
+pub use batch::{Batch, BatchObserver, BatchOutcome, SlideInput, SummaryKind, Unobserved};
 pub use control::{BatchTimes, Progress, RunControl};
 pub use engine::{
     default_batch, default_readers, describe_devices, file_sha256, resolution, resolve_devices,
-    BadTiles, Engine, EngineBuilder, MaskSize, MaskValues, Request, SlidePlan, Tissue,
+    BadTiles, DeviceList, Engine, EngineBuilder, MaskSize, MaskValues, Request, SlidePlan, Tissue,
     TissuePolicy, DEFAULT_CPU_BATCH, DEFAULT_CUDA_BATCH, MAX_READ_SCALE,
 };
 pub use error::{EngineError, Setting};
@@ -60,8 +62,8 @@ pub use lock::SlideLock;
 pub use memory::peak_rss_mib;
 pub use outputs::report::write_atomic;
 pub use outputs::{
-    class_colour, create as create_output, fit, Format, MaskOutput, OutputContext, OutputPaths,
-    SlideResult, CLASS_COLOURS, GEOMETRY_SIDE, OVERVIEW_SIDE,
+    class_colour, create as create_output, fit, Format, MaskOutput, MaskStatistics, OutputContext,
+    OutputPaths, SlideResult, CLASS_COLOURS, GEOMETRY_SIDE, OVERVIEW_SIDE,
 };
 pub use pipeline::{BadTile, READ_CHUNK};
 pub use record::{Fingerprint, RecordedFile, RunRecord, SlideIdentity};

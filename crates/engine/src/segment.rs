@@ -16,8 +16,7 @@ use crate::pipeline::{BadTile, Job, PipelineStats};
 use crate::record::{unix_now, Fingerprint, RecordedFile, RunRecord, SlideIdentity};
 use crate::summary::SlideFigures;
 use crate::{
-    BadTiles, Engine, EngineError, MaskSize, MaskValues, Request, RunControl, SlidePlan,
-    TissuePolicy, Tta,
+    BadTiles, Engine, EngineError, MaskSize, Request, RunControl, SlidePlan, TissuePolicy, Tta,
 };
 
 /// Per-stage times (seconds) and counts of one slide's run: what `bench`
@@ -277,9 +276,9 @@ impl Engine {
             ("precision", json!(self.precision().to_string())),
             ("tissue", json!(tissue)),
             ("tissue_threshold", json!(threshold)),
-            ("reader", json!(reader_name(request.reader))),
+            ("reader", json!(request.reader.name())),
             ("mask_size", mask_size(request.mask_size)),
-            ("mask_values", json!(mask_values(request.mask_values))),
+            ("mask_values", json!(request.mask_values.name())),
             ("min_area", json!(request.min_area)),
         ];
         // What else decides the labels, named only when not the default (so
@@ -417,7 +416,7 @@ impl Engine {
             "decision": self.decision(),
             "tta": self.tta().to_string(),
             "readers": self.readers,
-            "reader": reader_name(request.reader),
+            "reader": request.reader.name(),
             "level": request.level,
             "mpp": request.mpp,
             "slide_mpp": request.slide_mpp,
@@ -426,7 +425,7 @@ impl Engine {
             "probabilities": request.formats.contains(&Format::Prob),
             "mask_level": mask_level,
             "mask_mpp": mask_mpp,
-            "mask_values": mask_values(request.mask_values),
+            "mask_values": request.mask_values.name(),
             "png_mask_size": {"width": plan.png_size.w, "height": plan.png_size.h},
             "min_area": request.min_area,
             "tissue_mask": request.tissue != TissuePolicy::All,
@@ -486,19 +485,17 @@ fn slide_figures(
     slide: &dyn Slide,
     plan: &SlidePlan,
     stats: &RunStats,
-    measured: &outputs::report::MaskStatistics,
+    measured: &outputs::MaskStatistics,
 ) -> SlideFigures {
     let tumor = tumor_pixels(&stats.class_pixels);
     let tumor_fraction = tumor as f64 / plan.working.size.area().max(1) as f64;
-    // Without a report, no regions or probabilities were measured.
-    let reported = measured.measured;
     SlideFigures {
         tumor_fraction,
         tumor_share_of_tissue: outputs::report::tumor_share_of_tissue(
             tumor_fraction,
             plan.tissue.as_ref().map(|t| t.fraction),
         ),
-        regions: reported.then_some(measured.regions.len()),
+        regions: Some(measured.regions.len()),
         uncertain_fraction: measured.uncertain_fraction(),
         largest_region_mm2: measured
             .regions
@@ -560,18 +557,6 @@ fn warn_bad_tiles(slide: &dyn Slide, bad: &[BadTile]) {
         listed.join(", "),
         if bad.len() > 5 { ", …" } else { "" }
     );
-}
-
-/// `auto` or `openslide`, as reports and fingerprints name the reader.
-fn reader_name(reader: wsiseg_slide::Reader) -> String {
-    format!("{reader:?}").to_lowercase()
-}
-
-fn mask_values(v: MaskValues) -> &'static str {
-    match v {
-        MaskValues::ClassIndex => "01",
-        MaskValues::Binary255 => "0255",
-    }
 }
 
 fn mask_size(s: MaskSize) -> Value {
@@ -638,7 +623,11 @@ fn create_outputs(
     ctx: &OutputContext,
     extra: Vec<Box<dyn MaskOutput>>,
 ) -> Result<(Vec<&'static str>, Vec<Box<dyn MaskOutput>>), EngineError> {
-    let (mut names, mut outputs): (Vec<&'static str>, Vec<_>) = formats
+    // The measurements first: every output may read them.
+    let statistics = outputs::Statistics::new(ctx);
+    let (mut names, mut outputs): (Vec<&'static str>, Vec<Box<dyn MaskOutput>>) =
+        (vec![statistics.name()], vec![Box::new(statistics)]);
+    let (more_names, more): (Vec<&'static str>, Vec<_>) = formats
         .iter()
         .filter_map(|&f| {
             outputs::create(f, ctx)
@@ -648,6 +637,8 @@ fn create_outputs(
         .collect::<Result<Vec<_>, EngineError>>()?
         .into_iter()
         .unzip();
+    names.extend(more_names);
+    outputs.extend(more);
     let at = names.len() - usize::from(names.last() == Some(&Format::Report.name()));
     for (i, output) in extra.into_iter().enumerate() {
         names.insert(at + i, output.name());

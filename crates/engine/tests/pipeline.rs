@@ -300,3 +300,135 @@ fn the_merged_summary_keeps_every_record_and_the_newest_of_each_name() {
     assert_eq!(doc["counts"]["done"], 2);
     assert_eq!(doc["counts"]["failed"], 0);
 }
+
+/// Two copies of the test slide as `in/a/x.svs` and `in/x.svs`, and a
+/// third name that does not exist; the green rule's engine.
+struct Folder {
+    dir: tempfile::TempDir,
+    engine: wsiseg_engine::Engine,
+}
+
+impl Folder {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let model = green_rule(dir.path());
+        let first = slide(dir.path());
+        std::fs::create_dir_all(dir.path().join("in/a")).unwrap();
+        std::fs::copy(&first, dir.path().join("in/a/x.svs")).unwrap();
+        std::fs::copy(&first, dir.path().join("in/x.svs")).unwrap();
+        let engine = EngineBuilder::new(&model).build().unwrap();
+        Self { dir, engine }
+    }
+
+    fn batch(&self, out: &str, one_at_a_time: bool) -> wsiseg_engine::Batch {
+        let input = |name: &str| wsiseg_engine::SlideInput {
+            path: self.dir.path().join("in").join(name),
+            name: name.into(),
+            slide_mpp: None,
+            listed: None,
+        };
+        wsiseg_engine::Batch {
+            slides: vec![input("a/x.svs"), input("x.svs"), input("gone.svs")],
+            out: self.dir.path().join(out),
+            request: Request {
+                formats: vec![Format::Png, Format::Report],
+                ..request()
+            },
+            one_at_a_time,
+            summary: wsiseg_engine::SummaryKind::Merged,
+            many: true,
+        }
+    }
+}
+
+#[test]
+fn a_folder_run_segments_each_slide_once_and_writes_its_summary_and_page() {
+    use wsiseg_engine::{Standing, Status, Unobserved};
+    let f = Folder::new();
+    let cancel = AtomicBool::new(false);
+    let overlapped = f
+        .engine
+        .segment_many(&f.batch("out", false), &cancel, &Unobserved)
+        .unwrap();
+    let statuses: Vec<Status> = overlapped
+        .entries
+        .iter()
+        .flatten()
+        .map(|e| e.status)
+        .collect();
+    assert_eq!(
+        statuses,
+        [Status::Segmented, Status::Segmented, Status::Failed]
+    );
+    let failure = overlapped.entries[2]
+        .as_ref()
+        .unwrap()
+        .error
+        .clone()
+        .unwrap();
+    assert!(failure.contains("gone.svs"), "{failure}");
+    // Same names in two folders never collide: a/x and x.
+    let out = f.dir.path().join("out");
+    assert!(out.join("a/x.mask.png").is_file() && out.join("x.mask.png").is_file());
+    let rows = overlapped.summary.as_ref().unwrap();
+    let standing: Vec<(&str, Standing)> =
+        rows.iter().map(|r| (r.name.as_str(), r.status)).collect();
+    assert_eq!(
+        standing,
+        [
+            ("a/x", Standing::Done),
+            ("gone", Standing::Failed),
+            ("x", Standing::Done)
+        ]
+    );
+    assert_eq!(
+        overlapped.page.as_deref(),
+        Some(out.join("index.html").as_path())
+    );
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(
+        (
+            doc["counts"]["done"].as_u64(),
+            doc["counts"]["failed"].as_u64()
+        ),
+        (Some(2), Some(1))
+    );
+}
+
+#[test]
+fn a_folder_run_one_at_a_time_makes_the_same_masks_resumes_and_stops() {
+    use wsiseg_engine::{Status, Unobserved};
+    let f = Folder::new();
+    let cancel = AtomicBool::new(false);
+    f.engine
+        .segment_many(&f.batch("out", false), &cancel, &Unobserved)
+        .unwrap();
+    let single = f
+        .engine
+        .segment_many(&f.batch("one", true), &cancel, &Unobserved)
+        .unwrap();
+    assert_eq!(single.count(Status::Segmented), 2);
+    for name in ["a/x.mask.png", "x.mask.png"] {
+        let one = std::fs::read(f.dir.path().join("one").join(name)).unwrap();
+        let two = std::fs::read(f.dir.path().join("out").join(name)).unwrap();
+        assert_eq!(one, two, "{name}");
+    }
+    // Again over the same folder: done slides are skipped, the missing one fails again.
+    let again = f
+        .engine
+        .segment_many(&f.batch("out", false), &cancel, &Unobserved)
+        .unwrap();
+    assert_eq!(
+        (again.count(Status::Skipped), again.count(Status::Failed)),
+        (2, 1)
+    );
+    // Cancelled before it starts: nothing runs, every slide is left to a re-run.
+    cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+    let stopped = f
+        .engine
+        .segment_many(&f.batch("stopped", false), &cancel, &Unobserved)
+        .unwrap();
+    assert!(stopped.cancelled() && stopped.entries.iter().all(Option::is_none));
+    assert!(!f.dir.path().join("stopped/x.mask.png").exists());
+}

@@ -3,6 +3,12 @@ use std::path::PathBuf;
 /// Everything that can go wrong opening or reading a slide. Each message names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum SlideError {
+    /// A reader name that is not one.
+    #[error("'{given}' is not a reader: use auto or openslide")]
+    ReaderName {
+        /// What was given.
+        given: String,
+    },
     /// The path does not exist.
     #[error("{}: no such file", path.display())]
     NotFound {

@@ -65,6 +65,37 @@ pub enum Reader {
     OpenSlide,
 }
 
+impl Reader {
+    /// Every reader, as requests and reports name them.
+    pub const ALL: [Reader; 2] = [Reader::Auto, Reader::OpenSlide];
+
+    /// Its name: `auto` or `openslide`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::OpenSlide => "openslide",
+        }
+    }
+}
+
+impl std::fmt::Display for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Reader {
+    type Err = SlideError;
+    fn from_str(s: &str) -> Result<Self, SlideError> {
+        Self::ALL
+            .into_iter()
+            .find(|r| r.name().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| SlideError::ReaderName {
+                given: s.to_string(),
+            })
+    }
+}
+
 /// Level `level` of `slide`, or a clear error naming the file.
 pub fn level(slide: &dyn Slide, level: u32) -> Result<Level, SlideError> {
     slide

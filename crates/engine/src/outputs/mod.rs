@@ -14,6 +14,7 @@ mod overlay;
 mod png;
 mod prob;
 pub(crate) mod report;
+mod statistics;
 mod tiff;
 
 use std::path::{Path, PathBuf};
@@ -21,6 +22,9 @@ use std::str::FromStr;
 
 use wsiseg_slide::{Size, Slide};
 use wsiseg_write::{Staged, WriteLimit};
+
+pub use statistics::MaskStatistics;
+pub(crate) use statistics::Statistics;
 
 use crate::{EngineError, Request, RunStats, SlidePlan};
 
@@ -95,6 +99,12 @@ impl Format {
             Self::Asap => vec![f("xml")],
             Self::Report => vec![f("report.json")],
         }
+    }
+}
+
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -265,9 +275,9 @@ pub struct SlideResult<'a> {
     pub parameters: serde_json::Value,
     /// The model's identity for the report.
     pub model: serde_json::Value,
-    /// What the report measured on the mask (regions, P histogram); filled
-    /// when the report finishes.
-    pub statistics: report::MaskStatistics,
+    /// What was measured on the mask (regions, P histogram); filled before
+    /// any output finishes.
+    pub statistics: MaskStatistics,
     /// The model runtime's libraries and their versions.
     pub libraries: &'a [(&'static str, Option<String>)],
 }
@@ -315,7 +325,7 @@ pub fn create(
         // One copy of the labels, traced once, for both files.
         Format::Asap if ctx.request.formats.contains(&Format::Geojson) => return Ok(None),
         Format::Geojson | Format::Asap => Box::new(geojson::GeoJson::create(ctx)),
-        Format::Report => Box::new(report::Report::new(ctx)),
+        Format::Report => Box::new(report::Report),
     }))
 }
 

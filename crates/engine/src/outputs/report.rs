@@ -9,97 +9,12 @@ use wsiseg_write::Staged;
 use super::{stage_bytes, MaskOutput, SlideResult};
 use crate::EngineError;
 
-/// The report: written last of the outputs, it lists them. It also
-/// measures the mask as it streams past: its connected tumor regions and
-/// the histogram of P(tumor).
-pub(super) struct Report {
-    /// The working level's width (rows arrive whole).
-    width: usize,
-    /// Whether another output makes the probability maps anyway (the
-    /// overlay's heat map, `--probabilities`): only then does the report
-    /// histogram them, so that a run without them keeps its memory.
-    probabilities: bool,
-    regions: wsiseg_eval::RegionCounter,
-    /// Working-level pixels per P(tumor) × 255.
-    probability: Option<Box<[u64; 256]>>,
-}
-
-impl Report {
-    pub(super) fn new(ctx: &super::OutputContext) -> Self {
-        Self {
-            width: ctx.plan.working.size.w as usize,
-            probabilities: ctx
-                .request
-                .formats
-                .iter()
-                .any(|f| matches!(f, super::Format::Overlay | super::Format::Prob)),
-            regions: wsiseg_eval::RegionCounter::default(),
-            probability: None,
-        }
-    }
-}
-
-/// What the report measured on the mask, for the report and the summary.
-#[derive(Debug, Clone, Default)]
-pub struct MaskStatistics {
-    /// Whether a report measured them (without one, nothing was).
-    pub measured: bool,
-    /// Every tumor region's area in working-level pixels, largest first.
-    pub regions: Vec<u64>,
-    /// Working-level pixels per P(tumor) × 255.
-    pub probability: Option<Box<[u64; 256]>>,
-}
-
-impl MaskStatistics {
-    /// Share of the working level whose P(tumor) is in [0.3, 0.7]: neither
-    /// clearly tumor nor clearly not.
-    pub fn uncertain_fraction(&self) -> Option<f64> {
-        let h = self.probability.as_ref()?;
-        let total: u64 = h.iter().sum();
-        let uncertain: u64 = h[UNCERTAIN_FROM as usize..=UNCERTAIN_TO as usize]
-            .iter()
-            .sum();
-        (total > 0).then(|| uncertain as f64 / total as f64)
-    }
-}
-
-/// P × 255 of 0.3 and 0.7 (rounded inward).
-const UNCERTAIN_FROM: u8 = 77;
-const UNCERTAIN_TO: u8 = 178;
+/// The report: written last of the outputs, it lists them and what the
+/// run measured.
+pub(super) struct Report;
 
 impl MaskOutput for Report {
-    fn wants_probabilities(&self) -> bool {
-        self.probabilities
-    }
-
-    fn label_rows(&mut self, rows: &[u8]) -> Result<(), EngineError> {
-        // Rows arrive as whole rows of the working level.
-        let w = self.width;
-        for row in rows.chunks(w) {
-            self.regions.push(row);
-        }
-        Ok(())
-    }
-
-    fn prob_rows(&mut self, class: usize, rows: &[u8]) -> Result<(), EngineError> {
-        if class == 1 {
-            let h = self.probability.get_or_insert_with(|| Box::new([0; 256]));
-            super::count_values(&mut h[..], rows);
-        }
-        Ok(())
-    }
-
     fn finish(self: Box<Self>, result: &mut SlideResult) -> Result<Vec<Staged>, EngineError> {
-        let Report {
-            regions,
-            probability,
-            ..
-        } = *self;
-        result.statistics = MaskStatistics {
-            measured: true,
-            regions: regions.finish(),
-            probability,
-        };
         let path = result.context.paths.report();
         // The report lists itself, under the absolute name it is about to get.
         let dir = absolute(path.parent().unwrap_or(Path::new(".")));
