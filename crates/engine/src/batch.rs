@@ -141,9 +141,9 @@ pub struct Unobserved;
 impl BatchObserver for Unobserved {}
 
 impl Engine {
-    /// Segments `batch`'s slides (see the module documentation), then
-    /// writes its summary and index page when the report is among the
-    /// formats. A failed slide is an entry, never the end of the run;
+    /// Segments `batch`'s slides (see the module documentation) into its
+    /// output folder (created if missing), then writes its summary and
+    /// index page when the report is among the formats. A failed slide is an entry, never the end of the run;
     /// setting `cancel` stops after the slides running (their temporary
     /// files removed). A summary that cannot be written is the error.
     pub fn segment_many(
@@ -152,6 +152,8 @@ impl Engine {
         cancel: &AtomicBool,
         observer: &dyn BatchObserver,
     ) -> Result<BatchOutcome, EngineError> {
+        std::fs::create_dir_all(&batch.out)
+            .map_err(|e| EngineError::io(&batch.out, "cannot create the output folder", e))?;
         let entries = self.run_slides(batch, cancel, observer);
         let mut outcome = BatchOutcome {
             entries,

@@ -18,6 +18,16 @@
 //! A [`RunControl`] carries the progress callback, the cancel flag and (for
 //! tests) injected faults. Errors are typed ([`EngineError`]) and name the file.
 //!
+//! [`Engine::segment_with`] also streams the mask into outputs the caller
+//! implements, committed with the built-in ones. [`Engine::segment_many`]
+//! runs a folder's slides ([`Batch`]): overlapped, a panic boundary per
+//! slide, the summary and the index page, watched through a
+//! [`BatchObserver`]. Options parse from and print as the words users type
+//! ([`DeviceList`], [`Format`], [`Reader`], [`BadTiles`], [`MaskValues`],
+//! [`Tta`], [`Precision`]). The model may be of any runtime
+//! `wsiseg-infer` knows (TorchScript, or the plain-Rust `linear` rule the
+//! engine's own tests use).
+//!
 //! ```
 //! use std::sync::atomic::AtomicBool;
 //! use wsiseg_engine::{EngineBuilder, Request, RunControl, SlideOutcome};
@@ -43,6 +53,7 @@ mod error;
 mod html;
 mod lock;
 pub mod memory;
+mod options;
 mod outputs;
 mod pipeline;
 mod record;
@@ -52,14 +63,15 @@ mod summary;
 pub use batch::{Batch, BatchObserver, BatchOutcome, SlideInput, SummaryKind, Unobserved};
 pub use control::{BatchTimes, Progress, RunControl};
 pub use engine::{
-    default_batch, default_readers, describe_devices, file_sha256, resolution, resolve_devices,
-    BadTiles, DeviceList, Engine, EngineBuilder, MaskSize, MaskValues, Request, SlidePlan, Tissue,
-    TissuePolicy, DEFAULT_CPU_BATCH, DEFAULT_CUDA_BATCH, MAX_READ_SCALE,
+    default_batch, default_readers, describe_devices, file_sha256, resolution, BadTiles, Engine,
+    EngineBuilder, MaskSize, MaskValues, Request, SlidePlan, Tissue, TissuePolicy,
+    DEFAULT_CPU_BATCH, DEFAULT_CUDA_BATCH, MAX_READ_SCALE,
 };
 pub use error::{EngineError, Setting};
 pub use html::{write_index, write_index_of};
 pub use lock::SlideLock;
 pub use memory::peak_rss_mib;
+pub use options::{resolve_devices, DeviceList};
 pub use outputs::report::write_atomic;
 pub use outputs::{
     class_colour, create as create_output, fit, Format, MaskOutput, MaskStatistics, OutputContext,

@@ -431,4 +431,9 @@ fn a_folder_run_one_at_a_time_makes_the_same_masks_resumes_and_stops() {
         .unwrap();
     assert!(stopped.cancelled() && stopped.entries.iter().all(Option::is_none));
     assert!(!f.dir.path().join("stopped/x.mask.png").exists());
+    // The folder's summary says so: nothing done, nothing failed.
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(f.dir.path().join("stopped/summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(doc["counts"]["slides"], 0);
 }
