@@ -775,7 +775,11 @@ fn time_folder(
         out: out.to_path_buf(),
         request: Request::default(),
         one_at_a_time,
-        summary: wsiseg_engine::SummaryKind::Own("summary.shard-0-of-1".into()),
+        summary: wsiseg_engine::SummaryKind::Own(
+            crate::shard::parse("0/1")
+                .expect("shard 0 of 1")
+                .summary_stem(),
+        ),
         many: inputs.many,
     };
     let batches = Batches(std::sync::Mutex::new(Vec::new()));

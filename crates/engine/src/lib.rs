@@ -71,7 +71,7 @@ pub use error::{EngineError, Setting};
 pub use html::{write_index, write_index_of};
 pub use lock::SlideLock;
 pub use memory::peak_rss_mib;
-pub use options::{resolve_devices, DeviceList};
+pub use options::DeviceList;
 pub use outputs::report::write_atomic;
 pub use outputs::{
     class_colour, create as create_output, fit, Format, MaskOutput, MaskStatistics, OutputContext,

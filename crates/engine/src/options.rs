@@ -87,12 +87,6 @@ impl DeviceList {
     }
 }
 
-/// The devices a list such as `auto`, `cpu`, `cuda:0,cuda:1`, `cuda:all` or
-/// `cpu,cpu` names on this machine ([`DeviceList`], parsed and resolved).
-pub fn resolve_devices(spec: &str) -> Result<Vec<Device>, EngineError> {
-    spec.parse::<DeviceList>()?.resolve()
-}
-
 impl MaskValues {
     /// Both ways, as requests and reports name them.
     pub const ALL: [MaskValues; 2] = [MaskValues::ClassIndex, MaskValues::Binary255];

@@ -615,34 +615,29 @@ fn log_plan(slide: &dyn Slide, plan: &SlidePlan, request: &Request) {
     }
 }
 
-/// The outputs of `formats` (sorted: the report last) with the caller's
-/// `extra` ones before the report (which lists every file), and their names.
+/// The outputs of `formats` (sorted: the report last) and their names: the
+/// measurements first (every output may read them), the caller's `extra`
+/// ones just before the report (which lists every file).
 #[allow(clippy::type_complexity)]
 fn create_outputs(
     formats: &[Format],
     ctx: &OutputContext,
     extra: Vec<Box<dyn MaskOutput>>,
 ) -> Result<(Vec<&'static str>, Vec<Box<dyn MaskOutput>>), EngineError> {
-    // The measurements first: every output may read them.
-    let statistics = outputs::Statistics::new(ctx);
-    let (mut names, mut outputs): (Vec<&'static str>, Vec<Box<dyn MaskOutput>>) =
-        (vec![statistics.name()], vec![Box::new(statistics)]);
-    let (more_names, more): (Vec<&'static str>, Vec<_>) = formats
-        .iter()
-        .filter_map(|&f| {
-            outputs::create(f, ctx)
-                .transpose()
-                .map(|o| Ok((f.name(), o?)))
-        })
-        .collect::<Result<Vec<_>, EngineError>>()?
-        .into_iter()
-        .unzip();
-    names.extend(more_names);
-    outputs.extend(more);
-    let at = names.len() - usize::from(names.last() == Some(&Format::Report.name()));
-    for (i, output) in extra.into_iter().enumerate() {
-        names.insert(at + i, output.name());
-        outputs.insert(at + i, output);
+    let mut named: Vec<(&'static str, Box<dyn MaskOutput>)> = Vec::new();
+    let mut extra = Some(extra);
+    for &f in formats {
+        if f == Format::Report {
+            named.extend(extra.take().into_iter().flatten().map(|o| (o.name(), o)));
+        }
+        if let Some(o) = outputs::create(f, ctx)? {
+            named.push((f.name(), o));
+        }
     }
-    Ok((names, outputs))
+    named.extend(extra.into_iter().flatten().map(|o| (o.name(), o)));
+    // The probability maps are histogrammed only when an output makes them anyway.
+    let probabilities = named.iter().any(|(_, o)| o.wants_probabilities());
+    let statistics = outputs::Statistics::new(ctx, probabilities);
+    named.insert(0, (statistics.name(), Box::new(statistics)));
+    Ok(named.into_iter().unzip())
 }

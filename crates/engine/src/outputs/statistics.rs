@@ -13,8 +13,9 @@ pub(crate) struct Statistics {
     /// The working level's width (rows arrive whole).
     width: usize,
     /// Whether another output makes the probability maps anyway (the
-    /// overlay's heat map, the probability TIFFs): only then are they
-    /// histogrammed, so that a run without them keeps its memory and time.
+    /// overlay's heat map, the probability TIFFs, a caller's): only then
+    /// are they histogrammed, so that a run without them keeps its memory
+    /// and time.
     probabilities: bool,
     regions: wsiseg_eval::RegionCounter,
     /// Working-level pixels per P(tumor) × 255.
@@ -22,14 +23,11 @@ pub(crate) struct Statistics {
 }
 
 impl Statistics {
-    pub(crate) fn new(ctx: &super::OutputContext) -> Self {
+    /// `probabilities`: whether the probability rows stream anyway.
+    pub(crate) fn new(ctx: &super::OutputContext, probabilities: bool) -> Self {
         Self {
             width: ctx.plan.working.size.w as usize,
-            probabilities: ctx
-                .request
-                .formats
-                .iter()
-                .any(|f| matches!(f, super::Format::Overlay | super::Format::Prob)),
+            probabilities,
             regions: wsiseg_eval::RegionCounter::default(),
             probability: None,
         }

@@ -45,7 +45,8 @@ impl Runtime for TorchScript {
     }
 
     fn libraries(&self) -> Vec<(&'static str, Option<String>)> {
-        vec![("libtorch", crate::libtorch_version())]
+        // libtorch itself, which the shared layer lists for every model.
+        Vec::new()
     }
 }
 
