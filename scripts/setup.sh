@@ -85,7 +85,7 @@ fi
 # and scripts/compare_pytorch.py.
 "$VENV/bin/python" -c "import numpy, openslide" 2>/dev/null ||
     "$VENV/bin/pip" install --quiet --disable-pip-version-check numpy openslide-python
-# jsonschema: the tests check every report against crates/engine/report.schema.json.
+# jsonschema: the tests check every report against crates/report/report.schema.json.
 "$VENV/bin/python" -c "import jsonschema" 2>/dev/null ||
     "$VENV/bin/pip" install --quiet --disable-pip-version-check "jsonschema==4.26.0"
 "$VENV/bin/python" -c "import sys, importlib.metadata as m; sys.exit(m.version('openslide-bin') != '$OPENSLIDE_BIN_VERSION')" 2>/dev/null ||

@@ -31,18 +31,16 @@ fn bench_prints_every_stage_figure_in_sane_ratios() {
     assert_eq!(v["precision"], "f32");
     assert_eq!(v["reader"], "direct JPEG");
 
-    // Decoding: reading a tile through the engine, or through OpenSlide, is
-    // decoding it and more, so neither beats raw decode by much. The engine's
-    // reader is within 1% of raw decode on a quiet machine; with another
-    // build sharing the two cores the ratio was measured at 1.13 and 1.35, so
-    // the bound (1.5) is for counting mistakes (a tile counted twice gives 2×).
-    for ratio in [
-        "read_vs_raw_decode",
-        "planned_read_vs_raw_decode",
-        "openslide_vs_raw_decode",
-    ] {
-        assert!(f(ratio) <= 1.5, "{ratio} {}", f(ratio));
-    }
+    // Decoding: the figures are printed, not bounded (a timing bound fails
+    // by chance when another process shares the cores: read_vs_raw_decode
+    // was measured at 1.13, 1.35 and 1.70 with nothing wrong). What is
+    // exact: the tiles each figure decoded.
+    assert_eq!(v["sample_tiles"], 40, "{}", v["sample_tiles"]);
+    let planned_read = v["planned_tiles_read"].as_u64().unwrap();
+    assert!(
+        (1..=40).contains(&planned_read),
+        "{planned_read} planned tiles read"
+    );
     let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(b.abs());
     assert!(close(
         f("read_vs_raw_decode"),
@@ -66,18 +64,9 @@ fn bench_prints_every_stage_figure_in_sane_ratios() {
         f("model_only_mp_s"),
         f("model_only_tiles_s") * 256.0 * 256.0 / 1e6
     ));
-    // End to end runs the model and more: not faster than the model alone,
-    // and not faster than its own inference stage (same run, exact). The
-    // model alone is timed seconds before the end-to-end run: with another
-    // process loading the machine in between, the ratio reached 1.21 and
-    // then more than 1.25 with nothing wrong, so the bound is 1.5: it still
-    // catches a timing or counting mistake (tiles counted twice give 2×).
-    assert!(
-        f("e2e_vs_model_only") <= 1.5,
-        "e2e {} tiles/s vs model only {}",
-        f("e2e_tiles_s"),
-        f("model_only_tiles_s")
-    );
+    // End to end runs the model and more: not faster than its own
+    // inference stage (same run, exact). Against the model alone (timed
+    // seconds before) it is a printed figure only, for the same reason.
     assert!(close(
         f("e2e_vs_model_only"),
         f("e2e_tiles_s") / f("model_only_tiles_s")

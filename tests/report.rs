@@ -1,5 +1,5 @@
 //! NAME.report.json (issue 15): every field present and typed, checked
-//! against the committed JSON schema (crates/engine/report.schema.json);
+//! against the committed JSON schema (crates/report/report.schema.json);
 //! what actually ran (device, precision, versions, command line, host, a
 //! quick hash of the slide); the mask's own statistics, checked against the
 //! mask and probability map themselves; and two runs of the same command
@@ -23,7 +23,7 @@ fn validate(report: &Path) {
              for e in errors: print(e.json_path, e.message[:200])\n\
              sys.exit(1 if errors else 0)",
         )
-        .arg(repo("crates/engine/report.schema.json"))
+        .arg(repo("crates/report/report.schema.json"))
         .arg(report)
         .output()
         .unwrap();

@@ -10,8 +10,9 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
+use wsiseg_report::SlideReport;
 
-use crate::outputs::report::write_atomic;
+use crate::report::{absolute, utc, write_atomic};
 use crate::{EngineError, SummaryRow};
 
 /// The page's style and behaviour (vanilla JavaScript, no library).
@@ -23,60 +24,63 @@ fn read_json(path: &Path) -> Option<Value> {
 }
 
 /// One row of the table from a slide's report (and its summary line).
-fn row(out: &Path, stem: &str, report: &Value, status: &str, error: Option<&str>) -> Value {
+fn row(out: &Path, stem: &str, report: &SlideReport, status: &str, error: Option<&str>) -> Value {
     let file = |suffix: &str| {
         let name = format!("{stem}.{suffix}");
         out.join(&name).is_file().then_some(name)
     };
     let overlay = file("overlay.png");
+    let slide = &report.slide;
     // µm per overlay pixel, for the scale bar.
     let um_per_px = overlay.as_ref().and_then(|o| {
         let (w, _) = image::image_dimensions(out.join(o)).ok()?;
-        let l0 = report["slide"]["level0"]["width"].as_f64()?;
-        let mpp = report["slide"]["mpp"]["x"].as_f64()?;
-        Some(l0 * mpp / f64::from(w))
+        let mpp = slide.mpp?.x;
+        Some(f64::from(slide.level0.width) * mpp / f64::from(w))
     });
     // The tumor colour of the model that made the overlay.
     let tumor_colour =
-        serde_json::from_value::<wsiseg_infer::Manifest>(report["model"]["manifest"].clone())
+        serde_json::from_value::<wsiseg_infer::Manifest>(report.model.manifest.clone())
             .ok()
             .and_then(|m| m.class_colours().get(1).copied())
             .unwrap_or(crate::outputs::CLASS_COLOURS[1]);
+    let stats = &report.statistics;
+    let probability = stats.probability.as_ref();
+    let run = &report.run;
     json!({
         "name": stem,
         "tumor_colour": tumor_colour,
-        "slide": report["slide"]["path"],
+        "slide": slide.path,
         "status": status,
         "error": error,
-        "tumor_pct": report["areas"]["tumor_fraction"].as_f64().map(|f| f * 100.0),
-        "tumor_mm2": report["areas"]["tumor_mm2"],
-        "tissue_pct": report["statistics"]["tumor_share_of_tissue"].as_f64().map(|f| f * 100.0),
-        "regions": report["statistics"]["regions"]["count"],
-        "largest_mm2": report["statistics"]["regions"]["largest_mm2"],
-        "uncertain_pct": report["statistics"]["probability"]["uncertain_fraction"].as_f64().map(|f| f * 100.0),
-        "seconds": report["timings_s"]["total"],
-        "device": report["run"]["devices"].as_array().map(|d| d.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(",")),
-        "precision": report["run"]["precision"],
+        "tumor_pct": report.areas.tumor_fraction * 100.0,
+        "tumor_mm2": report.areas.tumor_mm2,
+        "tissue_pct": stats.tumor_share_of_tissue.map(|f| f * 100.0),
+        "regions": stats.regions.count,
+        "largest_mm2": stats.regions.largest_mm2,
+        "uncertain_pct": probability.and_then(|p| p.uncertain_fraction).map(|f| f * 100.0),
+        "seconds": report.timings_s.total,
+        "device": (!run.devices.is_empty()).then(|| run.devices.join(",")),
+        "precision": run.precision,
         "overlay": overlay,
         "heatmap": file("heatmap.png"),
         "mask": file("mask.png"),
         "um_per_px": um_per_px,
         "report": format!("{stem}.report.json"),
         "numbers": {
-            "format": report["slide"]["format"],
-            "level 0": format!("{} × {}", report["slide"]["level0"]["width"], report["slide"]["level0"]["height"]),
-            "mpp": report["slide"]["mpp"]["x"],
-            "working level µm/px": report["working_level"]["mpp"],
-            "tissue mm²": report["areas"]["tissue_mm2"],
-            "tumor mm²": report["areas"]["tumor_mm2"],
-            "regions by size": report["statistics"]["regions"]["by_size"],
-            "P(tumor) histogram (tenths)": report["statistics"]["probability"]["histogram_tenths"],
-            "model": report["model"]["name"],
-            "model sha256": report["model"]["sha256"],
-            "tiles run": report["tiles"]["run"],
-            "started (UTC)": report["run"]["started_utc"],
-            "host": report["run"]["host"],
-            "versions": report["run"]["versions"],
+            "format": slide.format,
+            "level 0": format!("{} × {}", slide.level0.width, slide.level0.height),
+            "mpp": slide.mpp.map(|m| m.x),
+            "working level µm/px": report.working_level.mpp,
+            "tissue mm²": report.areas.tissue_mm2,
+            "tumor mm²": report.areas.tumor_mm2,
+            "regions by size": stats.regions.by_size,
+            "P(tumor) histogram (tenths)": probability.map(|p| p.histogram_tenths),
+            "model": report.model.name,
+            "model sha256": report.model.sha256,
+            "tiles run": report.tiles.run,
+            "started (UTC)": run.started_utc,
+            "host": run.host,
+            "versions": run.versions,
         },
     })
 }
@@ -87,7 +91,8 @@ fn rows(out: &Path, summary: &[SummaryRow]) -> Vec<Value> {
         .iter()
         .map(|r| {
             let status = r.status.name();
-            match r.report.as_deref().and_then(read_json) {
+            let report = r.report.as_deref().and_then(|p| wsiseg_report::read::<SlideReport>(p).ok());
+            match report {
                 Some(report) => row(out, &r.name, &report, status, r.error.as_deref()),
                 None => json!({"name": r.name, "slide": r.slide, "status": status, "error": r.error,
                                "seconds": r.figures.as_ref().map(|f| f.seconds),
@@ -109,8 +114,8 @@ pub fn write_index(out: &Path) -> Result<PathBuf, EngineError> {
 /// ([`crate::merge_summary`]).
 pub fn write_index_of(out: &Path, summary: &[SummaryRow]) -> Result<PathBuf, EngineError> {
     let data = json!({
-        "folder": crate::outputs::report::absolute(out),
-        "generated_utc": crate::outputs::report::utc(std::time::SystemTime::now()),
+        "folder": absolute(out),
+        "generated_utc": utc(std::time::SystemTime::now()),
         "wsiseg_version": env!("CARGO_PKG_VERSION"),
         "slides": rows(out, summary),
         "eval": read_json(&out.join("eval.json")),

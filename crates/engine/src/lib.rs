@@ -57,7 +57,9 @@ mod options;
 mod outputs;
 mod pipeline;
 mod record;
+mod report;
 mod segment;
+mod settings;
 mod summary;
 
 pub use batch::{Batch, BatchObserver, BatchOutcome, SlideInput, SummaryKind, Unobserved};
@@ -72,18 +74,21 @@ pub use html::{write_index, write_index_of};
 pub use lock::SlideLock;
 pub use memory::peak_rss_mib;
 pub use options::DeviceList;
-pub use outputs::report::write_atomic;
 pub use outputs::{
-    class_colour, create as create_output, fit, Format, MaskOutput, MaskStatistics, OutputContext,
-    OutputPaths, SlideResult, CLASS_COLOURS, GEOMETRY_SIDE, OVERVIEW_SIDE,
+    class_colour, create as create_output, fit, Finished, Format, MaskOutput, MaskStatistics,
+    OutputContext, OutputPaths, SlideResult, CLASS_COLOURS, GEOMETRY_SIDE, OVERVIEW_SIDE,
 };
 pub use pipeline::{BadTile, READ_CHUNK};
 pub use record::{Fingerprint, RecordedFile, RunRecord, SlideIdentity};
+pub use report::write_atomic;
 pub use segment::{RunOutput, RunStats, SlideOutcome};
+pub use settings::Settings;
 pub use summary::{
     merge as merge_summary, run_rows, write_summary, write_summary_as, SlideFigures, Standing,
     Status, SummaryEntry, SummaryRow,
 };
 pub use wsiseg_infer::{Device, DeviceChoice, Precision, Tta};
+/// The report and summary files as types (NAME.report.json, summary.json).
+pub use wsiseg_report::{self as files, SlideReport, SummaryFile, SummaryLine};
 pub use wsiseg_slide::Reader;
 pub use wsiseg_write::{PartialFile, Staged, WriteLimit};

@@ -4,20 +4,16 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use serde_json::{json, Value};
 use wsiseg_slide::Slide;
 use wsiseg_write::{partial_name, PartialFile, Staged};
 
 use crate::lock::SlideLock;
-use crate::outputs::{
-    self, report::tumor_pixels, Format, MaskOutput, OutputContext, OutputPaths, SlideResult,
-};
+use crate::outputs::{self, Format, MaskOutput, OutputContext, OutputPaths, SlideResult};
 use crate::pipeline::{BadTile, Job, PipelineStats};
 use crate::record::{unix_now, Fingerprint, RecordedFile, RunRecord, SlideIdentity};
+use crate::report::{self, absolute, tumor_pixels, ReportInput};
 use crate::summary::SlideFigures;
-use crate::{
-    BadTiles, Engine, EngineError, MaskSize, Request, RunControl, SlidePlan, TissuePolicy, Tta,
-};
+use crate::{Engine, EngineError, Request, RunControl, SlidePlan, TissuePolicy};
 
 /// Per-stage times (seconds) and counts of one slide's run: what `bench`
 /// prints and the report records.
@@ -263,54 +259,12 @@ impl Engine {
 
     /// What decides the pixels of `slide`'s outputs under `request`.
     pub fn fingerprint(&self, slide: &Path, request: &Request) -> Result<Fingerprint, EngineError> {
-        let (tile, overlap) = self.check(request)?;
-        let (tissue, threshold) = match request.tissue {
-            TissuePolicy::Detect(t) => ("detect", t),
-            TissuePolicy::All => ("all", None),
-        };
-        let mut settings = vec![
-            ("level", json!(request.level)),
-            ("mpp", json!(request.mpp)),
-            ("tile", json!(tile)),
-            ("overlap", json!(overlap)),
-            ("precision", json!(self.precision().to_string())),
-            ("tissue", json!(tissue)),
-            ("tissue_threshold", json!(threshold)),
-            ("reader", json!(request.reader.name())),
-            ("mask_size", mask_size(request.mask_size)),
-            ("mask_values", json!(request.mask_values.name())),
-            ("min_area", json!(request.min_area)),
-        ];
-        // What else decides the labels, named only when not the default (so
-        // that records of earlier runs still match).
-        if let Some(t) = self.threshold() {
-            settings.push(("threshold", json!(t)));
-        }
-        if let Some(m) = request.slide_mpp {
-            settings.push(("slide_mpp", json!(m)));
-        }
-        if request.bad_tiles != BadTiles::default() {
-            settings.push(("bad_tiles", json!(request.bad_tiles.name())));
-        }
-        if self.tta() != Tta::None {
-            settings.push(("tta", json!(self.tta().to_string())));
-        }
-        if self.members().len() > 1 {
-            let members: Vec<String> = self
-                .members()
-                .iter()
-                .map(|m| format!("{} × {}", m.sha256, m.weight))
-                .collect();
-            settings.push(("ensemble", json!(members)));
-        }
+        let settings = self.settings(request)?;
         Ok(Fingerprint {
             wsiseg_version: env!("CARGO_PKG_VERSION").to_string(),
             slide: SlideIdentity::of(slide)?,
             model_sha256: self.model_sha256().to_string(),
-            settings: settings
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect(),
+            settings: settings.fingerprint(),
         })
     }
 
@@ -357,41 +311,54 @@ impl Engine {
         .run(&mut outputs, &names)?;
         let outputs_started = Instant::now();
         warn_bad_tiles(slide, &pipeline.bad_tiles);
-        let stats = run_stats(plan, pipeline, &names);
-        let mut result = SlideResult {
-            context: &ctx,
-            regions: None,
-            stats,
-            files: Vec::new(),
-            parameters: self.parameters(request, plan),
-            model: self.model_json(),
-            statistics: Default::default(),
-            libraries: self.libraries(),
-        };
-        // The times so far; the report (finished last) gives the figures
-        // of the moment it is written.
+        let mut stats = run_stats(plan, pipeline, &names);
+        // The times so far; the report (made last) gives the figures of
+        // the moment it is written.
         let clock = |stats: &mut RunStats| {
             stats.outputs_s = outputs_started.elapsed().as_secs_f64();
             stats.total_s = plan.seconds + started.elapsed().as_secs_f64();
         };
-        let mut staged = Vec::new();
+        let mut statistics = outputs::MaskStatistics::default();
+        let mut regions_written = None;
+        let (mut staged, mut files) = (Vec::new(), Vec::new());
+        let folder = absolute(paths.folder());
         for output in outputs {
             if control.cancelled() {
                 return Err(EngineError::Cancelled);
             }
-            clock(&mut result.stats);
-            for s in output.finish(&mut result)? {
-                result
-                    .files
-                    .push(outputs::report::absolute(paths.folder()).join(file_name(s.path())));
+            clock(&mut stats);
+            let result = SlideResult {
+                context: &ctx,
+                stats: &stats,
+                statistics: &statistics,
+            };
+            let finished = output.finish(&result)?;
+            // The statistics sink finishes first: every output after it sees them.
+            statistics = finished.statistics.unwrap_or(statistics);
+            regions_written = regions_written.or(finished.regions_written);
+            for s in finished.staged {
+                files.push(folder.join(file_name(s.path())));
                 staged.push(s);
             }
         }
-        if formats.last() != Some(&Format::Report) {
-            clock(&mut result.stats);
+        clock(&mut stats);
+        if formats.contains(&Format::Report) {
+            if control.cancelled() {
+                return Err(EngineError::Cancelled);
+            }
+            let input = ReportInput {
+                context: &ctx,
+                stats: &stats,
+                statistics: &statistics,
+                parameters: self.settings(request)?.parameters(plan),
+                model: self.model_info(),
+                libraries: self.libraries(),
+                regions_written,
+                files: &files,
+            };
+            staged.push(report::stage_report(&input, control.limit())?);
         }
-        let stats = result.stats;
-        let figures = slide_figures(slide, plan, &stats, &result.statistics);
+        let figures = slide_figures(slide, plan, &stats, &statistics);
         Ok(RunOutput {
             stats,
             staged,
@@ -399,54 +366,24 @@ impl Engine {
         })
     }
 
-    /// The report's "parameters": every setting after defaults were resolved.
-    fn parameters(&self, request: &Request, plan: &SlidePlan) -> Value {
-        let (mask_level, mask_mpp) = match request.mask_size {
-            MaskSize::Working => (None, None),
-            MaskSize::Level(l) => (Some(l), None),
-            MaskSize::Mpp(m) => (None, Some(m)),
-        };
-        json!({
-            "tile": plan.tile,
-            "overlap": plan.overlap,
-            "batch": self.batch,
-            "device": self.device_names().join(","),
-            "precision": self.precision().to_string(),
-            "threshold": self.threshold(),
-            "decision": self.decision(),
-            "tta": self.tta().to_string(),
-            "readers": self.readers,
-            "reader": request.reader.name(),
-            "level": request.level,
-            "mpp": request.mpp,
-            "slide_mpp": request.slide_mpp,
-            "bad_tiles": request.bad_tiles.name(),
-            "formats": request.formats.iter().filter(|&&f| f != Format::Prob).map(|f| f.name()).collect::<Vec<_>>(),
-            "probabilities": request.formats.contains(&Format::Prob),
-            "mask_level": mask_level,
-            "mask_mpp": mask_mpp,
-            "mask_values": request.mask_values.name(),
-            "png_mask_size": {"width": plan.png_size.w, "height": plan.png_size.h},
-            "min_area": request.min_area,
-            "tissue_mask": request.tissue != TissuePolicy::All,
-            "tissue_threshold": plan.tissue.as_ref().map(|t| t.threshold),
-        })
-    }
-
-    fn model_json(&self) -> Value {
-        json!({
-            "name": self.manifest().name,
-            "path": outputs::report::absolute(self.model_path()),
-            "sha256": self.model_sha256(),
-            "manifest": serde_json::to_value(self.manifest()).unwrap_or(Value::Null),
-            // Every model averaged (one when alone), with its weight.
-            "members": self.members().iter().map(|m| json!({
-                "name": m.name,
-                "path": outputs::report::absolute(&m.path),
-                "sha256": m.sha256,
-                "weight": m.weight,
-            })).collect::<Vec<_>>(),
-        })
+    /// The report's "model": the model and every member of an ensemble.
+    fn model_info(&self) -> wsiseg_report::Model {
+        wsiseg_report::Model {
+            name: self.manifest().name.clone(),
+            path: absolute(self.model_path()),
+            sha256: self.model_sha256().to_string(),
+            manifest: serde_json::to_value(self.manifest()).unwrap_or_default(),
+            members: self
+                .members()
+                .iter()
+                .map(|m| wsiseg_report::Member {
+                    name: m.name.clone(),
+                    path: absolute(&m.path),
+                    sha256: m.sha256.clone(),
+                    weight: m.weight,
+                })
+                .collect(),
+        }
     }
 }
 
@@ -491,7 +428,7 @@ fn slide_figures(
     let tumor_fraction = tumor as f64 / plan.working.size.area().max(1) as f64;
     SlideFigures {
         tumor_fraction,
-        tumor_share_of_tissue: outputs::report::tumor_share_of_tissue(
+        tumor_share_of_tissue: report::tumor_share_of_tissue(
             tumor_fraction,
             plan.tissue.as_ref().map(|t| t.fraction),
         ),
@@ -506,7 +443,7 @@ fn slide_figures(
         tissue_mm2: plan
             .tissue
             .as_ref()
-            .zip(outputs::report::slide_mm2(slide))
+            .zip(report::slide_mm2(slide))
             .map(|(t, a)| t.fraction * a),
         tumor_mm2: plan
             .working
@@ -559,14 +496,6 @@ fn warn_bad_tiles(slide: &dyn Slide, bad: &[BadTile]) {
     );
 }
 
-fn mask_size(s: MaskSize) -> Value {
-    match s {
-        MaskSize::Working => json!("working"),
-        MaskSize::Level(l) => json!({ "level": l }),
-        MaskSize::Mpp(m) => json!({ "mpp": m }),
-    }
-}
-
 fn file_name(p: &Path) -> String {
     p.file_name()
         .unwrap_or_default()
@@ -615,9 +544,8 @@ fn log_plan(slide: &dyn Slide, plan: &SlidePlan, request: &Request) {
     }
 }
 
-/// The outputs of `formats` (sorted: the report last) and their names: the
-/// measurements first (every output may read them), the caller's `extra`
-/// ones just before the report (which lists every file).
+/// The outputs of `formats` and their names, in finishing order: the
+/// measurements first, the built-in outputs, then the caller's `extra` ones.
 #[allow(clippy::type_complexity)]
 fn create_outputs(
     formats: &[Format],
@@ -625,16 +553,12 @@ fn create_outputs(
     extra: Vec<Box<dyn MaskOutput>>,
 ) -> Result<(Vec<&'static str>, Vec<Box<dyn MaskOutput>>), EngineError> {
     let mut named: Vec<(&'static str, Box<dyn MaskOutput>)> = Vec::new();
-    let mut extra = Some(extra);
     for &f in formats {
-        if f == Format::Report {
-            named.extend(extra.take().into_iter().flatten().map(|o| (o.name(), o)));
-        }
         if let Some(o) = outputs::create(f, ctx)? {
             named.push((f.name(), o));
         }
     }
-    named.extend(extra.into_iter().flatten().map(|o| (o.name(), o)));
+    named.extend(extra.into_iter().map(|o| (o.name(), o)));
     // The probability maps are histogrammed only when an output makes them anyway.
     let probabilities = named.iter().any(|(_, o)| o.wants_probabilities());
     let statistics = outputs::Statistics::new(ctx, probabilities);

@@ -15,9 +15,9 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use wsiseg_report::{SummaryCounts, SummaryFile, SummaryLine, CSV_COLUMNS};
 
-use crate::outputs::report::{absolute, utc, write_atomic};
+use crate::report::{absolute, utc, write_atomic};
 use crate::{EngineError, RunRecord};
 
 /// What a finished slide's run found, kept in its run record so that a
@@ -204,24 +204,29 @@ impl SummaryRow {
         }
     }
 
-    fn json(&self) -> serde_json::Value {
+    /// The row as summary.json and summary.csv give it.
+    pub fn line(&self) -> SummaryLine {
         let f = self.figures.as_ref();
-        json!({
-            "slide": self.slide, "name": self.name, "status": self.status.name(),
-            "this_run": self.this_run.map(Status::name), "error": self.error,
-            "tumor_fraction": f.map(|f| f.tumor_fraction), "tumor_mm2": f.and_then(|f| f.tumor_mm2),
-            "tumor_share_of_tissue": f.and_then(|f| f.tumor_share_of_tissue),
-            "regions": f.and_then(|f| f.regions),
-            "uncertain_fraction": f.and_then(|f| f.uncertain_fraction),
-            "largest_region_mm2": f.and_then(|f| f.largest_region_mm2),
-            "tissue_mm2": f.and_then(|f| f.tissue_mm2),
-            "seconds": f.map(|f| f.seconds),
-            "bad_tiles": f.map(|f| f.bad_tiles),
-            "device": (!self.devices.is_empty()).then(|| self.devices.join(",")),
-            "model_sha256": self.model_sha256,
-            "finished_utc": (self.status != Standing::Missing).then(|| utc(self.finished)),
-            "report": self.report.as_deref().map(absolute),
-        })
+        SummaryLine {
+            slide: self.slide.clone(),
+            name: self.name.clone(),
+            status: self.status.name().to_string(),
+            this_run: self.this_run.map(|s| s.name().to_string()),
+            error: self.error.clone(),
+            tumor_fraction: f.map(|f| f.tumor_fraction),
+            tumor_mm2: f.and_then(|f| f.tumor_mm2),
+            tumor_share_of_tissue: f.and_then(|f| f.tumor_share_of_tissue),
+            regions: f.and_then(|f| f.regions),
+            uncertain_fraction: f.and_then(|f| f.uncertain_fraction),
+            largest_region_mm2: f.and_then(|f| f.largest_region_mm2),
+            tissue_mm2: f.and_then(|f| f.tissue_mm2),
+            seconds: f.map(|f| f.seconds),
+            bad_tiles: f.map(|f| f.bad_tiles),
+            device: (!self.devices.is_empty()).then(|| self.devices.join(",")),
+            model_sha256: self.model_sha256.clone(),
+            finished_utc: (self.status != Standing::Missing).then(|| utc(self.finished)),
+            report: self.report.as_deref().map(absolute),
+        }
     }
 }
 
@@ -284,41 +289,39 @@ fn records(dir: &Path, found: &mut Vec<PathBuf>) {
 
 /// The failures a summary file lists, dated by the file.
 fn failures(path: &Path) -> Vec<SummaryRow> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return Vec::new();
-    };
-    let Ok(doc) = serde_json::from_str::<serde_json::Value>(&text) else {
-        tracing::warn!("{}: not a wsiseg summary, left out", path.display());
-        return Vec::new();
+    let summary: SummaryFile = match wsiseg_report::read(path) {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            tracing::warn!("{}: not a wsiseg summary, left out", path.display());
+            return Vec::new();
+        }
+        Err(_) => return Vec::new(),
     };
     let when = std::fs::metadata(path)
         .and_then(|m| m.modified())
         .unwrap_or(SystemTime::UNIX_EPOCH);
-    doc["slides"]
-        .as_array()
+    summary
+        .slides
         .into_iter()
-        .flatten()
-        .filter(|r| r["status"] == "failed")
-        .filter_map(|r| {
-            let slide = PathBuf::from(r["slide"].as_str()?);
-            let name = r["name"].as_str().map_or_else(
-                || {
-                    slide
-                        .file_stem()
-                        .unwrap_or_default()
-                        .to_string_lossy()
-                        .into_owned()
-                },
-                str::to_string,
-            );
-            Some(SummaryRow {
+        .filter(|r| r.status == Standing::Failed.name() && !r.slide.as_os_str().is_empty())
+        .map(|r| {
+            let name = if r.name.is_empty() {
+                r.slide
+                    .file_stem()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned()
+            } else {
+                r.name
+            };
+            SummaryRow {
                 status: Standing::Failed,
                 this_run: None,
-                error: r["error"].as_str().map(str::to_string),
+                error: r.error,
                 finished: when,
                 when,
-                ..SummaryRow::missing(&slide, Path::new(&name))
-            })
+                ..SummaryRow::missing(&r.slide, Path::new(&name))
+            }
         })
         .collect()
 }
@@ -392,55 +395,25 @@ pub fn write_summary(out: &Path, rows: &[SummaryRow]) -> Result<(), EngineError>
 /// Writes `STEM.json` and `STEM.csv` (a shard's: `summary.shard-I-of-N`).
 pub fn write_summary_as(out: &Path, stem: &str, rows: &[SummaryRow]) -> Result<(), EngineError> {
     let count = |s: Standing| rows.iter().filter(|r| r.status == s).count();
-    let doc = json!({
-        "wsiseg_version": env!("CARGO_PKG_VERSION"),
-        "written_utc": utc(SystemTime::now()),
-        "counts": {"slides": rows.len(), "done": count(Standing::Done),
-                   "failed": count(Standing::Failed), "missing": count(Standing::Missing)},
-        "slides": rows.iter().map(SummaryRow::json).collect::<Vec<_>>(),
-    });
+    let summary = SummaryFile {
+        wsiseg_version: env!("CARGO_PKG_VERSION").to_string(),
+        written_utc: utc(SystemTime::now()),
+        counts: SummaryCounts {
+            slides: rows.len(),
+            done: count(Standing::Done),
+            failed: count(Standing::Failed),
+            missing: count(Standing::Missing),
+        },
+        slides: rows.iter().map(SummaryRow::line).collect(),
+    };
     let path = out.join(format!("{stem}.json"));
-    let text = serde_json::to_string_pretty(&doc)
-        .map_err(|e| EngineError::io(&path, "cannot write", e.into()))?;
+    let cannot = |e: serde_json::Error| EngineError::io(&path, "cannot write", e.into());
+    let text = wsiseg_report::to_text(&summary).map_err(cannot)?;
     write_atomic(&path, text.as_bytes())?;
     let mut csv = CSV_COLUMNS.join(",") + "\n";
-    for row in doc["slides"].as_array().expect("rows") {
-        let cells: Vec<String> = CSV_COLUMNS
-            .iter()
-            .map(|c| match &row[*c] {
-                serde_json::Value::Null => String::new(),
-                // RFC 4180: quoted when it holds a comma, a quote or a line break.
-                serde_json::Value::String(s) if s.contains([',', '"', '\n', '\r']) => {
-                    format!("\"{}\"", s.replace('"', "\"\""))
-                }
-                serde_json::Value::String(s) => s.clone(),
-                v => v.to_string(),
-            })
-            .collect();
-        csv += &(cells.join(",") + "\n");
+    for line in &summary.slides {
+        csv += &(line.csv_cells().map_err(cannot)?.join(",") + "\n");
     }
     write_atomic(&out.join(format!("{stem}.csv")), csv.as_bytes())?;
     Ok(())
 }
-
-/// The columns of summary.csv, in order.
-const CSV_COLUMNS: [&str; 18] = [
-    "slide",
-    "name",
-    "status",
-    "this_run",
-    "tumor_fraction",
-    "tumor_mm2",
-    "tumor_share_of_tissue",
-    "regions",
-    "largest_region_mm2",
-    "uncertain_fraction",
-    "tissue_mm2",
-    "seconds",
-    "bad_tiles",
-    "device",
-    "model_sha256",
-    "finished_utc",
-    "report",
-    "error",
-];

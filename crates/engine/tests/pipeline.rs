@@ -168,8 +168,8 @@ impl wsiseg_engine::MaskOutput for TumorCount {
 
     fn finish(
         self: Box<Self>,
-        result: &mut wsiseg_engine::SlideResult,
-    ) -> Result<Vec<wsiseg_engine::Staged>, wsiseg_engine::EngineError> {
+        result: &wsiseg_engine::SlideResult,
+    ) -> Result<wsiseg_engine::Finished, wsiseg_engine::EngineError> {
         let path = result.context.paths.file("count.txt");
         let staged = wsiseg_engine::PartialFile::write_staged(
             &path,
@@ -177,7 +177,7 @@ impl wsiseg_engine::MaskOutput for TumorCount {
             result.context.limit,
         )
         .map_err(|e| wsiseg_engine::EngineError::io(&path, "cannot write", e))?;
-        Ok(vec![staged])
+        Ok(vec![staged].into())
     }
 }
 
@@ -436,4 +436,61 @@ fn a_folder_run_one_at_a_time_makes_the_same_masks_resumes_and_stops() {
         serde_json::from_slice(&std::fs::read(f.dir.path().join("stopped/summary.json")).unwrap())
             .unwrap();
     assert_eq!(doc["counts"]["slides"], 0);
+}
+
+#[test]
+fn the_report_on_disk_is_the_typed_report_and_its_figures_are_the_masks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, slide) = (green_rule(dir.path()), slide(dir.path()));
+    let engine = EngineBuilder::new(&model).build().unwrap();
+    let cancel = AtomicBool::new(false);
+    let out = dir.path().join("out");
+    let request = Request {
+        formats: vec![Format::Png, Format::Geojson, Format::Prob, Format::Report],
+        ..request()
+    };
+    engine
+        .segment(&slide, &out, &request, &RunControl::new(&cancel))
+        .unwrap();
+    let path = out.join("s.report.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let report: wsiseg_engine::SlideReport = wsiseg_engine::files::read(&path).unwrap();
+    // Every key on disk is a field of the type and back (serde_json reads
+    // a float to within an ulp, both sides the same way).
+    let on_disk: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let written = wsiseg_engine::files::to_text(&report).unwrap();
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&written).unwrap(),
+        on_disk
+    );
+    // In the order it writes: alphabetical.
+    let keys: Vec<&String> = on_disk.as_object().unwrap().keys().collect();
+    assert!(text.find("\"areas\"") < text.find("\"wsiseg_version\"") && keys.len() == 16);
+    let labels = mask(&out.join("s.mask.png"));
+    let tumor = labels.iter().filter(|&&l| l == 1).count() as u64;
+    assert_eq!(report.areas.classes["tumor"].pixels, tumor);
+    assert_eq!(
+        report.areas.tumor_fraction,
+        tumor as f64 / labels.len() as f64
+    );
+    assert_eq!(report.tiles.run, report.tiles.planned, "every tile ran");
+    assert_eq!(report.parameters.formats, ["png", "geojson", "report"]);
+    assert!(report.parameters.probabilities);
+    // The GeoJSON's own count, as the engine got it from that output.
+    let geojson: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("s.geojson")).unwrap()).unwrap();
+    let features = geojson["features"].as_array().unwrap().len();
+    assert_eq!(report.areas.geojson_regions, Some(features));
+    // The P histogram counts every working pixel (the maps were made).
+    let histogram = report.statistics.probability.unwrap().histogram_tenths;
+    assert_eq!(histogram.iter().sum::<u64>(), labels.len() as u64);
+    let listed: Vec<String> = report
+        .outputs
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        listed,
+        ["s.mask.png", "s.prob.tiff", "s.geojson", "s.report.json"]
+    );
 }

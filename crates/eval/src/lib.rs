@@ -263,28 +263,32 @@ fn walk(
 /// `downsample_from_level0`) of `NAME.report.json` beside it, scaled from the
 /// working level to the PNG's size (`Some(None)` when the report lacks it);
 /// `None` for any other file.
-fn png_report_figure(pred: &Path, field: &str) -> Option<Option<f64>> {
+fn png_report_figure(
+    pred: &Path,
+    figure: fn(&wsiseg_report::WorkingLevel) -> Option<f64>,
+) -> Option<Option<f64>> {
     let stem = pred.file_name()?.to_str()?.strip_suffix(".mask.png")?;
     let report = pred.with_file_name(format!("{stem}.report.json"));
-    let figure = || {
-        let v: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&report).ok()?).ok()?;
-        let working = &v["working_level"];
-        let x = working[field].as_f64()?;
-        let ww = working["width"].as_f64()?;
-        let pw = v["parameters"]["png_mask_size"]["width"]
-            .as_f64()
-            .unwrap_or(ww);
-        Some(x * ww / pw)
+    let scaled = || {
+        let r: wsiseg_report::SlideReport = wsiseg_report::read(&report).ok()?;
+        let working = &r.working_level;
+        let x = figure(working)?;
+        let ww = f64::from(working.width);
+        // An older report without the PNG's size: it was the working level's.
+        let pw = match r.parameters.png_mask_size.width {
+            0 => ww,
+            w => f64::from(w),
+        };
+        (ww > 0.0).then(|| x * ww / pw)
     };
-    Some(figure())
+    Some(scaled())
 }
 
 /// Microns per pixel of a prediction mask: its TIFF resolution tags, or for
 /// `NAME.mask.png` the report beside it (the working level's mpp, scaled to
 /// the PNG's size).
 pub fn declared_mpp(pred: &Path) -> Option<f64> {
-    if let Some(found) = png_report_figure(pred, "mpp") {
+    if let Some(found) = png_report_figure(pred, |w| w.mpp) {
         return found;
     }
     let file = std::fs::File::open(pred).ok()?;
@@ -330,7 +334,7 @@ fn sizes_match(pred: (u32, u32), truth: (u32, u32), declared: Option<f64>) -> bo
 /// 2.004000 …"); a PNG mask `NAME.mask.png` has it in `NAME.report.json`
 /// beside it. `None` for masks from elsewhere.
 pub fn declared_downsample(pred: &Path) -> Option<f64> {
-    if let Some(found) = png_report_figure(pred, "downsample_from_level0") {
+    if let Some(found) = png_report_figure(pred, |w| Some(w.downsample_from_level0)) {
         return found;
     }
     let file = std::fs::File::open(pred).ok()?;

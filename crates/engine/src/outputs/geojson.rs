@@ -15,9 +15,10 @@ use std::collections::HashMap;
 use serde_json::{json, Value};
 use wsiseg_slide::Size;
 use wsiseg_stitch::{NearestRows, RowSink};
-use wsiseg_write::Staged;
 
-use super::{fit, stage_bytes, Format, MaskOutput, OutputContext, SlideResult, GEOMETRY_SIDE};
+use super::{
+    fit, stage_bytes, Finished, Format, MaskOutput, OutputContext, SlideResult, GEOMETRY_SIDE,
+};
 use crate::EngineError;
 
 /// A copy of the labels (at most [`GEOMETRY_SIDE`] a side) to trace at the
@@ -48,7 +49,7 @@ impl MaskOutput for GeoJson {
         Ok(self.copy.write_rows(rows)?)
     }
 
-    fn finish(self: Box<Self>, result: &mut SlideResult) -> Result<Vec<Staged>, EngineError> {
+    fn finish(self: Box<Self>, result: &SlideResult) -> Result<Finished, EngineError> {
         let ctx = result.context;
         let working = &ctx.plan.working;
         let level0_per_px = working.downsample * f64::from(working.size.w) / f64::from(self.size.w);
@@ -59,7 +60,6 @@ impl MaskOutput for GeoJson {
             ctx.slide.mpp().map(|m| m.mean()),
             ctx.request.min_area,
         );
-        result.regions = Some(regions.len());
         let mut staged = Vec::new();
         if self.geojson {
             let path = ctx.paths.file("geojson");
@@ -76,7 +76,11 @@ impl MaskOutput for GeoJson {
                 ctx.limit,
             )?);
         }
-        Ok(staged)
+        Ok(Finished {
+            staged,
+            regions_written: Some(regions.len()),
+            ..Finished::default()
+        })
     }
 }
 

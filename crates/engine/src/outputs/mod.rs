@@ -3,7 +3,10 @@
 //! stream, and when the slide is done it finishes its files as [`Staged`]
 //! files — complete, flushed and fsynced, under temporary names. The engine
 //! renames them only when every output has finished (see wsiseg-write's
-//! commit protocol), and writes the run record last.
+//! commit protocol), and writes the run record last. Outputs only write:
+//! what the run measured (class pixels, regions, the P histogram) comes
+//! from the engine's statistics sink, and the report (NAME.report.json) is
+//! made by the engine from it once the outputs are finished.
 //!
 //! Adding a format: a file here with a `MaskOutput`, a [`Format`] variant,
 //! and one line in [`create`].
@@ -13,7 +16,6 @@ mod legend;
 mod overlay;
 mod png;
 mod prob;
-pub(crate) mod report;
 mod statistics;
 mod tiff;
 
@@ -265,21 +267,30 @@ impl OutputContext<'_> {
 pub struct SlideResult<'a> {
     /// Made with.
     pub context: &'a OutputContext<'a>,
-    /// Tumor regions written to GeoJSON, when it was asked for.
-    pub regions: Option<usize>,
     /// Per-stage times and counts so far (pixels per label value included).
-    pub stats: RunStats,
-    /// Final names of the files finished so far, in order.
-    pub files: Vec<PathBuf>,
-    /// Facts about the run for the report ("parameters").
-    pub parameters: serde_json::Value,
-    /// The model's identity for the report.
-    pub model: serde_json::Value,
-    /// What was measured on the mask (regions, P histogram); filled before
-    /// any output finishes.
-    pub statistics: MaskStatistics,
-    /// The model runtime's libraries and their versions.
-    pub libraries: &'a [(&'static str, Option<String>)],
+    pub stats: &'a RunStats,
+    /// What was measured on the mask (regions, P histogram).
+    pub statistics: &'a MaskStatistics,
+}
+
+/// What an output leaves when it finishes.
+#[derive(Default)]
+pub struct Finished {
+    /// Its files, complete and fsynced, under temporary names.
+    pub staged: Vec<Staged>,
+    /// Tumor regions it wrote (GeoJSON, ASAP), for the report.
+    pub regions_written: Option<usize>,
+    /// The statistics sink's measurements.
+    pub(crate) statistics: Option<MaskStatistics>,
+}
+
+impl From<Vec<Staged>> for Finished {
+    fn from(staged: Vec<Staged>) -> Self {
+        Self {
+            staged,
+            ..Self::default()
+        }
+    }
 }
 
 /// One output format; see the module documentation. Callers may add their
@@ -308,11 +319,12 @@ pub trait MaskOutput: Send {
     }
 
     /// Finishes its files: complete and fsynced, not yet renamed.
-    fn finish(self: Box<Self>, result: &mut SlideResult) -> Result<Vec<Staged>, EngineError>;
+    fn finish(self: Box<Self>, result: &SlideResult) -> Result<Finished, EngineError>;
 }
 
 /// The output `format` for one slide: the one registration of every format
-/// (`None`: another format's output writes its files).
+/// (`None`: another format's output writes its files, or the engine does —
+/// the report).
 pub fn create(
     format: Format,
     ctx: &OutputContext,
@@ -325,7 +337,7 @@ pub fn create(
         // One copy of the labels, traced once, for both files.
         Format::Asap if ctx.request.formats.contains(&Format::Geojson) => return Ok(None),
         Format::Geojson | Format::Asap => Box::new(geojson::GeoJson::create(ctx)),
-        Format::Report => Box::new(report::Report),
+        Format::Report => return Ok(None),
     }))
 }
 

@@ -10,7 +10,7 @@ use wsiseg_slide::Size;
 use wsiseg_stitch::{NearestRows, RowSink};
 use wsiseg_write::{Staged, WriteLimit};
 
-use super::{legend, stage_bytes, MaskOutput, OutputContext, SlideResult};
+use super::{legend, stage_bytes, Finished, MaskOutput, OutputContext, SlideResult};
 use crate::EngineError;
 
 /// Copies of the labels and probabilities at the thumbnail's size.
@@ -51,10 +51,10 @@ impl MaskOutput for Overlay {
         Ok(())
     }
 
-    fn finish(self: Box<Self>, result: &mut SlideResult) -> Result<Vec<Staged>, EngineError> {
+    fn finish(self: Box<Self>, result: &SlideResult) -> Result<Finished, EngineError> {
         let ctx = result.context;
         let Some(thumb) = &ctx.plan.thumbnail else {
-            return Ok(Vec::new());
+            return Ok(Finished::default());
         };
         let (labels, probs) = (self.labels.into_inner(), self.probs.into_inner());
         // Microns per picture pixel, for the scale bar.
@@ -74,7 +74,8 @@ impl MaskOutput for Overlay {
         Ok(vec![
             stage_png(&o, &ctx.paths.file("overlay.png"), ctx.limit)?,
             stage_png(&heat, &ctx.paths.file("heatmap.png"), ctx.limit)?,
-        ])
+        ]
+        .into())
     }
 }
 

@@ -2,9 +2,9 @@
 //! resampled (nearest) to the size the request asks for.
 
 use wsiseg_stitch::{NearestRows, RowSink};
-use wsiseg_write::{PngMaskWriter, Staged};
+use wsiseg_write::PngMaskWriter;
 
-use super::{MaskOutput, OutputContext, SlideResult};
+use super::{Finished, MaskOutput, OutputContext, SlideResult};
 use crate::{EngineError, MaskValues};
 
 /// The PNG writer as a row sink.
@@ -63,11 +63,11 @@ impl MaskOutput for PngMask {
         }
     }
 
-    fn finish(self: Box<Self>, _: &mut SlideResult) -> Result<Vec<Staged>, EngineError> {
+    fn finish(self: Box<Self>, _: &SlideResult) -> Result<Finished, EngineError> {
         let png = match self.writer {
             Writer::Working(w) => w,
             Writer::Resampled(r) => r.into_inner(),
         };
-        Ok(vec![png.0.finish_staged()?])
+        Ok(vec![png.0.finish_staged()?].into())
     }
 }

@@ -9,7 +9,7 @@
 
 use wsiseg_write::{PyramidOptions, PyramidWriter, Reduce, Staged};
 
-use super::{MaskOutput, OutputContext, SlideResult};
+use super::{Finished, MaskOutput, OutputContext, SlideResult};
 use crate::EngineError;
 
 /// One writer per class from class 1 on.
@@ -51,7 +51,9 @@ impl MaskOutput for ProbTiff {
         Ok(self.0[class - 1].push_rows(rows)?)
     }
 
-    fn finish(self: Box<Self>, _: &mut SlideResult) -> Result<Vec<Staged>, EngineError> {
-        self.0.into_iter().map(|w| Ok(w.finish_staged()?)).collect()
+    fn finish(self: Box<Self>, _: &SlideResult) -> Result<Finished, EngineError> {
+        let staged: Result<Vec<Staged>, EngineError> =
+            self.0.into_iter().map(|w| Ok(w.finish_staged()?)).collect();
+        Ok(staged?.into())
     }
 }

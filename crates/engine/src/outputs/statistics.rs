@@ -1,11 +1,9 @@
 //! What every run measures on its mask as it streams past, whatever the
 //! formats: the connected tumor regions, and the histogram of P(tumor)
-//! when the probability maps are made anyway. Writes no file: the report,
-//! the run record and the summary read what it measured.
+//! when the probability maps are made anyway. Writes no file: the engine
+//! hands what it measured to the report, the run record and the summary.
 
-use wsiseg_write::Staged;
-
-use super::{MaskOutput, SlideResult};
+use super::{Finished, MaskOutput, SlideResult};
 use crate::EngineError;
 
 /// Measures the mask; always runs, finished before every output.
@@ -85,11 +83,13 @@ impl MaskOutput for Statistics {
         Ok(())
     }
 
-    fn finish(self: Box<Self>, result: &mut SlideResult) -> Result<Vec<Staged>, EngineError> {
-        result.statistics = MaskStatistics {
-            regions: self.regions.finish(),
-            probability: self.probability,
-        };
-        Ok(Vec::new())
+    fn finish(self: Box<Self>, _: &SlideResult) -> Result<Finished, EngineError> {
+        Ok(Finished {
+            statistics: Some(MaskStatistics {
+                regions: self.regions.finish(),
+                probability: self.probability,
+            }),
+            ..Finished::default()
+        })
     }
 }

@@ -4,9 +4,9 @@
 //! its colour (the manifest's, or [`super::CLASS_COLOURS`]) rather than as
 //! near-black greys.
 
-use wsiseg_write::{PyramidOptions, PyramidWriter, Staged};
+use wsiseg_write::{PyramidOptions, PyramidWriter};
 
-use super::{MaskOutput, OutputContext, SlideResult};
+use super::{Finished, MaskOutput, OutputContext, SlideResult};
 use crate::EngineError;
 
 pub(super) struct TiffMask(PyramidWriter);
@@ -31,7 +31,7 @@ impl MaskOutput for TiffMask {
         Ok(self.0.push_rows(rows)?)
     }
 
-    fn finish(self: Box<Self>, _: &mut SlideResult) -> Result<Vec<Staged>, EngineError> {
-        Ok(vec![self.0.finish_staged()?])
+    fn finish(self: Box<Self>, _: &SlideResult) -> Result<Finished, EngineError> {
+        Ok(vec![self.0.finish_staged()?].into())
     }
 }
