@@ -442,7 +442,8 @@ fn annotations_score_like_the_same_truth_as_a_mask() {
     assert_eq!(o.status.code(), Some(1));
     let err = common::stderr(&o);
     assert!(
-        err.contains("xml/synth-31.xml: annotation class 'Stroma' has no label"),
+        err.contains("xml/synth-31.xml: annotation class 'Stroma' has no label")
+            && err.contains("--truth-labels 'Stroma=1'"),
         "{err}"
     );
     assert!(!d.join("e-x/eval.json").exists());

@@ -95,7 +95,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 
     // The working level segment would use.
     let request = Request {
-        formats: vec![Format::Png, Format::Tiff, Format::Report],
+        formats: vec![Format::PNG, Format::TIFF, Format::REPORT],
         ..Request::default()
     };
     let working = WorkingLevel::choose(

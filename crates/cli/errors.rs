@@ -29,12 +29,31 @@ pub(crate) fn flag_context(e: EngineError) -> anyhow::Error {
             Precision::F32 => format!("{e} (in f32: the model itself produces them)"),
             _ => format!("{e}; try --precision f32 or --precision bf16"),
         },
+        EngineError::MemoryLimit {
+            slide,
+            rss_mib,
+            limit_mib,
+        } => format!(
+            "{}: wsiseg's memory reached {rss_mib:.0} MiB, more than --max-memory ({limit_mib:.0} MiB); the slide was stopped (raise --max-memory, or lower --batch or --readers)",
+            slide.display()
+        ),
         EngineError::Plan(PlanError::OverlapTooLarge { tile, overlap }) => {
             format!("--tile {tile} must be larger than --overlap {overlap}")
         }
         _ => return e.into(),
     };
     anyhow::anyhow!(text)
+}
+
+/// An evaluation's error with the command line's words.
+pub(crate) fn eval_context(e: wsiseg_eval::EvalError) -> anyhow::Error {
+    match &e {
+        wsiseg_eval::EvalError::Unlabelled { path, class } => anyhow::anyhow!(
+            "{}: annotation class '{class}' has no label: give it one with --truth-labels '{class}=1' (tumor) or '{class}=0' (background, cut out of tumor)",
+            path.display()
+        ),
+        _ => e.into(),
+    }
 }
 
 /// The flag that sets an engine setting.
@@ -66,6 +85,12 @@ fn infer_flag(e: &InferError) -> Option<String> {
         InferError::Threshold { path, problem } => {
             Some(format!("--threshold {problem} ({})", path.display()))
         }
+        InferError::Forward { .. } => e.smaller_batch().map(|n| {
+            e.to_string().replace(
+                &format!("try a batch of {n})"),
+                &format!("try --batch {n})"),
+            )
+        }),
         InferError::NonFinite { precision, .. } if *precision != Precision::F32 => {
             Some(format!("{e}; try --precision f32 or --precision bf16"))
         }
@@ -117,4 +142,51 @@ pub(crate) fn report_error(e: &anyhow::Error) {
         }
     }
     eprintln!("error: {}", parts.join(": "));
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    /// The libraries say what to change; the command line names the flag.
+    #[test]
+    fn the_command_line_names_the_flags_the_libraries_do_not() {
+        let oom = EngineError::Infer(InferError::Forward {
+            path: PathBuf::from("m/model.pt"),
+            shape: vec![32, 3, 512, 512],
+            source: tch::TchError::Torch("CUDA out of memory. Tried to allocate 2.00 GiB".into()),
+        });
+        let library = oom.to_string();
+        assert!(
+            library.ends_with("(a batch of 32 tiles does not fit: try a batch of 16)"),
+            "{library}"
+        );
+        let cli = flag_context(oom).to_string();
+        assert!(
+            cli.ends_with("(a batch of 32 tiles does not fit: try --batch 16)"),
+            "{cli}"
+        );
+
+        let memory = EngineError::MemoryLimit {
+            slide: PathBuf::from("in/a.svs"),
+            rss_mib: 812.0,
+            limit_mib: 300.0,
+        };
+        assert!(!memory.to_string().contains("--"), "{memory}");
+        assert_eq!(
+            flag_context(memory).to_string(),
+            "in/a.svs: wsiseg's memory reached 812 MiB, more than --max-memory (300 MiB); the slide was stopped (raise --max-memory, or lower --batch or --readers)"
+        );
+
+        let unlabelled = wsiseg_eval::EvalError::Unlabelled {
+            path: PathBuf::from("t/a.xml"),
+            class: "Stroma".into(),
+        };
+        assert!(!unlabelled.to_string().contains("--"), "{unlabelled}");
+        assert!(eval_context(unlabelled)
+            .to_string()
+            .contains("give it one with --truth-labels 'Stroma=1' (tumor)"));
+    }
 }

@@ -269,7 +269,7 @@ fn score_all(args: &EvalArgs, pairs: Vec<(String, PathBuf, PathBuf)>) -> Result<
                     eval,
                 });
             }
-            Err(e) => failures.push(anyhow::Error::from(e)),
+            Err(e) => failures.push(crate::errors::eval_context(e)),
         }
     }
     if !failures.is_empty() {

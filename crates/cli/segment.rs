@@ -341,7 +341,7 @@ impl SegmentArgs {
         use wsiseg_engine::{MaskSize, TissuePolicy};
         let mut formats = self.formats.clone();
         if self.probabilities {
-            formats.push(Format::Prob);
+            formats.push(Format::PROB);
         }
         if formats.is_empty() {
             bail!("--formats is empty: nothing to write");

@@ -160,7 +160,7 @@ impl Engine {
             ..BatchOutcome::default()
         };
         let done: Vec<SummaryEntry> = outcome.entries.iter().flatten().cloned().collect();
-        let report = batch.request.formats.contains(&Format::Report);
+        let report = batch.request.formats.contains(&Format::REPORT);
         if report {
             let rows = crate::run_rows(&batch.out, &done);
             match &batch.summary {

@@ -313,11 +313,11 @@ impl Default for Request {
             tissue: TissuePolicy::Detect(None),
             reader: Reader::Auto,
             formats: vec![
-                Format::Png,
-                Format::Tiff,
-                Format::Geojson,
-                Format::Overlay,
-                Format::Report,
+                Format::PNG,
+                Format::TIFF,
+                Format::GEOJSON,
+                Format::OVERLAY,
+                Format::REPORT,
             ],
             mask_size: MaskSize::Working,
             mask_values: MaskValues::ClassIndex,
@@ -512,7 +512,7 @@ impl Engine {
             return Err(EngineError::Unsupported {
                 slide: slide.path().to_path_buf(),
                 problem: format!(
-                    "{} is {:.0}× coarser than the finest level it can be read from (level {}{}): wsiseg reduces levels by at most {MAX_READ_SCALE}× while reading; choose a finer --mpp, or --level",
+                    "{} is {:.0}× coarser than the finest level it can be read from (level {}{}): wsiseg reduces levels by at most {MAX_READ_SCALE}× while reading; choose a finer resolution (mpp) or a level",
                     working.mpp.map_or("this resolution".to_string(), |m| format!("{m} µm/px")),
                     working.scale,
                     working.source_level,
@@ -530,7 +530,7 @@ impl Engine {
             TissuePolicy::Detect(t) => (true, t),
             TissuePolicy::All => (false, None),
         };
-        let thumbnail = if wants(Format::Overlay) || wants(Format::Report) || detect {
+        let thumbnail = if wants(Format::OVERLAY) || wants(Format::REPORT) || detect {
             Some(wsiseg_slide::thumbnail(slide, OVERVIEW_SIDE)?)
         } else {
             None

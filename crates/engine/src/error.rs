@@ -142,7 +142,7 @@ pub enum EngineError {
     #[error("stopped: another stage of the pipeline failed")]
     Stopped,
     /// The process went over the memory budget while segmenting a slide.
-    #[error("{}: wsiseg's memory reached {rss_mib:.0} MiB, more than --max-memory ({limit_mib:.0} MiB); the slide was stopped (raise --max-memory, or lower --batch or --readers)", slide.display())]
+    #[error("{}: wsiseg's memory reached {rss_mib:.0} MiB, more than its budget ({limit_mib:.0} MiB); the slide was stopped (raise the budget, or lower the batch or the reader threads)", slide.display())]
     MemoryLimit {
         /// The slide.
         slide: std::path::PathBuf,

@@ -75,8 +75,9 @@ pub use lock::SlideLock;
 pub use memory::peak_rss_mib;
 pub use options::DeviceList;
 pub use outputs::{
-    class_colour, create as create_output, fit, Finished, Format, MaskOutput, MaskStatistics,
-    OutputContext, OutputPaths, SlideResult, CLASS_COLOURS, GEOMETRY_SIDE, OVERVIEW_SIDE,
+    class_colour, create as create_output, fit, Created, Finished, Format, FormatSpec, MaskOutput,
+    MaskStatistics, OutputContext, OutputPaths, SlideResult, CLASS_COLOURS, GEOMETRY_SIDE,
+    OVERVIEW_SIDE,
 };
 pub use pipeline::{BadTile, READ_CHUNK};
 pub use record::{Fingerprint, RecordedFile, RunRecord, SlideIdentity};

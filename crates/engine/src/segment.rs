@@ -342,7 +342,7 @@ impl Engine {
             }
         }
         clock(&mut stats);
-        if formats.contains(&Format::Report) {
+        if formats.contains(&Format::REPORT) {
             if control.cancelled() {
                 return Err(EngineError::Cancelled);
             }
@@ -463,7 +463,7 @@ fn open_slide(slide: &Path, request: &Request) -> Result<Box<dyn Slide>, EngineE
     };
     if let Some(recorded) = opened.mpp().filter(|m| (m.mean() / mpp - 1.0).abs() > 0.01) {
         tracing::warn!(
-            "{}: the slide records {:.4} µm/px; using --slide-mpp {mpp}",
+            "{}: the slide records {:.4} µm/px; using the {mpp} µm/px it was given",
             slide.display(),
             recorded.mean()
         );
@@ -488,7 +488,7 @@ fn warn_bad_tiles(slide: &dyn Slide, bad: &[BadTile]) {
         })
         .collect();
     tracing::warn!(
-        "{}: {} corrupt tile(s) made background (--bad-tiles background): {}{}; listed in the report",
+        "{}: {} corrupt tile(s) made background (bad tiles: background): {}{}; listed in the report",
         slide.path().display(),
         bad.len(),
         listed.join(", "),

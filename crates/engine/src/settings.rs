@@ -210,10 +210,10 @@ impl Settings {
             bad_tiles: bad_tiles.name().to_string(),
             formats: formats
                 .iter()
-                .filter(|&&f| f != Format::Prob)
+                .filter(|&&f| f != Format::PROB)
                 .map(|f| f.name().to_string())
                 .collect(),
-            probabilities: formats.contains(&Format::Prob),
+            probabilities: formats.contains(&Format::PROB),
             mask_level,
             mask_mpp,
             mask_values: mask_values.name().to_string(),

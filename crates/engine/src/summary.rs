@@ -191,7 +191,7 @@ impl SummaryRow {
             this_run: None,
             error: damaged.map(|(f, why)| {
                 format!(
-                    "{} {why}: its outputs changed since its run (run it again with --overwrite)",
+                    "{} {why}: its outputs changed since its run (redo the slide with overwrite)",
                     f.display()
                 )
             }),

@@ -45,7 +45,7 @@ fn slide(dir: &Path) -> PathBuf {
 
 fn request() -> Request {
     Request {
-        formats: vec![Format::Png],
+        formats: vec![Format::PNG],
         tissue: TissuePolicy::All,
         mask_size: MaskSize::Working,
         ..Request::default()
@@ -190,7 +190,7 @@ fn a_callers_output_is_fed_and_committed_with_the_others() {
     let control = RunControl::new(&cancel);
     let out = dir.path().join("out");
     let with_report = Request {
-        formats: vec![Format::Png, Format::Report],
+        formats: vec![Format::PNG, Format::REPORT],
         ..request()
     };
     let count = Box::new(TumorCount {
@@ -331,7 +331,7 @@ impl Folder {
             slides: vec![input("a/x.svs"), input("x.svs"), input("gone.svs")],
             out: self.dir.path().join(out),
             request: Request {
-                formats: vec![Format::Png, Format::Report],
+                formats: vec![Format::PNG, Format::REPORT],
                 ..request()
             },
             one_at_a_time,
@@ -446,7 +446,7 @@ fn the_report_on_disk_is_the_typed_report_and_its_figures_are_the_masks() {
     let cancel = AtomicBool::new(false);
     let out = dir.path().join("out");
     let request = Request {
-        formats: vec![Format::Png, Format::Geojson, Format::Prob, Format::Report],
+        formats: vec![Format::PNG, Format::GEOJSON, Format::PROB, Format::REPORT],
         ..request()
     };
     engine

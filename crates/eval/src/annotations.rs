@@ -141,15 +141,12 @@ impl Annotations {
         };
         let mut regions = Vec::with_capacity(raw.len());
         for r in raw {
-            let label = labels.of(r.name.as_deref()).ok_or_else(|| {
-                let name = r.name.clone().unwrap_or_default();
-                problem(
-                    path,
-                    format!(
-                        "annotation class '{name}' has no label: give it one with --truth-labels '{name}=1' (tumor) or '{name}=0' (background, cut out of tumor)"
-                    ),
-                )
-            })?;
+            let label = labels
+                .of(r.name.as_deref())
+                .ok_or_else(|| EvalError::Unlabelled {
+                    path: path.to_path_buf(),
+                    class: r.name.clone().unwrap_or_default(),
+                })?;
             if usize::from(label) >= labels.classes.len().max(2) {
                 return Err(problem(
                     path,
@@ -563,7 +560,7 @@ mod tests {
         assert!(
             e.contains("b.geojson: ")
                 && e.contains("'Stroma' has no label")
-                && e.contains("--truth-labels 'Stroma=1'"),
+                && e.contains("label it 'Stroma=1'"),
             "{e}"
         );
         let mut with = labels();

@@ -86,6 +86,14 @@ pub enum EvalError {
         /// What is wrong.
         problem: String,
     },
+    /// An annotation class the truth labels do not name.
+    #[error("{}: annotation class '{class}' has no label: label it '{class}=1' (tumor) or '{class}=0' (background, cut out of tumor)", path.display())]
+    Unlabelled {
+        /// The annotation file.
+        path: PathBuf,
+        /// The class (its name in the file; empty when it has none).
+        class: String,
+    },
     /// Annotations against a prediction that does not say its scale.
     #[error("{}: annotations are in the slide's level-0 pixels, but {} does not declare its downsample from level 0 (a wsiseg mask TIFF does, and a NAME.mask.png with its NAME.report.json beside it)", truth.display(), pred.display())]
     NoDownsample {

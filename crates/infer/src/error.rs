@@ -163,15 +163,32 @@ pub enum InferError {
     },
 }
 
+impl InferError {
+    /// For a forward pass that ran out of device (or host) memory: the
+    /// batch to try instead (half the one that failed).
+    pub fn smaller_batch(&self) -> Option<i64> {
+        match self {
+            Self::Forward { source, shape, .. } if out_of_memory(source) => {
+                Some((shape.first().copied().unwrap_or(0) / 2).max(1))
+            }
+            _ => None,
+        }
+    }
+}
+
+fn out_of_memory(e: &tch::TchError) -> bool {
+    let lower = first_line(e).to_ascii_lowercase();
+    lower.contains("out of memory") || lower.contains("can't allocate memory")
+}
+
 /// What libtorch said of a failed forward pass, in one line; when the
 /// device ran out of memory, what to do about it.
 fn forward_failure(e: &tch::TchError, shape: &[i64]) -> String {
     let line = first_line(e);
-    let lower = line.to_ascii_lowercase();
-    if lower.contains("out of memory") || lower.contains("can't allocate memory") {
+    if out_of_memory(e) {
         let tiles = shape.first().copied().unwrap_or(0);
         let smaller = (tiles / 2).max(1);
-        format!("{line} (a batch of {tiles} tiles does not fit: try --batch {smaller})")
+        format!("{line} (a batch of {tiles} tiles does not fit: try a batch of {smaller})")
     } else {
         line
     }
@@ -213,11 +230,11 @@ mod tests {
             cuda,
             "m/model.pt: the model failed on a [32, 3, 512, 512] batch: CUDA out of memory. \
              Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 15.77 GiB \
-             (a batch of 32 tiles does not fit: try --batch 16)"
+             (a batch of 32 tiles does not fit: try a batch of 16)"
         );
         let cpu = forward("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: you tried to allocate 103079215104 bytes.");
         assert!(
-            cpu.ends_with("(a batch of 32 tiles does not fit: try --batch 16)"),
+            cpu.ends_with("(a batch of 32 tiles does not fit: try a batch of 16)"),
             "{cpu}"
         );
         // Other failures are told as libtorch told them, one line.

@@ -17,9 +17,30 @@ use wsiseg_slide::Size;
 use wsiseg_stitch::{NearestRows, RowSink};
 
 use super::{
-    fit, stage_bytes, Finished, Format, MaskOutput, OutputContext, SlideResult, GEOMETRY_SIDE,
+    boxed, fit, stage_bytes, Finished, Format, FormatSpec, MaskOutput, OutputContext, SlideResult,
+    GEOMETRY_SIDE,
 };
 use crate::EngineError;
+
+/// The format: NAME.geojson.
+pub(super) const SPEC: FormatSpec = FormatSpec {
+    name: "geojson",
+    files: |paths| vec![paths.file("geojson")],
+    create: |ctx| boxed(GeoJson::create(ctx)),
+};
+
+/// The format: NAME.xml, traced with NAME.geojson when both are asked for
+/// (one copy of the labels, traced once).
+pub(super) const ASAP_SPEC: FormatSpec = FormatSpec {
+    name: "asap",
+    files: |paths| vec![paths.file("xml")],
+    create: |ctx| {
+        if ctx.request.formats.contains(&Format::GEOJSON) {
+            return Ok(None);
+        }
+        boxed(GeoJson::create(ctx))
+    },
+};
 
 /// A copy of the labels (at most [`GEOMETRY_SIDE`] a side) to trace at the
 /// end, into NAME.geojson, NAME.xml or both (whichever were asked for).
@@ -38,8 +59,8 @@ impl GeoJson {
         Self {
             copy: NearestRows::new(Vec::new(), working, size),
             size,
-            geojson: asked(Format::Geojson),
-            asap: asked(Format::Asap),
+            geojson: asked(Format::GEOJSON),
+            asap: asked(Format::ASAP),
         }
     }
 }

@@ -8,8 +8,8 @@
 //! from the engine's statistics sink, and the report (NAME.report.json) is
 //! made by the engine from it once the outputs are finished.
 //!
-//! Adding a format: a file here with a `MaskOutput`, a [`Format`] variant,
-//! and one line in [`create`].
+//! Adding a format: a file here with a `MaskOutput` and its
+//! [`FormatSpec`] (name, files, create), and one line in [`Format::ALL`].
 
 mod geojson;
 mod legend;
@@ -43,64 +43,105 @@ pub fn class_colour(class: usize) -> [u8; 3] {
 /// Longest side of the label copy GeoJSON is traced from.
 pub const GEOMETRY_SIDE: u32 = 8192;
 
-/// One kind of output, in the order outputs are finished.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Format {
-    /// NAME.mask.png: the label mask, 8-bit grey.
-    Png,
-    /// NAME.mask.tiff: the pyramidal BigTIFF label mask.
-    Tiff,
-    /// NAME.prob.tiff: the pyramidal tumor probability map (0–255).
-    Prob,
-    /// NAME.overlay.png and NAME.heatmap.png: pictures over the thumbnail.
-    Overlay,
-    /// NAME.geojson: tumor regions as QuPath annotations.
-    Geojson,
-    /// NAME.xml: the same regions as ASAP annotations.
-    Asap,
-    /// NAME.report.json: everything about the run.
-    Report,
+/// A format's output for one slide (`None`: it has none of its own).
+pub type Created = Result<Option<Box<dyn MaskOutput>>, EngineError>;
+
+/// What the engine knows of an output format. Each output's file defines
+/// its own (`SPEC`) and [`Format::ALL`] registers it: adding a format is
+/// that file and one line there.
+pub struct FormatSpec {
+    /// Its name in requests, records and reports (`png`…).
+    pub name: &'static str,
+    /// The final names of its files for a slide.
+    pub files: fn(&OutputPaths) -> Vec<PathBuf>,
+    /// Its output for one slide (`None`: another format's output writes
+    /// its files, or the engine does — the report).
+    pub create: fn(&OutputContext) -> Created,
 }
 
+/// One kind of output. Compared, sorted and hashed by its place in
+/// [`Format::ALL`], the order outputs are finished in.
+#[derive(Clone, Copy)]
+pub struct Format(&'static FormatSpec);
+
 impl Format {
-    /// Every format, in finishing order.
-    pub const ALL: [Format; 7] = [
-        Self::Png,
-        Self::Tiff,
-        Self::Prob,
-        Self::Overlay,
-        Self::Geojson,
-        Self::Asap,
-        Self::Report,
+    /// NAME.mask.png: the label mask, 8-bit grey.
+    pub const PNG: Format = Format(&png::SPEC);
+    /// NAME.mask.tiff: the pyramidal BigTIFF label mask.
+    pub const TIFF: Format = Format(&tiff::SPEC);
+    /// NAME.prob.tiff: the pyramidal tumor probability map (0–255).
+    pub const PROB: Format = Format(&prob::SPEC);
+    /// NAME.overlay.png and NAME.heatmap.png: pictures over the thumbnail.
+    pub const OVERLAY: Format = Format(&overlay::SPEC);
+    /// NAME.geojson: tumor regions as QuPath annotations.
+    pub const GEOJSON: Format = Format(&geojson::SPEC);
+    /// NAME.xml: the same regions as ASAP annotations.
+    pub const ASAP: Format = Format(&geojson::ASAP_SPEC);
+    /// NAME.report.json: everything about the run (made by the engine
+    /// once the other outputs are finished).
+    pub const REPORT: Format = Format(&crate::report::SPEC);
+
+    /// Every format, in finishing order: the registration of each.
+    pub const ALL: &'static [Format] = &[
+        Self::PNG,
+        Self::TIFF,
+        Self::PROB,
+        Self::OVERLAY,
+        Self::GEOJSON,
+        Self::ASAP,
+        Self::REPORT,
     ];
 
     /// Its name in requests and reports.
     pub fn name(self) -> &'static str {
-        match self {
-            Self::Png => "png",
-            Self::Tiff => "tiff",
-            Self::Prob => "prob",
-            Self::Overlay => "overlay",
-            Self::Geojson => "geojson",
-            Self::Asap => "asap",
-            Self::Report => "report",
-        }
+        self.0.name
     }
 
     /// The final names of its files.
     pub fn files(self, paths: &OutputPaths) -> Vec<PathBuf> {
-        let f = |suffix: &str| paths.file(suffix);
-        match self {
-            Self::Png => vec![f("mask.png")],
-            Self::Tiff => vec![f("mask.tiff")],
-            Self::Prob => (1..paths.classes.len().max(2))
-                .map(|class| paths.probability(class))
-                .collect(),
-            Self::Overlay => vec![f("overlay.png"), f("heatmap.png")],
-            Self::Geojson => vec![f("geojson")],
-            Self::Asap => vec![f("xml")],
-            Self::Report => vec![f("report.json")],
-        }
+        (self.0.files)(paths)
+    }
+
+    /// Its place in [`Self::ALL`].
+    fn rank(self) -> usize {
+        Self::ALL
+            .iter()
+            .position(|f| std::ptr::eq(f.0, self.0) || f.0.name == self.0.name)
+            .unwrap_or(usize::MAX)
+    }
+}
+
+impl PartialEq for Format {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.name == other.0.name
+    }
+}
+
+impl Eq for Format {}
+
+impl PartialOrd for Format {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Format {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.rank()
+            .cmp(&other.rank())
+            .then_with(|| self.0.name.cmp(other.0.name))
+    }
+}
+
+impl std::hash::Hash for Format {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.name.hash(state);
+    }
+}
+
+impl std::fmt::Debug for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Format({})", self.0.name)
     }
 }
 
@@ -114,10 +155,12 @@ impl FromStr for Format {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         Self::ALL
-            .into_iter()
+            .iter()
+            .copied()
             .find(|f| f.name() == s)
             .ok_or_else(|| {
-                format!("'{s}' is not an output (png, tiff, prob, overlay, geojson, asap, report)")
+                let names: Vec<&str> = Self::ALL.iter().map(|f| f.name()).collect();
+                format!("'{s}' is not an output ({})", names.join(", "))
             })
     }
 }
@@ -322,23 +365,15 @@ pub trait MaskOutput: Send {
     fn finish(self: Box<Self>, result: &SlideResult) -> Result<Finished, EngineError>;
 }
 
-/// The output `format` for one slide: the one registration of every format
-/// (`None`: another format's output writes its files, or the engine does —
-/// the report).
-pub fn create(
-    format: Format,
-    ctx: &OutputContext,
-) -> Result<Option<Box<dyn MaskOutput>>, EngineError> {
-    Ok(Some(match format {
-        Format::Png => Box::new(png::PngMask::create(ctx)?),
-        Format::Tiff => Box::new(tiff::TiffMask::create(ctx)?),
-        Format::Prob => Box::new(prob::ProbTiff::create(ctx)?),
-        Format::Overlay => Box::new(overlay::Overlay::create(ctx)),
-        // One copy of the labels, traced once, for both files.
-        Format::Asap if ctx.request.formats.contains(&Format::Geojson) => return Ok(None),
-        Format::Geojson | Format::Asap => Box::new(geojson::GeoJson::create(ctx)),
-        Format::Report => return Ok(None),
-    }))
+/// The output `format` for one slide (`None`: another format's output
+/// writes its files, or the engine does — the report).
+pub fn create(format: Format, ctx: &OutputContext) -> Created {
+    (format.0.create)(ctx)
+}
+
+/// `Ok(Some(output))`, boxed: what most formats' `create` returns.
+fn boxed(output: impl MaskOutput + 'static) -> Created {
+    Ok(Some(Box::new(output)))
 }
 
 /// Size of a copy of `size` whose longer side is at most `side`.

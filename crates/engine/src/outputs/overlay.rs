@@ -10,10 +10,19 @@ use wsiseg_slide::Size;
 use wsiseg_stitch::{NearestRows, RowSink};
 use wsiseg_write::{Staged, WriteLimit};
 
-use super::{legend, stage_bytes, Finished, MaskOutput, OutputContext, SlideResult};
+use super::{
+    boxed, legend, stage_bytes, Finished, FormatSpec, MaskOutput, OutputContext, SlideResult,
+};
 use crate::EngineError;
 
 /// Copies of the labels and probabilities at the thumbnail's size.
+/// The format: NAME.overlay.png and NAME.heatmap.png.
+pub(super) const SPEC: FormatSpec = FormatSpec {
+    name: "overlay",
+    files: |paths| vec![paths.file("overlay.png"), paths.file("heatmap.png")],
+    create: |ctx| boxed(Overlay::create(ctx)),
+};
+
 pub(super) struct Overlay {
     labels: NearestRows<Vec<u8>>,
     probs: NearestRows<Vec<u8>>,

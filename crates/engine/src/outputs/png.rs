@@ -4,7 +4,7 @@
 use wsiseg_stitch::{NearestRows, RowSink};
 use wsiseg_write::PngMaskWriter;
 
-use super::{Finished, MaskOutput, OutputContext, SlideResult};
+use super::{boxed, Finished, FormatSpec, MaskOutput, OutputContext, SlideResult};
 use crate::{EngineError, MaskValues};
 
 /// The PNG writer as a row sink.
@@ -21,6 +21,13 @@ enum Writer {
     Working(Rows),
     Resampled(NearestRows<Rows>),
 }
+
+/// The format: NAME.mask.png.
+pub(super) const SPEC: FormatSpec = FormatSpec {
+    name: "png",
+    files: |paths| vec![paths.file("mask.png")],
+    create: |ctx| boxed(PngMask::create(ctx)?),
+};
 
 pub(super) struct PngMask {
     writer: Writer,

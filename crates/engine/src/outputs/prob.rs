@@ -9,10 +9,22 @@
 
 use wsiseg_write::{PyramidOptions, PyramidWriter, Reduce, Staged};
 
-use super::{Finished, MaskOutput, OutputContext, SlideResult};
+use super::{boxed, Finished, FormatSpec, MaskOutput, OutputContext, SlideResult};
 use crate::EngineError;
 
 /// One writer per class from class 1 on.
+/// The format: NAME.prob.tiff (and NAME.prob-CLASS.tiff for every class
+/// past tumor).
+pub(super) const SPEC: FormatSpec = FormatSpec {
+    name: "prob",
+    files: |paths| {
+        (1..paths.classes.len().max(2))
+            .map(|class| paths.probability(class))
+            .collect()
+    },
+    create: |ctx| boxed(ProbTiff::create(ctx)?),
+};
+
 pub(super) struct ProbTiff(Vec<PyramidWriter>);
 
 impl ProbTiff {

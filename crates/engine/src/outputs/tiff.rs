@@ -6,8 +6,15 @@
 
 use wsiseg_write::{PyramidOptions, PyramidWriter};
 
-use super::{Finished, MaskOutput, OutputContext, SlideResult};
+use super::{boxed, Finished, FormatSpec, MaskOutput, OutputContext, SlideResult};
 use crate::EngineError;
+
+/// The format: NAME.mask.tiff.
+pub(super) const SPEC: FormatSpec = FormatSpec {
+    name: "tiff",
+    files: |paths| vec![paths.file("mask.tiff")],
+    create: |ctx| boxed(TiffMask::create(ctx)?),
+};
 
 pub(super) struct TiffMask(PyramidWriter);
 
