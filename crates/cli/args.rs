@@ -349,8 +349,8 @@ pub struct SegmentArgs {
     /// adding slides never moves the others. Without it, SLURM_ARRAY_TASK_ID (with _MIN and _MAX
     /// or _COUNT) or Kubernetes' JOB_COMPLETION_INDEX (with --shard-count)
     /// choose it. Each shard writes summary.shard-I-of-N.json/.csv.
-    #[arg(long, value_parser = crate::shard::parse)]
-    pub shard: Option<crate::shard::Shard>,
+    #[arg(long, value_parser = |s: &str| s.parse::<wsiseg_engine::Shard>().map_err(|e| e.to_string()))]
+    pub shard: Option<wsiseg_engine::Shard>,
     /// How many shards there are, when the environment gives only the index
     /// (JOB_COMPLETION_INDEX), or to override Slurm's array size.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]

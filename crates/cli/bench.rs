@@ -776,7 +776,8 @@ fn time_folder(
         request: Request::default(),
         one_at_a_time,
         summary: wsiseg_engine::SummaryKind::Own(
-            crate::shard::parse("0/1")
+            "0/1"
+                .parse::<wsiseg_engine::Shard>()
                 .expect("shard 0 of 1")
                 .summary_stem(),
         ),

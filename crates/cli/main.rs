@@ -10,7 +10,6 @@ mod inputs;
 mod model;
 mod panics;
 mod segment;
-mod shard;
 mod signals;
 mod summary;
 mod synth;

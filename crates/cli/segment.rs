@@ -36,7 +36,8 @@ pub type Observer<'a> = &'a (dyn Fn(usize, BatchTimes) + Sync);
 pub fn run_observed(args: &SegmentArgs, observer: Option<Observer>) -> Result<RunSummary> {
     let inputs = crate::inputs::collect(&args.input, args.recursive)?;
     let many = inputs.many;
-    let (slides, shard) = shard_slides(args, inputs.slides)?;
+    let (slides, shard) =
+        crate::inputs::shard_slides(args.shard.as_ref(), args.shard_count, inputs.slides)?;
     let request = args.request()?;
     let engine = build_engine(args)?;
     engine
@@ -300,31 +301,6 @@ fn progress_bar(slide: &Path) -> ProgressBar {
             .unwrap_or_default(),
     );
     bar
-}
-
-/// The slides of this shard, when the run is one (`--shard`, or the
-/// scheduler's environment), and the shard.
-fn shard_slides(
-    args: &SegmentArgs,
-    slides: Vec<SlideInput>,
-) -> Result<(Vec<SlideInput>, Option<crate::shard::Shard>)> {
-    let shard = crate::shard::resolve(args.shard.as_ref(), args.shard_count, |k| {
-        std::env::var(k).ok()
-    })?;
-    let Some(shard) = shard else {
-        return Ok((slides, None));
-    };
-    let all = slides.len();
-    let mine = crate::shard::select(slides, &shard);
-    tracing::info!(
-        "shard {} of {} (0 to {}; from {}): {} of the {all} slide(s)",
-        shard.index,
-        shard.count,
-        shard.count - 1,
-        shard.source,
-        mine.len()
-    );
-    Ok((mine, Some(shard)))
 }
 
 fn prepare_out_dir(out: &Path) -> Result<()> {

@@ -22,7 +22,8 @@
 //! implements, committed with the built-in ones. [`Engine::segment_many`]
 //! runs a folder's slides ([`Batch`]): overlapped, a panic boundary per
 //! slide, the summary and the index page, watched through a
-//! [`BatchObserver`]. Options parse from and print as the words users type
+//! [`BatchObserver`]; [`collect_inputs`] finds a run's slides (folders,
+//! patterns, lists) and a [`Shard`] takes its share of them. Options parse from and print as the words users type
 //! ([`DeviceList`], [`Format`], [`Reader`], [`BadTiles`], [`MaskValues`],
 //! [`Tta`], [`Precision`]). The model may be of any runtime
 //! `wsiseg-infer` knows (TorchScript, or the plain-Rust `linear` rule the
@@ -51,6 +52,7 @@ mod control;
 mod engine;
 mod error;
 mod html;
+mod inputs;
 mod lock;
 pub mod memory;
 mod options;
@@ -60,6 +62,7 @@ mod record;
 mod report;
 mod segment;
 mod settings;
+mod shard;
 mod summary;
 
 pub use batch::{Batch, BatchObserver, BatchOutcome, SlideInput, SummaryKind, Unobserved};
@@ -71,6 +74,7 @@ pub use engine::{
 };
 pub use error::{EngineError, Setting};
 pub use html::{write_index, write_index_of};
+pub use inputs::{collect_inputs, Found, Ignored, InputError, Inputs};
 pub use lock::SlideLock;
 pub use memory::peak_rss_mib;
 pub use options::DeviceList;
@@ -84,6 +88,7 @@ pub use record::{Fingerprint, RecordedFile, RunRecord, SlideIdentity};
 pub use report::write_atomic;
 pub use segment::{RunOutput, RunStats, SlideOutcome};
 pub use settings::Settings;
+pub use shard::{assign as shard_of, Shard, ShardError, ShardSource};
 pub use summary::{
     merge as merge_summary, run_rows, write_summary, write_summary_as, SlideFigures, Standing,
     Status, SummaryEntry, SummaryRow,
