@@ -318,29 +318,12 @@ impl Engine {
             stats.outputs_s = outputs_started.elapsed().as_secs_f64();
             stats.total_s = plan.seconds + started.elapsed().as_secs_f64();
         };
-        let mut statistics = outputs::MaskStatistics::default();
-        let mut regions_written = None;
-        let (mut staged, mut files) = (Vec::new(), Vec::new());
-        let folder = absolute(paths.folder());
-        for output in outputs {
-            if control.cancelled() {
-                return Err(EngineError::Cancelled);
-            }
-            clock(&mut stats);
-            let result = SlideResult {
-                context: &ctx,
-                stats: &stats,
-                statistics: &statistics,
-            };
-            let finished = output.finish(&result)?;
-            // The statistics sink finishes first: every output after it sees them.
-            statistics = finished.statistics.unwrap_or(statistics);
-            regions_written = regions_written.or(finished.regions_written);
-            for s in finished.staged {
-                files.push(folder.join(file_name(s.path())));
-                staged.push(s);
-            }
-        }
+        let Finishing {
+            mut staged,
+            files,
+            statistics,
+            regions_written,
+        } = finish_outputs(outputs, &ctx, control, &mut stats, &clock)?;
         clock(&mut stats);
         if formats.contains(&Format::REPORT) {
             if control.cancelled() {
@@ -385,6 +368,57 @@ impl Engine {
                 .collect(),
         }
     }
+}
+
+/// What finishing every output left.
+struct Finishing {
+    /// Their files, in order.
+    staged: Vec<Staged>,
+    /// The same files' final names (absolute).
+    files: Vec<PathBuf>,
+    /// The statistics sink's measurements.
+    statistics: outputs::MaskStatistics,
+    /// Tumor regions the GeoJSON/ASAP output wrote.
+    regions_written: Option<usize>,
+}
+
+/// Finishes `outputs` in order (the statistics sink first, so every output
+/// after it sees what it measured), `clock` updating the times before each.
+fn finish_outputs(
+    outputs: Vec<Box<dyn MaskOutput>>,
+    ctx: &OutputContext,
+    control: &RunControl,
+    stats: &mut RunStats,
+    clock: &dyn Fn(&mut RunStats),
+) -> Result<Finishing, EngineError> {
+    let folder = absolute(ctx.paths.folder());
+    let mut done = Finishing {
+        staged: Vec::new(),
+        files: Vec::new(),
+        statistics: outputs::MaskStatistics::default(),
+        regions_written: None,
+    };
+    for output in outputs {
+        if control.cancelled() {
+            return Err(EngineError::Cancelled);
+        }
+        clock(stats);
+        let result = SlideResult {
+            context: ctx,
+            stats,
+            statistics: &done.statistics,
+        };
+        let finished = output.finish(&result)?;
+        if let Some(measured) = finished.statistics {
+            done.statistics = measured;
+        }
+        done.regions_written = done.regions_written.or(finished.regions_written);
+        for s in finished.staged {
+            done.files.push(folder.join(file_name(s.path())));
+            done.staged.push(s);
+        }
+    }
+    Ok(done)
 }
 
 /// The pipeline's times and counts with the plan's; the output times are
