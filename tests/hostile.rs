@@ -343,7 +343,8 @@ fn impossibly_coarse_resolutions_are_errors_not_aborts() {
             errors[0].starts_with(&format!("error: {}: {mpp} µm/px is ", slide.display()))
                 && errors[0].contains(
                     "coarser than the finest level it can be read from (level 0, 0.499 µm/px)"
-                ),
+                )
+                && errors[0].ends_with("; choose a finer --mpp, or --level"),
             "{}",
             errors[0]
         );

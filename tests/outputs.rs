@@ -912,7 +912,7 @@ fn bad_tiles_background_completes_warns_and_lists_the_tiles() {
     assert!(o.status.success(), "{}", stderr(&o));
     let (x, y) = (tile % 32 * 256, tile / 32 * 256);
     assert!(
-        stderr(&o).contains(&format!("synth-909.svs: 1 corrupt tile(s) made background (--bad-tiles background): level 0 tile {tile} (level-0 x {x}, y {y}, 256×256)")),
+        stderr(&o).contains(&format!("synth-909.svs: 1 corrupt tile(s) made background (bad tiles: background): level 0 tile {tile} (level-0 x {x}, y {y}, 256×256)")),
         "{}",
         stderr(&o)
     );

@@ -5,6 +5,9 @@ use wsiseg_engine::{EngineError, Setting};
 use wsiseg_infer::{InferError, Precision};
 use wsiseg_slide::{PlanError, SlideError};
 
+/// The engine's advice for a resolution it cannot read at (engine.rs).
+const FINER: &str = "choose a finer resolution (mpp) or a level";
+
 /// The engine's error with the command line's words.
 pub(crate) fn flag_context(e: EngineError) -> anyhow::Error {
     let text = match &e {
@@ -37,6 +40,9 @@ pub(crate) fn flag_context(e: EngineError) -> anyhow::Error {
             "{}: wsiseg's memory reached {rss_mib:.0} MiB, more than --max-memory ({limit_mib:.0} MiB); the slide was stopped (raise --max-memory, or lower --batch or --readers)",
             slide.display()
         ),
+        EngineError::Unsupported { .. } if e.to_string().contains(FINER) => {
+            e.to_string().replace(FINER, "choose a finer --mpp, or --level")
+        }
         EngineError::Plan(PlanError::OverlapTooLarge { tile, overlap }) => {
             format!("--tile {tile} must be larger than --overlap {overlap}")
         }
@@ -179,6 +185,15 @@ mod tests {
             flag_context(memory).to_string(),
             "in/a.svs: wsiseg's memory reached 812 MiB, more than --max-memory (300 MiB); the slide was stopped (raise --max-memory, or lower --batch or --readers)"
         );
+
+        let coarse = EngineError::Unsupported {
+            slide: PathBuf::from("a.png"),
+            problem: format!("1000 µm/px is 400× coarser than …; {FINER}"),
+        };
+        assert!(!coarse.to_string().contains("--"), "{coarse}");
+        assert!(flag_context(coarse)
+            .to_string()
+            .ends_with("; choose a finer --mpp, or --level"));
 
         let unlabelled = wsiseg_eval::EvalError::Unlabelled {
             path: PathBuf::from("t/a.xml"),

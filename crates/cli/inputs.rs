@@ -32,12 +32,17 @@ pub fn collect(inputs: &[PathBuf], recursive: bool) -> Result<Inputs> {
         other => other.into(),
     })?;
     for f in &found.found {
-        tracing::info!(
-            "{}: {} slide(s){}",
-            f.input.display(),
-            f.slides,
-            f.ignored.describe(DESCEND)
-        );
+        if !f.kind.is_empty() {
+            tracing::info!(
+                "{}: {} slide(s){}",
+                f.input.display(),
+                f.slides,
+                f.ignored.describe(DESCEND)
+            );
+        }
+        for path in &f.repeated {
+            tracing::info!("{}: given more than once, segmented once", path.display());
+        }
     }
     Ok(found)
 }

@@ -23,21 +23,23 @@ pub struct Inputs {
     /// Whether there may be more than one (a folder, a pattern, a list, or
     /// more than one input).
     pub many: bool,
-    /// What each folder, pattern or list held, for a "found" line.
+    /// What each input held, in order, for a "found" line.
     pub found: Vec<Found>,
 }
 
-/// What one folder, pattern or list held.
+/// What one input held.
 #[derive(Debug, Clone)]
 pub struct Found {
     /// The input as given.
     pub input: PathBuf,
-    /// `folder`, `pattern` or `list`.
+    /// `folder`, `pattern` or `list` (empty: a slide file).
     pub kind: &'static str,
     /// Slides found (broken links and missing list entries apart).
     pub slides: usize,
     /// What was passed over.
     pub ignored: Ignored,
+    /// Its slides given by an earlier input too (segmented once).
+    pub repeated: Vec<PathBuf>,
 }
 
 /// Why entries were passed over.
@@ -68,7 +70,7 @@ pub enum InputError {
     #[error(transparent)]
     Unreadable(#[from] wsiseg_slide::SlideError),
     /// A folder, pattern or list without a slide.
-    #[error("{}: no slides in this {kind} (looked for {}{})", input.display(), wsiseg_slide::SLIDE_EXTENSIONS.join(", "), ignored.describe("recursion descends").replacen(", ", "; ", 1))]
+    #[error("{}: no slides in this {kind} (looked for {}{})", input.display(), wsiseg_slide::SLIDE_EXTENSIONS.join(", "), ignored.describe("search subfolders recursively").replacen(", ", "; ", 1))]
     NoSlides {
         /// The input.
         input: PathBuf,
@@ -222,14 +224,8 @@ pub fn collect_inputs(inputs: &[PathBuf], recursive: bool) -> Result<Inputs> {
                 ignored,
             });
         }
-        if !what.is_empty() {
-            all.found.push(Found {
-                input: input.clone(),
-                kind: what,
-                slides: slides.len() - ignored.broken - ignored.missing,
-                ignored,
-            });
-        }
+        let mut repeated = Vec::new();
+        let found = slides.len() - ignored.broken - ignored.missing;
         for s in slides {
             // The same file given twice (a list and a folder, two patterns):
             // once.
@@ -237,9 +233,16 @@ pub fn collect_inputs(inputs: &[PathBuf], recursive: bool) -> Result<Inputs> {
             if seen.insert(key) {
                 all.slides.push(s);
             } else {
-                tracing::info!("{}: given more than once, segmented once", s.path.display());
+                repeated.push(s.path);
             }
         }
+        all.found.push(Found {
+            input: input.clone(),
+            kind: what,
+            slides: found,
+            ignored,
+            repeated,
+        });
     }
     check_output_names(&all.slides)?;
     Ok(all)
@@ -324,9 +327,9 @@ fn glob_slides(pattern: &str, ignored: &mut Ignored) -> Result<Vec<SlideInput>> 
     let mut slides = Vec::new();
     for path in paths {
         let path = path.map_err(|e| InputError::Io {
-            path: e.path().to_path_buf(),
+            path: PathBuf::from(pattern),
             what: "cannot list",
-            source: e.into(),
+            source: std::io::Error::other(e.to_string()),
         })?;
         if path.is_dir() {
             continue;

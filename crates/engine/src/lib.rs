@@ -79,19 +79,18 @@ pub use lock::SlideLock;
 pub use memory::peak_rss_mib;
 pub use options::DeviceList;
 pub use outputs::{
-    class_colour, create as create_output, fit, Created, Finished, Format, FormatSpec, MaskOutput,
-    MaskStatistics, OutputContext, OutputPaths, SlideResult, CLASS_COLOURS, GEOMETRY_SIDE,
-    OVERVIEW_SIDE,
+    class_colour, fit, Finished, Format, MaskOutput, MaskStatistics, OutputContext, OutputPaths,
+    SlideResult, CLASS_COLOURS, GEOMETRY_SIDE, OVERVIEW_SIDE,
 };
 pub use pipeline::{BadTile, READ_CHUNK};
-pub use record::{Fingerprint, RecordedFile, RunRecord, SlideIdentity};
+pub use record::{Fingerprint, RecordedFile, RunRecord, SlideFigures, SlideIdentity};
 pub use report::write_atomic;
 pub use segment::{RunOutput, RunStats, SlideOutcome};
 pub use settings::Settings;
-pub use shard::{assign as shard_of, Shard, ShardError, ShardSource};
+pub use shard::{Shard, ShardError, ShardSource};
 pub use summary::{
-    merge as merge_summary, run_rows, write_summary, write_summary_as, SlideFigures, Standing,
-    Status, SummaryEntry, SummaryRow,
+    merge as merge_summary, run_rows, write_summary, write_summary_as, Standing, Status,
+    SummaryEntry, SummaryRow,
 };
 pub use wsiseg_infer::{Device, DeviceChoice, Precision, Tta};
 /// The report and summary files as types (NAME.report.json, summary.json).

@@ -14,7 +14,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::summary::SlideFigures;
 use crate::EngineError;
 
 /// Bytes hashed at each end of a slide file for its quick hash.
@@ -170,6 +169,37 @@ impl RunRecord {
             }
         })
     }
+}
+
+/// What a finished slide's run found, kept in its run record so that a
+/// resumed (skipped) slide keeps its figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SlideFigures {
+    /// Share of the working level labelled tumor (any class ≥ 1).
+    pub tumor_fraction: f64,
+    /// Tumor area in mm², when the slide's resolution is known.
+    pub tumor_mm2: Option<f64>,
+    /// Seconds the slide took, opening to the last output.
+    pub seconds: f64,
+    /// Corrupt stored tiles treated as background (`--bad-tiles background`).
+    /// (Absent from records of earlier versions: none.)
+    #[serde(default)]
+    pub bad_tiles: usize,
+    /// Tumor as a share of the tissue (absent from older records).
+    #[serde(default)]
+    pub tumor_share_of_tissue: Option<f64>,
+    /// Connected tumor regions in the mask.
+    #[serde(default)]
+    pub regions: Option<usize>,
+    /// Share of the working level with P(tumor) in [0.3, 0.7].
+    #[serde(default)]
+    pub uncertain_fraction: Option<f64>,
+    /// The largest tumor region, mm² (when the resolution is known).
+    #[serde(default)]
+    pub largest_region_mm2: Option<f64>,
+    /// Tissue area, mm² (thumbnail tissue mask; when the resolution is known).
+    #[serde(default)]
+    pub tissue_mm2: Option<f64>,
 }
 
 /// Seconds since 1970.

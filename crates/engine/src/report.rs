@@ -14,14 +14,6 @@ use wsiseg_write::{Staged, WriteLimit};
 use crate::outputs::{stage_bytes, MaskStatistics, OutputContext};
 use crate::{EngineError, RunStats};
 
-/// The format: NAME.report.json, made by the engine once the other
-/// outputs are finished (it lists them), so no output of its own.
-pub(crate) const SPEC: crate::outputs::FormatSpec = crate::outputs::FormatSpec {
-    name: "report",
-    files: |paths| vec![paths.report()],
-    create: |_| Ok(None),
-};
-
 /// What the report is made of, besides the slide and its plan.
 pub(crate) struct ReportInput<'a> {
     /// The slide, its plan, request and class names.

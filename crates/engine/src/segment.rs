@@ -10,9 +10,8 @@ use wsiseg_write::{partial_name, PartialFile, Staged};
 use crate::lock::SlideLock;
 use crate::outputs::{self, Format, MaskOutput, OutputContext, OutputPaths, SlideResult};
 use crate::pipeline::{BadTile, Job, PipelineStats};
-use crate::record::{unix_now, Fingerprint, RecordedFile, RunRecord, SlideIdentity};
+use crate::record::{unix_now, Fingerprint, RecordedFile, RunRecord, SlideFigures, SlideIdentity};
 use crate::report::{self, absolute, tumor_pixels, ReportInput};
-use crate::summary::SlideFigures;
 use crate::{Engine, EngineError, Request, RunControl, SlidePlan, TissuePolicy};
 
 /// Per-stage times (seconds) and counts of one slide's run: what `bench`
@@ -412,7 +411,7 @@ fn finish_outputs(
         if let Some(measured) = finished.statistics {
             done.statistics = measured;
         }
-        done.regions_written = done.regions_written.or(finished.regions_written);
+        done.regions_written = finished.regions_written.or(done.regions_written);
         for s in finished.staged {
             done.files.push(folder.join(file_name(s.path())));
             done.staged.push(s);

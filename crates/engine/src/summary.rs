@@ -14,42 +14,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use serde::{Deserialize, Serialize};
 use wsiseg_report::{SummaryCounts, SummaryFile, SummaryLine, CSV_COLUMNS};
 
 use crate::report::{absolute, utc, write_atomic};
-use crate::{EngineError, RunRecord};
-
-/// What a finished slide's run found, kept in its run record so that a
-/// resumed (skipped) slide keeps its figures.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SlideFigures {
-    /// Share of the working level labelled tumor (any class ≥ 1).
-    pub tumor_fraction: f64,
-    /// Tumor area in mm², when the slide's resolution is known.
-    pub tumor_mm2: Option<f64>,
-    /// Seconds the slide took, opening to the last output.
-    pub seconds: f64,
-    /// Corrupt stored tiles treated as background (`--bad-tiles background`).
-    /// (Absent from records of earlier versions: none.)
-    #[serde(default)]
-    pub bad_tiles: usize,
-    /// Tumor as a share of the tissue (absent from older records).
-    #[serde(default)]
-    pub tumor_share_of_tissue: Option<f64>,
-    /// Connected tumor regions in the mask.
-    #[serde(default)]
-    pub regions: Option<usize>,
-    /// Share of the working level with P(tumor) in [0.3, 0.7].
-    #[serde(default)]
-    pub uncertain_fraction: Option<f64>,
-    /// The largest tumor region, mm² (when the resolution is known).
-    #[serde(default)]
-    pub largest_region_mm2: Option<f64>,
-    /// Tissue area, mm² (thumbnail tissue mask; when the resolution is known).
-    #[serde(default)]
-    pub tissue_mm2: Option<f64>,
-}
+use crate::{EngineError, RunRecord, SlideFigures};
 
 /// How a slide of a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,7 +159,7 @@ impl SummaryRow {
             this_run: None,
             error: damaged.map(|(f, why)| {
                 format!(
-                    "{} {why}: its outputs changed since its run (redo the slide with overwrite)",
+                    "{} {why}: its outputs changed since its run (run it again, overwriting)",
                     f.display()
                 )
             }),
@@ -289,20 +257,26 @@ fn records(dir: &Path, found: &mut Vec<PathBuf>) {
 
 /// The failures a summary file lists, dated by the file.
 fn failures(path: &Path) -> Vec<SummaryRow> {
-    let summary: SummaryFile = match wsiseg_report::read(path) {
-        Ok(s) => s,
-        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-            tracing::warn!("{}: not a wsiseg summary, left out", path.display());
-            return Vec::new();
-        }
-        Err(_) => return Vec::new(),
+    /// The rows, each read on its own: one damaged row costs only itself.
+    #[derive(serde::Deserialize, Default)]
+    #[serde(default)]
+    struct Rows {
+        slides: Vec<serde_json::Value>,
+    }
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
     };
+    let Ok(doc) = serde_json::from_str::<serde_json::Value>(&text) else {
+        tracing::warn!("{}: not a wsiseg summary, left out", path.display());
+        return Vec::new();
+    };
+    let rows = serde_json::from_value::<Rows>(doc).unwrap_or_default();
     let when = std::fs::metadata(path)
         .and_then(|m| m.modified())
         .unwrap_or(SystemTime::UNIX_EPOCH);
-    summary
-        .slides
+    rows.slides
         .into_iter()
+        .filter_map(|r| serde_json::from_value::<SummaryLine>(r).ok())
         .filter(|r| r.status == Standing::Failed.name() && !r.slide.as_os_str().is_empty())
         .map(|r| {
             let name = if r.name.is_empty() {

@@ -1,8 +1,8 @@
 //! The files wsiseg writes about its runs, as types: `NAME.report.json`
 //! ([`SlideReport`]) and `summary.json` ([`SummaryFile`], one
 //! [`SummaryLine`] per slide). The engine writes them from these types; the
-//! index page, `wsiseg eval` and front ends (the Python package, the viewer)
-//! read them back through the same types, never by string keys.
+//! index page and `wsiseg eval` read them back through the same types, never
+//! by string keys, and so can any other front end.
 //!
 //! On disk every object's keys are in alphabetical order and every field is
 //! always present (`null` when unknown): [`to_text`] serializes through
@@ -99,6 +99,7 @@ pub struct Run {
 
 /// Width and height in pixels.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Dimensions {
     /// Width.
     pub width: u32,
@@ -108,6 +109,7 @@ pub struct Dimensions {
 
 /// Microns per pixel along x and y.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct MppXy {
     /// Along x.
     pub x: f64,
@@ -259,6 +261,7 @@ pub struct Tiles {
 
 /// Columns and rows of the tile grid.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Grid {
     /// Columns.
     pub cols: u32,
@@ -282,6 +285,7 @@ pub struct BadTile {
 
 /// A rectangle in level-0 pixels.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Rectangle {
     /// Left.
     pub x: i64,

@@ -1,4 +1,4 @@
-//! Every file a slide's run writes is a [`MaskOutput`]: it takes the
+//! Every mask file a slide's run writes is a [`MaskOutput`]: it takes the
 //! stitched label rows (and probability rows, when it asks for them) as they
 //! stream, and when the slide is done it finishes its files as [`Staged`]
 //! files — complete, flushed and fsynced, under temporary names. The engine
@@ -43,13 +43,21 @@ pub fn class_colour(class: usize) -> [u8; 3] {
 /// Longest side of the label copy GeoJSON is traced from.
 pub const GEOMETRY_SIDE: u32 = 8192;
 
+/// NAME.report.json: made by the engine once the other outputs are
+/// finished (it lists them: `crate::report`), so no output of its own.
+const REPORT_SPEC: FormatSpec = FormatSpec {
+    name: "report",
+    files: |paths| vec![paths.report()],
+    create: |_| Ok(None),
+};
+
 /// A format's output for one slide (`None`: it has none of its own).
-pub type Created = Result<Option<Box<dyn MaskOutput>>, EngineError>;
+pub(crate) type Created = Result<Option<Box<dyn MaskOutput>>, EngineError>;
 
 /// What the engine knows of an output format. Each output's file defines
 /// its own (`SPEC`) and [`Format::ALL`] registers it: adding a format is
 /// that file and one line there.
-pub struct FormatSpec {
+pub(crate) struct FormatSpec {
     /// Its name in requests, records and reports (`png`…).
     pub name: &'static str,
     /// The final names of its files for a slide.
@@ -79,7 +87,7 @@ impl Format {
     pub const ASAP: Format = Format(&geojson::ASAP_SPEC);
     /// NAME.report.json: everything about the run (made by the engine
     /// once the other outputs are finished).
-    pub const REPORT: Format = Format(&crate::report::SPEC);
+    pub const REPORT: Format = Format(&REPORT_SPEC);
 
     /// Every format, in finishing order: the registration of each.
     pub const ALL: &'static [Format] = &[
@@ -102,11 +110,11 @@ impl Format {
         (self.0.files)(paths)
     }
 
-    /// Its place in [`Self::ALL`].
+    /// Its place in [`Self::ALL`] (every `Format` is one of them).
     fn rank(self) -> usize {
         Self::ALL
             .iter()
-            .position(|f| std::ptr::eq(f.0, self.0) || f.0.name == self.0.name)
+            .position(|f| f.0.name == self.0.name)
             .unwrap_or(usize::MAX)
     }
 }
@@ -127,9 +135,7 @@ impl PartialOrd for Format {
 
 impl Ord for Format {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.rank()
-            .cmp(&other.rank())
-            .then_with(|| self.0.name.cmp(other.0.name))
+        self.rank().cmp(&other.rank())
     }
 }
 
@@ -367,7 +373,7 @@ pub trait MaskOutput: Send {
 
 /// The output `format` for one slide (`None`: another format's output
 /// writes its files, or the engine does — the report).
-pub fn create(format: Format, ctx: &OutputContext) -> Created {
+pub(crate) fn create(format: Format, ctx: &OutputContext) -> Created {
     (format.0.create)(ctx)
 }
 

@@ -15,7 +15,6 @@ use super::{
 };
 use crate::EngineError;
 
-/// Copies of the labels and probabilities at the thumbnail's size.
 /// The format: NAME.overlay.png and NAME.heatmap.png.
 pub(super) const SPEC: FormatSpec = FormatSpec {
     name: "overlay",
@@ -23,6 +22,7 @@ pub(super) const SPEC: FormatSpec = FormatSpec {
     create: |ctx| boxed(Overlay::create(ctx)),
 };
 
+/// Copies of the labels and probabilities at the thumbnail's size.
 pub(super) struct Overlay {
     labels: NearestRows<Vec<u8>>,
     probs: NearestRows<Vec<u8>>,

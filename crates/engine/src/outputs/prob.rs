@@ -12,7 +12,6 @@ use wsiseg_write::{PyramidOptions, PyramidWriter, Reduce, Staged};
 use super::{boxed, Finished, FormatSpec, MaskOutput, OutputContext, SlideResult};
 use crate::EngineError;
 
-/// One writer per class from class 1 on.
 /// The format: NAME.prob.tiff (and NAME.prob-CLASS.tiff for every class
 /// past tumor).
 pub(super) const SPEC: FormatSpec = FormatSpec {
@@ -25,6 +24,7 @@ pub(super) const SPEC: FormatSpec = FormatSpec {
     create: |ctx| boxed(ProbTiff::create(ctx)?),
 };
 
+/// One writer per class from class 1 on.
 pub(super) struct ProbTiff(Vec<PyramidWriter>);
 
 impl ProbTiff {
