@@ -44,7 +44,8 @@ done
 step() { printf '\n==> %s\n' "$*" >&2; }
 
 step "system packages"
-packages=(libopenslide-dev libjpeg-dev pkg-config libclang-dev clang g++ python3 python3-venv libgoogle-perftools-dev chromium slurm-wlm munge)
+# patchelf, zstd, binutils (objcopy): scripts/bundle.sh, the offline bundle.
+packages=(libopenslide-dev libjpeg-dev pkg-config libclang-dev clang g++ python3 python3-venv libgoogle-perftools-dev chromium slurm-wlm munge patchelf zstd binutils)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -127,6 +127,68 @@ fn one_bad_file_never_stops_a_folder() {
     );
 }
 
+/// Two slides whose outputs would have one name (`gray.jpg`, `gray.png`)
+/// fail, naming each other; the folder's other slides run and the summary
+/// has a row for each of the three.
+#[test]
+fn a_name_collision_fails_its_pair_not_the_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let input = d.join("in");
+    std::fs::create_dir(&input).unwrap();
+    std::fs::copy(repo("tests/data/default.svs"), input.join("b.svs")).unwrap();
+    std::fs::write(input.join("gray.jpg"), b"not read").unwrap();
+    std::fs::write(input.join("gray.png"), b"not read").unwrap();
+    let model = threshold_model();
+    let o = run(
+        d,
+        &[
+            "segment",
+            "in",
+            "--model",
+            model.to_str().unwrap(),
+            "--out",
+            "out",
+            "--device",
+            "cpu",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let errors = error_lines(&o);
+    let pair = "would write outputs of the same name: move one of them to another folder";
+    assert_eq!(
+        errors,
+        [
+            format!("error: in/gray.jpg and in/gray.png {pair}"),
+            format!("error: in/gray.png and in/gray.jpg {pair}"),
+        ],
+        "{}",
+        stderr(&o)
+    );
+    assert!(d.join("out/b.mask.png").exists());
+    let summary = common::json(&d.join("out/summary.json"));
+    let rows: Vec<(String, String)> = summary["slides"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap().into(),
+                r["status"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let row = |n: &str, s: &str| (n.to_string(), s.to_string());
+    assert_eq!(
+        rows,
+        [
+            row("b", "done"),
+            row("gray.jpg", "failed"),
+            row("gray.png", "failed")
+        ]
+    );
+}
+
 /// A 8-bit grey PNG of `w`×`h` zeros (a few MB however large), streamed.
 fn zero_png(path: &Path, w: u32, h: u32) {
     let file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
@@ -281,6 +343,45 @@ fn segment_default(d: &Path, out: &str, extra: &[&str]) -> std::process::Output 
     let slide = repo("tests/data/default.svs");
     let extra = [&["--device", "cpu"][..], extra].concat();
     common::segment(d, &slide, &threshold_model(), out, &extra)
+}
+
+/// Sizes from a manifest or an option that no machine could hold are
+/// refused before anything is allocated (an allocation failure aborts the
+/// process), in one line naming where the size came from.
+#[test]
+fn sizes_no_machine_holds_are_refused_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let model = d.join("huge-tile");
+    std::fs::create_dir_all(&model).unwrap();
+    std::fs::copy(threshold_model().join("model.pt"), model.join("model.pt")).unwrap();
+    let mut manifest = common::json(&threshold_model().join("manifest.json"));
+    manifest["tile"] = serde_json::json!(65536);
+    std::fs::write(model.join("manifest.json"), manifest.to_string()).unwrap();
+    let slide = repo("tests/data/default.svs");
+    let o = common::segment(d, &slide, &model, "t", &["--device", "cpu"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let errors = error_lines(&o);
+    assert_eq!(errors.len(), 1, "{}", stderr(&o));
+    assert!(
+        errors[0].contains("manifest.json")
+            && errors[0]
+                .contains("65536 pixels is more than the largest tile wsiseg runs (16384 pixels)"),
+        "{}",
+        errors[0]
+    );
+    // A batch whose buffers alone exceed the memory budget (here 2 GiB).
+    let o = segment_default(d, "b", &["--batch", "100000", "--max-memory", "2G"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let errors = error_lines(&o);
+    assert_eq!(errors.len(), 1, "{}", stderr(&o));
+    assert!(
+        errors[0].starts_with("error: --batch 100000: a batch of 100000 tiles of ")
+            && errors[0].contains("more than the memory budget (2.0 GiB); a batch of "),
+        "{}",
+        errors[0]
+    );
+    assert_eq!(common::files_in(&d.join("b")), Vec::<String>::new());
 }
 
 #[test]

@@ -39,11 +39,7 @@ pub fn run_observed(args: &SegmentArgs, observer: Option<Observer>) -> Result<Ru
     let (slides, shard) =
         crate::inputs::shard_slides(args.shard.as_ref(), args.shard_count, inputs.slides)?;
     let request = args.request()?;
-    let engine = build_engine(args)?;
-    engine
-        .check(&request)
-        .map_err(crate::errors::flag_context)?;
-    prepare_out_dir(&args.out)?;
+    // The budget first: the request's check holds the batch against it.
     let budget = args
         .max_memory
         .unwrap_or_else(wsiseg_engine::memory::default_budget);
@@ -52,6 +48,11 @@ pub fn run_observed(args: &SegmentArgs, observer: Option<Observer>) -> Result<Ru
         "memory budget {:.2} GiB",
         budget as f64 / f64::from(1u32 << 30)
     );
+    let engine = build_engine(args)?;
+    engine
+        .check(&request)
+        .map_err(crate::errors::flag_context)?;
+    prepare_out_dir(&args.out)?;
 
     let cancel = crate::signals::cancel_flag();
     let count = slides.len();
@@ -133,6 +134,11 @@ impl BatchObserver for Watch<'_> {
 
     fn progress(&self, k: usize, p: Progress) {
         if let Some(bar) = self.bar(k) {
+            if bar.length().is_none() {
+                // The plan exists: from a spinner to the tiles.
+                bar.disable_steady_tick();
+                bar.set_style(tiles_style());
+            }
             bar.set_length(p.tiles_total);
             bar.set_position(p.tiles_done);
         }
@@ -287,12 +293,13 @@ fn log_done(path: &Path, stats: &wsiseg_engine::RunStats, tumor: f64, files: &[P
     );
 }
 
+/// A slide's line: a spinner while it is opened and planned, then its
+/// tiles (from the first progress report, when the plan exists).
 fn progress_bar(slide: &Path) -> ProgressBar {
-    let bar = ProgressBar::new(0);
+    let bar = ProgressBar::new_spinner();
     bar.set_style(
-        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} tiles {per_sec} eta {eta}")
-            .expect("valid template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template("{spinner} {msg}: opening and planning")
+            .expect("valid template"),
     );
     bar.set_message(
         slide
@@ -300,7 +307,21 @@ fn progress_bar(slide: &Path) -> ProgressBar {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default(),
     );
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
     bar
+}
+
+/// The tiles of a planned slide, with a rate of one decimal.
+fn tiles_style() -> ProgressStyle {
+    ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} tiles, {rate} eta {eta}")
+        .expect("valid template")
+        .with_key(
+            "rate",
+            |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.1}/s", state.per_sec());
+            },
+        )
+        .progress_chars("=> ")
 }
 
 fn prepare_out_dir(out: &Path) -> Result<()> {

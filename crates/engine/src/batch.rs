@@ -33,6 +33,10 @@ pub struct SlideInput {
     pub slide_mpp: Option<f64>,
     /// The list and line that named it, for its messages.
     pub listed: Option<String>,
+    /// Another slide of the run whose outputs would have this one's names
+    /// (`a.jpg` and `a.png`): both fail, naming each other, and the others
+    /// run.
+    pub same_name: Option<PathBuf>,
 }
 
 impl SlideInput {
@@ -271,6 +275,12 @@ impl Engine {
         // A panic fails this slide only (its temporary files are removed by
         // the unwinding); the next slide runs.
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            if let Some(other) = &slide.same_name {
+                return Err(EngineError::SameName {
+                    slide: path.to_path_buf(),
+                    other: other.clone(),
+                });
+            }
             self.segment(path, out, &request, &control)
         }))
         .unwrap_or_else(|payload| {
@@ -287,7 +297,12 @@ impl Engine {
         let report = OutputPaths::new(out, path).report();
         let entry = |status, figures, error| SummaryEntry {
             slide: path.to_path_buf(),
-            name: slide.name.with_extension(""),
+            // Two slides of one output name keep their extensions: a row each.
+            name: if slide.same_name.is_some() {
+                slide.name.clone()
+            } else {
+                slide.name.with_extension("")
+            },
             status,
             error,
             figures,

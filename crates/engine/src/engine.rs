@@ -199,6 +199,20 @@ pub struct Member {
     pub weight: f64,
 }
 
+/// The least memory one worker's batches take: per tile, the RGB staging
+/// (1 byte a value), the model's input (4 bytes a value) and its output
+/// (4 bytes a class), for the two batches in flight.
+pub fn batch_bytes(batch: usize, tile: u32, classes: usize) -> u64 {
+    let pixels = u64::from(tile) * u64::from(tile);
+    let per_tile = pixels * (3 + 3 * 4 + 4 * classes.max(2) as u64);
+    (batch as u64).saturating_mul(per_tile).saturating_mul(2)
+}
+
+/// The largest batch of `tile`-px tiles whose buffers fit in `budget` (at least 1).
+fn fitting_batch(tile: u32, classes: usize, budget: u64) -> u64 {
+    (budget / batch_bytes(1, tile, classes).max(1)).max(1)
+}
+
 pub(crate) fn setting(setting: Setting, value: impl ToString, problem: &str) -> EngineError {
     EngineError::Setting {
         setting,
@@ -436,6 +450,28 @@ impl Engine {
         self.readers
     }
 
+    /// Refuses a batch whose buffers alone would not fit in the memory
+    /// budget (before anything is allocated: a failed allocation aborts).
+    fn check_batch_memory(&self, tile: u32) -> Result<(), EngineError> {
+        let need = batch_bytes(self.batch, tile, self.manifest().classes.len());
+        let budget = crate::memory::budget().unwrap_or_else(crate::memory::default_budget);
+        if need <= budget {
+            return Ok(());
+        }
+        let gib = |b: u64| b as f64 / f64::from(1u32 << 30);
+        Err(setting(
+            Setting::Batch,
+            self.batch,
+            &format!(
+                "a batch of {} tiles of {tile} px needs at least {:.1} GiB (each worker's staging, input and output tensors, two batches in flight), more than the memory budget ({:.1} GiB); a batch of {} fits",
+                self.batch,
+                gib(need),
+                gib(budget),
+                fitting_batch(tile, self.manifest().classes.len(), budget)
+            ),
+        ))
+    }
+
     /// Checks what can be checked of a request without a slide.
     pub fn check(&self, request: &Request) -> Result<(u32, u32), EngineError> {
         let m = self.manifest();
@@ -450,6 +486,17 @@ impl Engine {
                 ),
             ));
         }
+        if tile > wsiseg_infer::MAX_TILE {
+            return Err(setting(
+                Setting::Tile,
+                tile,
+                &format!(
+                    "is more than the largest tile wsiseg runs ({} pixels)",
+                    wsiseg_infer::MAX_TILE
+                ),
+            ));
+        }
+        self.check_batch_memory(tile)?;
         let overlap = request.overlap.unwrap_or(tile / 8);
         if overlap >= tile {
             return Err(setting(

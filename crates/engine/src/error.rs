@@ -154,6 +154,15 @@ pub enum EngineError {
     /// The run was cancelled (Ctrl-C, SIGTERM, a front end's request).
     #[error("cancelled")]
     Cancelled,
+    /// Two slides of a run whose outputs would have the same names.
+    #[error("{} and {} would write outputs of the same name: move one of them to another folder", slide.display(), other.display())]
+    SameName {
+        /// This slide.
+        slide: std::path::PathBuf,
+        /// The other.
+        other: std::path::PathBuf,
+    },
+
     /// A bug met while segmenting a slide (a panic caught at the slide's
     /// boundary by the caller).
     #[error("{}: internal error: {detail}", slide.display())]

@@ -115,14 +115,6 @@ pub enum InputError {
         /// The entry as written.
         entry: PathBuf,
     },
-    /// Two slides that would write the same files.
-    #[error("{} and {} would write outputs of the same name: move one of them to another folder", first.display(), second.display())]
-    SameName {
-        /// The first.
-        first: PathBuf,
-        /// The second.
-        second: PathBuf,
-    },
 }
 
 type Result<T> = std::result::Result<T, InputError>;
@@ -213,6 +205,7 @@ pub fn collect_inputs(inputs: &[PathBuf], recursive: bool) -> Result<Inputs> {
                     name,
                     slide_mpp: None,
                     listed: None,
+                    same_name: None,
                 }],
                 "",
             )
@@ -244,7 +237,7 @@ pub fn collect_inputs(inputs: &[PathBuf], recursive: bool) -> Result<Inputs> {
             repeated,
         });
     }
-    check_output_names(&all.slides)?;
+    mark_same_names(&mut all.slides);
     Ok(all)
 }
 
@@ -294,6 +287,7 @@ fn walk(
                 name,
                 slide_mpp: None,
                 listed: None,
+                same_name: None,
             });
         } else if std::fs::metadata(&path).is_err() {
             // A dangling or looping link named like a slide: its own error
@@ -304,6 +298,7 @@ fn walk(
                 name,
                 slide_mpp: None,
                 listed: None,
+                same_name: None,
             });
         } else {
             ignored.others += 1;
@@ -345,6 +340,7 @@ fn glob_slides(pattern: &str, ignored: &mut Ignored) -> Result<Vec<SlideInput>> 
                 name,
                 slide_mpp: None,
                 listed: None,
+                same_name: None,
             });
         }
     }
@@ -423,6 +419,7 @@ fn read_list(list: &Path, ignored: &mut Ignored) -> Result<Vec<SlideInput>> {
             path,
             slide_mpp,
             listed: Some(format!("{}, line {line}", list.display())),
+            same_name: None,
         });
     }
     // A list's order is the user's; the run's is sorted like a folder's.
@@ -512,19 +509,23 @@ fn csv_fields(line: &str) -> Vec<String> {
 }
 
 /// Two slides whose names differ only by extension would write the same
-/// files.
-fn check_output_names(slides: &[SlideInput]) -> Result<()> {
-    let mut seen = BTreeMap::new();
-    for s in slides {
-        let stem = s.name.with_extension("");
-        if let Some(prev) = seen.insert(stem, &s.path) {
-            return Err(InputError::SameName {
-                first: prev.clone(),
-                second: s.path.clone(),
-            });
+/// files: each is marked with the other (both fail, the others run).
+fn mark_same_names(slides: &mut [SlideInput]) {
+    let mut first: BTreeMap<PathBuf, usize> = BTreeMap::new();
+    for k in 0..slides.len() {
+        let stem = slides[k].name.with_extension("");
+        match first.get(&stem) {
+            Some(&j) => {
+                slides[k].same_name = Some(slides[j].path.clone());
+                if slides[j].same_name.is_none() {
+                    slides[j].same_name = Some(slides[k].path.clone());
+                }
+            }
+            None => {
+                first.insert(stem, k);
+            }
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -588,15 +589,21 @@ mod tests {
             .as_deref()
             .unwrap()
             .ends_with("list.txt, line 1"));
-        // Two slides of one name but the extension write the same files.
+        // Two slides of one name but the extension would write the same
+        // files: both are marked, each with the other.
         std::fs::write(d.join("in/a.png"), b"x").unwrap();
-        match collect_inputs(&[d.join("in")], false) {
-            Err(e @ InputError::SameName { .. }) => {
-                assert!(e
-                    .to_string()
-                    .contains("would write outputs of the same name"));
-            }
-            other => panic!("{other:?}"),
-        }
+        let both = collect_inputs(&[d.join("in")], false).unwrap();
+        let marked: Vec<(&Path, &Path)> = both
+            .slides
+            .iter()
+            .filter_map(|s| Some((s.name.as_path(), s.same_name.as_deref()?)))
+            .collect();
+        assert_eq!(
+            marked,
+            [
+                (Path::new("a.png"), d.join("in/a.svs").as_path()),
+                (Path::new("a.svs"), d.join("in/a.png").as_path())
+            ]
+        );
     }
 }

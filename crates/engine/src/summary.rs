@@ -215,6 +215,8 @@ pub fn run_rows(out: &Path, entries: &[SummaryEntry]) -> Vec<SummaryRow> {
                 None => SummaryRow::missing(&e.slide, &e.name),
             };
             row.slide = absolute(&e.slide);
+            // The entry's name is the output name already (suffixes off).
+            row.name = e.name.to_string_lossy().into_owned();
             row.this_run = Some(e.status);
             row.when = now;
             // A failure (no record read) dates from now.

@@ -326,6 +326,7 @@ impl Folder {
             name: name.into(),
             slide_mpp: None,
             listed: None,
+            same_name: None,
         };
         wsiseg_engine::Batch {
             slides: vec![input("a/x.svs"), input("x.svs"), input("gone.svs")],

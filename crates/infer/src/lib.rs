@@ -40,7 +40,7 @@ pub use device::{
 pub use error::InferError;
 pub use manifest::{
     check_threshold, ensemble_members, locate, Activation, ChannelOrder, Manifest, OutputElement,
-    OutputKind, CLASS_COLOURS,
+    OutputKind, CLASS_COLOURS, MAX_TILE,
 };
 pub use model::{InFlight, Segmenter, Staging};
 pub use runtime::{runtime_names, Linear, Network, Output, Runtime, TorchScript};

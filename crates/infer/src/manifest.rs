@@ -6,6 +6,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::InferError;
 
+/// The largest tile side the engine runs: a tile of 16384² pixels is
+/// 805 MB of RGB before the model's tensors (4 bytes a value).
+pub const MAX_TILE: u32 = 16384;
+
 /// What the model's output channels hold — the manifest's older field,
 /// kept so that existing manifests work: `"output": "logits"` is
 /// `"activation": "softmax"`, `"probabilities"` is `"none"`.
@@ -242,6 +246,37 @@ impl Manifest {
         Ok(())
     }
 
+    /// The tile's geometry: its side, the multiple it must be of, the
+    /// output's stride; the field and the problem when one is wrong.
+    fn check_tile(&self) -> Result<(), (&'static str, String)> {
+        if self.tile_multiple == 0 {
+            return Err(("tile_multiple", "must be at least 1".into()));
+        }
+        if self.tile == 0 || !self.tile.is_multiple_of(self.tile_multiple) {
+            return Err((
+                "tile",
+                "must be a positive multiple of tile_multiple".into(),
+            ));
+        }
+        if self.tile > MAX_TILE {
+            return Err((
+                "tile",
+                format!(
+                    "{} pixels is more than the largest tile wsiseg runs ({MAX_TILE} pixels)",
+                    self.tile
+                ),
+            ));
+        }
+        if self.output_stride == 0 || !self.tile_multiple.is_multiple_of(self.output_stride) {
+            return Err((
+                "output_stride",
+                "must be at least 1 and divide tile_multiple (every tile side must divide by it)"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
     fn resolve(&mut self, path: &Path) -> Result<(), InferError> {
         let bad = |field, problem: &str| InferError::ManifestValue {
             path: path.to_path_buf(),
@@ -285,18 +320,8 @@ impl Manifest {
         }
         self.check_colours(activation)
             .map_err(|problem| bad("colors", &problem))?;
-        if self.tile_multiple == 0 {
-            return Err(bad("tile_multiple", "must be at least 1"));
-        }
-        if self.tile == 0 || !self.tile.is_multiple_of(self.tile_multiple) {
-            return Err(bad("tile", "must be a positive multiple of tile_multiple"));
-        }
-        if self.output_stride == 0 || !self.tile_multiple.is_multiple_of(self.output_stride) {
-            return Err(bad(
-                "output_stride",
-                "must be at least 1 and divide tile_multiple (every tile side must divide by it)",
-            ));
-        }
+        self.check_tile()
+            .map_err(|(field, problem)| bad(field, &problem))?;
         if self.std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
             return Err(bad("std", "must be positive"));
         }
