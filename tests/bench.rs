@@ -35,7 +35,9 @@ fn bench_prints_every_stage_figure_in_sane_ratios() {
     // by chance when another process shares the cores: read_vs_raw_decode
     // was measured at 1.13, 1.35 and 1.70 with nothing wrong). What is
     // exact: the tiles each figure decoded.
-    assert_eq!(v["sample_tiles"], 40, "{}", v["sample_tiles"]);
+    // The level read at 1 µm/px is 1024² of 256-px JPEG tiles: all 16 of
+    // them are sampled (fewer than --sample-tiles 40).
+    assert_eq!(v["sample_tiles"], 16, "{}", v["sample_tiles"]);
     let planned_read = v["planned_tiles_read"].as_u64().unwrap();
     assert!(
         (1..=40).contains(&planned_read),

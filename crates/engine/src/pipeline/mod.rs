@@ -263,8 +263,15 @@ impl Job<'_> {
         }
         let workers = join_workers(inferred);
         // A writer's error (a full disk…) is the cause of the stitcher and
-        // inference stopping; a stitcher error the cause of inference stopping.
+        // inference stopping; a worker's own error (not "stopped") the cause
+        // of tiles missing at the stitcher; else a stitcher error the cause
+        // of inference stopping.
         let writers = join_writers(written)?;
+        if let Err(e) = &workers {
+            if !matches!(e, EngineError::Stopped) && stitched.is_err() {
+                return Err(workers.err().expect("an error"));
+            }
+        }
         let (counts, stitch) = stitched?;
         let (busy, tiles_per_worker) = workers?;
         Ok(PipelineStats {
@@ -333,7 +340,21 @@ impl Job<'_> {
                     spawn(scope, format!("infer-{i}"), move || {
                         let model = model.lock().unwrap_or_else(PoisonError::into_inner);
                         model.bind_thread();
-                        let r = infer(&model, shared, &tiles, &done, &spare, &pool);
+                        // A panic (libtorch failing to allocate a tensor…)
+                        // is this worker's error, with its message: the
+                        // stitcher's missing tiles are only its effect.
+                        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            infer(&model, shared, &tiles, &done, &spare, &pool)
+                        }))
+                        .unwrap_or_else(|payload| {
+                            Err(EngineError::Internal {
+                                slide: slide.path().to_path_buf(),
+                                detail: format!(
+                                    "the inference worker failed: {}",
+                                    panic_message(payload.as_ref())
+                                ),
+                            })
+                        });
                         if r.is_err() {
                             shared.stop.store(true, Ordering::Relaxed);
                         }
@@ -376,6 +397,16 @@ impl Job<'_> {
             (inferred, stitched, written)
         })
     }
+}
+
+/// The first line of a panic's message.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    let text = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".to_string());
+    text.lines().next().unwrap_or_default().to_string()
 }
 
 /// Starts a thread of the job named `name` (as `top -H` and profilers show it).
