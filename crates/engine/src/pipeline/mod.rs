@@ -261,19 +261,8 @@ impl Job<'_> {
                 limit_mib: mib(crate::memory::budget().unwrap_or(0)),
             });
         }
-        let workers = join_workers(inferred);
-        // A writer's error (a full disk…) is the cause of the stitcher and
-        // inference stopping; a worker's own error (not "stopped") the cause
-        // of tiles missing at the stitcher; else a stitcher error the cause
-        // of inference stopping.
-        let writers = join_writers(written)?;
-        if let Err(e) = &workers {
-            if !matches!(e, EngineError::Stopped) && stitched.is_err() {
-                return Err(workers.err().expect("an error"));
-            }
-        }
-        let (counts, stitch) = stitched?;
-        let (busy, tiles_per_worker) = workers?;
+        let (writers, (counts, stitch), (busy, tiles_per_worker)) =
+            first_cause(inferred, stitched, written)?;
         Ok(PipelineStats {
             read: read_nanos.load(Ordering::Relaxed) as f64 * 1e-9,
             inference: busy.as_secs_f64(),
@@ -340,25 +329,7 @@ impl Job<'_> {
                     spawn(scope, format!("infer-{i}"), move || {
                         let model = model.lock().unwrap_or_else(PoisonError::into_inner);
                         model.bind_thread();
-                        // A panic (libtorch failing to allocate a tensor…)
-                        // is this worker's error, with its message: the
-                        // stitcher's missing tiles are only its effect.
-                        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            infer(&model, shared, &tiles, &done, &spare, &pool)
-                        }))
-                        .unwrap_or_else(|payload| {
-                            Err(EngineError::Internal {
-                                slide: slide.path().to_path_buf(),
-                                detail: format!(
-                                    "the inference worker failed: {}",
-                                    panic_message(payload.as_ref())
-                                ),
-                            })
-                        });
-                        if r.is_err() {
-                            shared.stop.store(true, Ordering::Relaxed);
-                        }
-                        r
+                        run_worker(&model, slide, shared, &tiles, &done, &spare, &pool)
                     })
                 })
                 .collect();
@@ -399,6 +370,37 @@ impl Job<'_> {
     }
 }
 
+/// One inference worker's thread: [`infer`], with a panic (libtorch
+/// failing to allocate a tensor…) made this worker's error with its message
+/// — the stitcher's missing tiles are only its effect; any error stops the
+/// job.
+fn run_worker(
+    model: &Segmenter,
+    slide: &dyn Slide,
+    shared: &Shared,
+    tiles: &Receiver<ReadResult>,
+    done: &Sender<Finished>,
+    spare: &Receiver<Spare>,
+    pool: &Sender<Vec<u8>>,
+) -> Result<(Duration, usize), EngineError> {
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        infer(model, shared, tiles, done, spare, pool)
+    }))
+    .unwrap_or_else(|payload| {
+        Err(EngineError::Internal {
+            slide: slide.path().to_path_buf(),
+            detail: format!(
+                "the inference worker failed: {}",
+                panic_message(payload.as_ref())
+            ),
+        })
+    });
+    if r.is_err() {
+        shared.stop.store(true, Ordering::Relaxed);
+    }
+    r
+}
+
 /// The first line of a panic's message.
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     let text = payload
@@ -407,6 +409,28 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "no message".to_string());
     text.lines().next().unwrap_or_default().to_string()
+}
+
+/// Every stage's result, or the error that caused the others: a writer's
+/// (a full disk…) stops the stitcher and inference; a worker's own error
+/// (not "stopped") leaves tiles missing at the stitcher; else a stitcher
+/// error stops inference.
+#[allow(clippy::type_complexity)]
+fn first_cause(
+    inferred: Vec<Result<(Duration, usize), EngineError>>,
+    stitched: Result<(Vec<u64>, Duration), EngineError>,
+    written: Vec<Result<Duration, EngineError>>,
+) -> Result<(Vec<f64>, (Vec<u64>, Duration), (Duration, Vec<usize>)), EngineError> {
+    let workers = join_workers(inferred);
+    let writers = join_writers(written)?;
+    let worker_failed = matches!(&workers, Err(e) if !matches!(e, EngineError::Stopped));
+    if worker_failed && stitched.is_err() {
+        if let Err(e) = workers {
+            return Err(e);
+        }
+    }
+    let stitched = stitched?;
+    Ok((writers, stitched, workers?))
 }
 
 /// Starts a thread of the job named `name` (as `top -H` and profilers show it).
