@@ -26,6 +26,10 @@ typedef struct {
     wsj_error err;
     FILE *file;
     int started;
+    /* CMYK (or YCCK) JPEGs decode to CMYK, converted here row by row. */
+    uint8_t *cmyk_row;
+    /* Adobe's APP14 marker: the CMYK values are stored inverted. */
+    int inverted;
 } wsj_reader;
 
 static void wsj_error_exit(j_common_ptr cinfo) {
@@ -104,19 +108,48 @@ void wsj_info(void *handle, uint32_t *w, uint32_t *h, int *components, int *prog
     *progressive = jpeg_has_multiple_scans(&r->cinfo);
 }
 
-/* Starts decompressing to RGB; libjpeg may use at most `max_memory` bytes
- * for its own buffers (more is an error, not an allocation). */
+/* Starts decompressing to RGB (CMYK and YCCK through CMYK, converted
+ * per row); libjpeg may use at most `max_memory` bytes for its own buffers
+ * (more is an error, not an allocation). */
 int wsj_start(void *handle, uint64_t max_memory, char *err, size_t errlen) {
     wsj_reader *r = handle;
     if (setjmp(r->err.jump)) {
         wsj_copy(err, errlen, r->err.message);
         return -1;
     }
-    r->cinfo.out_color_space = JCS_RGB;
+    int cmyk = r->cinfo.jpeg_color_space == JCS_CMYK || r->cinfo.jpeg_color_space == JCS_YCCK;
+    r->cinfo.out_color_space = cmyk ? JCS_CMYK : JCS_RGB;
     r->cinfo.mem->max_memory_to_use = (long)max_memory;
     jpeg_start_decompress(&r->cinfo);
     r->started = 1;
+    if (cmyk) {
+        r->inverted = r->cinfo.saw_Adobe_marker;
+        r->cmyk_row = malloc((size_t)r->cinfo.output_width * 4);
+        if (!r->cmyk_row) {
+            wsj_copy(err, errlen, "out of memory for a CMYK row");
+            return -1;
+        }
+    }
     return 0;
+}
+
+/* One CMYK row to RGB: R = (1 - C)(1 - K), and so on (values as inks:
+ * 0 none; stored inverted under Adobe's marker, as Photoshop writes them). */
+static void wsj_cmyk_to_rgb(const wsj_reader *r, uint8_t *rgb) {
+    const uint8_t *p = r->cmyk_row;
+    for (JDIMENSION x = 0; x < r->cinfo.output_width; x++, p += 4, rgb += 3) {
+        unsigned c = p[0], m = p[1], y = p[2], k = p[3];
+        if (!r->inverted) {
+            c = 255 - c;
+            m = 255 - m;
+            y = 255 - y;
+            k = 255 - k;
+        }
+        /* Now each is 255 - ink: the share of light it lets through. */
+        rgb[0] = (uint8_t)((c * k + 127) / 255);
+        rgb[1] = (uint8_t)((m * k + 127) / 255);
+        rgb[2] = (uint8_t)((y * k + 127) / 255);
+    }
 }
 
 /* Decodes the next `rows` rows as RGB into `out` (rows * width * 3 bytes). */
@@ -134,7 +167,15 @@ int wsj_read_rows(void *handle, uint8_t *out, uint32_t rows, char *err, size_t e
             return -1;
         }
         JSAMPROW row = out + (size_t)done * stride;
-        done += jpeg_read_scanlines(&r->cinfo, &row, 1);
+        if (r->cmyk_row) {
+            JSAMPROW cmyk = r->cmyk_row;
+            if (jpeg_read_scanlines(&r->cinfo, &cmyk, 1) == 1) {
+                wsj_cmyk_to_rgb(r, row);
+                done++;
+            }
+        } else {
+            done += jpeg_read_scanlines(&r->cinfo, &row, 1);
+        }
     }
     return 0;
 }
@@ -147,5 +188,6 @@ void wsj_close(void *handle) {
     /* jpeg_abort is safe mid-image, unlike jpeg_finish_decompress. */
     jpeg_destroy_decompress(&r->cinfo);
     fclose(r->file);
+    free(r->cmyk_row);
     free(r);
 }

@@ -255,8 +255,12 @@ impl TiffRows {
         use tiff::decoder::{ChunkType, Decoder, Limits};
         let file = open_file(path)?;
         let tiff_err = |e: tiff::TiffError| corrupt(path, format!("TIFF: {e}"));
+        // One strip may hold the whole image (Pillow writes a single
+        // strip): the decoder may hold it compressed (intermediate) and
+        // decoded, within the limit (the band check below bounds the rest).
         let mut limits = Limits::default();
         limits.decoding_buffer_size = usize::try_from(limit).unwrap_or(usize::MAX);
+        limits.intermediate_buffer_size = limits.decoding_buffer_size;
         let mut decoder = Decoder::new(BufReader::new(file))
             .map_err(tiff_err)?
             .with_limits(limits);

@@ -140,6 +140,92 @@ fn plain_png_and_strip_tiff_read_back_exactly_with_white_padding() {
     }
 }
 
+/// TIFFs as Pillow writes them: the whole image one uncompressed strip
+/// (here 144 MB of 8-bit RGB, and 158 MB of 16-bit RGB as scientific
+/// cameras write them), more than the TIFF decoder's default buffers.
+#[test]
+fn single_strip_tiffs_of_any_size_open_and_read_back() {
+    use tiff::encoder::{colortype, TiffEncoder};
+    let dir = tempfile::tempdir().unwrap();
+    let (w, h) = (8000, 6000);
+    let img = pattern(w, h, 3);
+    let path = dir.path().join("pillow.tif");
+    let mut enc = TiffEncoder::new(std::fs::File::create(&path).unwrap()).unwrap();
+    let mut image = enc.new_image::<colortype::RGB8>(w, h).unwrap();
+    image.rows_per_strip(h).unwrap();
+    image.write_data(img.as_raw()).unwrap();
+    let s = open(&path).unwrap();
+    assert_eq!(s.levels()[0].size, Size::new(w, h));
+    let rect = Rect::new(7000, 5800, 300, 200);
+    let want = image::imageops::crop_imm(&img, 7000, 5800, 300, 200).to_image();
+    assert!(
+        s.read_inside(0, rect).unwrap() == want,
+        "8-bit strip: region differs"
+    );
+
+    let (w, h) = (5934, 4440);
+    let img = pattern(w, h, 5);
+    // 16 bits a sample: the 8-bit value in the high byte, noise in the low.
+    let wide: Vec<u16> = img
+        .as_raw()
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| u16::from(v) << 8 | (i % 251) as u16)
+        .collect();
+    let path = dir.path().join("camera.tif");
+    let mut enc = TiffEncoder::new(std::fs::File::create(&path).unwrap()).unwrap();
+    let mut image = enc.new_image::<colortype::RGB16>(w, h).unwrap();
+    image.rows_per_strip(h).unwrap();
+    image.write_data(&wide).unwrap();
+    let s = open(&path).unwrap();
+    assert_eq!(s.levels()[0].size, Size::new(w, h));
+    let rect = Rect::new(5000, 4000, 300, 200);
+    let want = image::imageops::crop_imm(&img, 5000, 4000, 300, 200).to_image();
+    assert!(
+        s.read_inside(0, rect).unwrap() == want,
+        "16-bit strip: region differs"
+    );
+}
+
+/// A CMYK JPEG (print workflows, Photoshop) reads as RGB: each ink
+/// patch as the colour it prints, within JPEG's rounding.
+#[test]
+fn cmyk_jpegs_read_as_rgb() {
+    let dir = tempfile::tempdir().unwrap();
+    // Four 64×64 patches of inks (C, M, Y, K; 0 = none): white, cyan, red
+    // (magenta + yellow), half black.
+    let inks: [[u8; 4]; 4] = [
+        [0, 0, 0, 0],
+        [255, 0, 0, 0],
+        [0, 255, 255, 0],
+        [0, 0, 0, 128],
+    ];
+    let want: [[u8; 3]; 4] = [[255, 255, 255], [0, 255, 255], [255, 0, 0], [127, 127, 127]];
+    let (w, h) = (256u16, 64u16);
+    let mut cmyk = Vec::with_capacity(usize::from(w) * usize::from(h) * 4);
+    for _ in 0..h {
+        for x in 0..w {
+            cmyk.extend_from_slice(&inks[usize::from(x / 64)]);
+        }
+    }
+    let path = dir.path().join("print.jpg");
+    jpeg_encoder::Encoder::new_file(&path, 95)
+        .unwrap()
+        .encode(&cmyk, w, h, jpeg_encoder::ColorType::Cmyk)
+        .unwrap();
+    let s = open(&path).unwrap();
+    assert_eq!(s.levels()[0].size, Size::new(256, 64));
+    let rgb = s.read_inside(0, Rect::new(0, 0, 256, 64)).unwrap();
+    for (k, expect) in want.iter().enumerate() {
+        // The patch's centre, away from the blocks at its edges.
+        let px = rgb.get_pixel(k as u32 * 64 + 32, 32);
+        for c in 0..3 {
+            let d = (i32::from(px[c]) - i32::from(expect[c])).abs();
+            assert!(d <= 12, "patch {k}: {px:?}, want {expect:?}");
+        }
+    }
+}
+
 #[test]
 fn thumbnails_fit_the_requested_size() {
     let s = open(&data("boxes.tiff")).unwrap();
