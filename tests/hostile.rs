@@ -382,6 +382,21 @@ fn sizes_no_machine_holds_are_refused_in_one_line() {
         errors[0]
     );
     assert_eq!(common::files_in(&d.join("b")), Vec::<String>::new());
+    // A tile that alone exceeds the budget, whatever the batch.
+    let o = segment_default(
+        d,
+        "c",
+        &["--tile", "16384", "--batch", "1", "--max-memory", "1G"],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let errors = error_lines(&o);
+    assert_eq!(errors.len(), 1, "{}", stderr(&o));
+    assert!(
+        errors[0].starts_with("error: --tile 16384: one tile of 16384 px needs at least ")
+            && errors[0].ends_with("more than the memory budget (1.0 GiB)"),
+        "{}",
+        errors[0]
+    );
 }
 
 #[test]

@@ -208,11 +208,6 @@ pub fn batch_bytes(batch: usize, tile: u32, classes: usize) -> u64 {
     (batch as u64).saturating_mul(per_tile).saturating_mul(2)
 }
 
-/// The largest batch of `tile`-px tiles whose buffers fit in `budget` (at least 1).
-fn fitting_batch(tile: u32, classes: usize, budget: u64) -> u64 {
-    (budget / batch_bytes(1, tile, classes).max(1)).max(1)
-}
-
 pub(crate) fn setting(setting: Setting, value: impl ToString, problem: &str) -> EngineError {
     EngineError::Setting {
         setting,
@@ -453,21 +448,39 @@ impl Engine {
     /// Refuses a batch whose buffers alone would not fit in the memory
     /// budget (before anything is allocated: a failed allocation aborts).
     fn check_batch_memory(&self, tile: u32) -> Result<(), EngineError> {
-        let need = batch_bytes(self.batch, tile, self.manifest().classes.len());
+        let classes = self.manifest().classes.len();
+        let workers = self.workers.len().max(1) as u64;
+        let need = batch_bytes(self.batch, tile, classes).saturating_mul(workers);
         let budget = crate::memory::budget().unwrap_or_else(crate::memory::default_budget);
         if need <= budget {
             return Ok(());
         }
         let gib = |b: u64| b as f64 / f64::from(1u32 << 30);
+        let fits = budget / batch_bytes(1, tile, classes).saturating_mul(workers).max(1);
+        let whose = if workers > 1 {
+            format!("{workers} workers' staging, input and output tensors")
+        } else {
+            "the staging, input and output tensors".to_string()
+        };
+        if fits == 0 {
+            return Err(setting(
+                Setting::Tile,
+                tile,
+                &format!(
+                    "one tile of {tile} px needs at least {:.1} GiB ({whose}, two batches in flight), more than the memory budget ({:.1} GiB)",
+                    gib(batch_bytes(1, tile, classes).saturating_mul(workers)),
+                    gib(budget),
+                ),
+            ));
+        }
         Err(setting(
             Setting::Batch,
             self.batch,
             &format!(
-                "a batch of {} tiles of {tile} px needs at least {:.1} GiB (each worker's staging, input and output tensors, two batches in flight), more than the memory budget ({:.1} GiB); a batch of {} fits",
+                "a batch of {} tiles of {tile} px needs at least {:.1} GiB ({whose}, two batches in flight), more than the memory budget ({:.1} GiB); a batch of {fits} fits",
                 self.batch,
                 gib(need),
                 gib(budget),
-                fitting_batch(tile, self.manifest().classes.len(), budget)
             ),
         ))
     }
