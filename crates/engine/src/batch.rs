@@ -284,14 +284,9 @@ impl Engine {
             self.segment(path, out, &request, &control)
         }))
         .unwrap_or_else(|payload| {
-            let message = payload
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "no message".to_string());
             Err(EngineError::Internal {
                 slide: path.to_path_buf(),
-                detail: observer.panicked(message.lines().next().unwrap_or_default()),
+                detail: observer.panicked(&crate::pipeline::panic_message(payload.as_ref())),
             })
         });
         let report = OutputPaths::new(out, path).report();
