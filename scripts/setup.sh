@@ -91,6 +91,10 @@ fi
     "$VENV/bin/pip" install --quiet --disable-pip-version-check "jsonschema==4.26.0"
 "$VENV/bin/python" -c "import sys, importlib.metadata as m; sys.exit(m.version('openslide-bin') != '$OPENSLIDE_BIN_VERSION')" 2>/dev/null ||
     "$VENV/bin/pip" install --quiet --disable-pip-version-check "openslide-bin==$OPENSLIDE_BIN_VERSION"
+# pydicom (pure Python) writes the tests' DICOM series (scripts/make_dicom.py);
+# tifffile (pure Python) their OME-TIFF pyramids.
+"$VENV/bin/python" -c "import pydicom, tifffile" 2>/dev/null ||
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check "pydicom==3.0.2" "tifffile==2026.3.3"
 # segmentation-models-pytorch and MONAI (about 15 MB with torchvision and timm)
 # for scripts/export_model.py's presets, which the tests run.
 "$VENV/bin/python" -c "import segmentation_models_pytorch, monai" 2>/dev/null ||

@@ -381,3 +381,203 @@ fn overlapped_slides_give_the_outputs_of_one_at_a_time() {
         }
     }
 }
+
+/// A DICOM series of default.svs (scripts/make_dicom.py: VOLUME levels,
+/// label, overview; files named by their UIDs) in `folder`.
+fn dicom_series(folder: &Path, levels: &str) {
+    let o = std::process::Command::new(common::python())
+        .arg(common::repo("scripts/make_dicom.py"))
+        .arg(common::repo("tests/data/default.svs"))
+        .arg(folder)
+        .args(["--levels", levels])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// The files of `folder` whose header says they hold `kind` (VOLUME,
+/// LABEL, OVERVIEW).
+fn instances(folder: &Path, kind: wsiseg_slide::DicomImage) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(folder)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            wsiseg_slide::DicomInstance::read(p)
+                .unwrap()
+                .is_some_and(|i| i.image() == kind)
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// Issue 27: a DICOM slide is a series of files (levels, label, overview).
+/// Each series is one slide, named after its folder, its label and overview
+/// never segmented; its mask is the SVS's it was converted from.
+#[test]
+fn dicom_series_are_one_slide_each_named_after_their_folder() {
+    use wsiseg_slide::DicomImage;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    dicom_series(&d.join("in/case-1"), "1");
+    dicom_series(&d.join("in/case-2"), "1");
+    let svs = common::segment(
+        d,
+        &common::repo("tests/data/default.svs"),
+        &common::unet(),
+        "svs",
+        &["--device", "cpu", "--formats", "png"],
+    );
+    assert!(svs.status.success(), "{}", stderr(&svs));
+    let svs_mask = common::read_mask(&d.join("svs/default.mask.png"));
+
+    let mut args = vec![
+        "segment",
+        "in",
+        "--recursive",
+        "--out",
+        "out",
+        "--device",
+        "cpu",
+    ];
+    args.extend(["--formats", "png,report"]);
+    let unet = common::unet();
+    let unet = unet.to_str().unwrap();
+    args.extend(["--model", unet]);
+    let o = run(d, &args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("in: 2 slide(s), 4 more DICOM file(s) read as parts of those series"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        files_in(&d.join("out")),
+        [
+            "case-1.mask.png",
+            "case-1.report.json",
+            "case-1.run.json",
+            "case-2.mask.png",
+            "case-2.report.json",
+            "case-2.run.json",
+            "index.html",
+            "summary.csv",
+            "summary.json"
+        ]
+    );
+    let names: Vec<String> = rows(&d.join("out/summary.json"))
+        .into_iter()
+        .map(|r| r.0)
+        .collect();
+    assert_eq!(names, ["case-1", "case-2"]);
+    for case in ["case-1", "case-2"] {
+        let report = json(&d.join(format!("out/{case}.report.json")));
+        assert_eq!(report["slide"]["format"], "dicom");
+        let volume = &instances(&d.join("in").join(case), DicomImage::Volume)[0];
+        let opened = report["slide"]["path"].as_str().unwrap();
+        assert!(
+            opened.ends_with(volume.file_name().unwrap().to_str().unwrap()),
+            "{case}: opened from {opened}, not its level-0 instance"
+        );
+        let mask = common::read_mask(&d.join(format!("out/{case}.mask.png")));
+        assert_eq!(mask.dimensions(), svs_mask.dimensions());
+        let agree = 1.0
+            - common::differing(mask.as_raw(), svs_mask.as_raw()) as f64
+                / svs_mask.as_raw().len() as f64;
+        assert!(agree >= 0.999, "{case}: {agree} of the SVS mask");
+    }
+    // Done means done: a second run skips both.
+    let o = run(d, &args);
+    assert!(
+        stderr(&o).contains("2 slides: 0 segmented, 2 skipped, 0 failed"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// Issue 27: `info` on any file of a DICOM series (its label here) shows
+/// the series' levels, its associated images and the name its outputs take.
+#[test]
+fn info_on_any_file_of_a_dicom_series_describes_the_series() {
+    use wsiseg_slide::DicomImage;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    dicom_series(&d.join("pyramid"), "3");
+    let label = &instances(&d.join("pyramid"), DicomImage::Label)[0];
+    let o = common::run_ok(d, &args!["info", label]);
+    let info = String::from_utf8_lossy(&o.stdout).into_owned();
+    for want in [
+        "format   dicom",
+        "levels   3",
+        "  1     1110 × 1483",
+        "images   label 387×463, macro 1280×431",
+        "series   5 files",
+        "(outputs named pyramid)",
+    ] {
+        assert!(info.contains(want), "{want}: {info}");
+    }
+}
+
+/// Issue 27: DICOM series that share a folder are named after themselves; a series of
+/// only a label is passed over; a list naming three files of one series
+/// is one slide.
+#[test]
+fn dicom_series_share_folders_and_lists() {
+    use wsiseg_slide::DicomImage;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    dicom_series(&d.join("in/case-1"), "1");
+    dicom_series(&d.join("in/case-2"), "1");
+    // Several series in one folder: each under the folder's name.
+    let mixed = d.join("more/mixed");
+    std::fs::create_dir_all(&mixed).unwrap();
+    for case in ["case-1", "case-2"] {
+        for f in std::fs::read_dir(d.join("in").join(case)).unwrap() {
+            let f = f.unwrap().path();
+            std::fs::copy(&f, mixed.join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    dicom_series(&d.join("more/labels"), "1");
+    for f in instances(&d.join("more/labels"), DicomImage::Volume)
+        .into_iter()
+        .chain(instances(&d.join("more/labels"), DicomImage::Overview))
+    {
+        std::fs::remove_file(f).unwrap();
+    }
+    let o = seg(d, "more", "mixed-out", &["-r"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("1 DICOM series with only a label, overview or thumbnail ignored"),
+        "{}",
+        stderr(&o)
+    );
+    let names: Vec<String> = rows(&d.join("mixed-out/summary.json"))
+        .into_iter()
+        .map(|r| r.0)
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    for n in &names {
+        assert!(
+            n.starts_with("mixed/series-") && n.len() == "mixed/series-".len() + 8,
+            "{n}"
+        );
+        assert!(d.join(format!("mixed-out/{n}.mask.png")).is_file(), "{n}");
+    }
+    assert_ne!(names[0], names[1]);
+    let case1 = d.join("in/case-1");
+    let listed: Vec<String> = std::fs::read_dir(&case1)
+        .unwrap()
+        .map(|e| format!("in/case-1/{}", e.unwrap().file_name().to_string_lossy()))
+        .collect();
+    std::fs::write(d.join("list.txt"), listed.join("\n")).unwrap();
+    let o = seg(d, "list.txt", "list-out", &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        rows(&d.join("list-out/summary.json")),
+        [(
+            "in/case-1".to_string(),
+            "done".to_string(),
+            "segmented".to_string()
+        )]
+    );
+}

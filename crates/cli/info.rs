@@ -32,7 +32,26 @@ fn describe(slide: &dyn Slide) -> serde_json::Value {
             "downsample": l.downsample,
             "mpp": mpp.map(|m| m.mean() * l.downsample),
         })).collect::<Vec<_>>(),
+        "associated": slide.associated().iter().map(|(name, size)| json!({
+            "name": name, "width": size.w, "height": size.h,
+        })).collect::<Vec<_>>(),
+        "series": series(slide).map(|s| json!({
+            "uid": s.uid, "name": s.name, "files": s.files,
+        })),
     })
+}
+
+/// The DICOM series a DICOM slide was opened from.
+fn series(slide: &dyn Slide) -> Option<wsiseg_slide::DicomSeries> {
+    if slide.format() != "dicom" {
+        return None;
+    }
+    let path = slide.path();
+    let folder = path.parent().filter(|p| !p.as_os_str().is_empty());
+    wsiseg_slide::dicom_series(folder.unwrap_or(std::path::Path::new(".")))
+        .ok()?
+        .into_iter()
+        .find(|s| s.files.iter().any(|f| f == path))
 }
 
 fn table(slide: &dyn Slide) -> String {
@@ -54,6 +73,23 @@ fn table(slide: &dyn Slide) -> String {
             s,
             "    {i:>2}  {:>7} × {:<7} downsample {:<9.4} {level_mpp}",
             l.size.w, l.size.h, l.downsample
+        );
+    }
+    let associated = slide.associated();
+    if !associated.is_empty() {
+        let list: Vec<String> = associated
+            .iter()
+            .map(|(name, size)| format!("{name} {}×{}", size.w, size.h))
+            .collect();
+        let _ = writeln!(s, "  images   {}", list.join(", "));
+    }
+    if let Some(series) = series(slide) {
+        let _ = writeln!(
+            s,
+            "  series   {} files, Series Instance UID {} (outputs named {})",
+            series.files.len(),
+            series.uid,
+            series.name
         );
     }
     s

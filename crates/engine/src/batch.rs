@@ -40,6 +40,18 @@ pub struct SlideInput {
 }
 
 impl SlideInput {
+    /// The slide at `path`, named `name` (no list, no resolution of its
+    /// own, no name shared).
+    pub fn new(path: impl Into<PathBuf>, name: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            name: name.into(),
+            slide_mpp: None,
+            listed: None,
+            same_name: None,
+        }
+    }
+
     /// The folder its outputs go to.
     pub fn out_dir(&self, out: &Path) -> PathBuf {
         match self.name.parent() {

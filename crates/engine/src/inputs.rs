@@ -55,6 +55,12 @@ pub struct Ignored {
     pub subfolders: usize,
     /// A list's entries that do not exist (each fails on its own).
     pub missing: usize,
+    /// DICOM files read as part of a series that another of its files
+    /// stands for (its other levels, label, overview…).
+    pub dicom_files: usize,
+    /// DICOM whole-slide series with no slide image: only a label, an
+    /// overview or a thumbnail.
+    pub dicom_no_image: usize,
 }
 
 /// An input that names no slide, or cannot be read.
@@ -140,6 +146,18 @@ impl Ignored {
                 self.missing
             ));
         }
+        if self.dicom_files > 0 {
+            parts.push(format!(
+                "{} more DICOM file(s) read as parts of those series",
+                self.dicom_files
+            ));
+        }
+        if self.dicom_no_image > 0 {
+            parts.push(format!(
+                "{} DICOM series with only a label, overview or thumbnail ignored",
+                self.dicom_no_image
+            ));
+        }
         if self.subfolders > 0 {
             parts.push(format!(
                 "{} subfolder(s) not searched ({descend})",
@@ -199,17 +217,9 @@ pub fn collect_inputs(inputs: &[PathBuf], recursive: bool) -> Result<Inputs> {
             (read_list(input, &mut ignored)?, "list")
         } else {
             let name = PathBuf::from(input.file_name().unwrap_or_default());
-            (
-                vec![SlideInput {
-                    path: input.clone(),
-                    name,
-                    slide_mpp: None,
-                    listed: None,
-                    same_name: None,
-                }],
-                "",
-            )
+            (vec![SlideInput::new(input.clone(), name)], "")
         };
+        let slides = sorted(dicom_series_as_slides(slides, &mut ignored));
         if slides.is_empty() {
             return Err(InputError::NoSlides {
                 input: input.clone(),
@@ -239,6 +249,64 @@ pub fn collect_inputs(inputs: &[PathBuf], recursive: bool) -> Result<Inputs> {
     }
     mark_same_names(&mut all.slides);
     Ok(all)
+}
+
+/// The DICOM files among `slides` as series (see `wsiseg_slide::dicom`):
+/// the files of one series in one folder are one slide, opened from its
+/// level-0 instance and named after its folder — or, in a folder holding
+/// several series, after the series, under the folder's name. Series with
+/// only a label, overview or thumbnail are passed over; files whose header
+/// cannot be read stay (each fails on its own, saying why).
+fn dicom_series_as_slides(slides: Vec<SlideInput>, ignored: &mut Ignored) -> Vec<SlideInput> {
+    let mut folders: BTreeMap<PathBuf, Vec<wsiseg_slide::DicomSeries>> = BTreeMap::new();
+    let mut taken = HashSet::new();
+    let mut out = Vec::with_capacity(slides.len());
+    for slide in slides {
+        let dcm = slide
+            .path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("dcm"));
+        if !dcm || !slide.path.is_file() {
+            out.push(slide);
+            continue;
+        }
+        let folder = match slide.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let all = folders
+            .entry(folder.clone())
+            .or_insert_with(|| wsiseg_slide::dicom_series(&folder).unwrap_or_default());
+        let Some(series) = all.iter().find(|s| s.files.contains(&slide.path)) else {
+            out.push(slide);
+            continue;
+        };
+        if !taken.insert((folder, series.uid.clone())) {
+            ignored.dicom_files += 1;
+            continue;
+        }
+        if series.whole_slide && !series.has_volume {
+            ignored.dicom_no_image += 1;
+            continue;
+        }
+        let under = slide.name.parent().unwrap_or(Path::new(""));
+        let name = if series.shares_folder {
+            under.join(&series.name)
+        } else if under.as_os_str().is_empty() {
+            PathBuf::from(&series.name)
+        } else {
+            under.to_path_buf()
+        };
+        // `.dcm` on the name, as any slide's: its stem is the outputs' name.
+        let mut name = name.into_os_string();
+        name.push(".dcm");
+        out.push(SlideInput {
+            path: series.main.clone(),
+            name: name.into(),
+            ..slide
+        });
+    }
+    out
 }
 
 /// Sorts the slides of one input by name.
@@ -282,24 +350,12 @@ fn walk(
             // A mask of an earlier run into this folder is not a slide.
             ignored.outputs += 1;
         } else if path.is_file() {
-            slides.push(SlideInput {
-                path,
-                name,
-                slide_mpp: None,
-                listed: None,
-                same_name: None,
-            });
+            slides.push(SlideInput::new(path, name));
         } else if std::fs::metadata(&path).is_err() {
             // A dangling or looping link named like a slide: its own error
             // line and summary row, and the others still run.
             ignored.broken += 1;
-            slides.push(SlideInput {
-                path,
-                name,
-                slide_mpp: None,
-                listed: None,
-                same_name: None,
-            });
+            slides.push(SlideInput::new(path, name));
         } else {
             ignored.others += 1;
         }
@@ -335,13 +391,7 @@ fn glob_slides(pattern: &str, ignored: &mut Ignored) -> Result<Vec<SlideInput>> 
             ignored.outputs += 1;
         } else {
             let name = path.strip_prefix(&root).unwrap_or(&path).to_path_buf();
-            slides.push(SlideInput {
-                path,
-                name,
-                slide_mpp: None,
-                listed: None,
-                same_name: None,
-            });
+            slides.push(SlideInput::new(path, name));
         }
     }
     Ok(sorted(slides))
@@ -415,11 +465,9 @@ fn read_list(list: &Path, ignored: &mut Ignored) -> Result<Vec<SlideInput>> {
             });
         }
         slides.push(SlideInput {
-            name: list_name(&written),
-            path,
             slide_mpp,
             listed: Some(format!("{}, line {line}", list.display())),
-            same_name: None,
+            ..SlideInput::new(path, list_name(&written))
         });
     }
     // A list's order is the user's; the run's is sorted like a folder's.

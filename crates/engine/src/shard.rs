@@ -241,7 +241,7 @@ mod tests {
             n in 1u32..=64,
             extra in "[a-z0-9_]{1,12}\\.tif",
         ) {
-            let slide = |s: &str| SlideInput { path: Path::new("/in").join(s), name: s.into(), slide_mpp: None, listed: None, same_name: None };
+            let slide = |s: &str| SlideInput::new(Path::new("/in").join(s), s);
             let slides: Vec<SlideInput> = names.iter().map(|s| slide(s)).collect();
             let mut seen = vec![0u32; slides.len()];
             for i in 0..n {

@@ -321,12 +321,8 @@ impl Folder {
     }
 
     fn batch(&self, out: &str, one_at_a_time: bool) -> wsiseg_engine::Batch {
-        let input = |name: &str| wsiseg_engine::SlideInput {
-            path: self.dir.path().join("in").join(name),
-            name: name.into(),
-            slide_mpp: None,
-            listed: None,
-            same_name: None,
+        let input = |name: &str| {
+            wsiseg_engine::SlideInput::new(self.dir.path().join("in").join(name), name)
         };
         wsiseg_engine::Batch {
             slides: vec![input("a/x.svs"), input("x.svs"), input("gone.svs")],

@@ -69,6 +69,16 @@ pub enum SlideError {
         path: PathBuf,
     },
 
+    /// A file that is not damaged, in a layout no reader here handles (a
+    /// sample depth, colour space or compression), named as such.
+    #[error("{}: {detail}", path.display())]
+    UnsupportedLayout {
+        /// The file.
+        path: PathBuf,
+        /// What is not supported, and what to do.
+        detail: String,
+    },
+
     /// A reader recognises the file but cannot read it.
     #[error("{}: corrupt or unreadable slide ({detail})", path.display())]
     Corrupt {

@@ -21,6 +21,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod dicom;
+pub use dicom::{
+    dicom_series, output_stem, DicomImage, DicomInstance, DicomSeries, WHOLE_SLIDE_SOP_CLASS,
+};
 mod direct;
 mod error;
 mod openslide;

@@ -71,6 +71,12 @@ fn map_error(path: &Path, e: OpenSlideError) -> SlideError {
     match e {
         OpenSlideError::MissingFile(_) => SlideError::NotFound { path },
         OpenSlideError::UnsupportedFile(_) => SlideError::Unsupported { path },
+        // "Unsupported photometric interpretation…", "Unsupported TIFF
+        // compression…": a layout, not damage.
+        other if other.to_string().contains("Unsupported") => SlideError::UnsupportedLayout {
+            path,
+            detail: format!("a layout OpenSlide does not read ({other})"),
+        },
         other => SlideError::Corrupt {
             path,
             detail: other.to_string(),
@@ -133,6 +139,17 @@ impl Slide for OpenSlideSlide {
     }
     fn mpp(&self) -> Option<Mpp> {
         self.mpp
+    }
+
+    fn associated(&self) -> Vec<(String, Size)> {
+        let names = self.inner.associated_image_names().unwrap_or_default();
+        names
+            .into_iter()
+            .filter_map(|name| {
+                let d = self.inner.associated_image_dimensions(&name).ok()?;
+                Some((name, Size::new(d.w, d.h)))
+            })
+            .collect()
     }
 
     fn reads_directly(&self, level: u32) -> bool {

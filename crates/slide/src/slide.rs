@@ -46,6 +46,12 @@ pub trait Slide: Send + Sync {
         false
     }
 
+    /// The images that come with the slide but are not part of it (label,
+    /// macro, thumbnail), by name, with their sizes.
+    fn associated(&self) -> Vec<(String, Size)> {
+        Vec::new()
+    }
+
     /// Announces the reads to come on `level` (rectangles of that level,
     /// mostly in this order), so that a reader can keep decoded what later
     /// reads share and drop it after its last use.
@@ -259,6 +265,9 @@ impl Slide for AssumedMpp {
     }
     fn plan_reads(&self, level: u32, rects: &[Rect]) {
         self.inner.plan_reads(level, rects);
+    }
+    fn associated(&self) -> Vec<(String, Size)> {
+        self.inner.associated()
     }
 }
 

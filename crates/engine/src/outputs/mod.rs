@@ -186,11 +186,9 @@ impl OutputPaths {
     pub fn new(out: &Path, slide: &Path) -> Self {
         Self {
             out: out.to_path_buf(),
-            stem: slide
-                .file_stem()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned(),
+            // A DICOM series is named after its folder (or itself), not
+            // after the instance file it is opened from.
+            stem: wsiseg_slide::output_stem(slide),
             classes: Vec::new(),
         }
     }
