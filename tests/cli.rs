@@ -289,7 +289,7 @@ fn bad_inputs_fail_with_one_clear_line_and_no_output() {
                 &"--model",
                 &good
             ],
-            "unopenable.tiff: corrupt or unreadable slide",
+            "unopenable.tiff: a layout OpenSlide does not read (OpenSlide error: Unsupported TIFF compression: 52479)",
         ),
         (
             args![
@@ -377,7 +377,7 @@ fn bad_inputs_fail_with_one_clear_line_and_no_output() {
         ),
         (
             args![&"info", &repo("tests/data/unopenable.tiff")],
-            "unopenable.tiff: corrupt or unreadable slide",
+            "unopenable.tiff: a layout OpenSlide does not read (OpenSlide error: Unsupported TIFF compression: 52479)",
         ),
     ];
     for (i, (args, expected)) in cases.into_iter().enumerate() {

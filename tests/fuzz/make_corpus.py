@@ -7,6 +7,9 @@ default.svs, boxes.tiff, boxes.png), a synthetic slide made by
 `wsiseg synth` (see tests/fuzz/README.md) and the models' manifests.
 """
 import pathlib
+import subprocess
+import sys
+import tempfile
 
 import numpy as np
 from PIL import Image
@@ -36,3 +39,19 @@ img.save(here / "strips.tif", compression=None)
 img.save(here / "strips-lzw.tif", compression="tiff_lzw")
 img.save(here / "strips-deflate.tif", compression="tiff_adobe_deflate")
 img.convert("RGBA").save(here / "rgba-strips.tif")
+# Layouts the strip reader converts (issue 27): one strip, CMYK, 16-bit and
+# float grey, YCbCr in JPEG strips.
+img.save(here / "one-strip.tif", compression=None, rowsperstrip=h)
+img.convert("CMYK").save(here / "cmyk-strips.tif", compression="tiff_lzw")
+Image.fromarray(pic[..., 1].astype(np.uint16) * 257).save(here / "gray16-strips.tif", compression="tiff_adobe_deflate")
+img.convert("F").save(here / "float-strips.tif")
+img.save(here / "ycbcr-jpeg-strips.tif", compression="jpeg")
+
+# A DICOM whole-slide instance (the header reader that groups series, then
+# OpenSlide's DICOM reader): small.svs as a one-file series.
+with tempfile.TemporaryDirectory() as tmp:
+    repo = here.parents[3]
+    subprocess.run([sys.executable, repo / "scripts/make_dicom.py", repo / "tests/data/small.svs",
+                    pathlib.Path(tmp) / "s", "--tile", "64"], check=True)
+    (dcm,) = (pathlib.Path(tmp) / "s").glob("*.dcm")
+    (here / "small.dcm").write_bytes(dcm.read_bytes())

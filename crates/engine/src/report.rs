@@ -157,12 +157,10 @@ fn working_level(ctx: &OutputContext) -> WorkingLevel {
         width: working.size.w,
         height: working.size.h,
         mpp: working.mpp,
-        read_by: if ctx.slide.reads_directly(working.source_level) {
-            "direct JPEG tiles"
-        } else {
-            "OpenSlide"
-        }
-        .to_string(),
+        read_by: match ctx.slide.direct_codec(working.source_level) {
+            Some(codec) => format!("direct {codec} tiles"),
+            None => "OpenSlide".to_string(),
+        },
     }
 }
 

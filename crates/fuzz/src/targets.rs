@@ -68,6 +68,9 @@ fn probes(size: Size) -> Vec<Rect> {
 /// Opens a slide or image, reads every level a little, makes its thumbnail,
 /// and round-trips small images through the TIFF writer.
 fn slide(path: &Path) -> Result<(), String> {
+    // The DICOM header reader a folder run groups series with (any bytes:
+    // an answer or an error, never a panic or an unbounded read).
+    let _ = wsiseg_slide::DicomInstance::read(path);
     let s = wsiseg_slide::open(path).map_err(|e| e.to_string())?;
     for (i, level) in s.levels().iter().enumerate().take(6) {
         if level.size.w == 0 || level.size.h == 0 {

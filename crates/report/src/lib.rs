@@ -154,7 +154,8 @@ pub struct WorkingLevel {
     pub height: u32,
     /// Microns per pixel, when the slide's resolution is known.
     pub mpp: Option<f64>,
-    /// `direct JPEG tiles` or `OpenSlide`.
+    /// `direct JPEG tiles` (or `Deflate`, `LZW`, `uncompressed` tiles of
+    /// a SubIFD pyramid) or `OpenSlide`.
     pub read_by: String,
 }
 

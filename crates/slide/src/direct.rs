@@ -39,9 +39,29 @@ pub struct JpegTiles {
     tables: Option<Vec<u8>>,
     /// Photometric RGB: the JPEG data is RGB, not YCbCr (Aperio writes this).
     rgb_jpeg: bool,
+    /// How the tiles are stored: JPEG in the main IFD chain; JPEG,
+    /// Deflate, LZW or uncompressed in SubIFD pyramids.
+    codec: Codec,
     /// The file's length when its directories were read: no tile's bytes
     /// may reach past it.
     file_len: u64,
+}
+
+/// How a level's tiles are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Codec {
+    Jpeg,
+    /// 8-bit RGB, Deflate (Adobe or old-style), with the horizontal
+    /// predictor or not.
+    Deflate {
+        predictor: bool,
+    },
+    /// 8-bit RGB, LZW.
+    Lzw {
+        predictor: bool,
+    },
+    /// 8-bit RGB, uncompressed.
+    Raw,
 }
 
 /// The most bytes one stored JPEG tile may have (a 4096² tile of noise at
@@ -73,7 +93,8 @@ impl JpegTiles {
         let mut levels = Vec::new();
         loop {
             if d.find_tag(Tag::TileWidth).map_err(corrupt)?.is_some() {
-                levels.push(Self::from_ifd(path, &mut d, file_len).map_err(corrupt)?);
+                let tiles = Self::from_ifd(path, &mut d.image_ifd(), file_len, false);
+                levels.push(tiles.map_err(corrupt)?);
             }
             if !d.more_images() {
                 return Ok(levels);
@@ -82,28 +103,84 @@ impl JpegTiles {
         }
     }
 
+    /// The reduced levels stored as SubIFDs of the first directory (OME-TIFF
+    /// as QuPath, Bio-Formats and tifffile write it), largest first: those
+    /// tiled in 8-bit RGB, JPEG, Deflate, LZW or uncompressed (others are
+    /// left out). Empty when the first directory has none.
+    pub fn scan_subifds(path: &Path) -> Result<Vec<Self>, SlideError> {
+        let corrupt = |e: tiff::TiffError| SlideError::Corrupt {
+            path: path.to_path_buf(),
+            detail: format!("its SubIFD pyramid cannot be read ({e})"),
+        };
+        let file = File::open(path).map_err(|source| SlideError::Io {
+            path: path.to_path_buf(),
+            what: "slide",
+            source,
+        })?;
+        let file_len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let mut d = Decoder::new(BufReader::new(file)).map_err(corrupt)?;
+        let Some(pointers) = d.find_tag(Tag::SubIfd).map_err(corrupt)? else {
+            return Ok(Vec::new());
+        };
+        let pointers = pointers.into_ifd_vec().map_err(corrupt)?;
+        let mut levels = Vec::new();
+        // At most 32: a damaged directory may list any number.
+        for ptr in pointers.into_iter().take(32) {
+            let dir = d.read_directory(ptr).map_err(corrupt)?;
+            let mut tags = d.read_directory_tags(&dir);
+            if tags.find_tag(Tag::TileWidth).map_err(corrupt)?.is_none() {
+                continue;
+            }
+            if let Some(t) = Self::from_ifd(path, &mut tags, file_len, true).map_err(corrupt)? {
+                levels.push(t);
+            }
+        }
+        levels.sort_by_key(|t| std::cmp::Reverse(t.size.area()));
+        Ok(levels)
+    }
+
     /// The `level`-th tiled IFD of the TIFF at `path`; `None` when there is
     /// no such level or it is not JPEG-compressed.
     pub fn open(path: &Path, level: u32) -> Result<Option<Self>, SlideError> {
         Ok(Self::scan(path)?.into_iter().nth(level as usize).flatten())
     }
 
-    fn from_ifd<R: std::io::Read + std::io::Seek>(
+    /// The tiles of one directory; `None` when they are not JPEG (or, for
+    /// `any_codec`, Deflate, LZW or uncompressed 8-bit RGB).
+    fn from_ifd(
         path: &Path,
-        d: &mut Decoder<R>,
+        d: &mut tiff::decoder::IfdDecoder<'_>,
         file_len: u64,
+        any_codec: bool,
     ) -> tiff::TiffResult<Option<Self>> {
-        if d.get_tag_u32(Tag::Compression).ok() != Some(7) {
-            return Ok(None);
-        }
+        let u32_tag = |d: &mut tiff::decoder::IfdDecoder<'_>, tag: Tag| {
+            d.find_tag_unsigned::<u32>(tag).ok().flatten()
+        };
+        let predictor = u32_tag(d, Tag::Predictor) == Some(2);
+        let eight_bits = d
+            .find_tag_unsigned_vec::<u16>(Tag::BitsPerSample)
+            .ok()
+            .flatten()
+            .is_some_and(|b| b.iter().all(|&b| b == 8));
+        let codec = match u32_tag(d, Tag::Compression) {
+            Some(7) => Codec::Jpeg,
+            Some(8 | 32946) if any_codec && eight_bits => Codec::Deflate { predictor },
+            Some(5) if any_codec && eight_bits => Codec::Lzw { predictor },
+            Some(1) | None if any_codec && eight_bits && !predictor => Codec::Raw,
+            _ => return Ok(None),
+        };
+        let planar = u32_tag(d, Tag::PlanarConfiguration).unwrap_or(1);
         let (tw, th) = (
-            d.get_tag_u32(Tag::TileWidth)?,
-            d.get_tag_u32(Tag::TileLength)?,
+            d.get_tag_unsigned::<u32>(Tag::TileWidth)?,
+            d.get_tag_unsigned::<u32>(Tag::TileLength)?,
         );
-        let (w, h) = d.dimensions()?;
-        let offsets = d.get_tag_u64_vec(Tag::TileOffsets)?;
-        let counts = d.get_tag_u64_vec(Tag::TileByteCounts)?;
-        let samples = d.get_tag_u32(Tag::SamplesPerPixel).unwrap_or(1);
+        let (w, h) = (
+            d.get_tag_unsigned::<u32>(Tag::ImageWidth)?,
+            d.get_tag_unsigned::<u32>(Tag::ImageLength)?,
+        );
+        let offsets = d.get_tag(Tag::TileOffsets)?.into_u64_vec()?;
+        let counts = d.get_tag(Tag::TileByteCounts)?.into_u64_vec()?;
+        let samples = u32_tag(d, Tag::SamplesPerPixel).unwrap_or(1);
         let (across, down) = (w.div_ceil(tw.max(1)), h.div_ceil(th.max(1)));
         let expected = across as usize * down as usize;
         // Tiles wider than 8192 px are left to OpenSlide (a damaged
@@ -113,6 +190,7 @@ impl JpegTiles {
             || tw > 8192
             || th > 8192
             || samples != 3
+            || planar != 1
             || offsets.len() < expected
             || counts.len() < expected
         {
@@ -127,8 +205,13 @@ impl JpegTiles {
             tiles_down: down,
             offsets,
             counts,
-            tables: d.get_tag_u8_vec(Tag::JPEGTables).ok(),
-            rgb_jpeg: d.get_tag_u32(Tag::PhotometricInterpretation).ok() == Some(2),
+            tables: d
+                .find_tag(Tag::JPEGTables)
+                .ok()
+                .flatten()
+                .and_then(|v| v.into_u8_vec().ok()),
+            rgb_jpeg: u32_tag(d, Tag::PhotometricInterpretation) == Some(2),
+            codec,
             file_len,
         }))
     }
@@ -193,6 +276,9 @@ impl JpegTiles {
                 what: "tile",
                 source,
             })?;
+        if self.codec != Codec::Jpeg {
+            return Ok(buf);
+        }
         let stream = match &self.tables {
             // Tables stream: SOI … EOI; tile stream: SOI … EOI.
             Some(t) if t.len() > 4 && buf.len() > 2 => [&t[..t.len() - 2], &buf[2..]].concat(),
@@ -219,6 +305,9 @@ impl JpegTiles {
     /// [`Self::decode`] with the problem as a message that names the tile
     /// (not the file).
     fn decode_tile(&self, file: &File, n: usize) -> Result<RgbImage, String> {
+        if self.codec != Codec::Jpeg {
+            return self.decode_other(file, n);
+        }
         let bytes = self
             .raw(file, n)
             .map_err(|e| format!("JPEG tile {n}: cannot read it: {e}"))?;
@@ -246,6 +335,56 @@ impl JpegTiles {
         }
         RgbImage::from_raw(w, h, pixels)
             .ok_or_else(|| format!("JPEG tile {n}: not 3 bytes per pixel"))
+    }
+
+    /// A Deflate, LZW or uncompressed tile: exactly the tile's RGB bytes
+    /// once decompressed (fewer is corrupt), the predictor undone.
+    fn decode_other(&self, file: &File, n: usize) -> Result<RgbImage, String> {
+        use std::io::Read;
+        let (name, predictor) = match self.codec {
+            Codec::Deflate { predictor } => ("Deflate", predictor),
+            Codec::Lzw { predictor } => ("LZW", predictor),
+            _ => ("uncompressed", false),
+        };
+        let stored = self
+            .raw(file, n)
+            .map_err(|e| format!("{name} tile {n}: cannot read it: {e}"))?;
+        let (w, h) = (self.tile_width, self.tile_height);
+        let want = w as usize * h as usize * 3;
+        let mut pixels = match self.codec {
+            Codec::Deflate { .. } => {
+                let mut out = Vec::with_capacity(want);
+                flate2::read::ZlibDecoder::new(&stored[..])
+                    .take(want as u64)
+                    .read_to_end(&mut out)
+                    .map_err(|e| format!("{name} tile {n}: corrupt data ({e})"))?;
+                out
+            }
+            Codec::Lzw { .. } => {
+                let mut out =
+                    weezl::decode::Decoder::with_tiff_size_switch(weezl::BitOrder::Msb, 8)
+                        .decode(&stored)
+                        .map_err(|e| format!("{name} tile {n}: corrupt data ({e})"))?;
+                out.truncate(want);
+                out
+            }
+            _ => stored,
+        };
+        if pixels.len() < want {
+            return Err(format!(
+                "{name} tile {n}: {} bytes of pixels, the TIFF says {w}×{h}×3 = {want}",
+                pixels.len()
+            ));
+        }
+        pixels.truncate(want);
+        if predictor {
+            for row in pixels.chunks_exact_mut(w as usize * 3) {
+                for i in 3..row.len() {
+                    row[i] = row[i].wrapping_add(row[i - 3]);
+                }
+            }
+        }
+        RgbImage::from_raw(w, h, pixels).ok_or_else(|| format!("{name} tile {n}: not RGB"))
     }
 }
 
@@ -517,9 +656,34 @@ impl DirectReader {
         })
     }
 
+    /// A reader of the given tiles, one entry per slide level (`None`: not
+    /// read directly): for pyramids OpenSlide does not see (SubIFDs).
+    pub fn with_tiles(
+        path: &Path,
+        levels: Vec<Option<JpegTiles>>,
+        background: [u8; 3],
+    ) -> Option<Self> {
+        Some(Self {
+            file: File::open(path).ok()?,
+            levels,
+            cache: TileCache::default(),
+            background,
+        })
+    }
+
     /// Whether `level` is read directly.
     pub fn serves(&self, level: u32) -> bool {
         self.tiles(level).is_some()
+    }
+
+    /// How `level`'s tiles are stored, when it is read directly.
+    pub fn codec(&self, level: u32) -> Option<&'static str> {
+        self.tiles(level).map(|t| match t.codec {
+            Codec::Jpeg => "JPEG",
+            Codec::Deflate { .. } => "Deflate",
+            Codec::Lzw { .. } => "LZW",
+            Codec::Raw => "uncompressed",
+        })
     }
 
     fn tiles(&self, level: u32) -> Option<&JpegTiles> {

@@ -34,6 +34,7 @@ mod plain;
 mod resolution;
 mod rows;
 mod slide;
+mod strips;
 mod tiffwalk;
 mod tissue;
 

@@ -44,11 +44,20 @@ impl OpenSlideSlide {
         }
         let prop = |name: &str| inner.property_value(name).ok();
         let format = prop("openslide.vendor").unwrap_or_else(|| "unknown".into());
-        let mpp = vendor_mpp(&prop).or_else(|| tiff_mpp(&prop));
+        let mpp = vendor_mpp(&prop)
+            .or_else(|| tiff_mpp(&prop))
+            .or_else(|| prop("tiff.ImageDescription").and_then(|d| ome_mpp(&d)));
         let background = prop("openslide.background-color")
             .and_then(|hex| parse_hex_rgb(&hex))
             .unwrap_or([255, 255, 255]);
+        let mut levels = levels;
         let direct = match reader {
+            Reader::Auto if format == "generic-tiff" && levels.len() == 1 => {
+                match subifd_pyramid(path, &mut levels)? {
+                    Some(tiles) => DirectReader::with_tiles(path, tiles, background),
+                    None => DirectReader::new(path, &levels, background),
+                }
+            }
             Reader::Auto if TIFF_BASED.contains(&format.as_str()) => {
                 DirectReader::new(path, &levels, background)
             }
@@ -64,6 +73,70 @@ impl OpenSlideSlide {
             direct,
         })
     }
+}
+
+/// The reduced levels of a TIFF whose first directory keeps them as SubIFDs
+/// (OME-TIFF; OpenSlide sees only level 0): appended to `levels`, and the
+/// tiles of every level for the direct reader (level 0's when JPEG, else
+/// OpenSlide reads it). `None` when the file has no such levels.
+fn subifd_pyramid(
+    path: &Path,
+    levels: &mut Vec<Level>,
+) -> Result<Option<Vec<Option<crate::JpegTiles>>>, SlideError> {
+    let size0 = levels[0].size;
+    let reduced: Vec<crate::JpegTiles> = crate::JpegTiles::scan_subifds(path)?
+        .into_iter()
+        .filter(|t| t.size.w < size0.w && t.size.h < size0.h && t.size.area() > 0)
+        .collect();
+    if reduced.is_empty() {
+        return Ok(None);
+    }
+    let first = crate::JpegTiles::scan(path)?
+        .into_iter()
+        .next()
+        .flatten()
+        .filter(|t| t.size == size0);
+    let mut tiles = vec![first];
+    for t in reduced {
+        let downsample = (f64::from(size0.w) / f64::from(t.size.w)
+            + f64::from(size0.h) / f64::from(t.size.h))
+            / 2.0;
+        levels.push(Level {
+            size: t.size,
+            downsample,
+        });
+        tiles.push(Some(t));
+    }
+    Ok(Some(tiles))
+}
+
+/// Level 0's µm per pixel from OME-XML (`PhysicalSizeX`/`Y` of the first
+/// `Pixels` element, in `PhysicalSizeXUnit`: µm unless said otherwise).
+fn ome_mpp(description: &str) -> Option<Mpp> {
+    let pixels = &description[description.find("<Pixels ")?..];
+    let pixels = &pixels[..pixels.find('>')?];
+    let attr = |name: &str| -> Option<&str> {
+        let at = pixels.find(&format!(" {name}=\""))? + name.len() + 3;
+        let rest = &pixels[at..];
+        Some(&rest[..rest.find('"')?])
+    };
+    let microns = |size: &str, unit: &str| -> Option<f64> {
+        let v: f64 = attr(size)?.parse().ok()?;
+        let per = match attr(unit).unwrap_or("µm") {
+            "µm" | "um" | "micron" | "\u{3bc}m" => 1.0,
+            "nm" => 1e-3,
+            "mm" => 1e3,
+            "cm" => 1e4,
+            "m" => 1e6,
+            _ => return None,
+        };
+        Some(v * per)
+    };
+    let mpp = Mpp {
+        x: microns("PhysicalSizeX", "PhysicalSizeXUnit")?,
+        y: microns("PhysicalSizeY", "PhysicalSizeYUnit")?,
+    };
+    (plausible_mpp(mpp.x) && plausible_mpp(mpp.y)).then_some(mpp)
 }
 
 fn map_error(path: &Path, e: OpenSlideError) -> SlideError {
@@ -154,6 +227,10 @@ impl Slide for OpenSlideSlide {
 
     fn reads_directly(&self, level: u32) -> bool {
         self.direct.as_ref().is_some_and(|d| d.serves(level))
+    }
+
+    fn direct_codec(&self, level: u32) -> Option<&'static str> {
+        self.direct.as_ref().and_then(|d| d.codec(level))
     }
 
     fn plan_reads(&self, level: u32, rects: &[Rect]) {

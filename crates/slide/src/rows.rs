@@ -64,7 +64,7 @@ fn too_large(path: &Path, size: Size, needed: u64, limit: u64, why: &str) -> Sli
 
 /// Converts one row of `samples`-channel 8-bit pixels to RGB; alpha is
 /// composited over white (transparent means glass).
-fn row_to_rgb(src: &[u8], samples: usize, out: &mut [u8]) {
+pub(crate) fn row_to_rgb(src: &[u8], samples: usize, out: &mut [u8]) {
     let over_white = |c: u8, a: u8| -> u8 {
         let (c, a) = (u32::from(c), u32::from(a));
         ((c * a + 255 * (255 - a) + 127) / 255) as u8
@@ -264,6 +264,11 @@ impl TiffRows {
         let mut decoder = Decoder::new(BufReader::new(file))
             .map_err(tiff_err)?
             .with_limits(limits);
+        // Strips of any size, read by offset a row at a time.
+        if let Some(layout) = crate::strips::layout(path, &mut decoder)? {
+            let rows = crate::strips::StripRows::open(path, layout)?;
+            return Ok((rows.size(), Box::new(rows)));
+        }
         let (w, h) = decoder.dimensions().map_err(tiff_err)?;
         let size = Size::new(w, h);
         let planar = decoder

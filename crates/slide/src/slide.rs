@@ -40,10 +40,16 @@ pub trait Slide: Send + Sync {
         self.read_inside(level, rect)
     }
 
-    /// Whether `level` is read from its JPEG tiles directly rather than
+    /// Whether `level` is read from its stored tiles directly rather than
     /// through OpenSlide (see [`Reader`]).
-    fn reads_directly(&self, _level: u32) -> bool {
-        false
+    fn reads_directly(&self, level: u32) -> bool {
+        self.direct_codec(level).is_some()
+    }
+
+    /// How the tiles of `level` that are read directly are stored (`JPEG`,
+    /// `Deflate`, `LZW`, `uncompressed`); `None` when the level is not.
+    fn direct_codec(&self, _level: u32) -> Option<&'static str> {
+        None
     }
 
     /// The images that come with the slide but are not part of it (label,
@@ -262,6 +268,9 @@ impl Slide for AssumedMpp {
     }
     fn reads_directly(&self, level: u32) -> bool {
         self.inner.reads_directly(level)
+    }
+    fn direct_codec(&self, level: u32) -> Option<&'static str> {
+        self.inner.direct_codec(level)
     }
     fn plan_reads(&self, level: u32, rects: &[Rect]) {
         self.inner.plan_reads(level, rects);

@@ -187,6 +187,148 @@ fn single_strip_tiffs_of_any_size_open_and_read_back() {
     );
 }
 
+/// Strip TIFFs in every layout plain images come in read as RGB through
+/// the strip reader: compressed strips (LZW, Deflate, with the horizontal
+/// predictor) of any height, 16-bit and 32-bit float samples, grey, RGBA
+/// (alpha over white) and CMYK.
+#[test]
+fn strip_tiffs_of_every_common_layout_read_as_rgb() {
+    use tiff::encoder::{colortype, Compression, DeflateLevel, TiffEncoder};
+    use tiff::tags::Predictor;
+    let dir = tempfile::tempdir().unwrap();
+    let (w, h) = (301u32, 203u32);
+    let img = pattern(w, h, 9);
+    let rgb = img.as_raw();
+    let check = |name: &str, want: &dyn Fn(usize) -> [u8; 3]| {
+        let s = open(&dir.path().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(s.format(), "tiff", "{name}");
+        let got = s.read_inside(0, Rect::new(0, 0, w, h)).unwrap();
+        for (i, px) in got.pixels().enumerate() {
+            let want = want(i);
+            let close = px.0.iter().zip(want).all(|(a, b)| a.abs_diff(b) <= 1);
+            assert!(close, "{name}: pixel {i}: {:?}, want {want:?}", px.0);
+        }
+    };
+    let px = |i: usize| [rgb[3 * i], rgb[3 * i + 1], rgb[3 * i + 2]];
+    for (name, compression, predictor, strip) in [
+        (
+            "deflate.tif",
+            Compression::Deflate(DeflateLevel::Balanced),
+            Predictor::Horizontal,
+            7,
+        ),
+        ("lzw.tif", Compression::Lzw, Predictor::Horizontal, 64),
+        ("lzw-one-strip.tif", Compression::Lzw, Predictor::None, h),
+    ] {
+        let file = std::fs::File::create(dir.path().join(name)).unwrap();
+        let mut enc = TiffEncoder::new(file)
+            .unwrap()
+            .with_compression(compression)
+            .with_predictor(predictor);
+        let mut image = enc.new_image::<colortype::RGB8>(w, h).unwrap();
+        image.rows_per_strip(strip).unwrap();
+        image.write_data(rgb).unwrap();
+        check(name, &px);
+        // 16 bits a sample, the 8-bit value in the high byte.
+        let name16 = format!("16-{name}");
+        let wide: Vec<u16> = rgb.iter().map(|&v| u16::from(v) << 8 | 0x5a).collect();
+        let file = std::fs::File::create(dir.path().join(&name16)).unwrap();
+        let mut enc = TiffEncoder::new(file)
+            .unwrap()
+            .with_compression(compression)
+            .with_predictor(predictor);
+        let mut image = enc.new_image::<colortype::RGB16>(w, h).unwrap();
+        image.rows_per_strip(strip).unwrap();
+        image.write_data(&wide).unwrap();
+        check(&name16, &px);
+    }
+    let write = |name: &str, f: &dyn Fn(TiffEncoder<std::fs::File>)| {
+        f(TiffEncoder::new(std::fs::File::create(dir.path().join(name)).unwrap()).unwrap());
+    };
+    write("float.tif", &|mut e| {
+        let v: Vec<f32> = rgb.iter().map(|&v| f32::from(v) / 255.0).collect();
+        e.write_image::<colortype::RGB32Float>(w, h, &v).unwrap();
+    });
+    check("float.tif", &px);
+    write("grey.tif", &|mut e| {
+        let v: Vec<u8> = rgb.chunks(3).map(|p| p[1]).collect();
+        e.write_image::<colortype::Gray8>(w, h, &v).unwrap();
+    });
+    check("grey.tif", &|i| [rgb[3 * i + 1]; 3]);
+    write("rgba.tif", &|mut e| {
+        let v: Vec<u8> = rgb.chunks(3).flat_map(|p| [p[0], p[1], p[2], 0]).collect();
+        e.write_image::<colortype::RGBA8>(w, h, &v).unwrap();
+    });
+    check("rgba.tif", &|_| [255; 3]);
+    write("cmyk.tif", &|mut e| {
+        let v: Vec<u8> = rgb
+            .chunks(3)
+            .flat_map(|p| [255 - p[0], 255 - p[1], 255 - p[2], 0])
+            .collect();
+        e.write_image::<colortype::CMYK8>(w, h, &v).unwrap();
+    });
+    check("cmyk.tif", &px);
+}
+
+/// A little-endian 16×4 grey TIFF by hand: `bits` a sample, one strip of
+/// `count` bytes declared, `held` bytes of it in the file (after the
+/// directory).
+fn hand_tiff(bits: u32, count: u32, held: usize) -> Vec<u8> {
+    let data = 8 + 2 + 8 * 12 + 4;
+    let entries: [(u16, u16, u32); 8] = [
+        (256, 3, 16),
+        (257, 3, 4),
+        (258, 3, bits),
+        (259, 3, 1),
+        (262, 3, 1),
+        (273, 4, data),
+        (278, 3, 4),
+        (279, 4, count),
+    ];
+    let mut tif = b"II*\0".to_vec();
+    tif.extend_from_slice(&8u32.to_le_bytes());
+    tif.extend_from_slice(&(entries.len() as u16).to_le_bytes());
+    for (tag, kind, value) in entries {
+        tif.extend_from_slice(&tag.to_le_bytes());
+        tif.extend_from_slice(&kind.to_le_bytes());
+        tif.extend_from_slice(&1u32.to_le_bytes());
+        tif.extend_from_slice(&value.to_le_bytes());
+    }
+    tif.extend_from_slice(&0u32.to_le_bytes());
+    assert_eq!(tif.len(), data as usize);
+    tif.extend(std::iter::repeat_n(0x80, held));
+    tif
+}
+
+/// A TIFF whose samples no reader here handles is named as not supported
+/// (never called corrupt); a strip cut short is corrupt, naming the strip.
+#[test]
+fn unsupported_tiff_samples_are_named_and_truncated_strips_are_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("twelve.tif");
+    std::fs::write(&path, hand_tiff(12, 96, 96)).unwrap();
+    let e = open(&path).err().expect("a 12-bit TIFF is refused");
+    assert!(matches!(e, SlideError::UnsupportedLayout { .. }), "{e:?}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("twelve.tif: 12-bit samples are not supported"),
+        "{msg}"
+    );
+
+    let path = dir.path().join("eight.tif");
+    std::fs::write(&path, hand_tiff(8, 64, 64)).unwrap();
+    let s = open(&path).unwrap();
+    let grey = s.read_inside(0, Rect::new(0, 0, 16, 4)).unwrap();
+    assert!(grey.pixels().all(|p| p.0 == [0x80; 3]));
+
+    let path = dir.path().join("cut.tif");
+    std::fs::write(&path, hand_tiff(8, 64, 40)).unwrap();
+    let e = open(&path).err().expect("a strip past the end is refused");
+    assert!(matches!(e, SlideError::Corrupt { .. }), "{e:?}");
+    let msg = e.to_string();
+    assert!(msg.contains("cut.tif") && msg.contains("strip 0"), "{msg}");
+}
+
 /// A CMYK JPEG (print workflows, Photoshop) reads as RGB: each ink
 /// patch as the colour it prints, within JPEG's rounding.
 #[test]
@@ -303,8 +445,9 @@ fn bad_files_give_errors_that_name_them() {
             matches!(e, SlideError::IsDirectory { .. })
         }),
         (text, |e| matches!(e, SlideError::Unsupported { .. })),
+        // An unknown compression: a layout, not damage.
         (data("unopenable.tiff"), |e| {
-            matches!(e, SlideError::Corrupt { .. })
+            matches!(e, SlideError::UnsupportedLayout { .. })
         }),
     ];
     for (path, is_expected) in cases {

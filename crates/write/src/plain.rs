@@ -22,8 +22,7 @@ pub enum PlainFormat {
         /// 1–100.
         quality: u8,
     },
-    /// RGB BigTIFF in uncompressed strips of 64 rows (the tiff crate
-    /// compresses only whole-image writes, not strip by strip).
+    /// RGB BigTIFF of one uncompressed strip, as Pillow writes TIFFs.
     Tiff,
 }
 
@@ -278,32 +277,65 @@ impl PlainWriter {
     }
 }
 
-/// Strips of this many rows.
-const TIFF_STRIP_ROWS: u32 = 64;
+/// Rows taken from the feed at a time.
+const TIFF_BAND_ROWS: u32 = 64;
 
-/// Writes an uncompressed strip BigTIFF from `feed`; whether the feed was cut.
+/// Writes an uncompressed BigTIFF of one strip — the whole image, as
+/// Pillow writes TIFFs, the layout hardest on readers — from `feed`,
+/// streamed: the pixels from byte 16, then the directory. Whether the feed
+/// was cut.
 fn write_tiff<W: Write + std::io::Seek>(
-    out: W,
+    mut out: W,
     size: Size,
     mut feed: Feed,
 ) -> Result<bool, String> {
-    use tiff::encoder::{colortype::RGB8, TiffEncoder};
-    let err = |e: tiff::TiffError| e.to_string();
-    let mut encoder = TiffEncoder::new_big(out).map_err(err)?;
-    let mut image = encoder.new_image::<RGB8>(size.w, size.h).map_err(err)?;
-    image.rows_per_strip(TIFF_STRIP_ROWS).map_err(err)?;
-    let mut strip = Vec::new();
+    let err = |e: std::io::Error| e.to_string();
+    // "II", 43, offset size 8, 0, then the directory's offset (below).
+    out.write_all(&[b'I', b'I', 43, 0, 8, 0, 0, 0])
+        .map_err(err)?;
+    out.write_all(&[0; 8]).map_err(err)?;
+    let mut band = Vec::new();
     let mut y = 0;
     while y < size.h {
-        let rows = TIFF_STRIP_ROWS.min(size.h - y);
-        strip.resize(size.w as usize * rows as usize * 3, 0);
-        feed.take(&mut strip);
+        let rows = TIFF_BAND_ROWS.min(size.h - y);
+        band.resize(size.w as usize * rows as usize * 3, 0);
+        feed.take(&mut band);
         if feed.cut {
             return Ok(true);
         }
-        image.write_strip(&strip).map_err(err)?;
+        out.write_all(&band).map_err(err)?;
         y += rows;
     }
-    image.finish().map_err(err)?;
+    let bytes = u64::from(size.w) * u64::from(size.h) * 3;
+    let ifd = 16 + bytes + (bytes & 1);
+    if bytes & 1 == 1 {
+        out.write_all(&[0]).map_err(err)?;
+    }
+    // (tag, type, count, value): SHORT 3, LONG 4, LONG8 16; sorted by tag.
+    let (short, long, long8) = (3u16, 4u16, 16u16);
+    let entries: [(u16, u16, u64, [u8; 8]); 10] = [
+        (256, long, 1, u64::from(size.w).to_le_bytes()),
+        (257, long, 1, u64::from(size.h).to_le_bytes()),
+        (258, short, 3, [8, 0, 8, 0, 8, 0, 0, 0]),
+        (259, short, 1, 1u64.to_le_bytes()),
+        (262, short, 1, 2u64.to_le_bytes()),
+        (273, long8, 1, 16u64.to_le_bytes()),
+        (277, short, 1, 3u64.to_le_bytes()),
+        (278, long, 1, u64::from(size.h).to_le_bytes()),
+        (279, long8, 1, bytes.to_le_bytes()),
+        (284, short, 1, 1u64.to_le_bytes()),
+    ];
+    let mut dir = Vec::with_capacity(8 + entries.len() * 20 + 8);
+    dir.extend_from_slice(&(entries.len() as u64).to_le_bytes());
+    for (tag, kind, count, value) in entries {
+        dir.extend_from_slice(&tag.to_le_bytes());
+        dir.extend_from_slice(&kind.to_le_bytes());
+        dir.extend_from_slice(&count.to_le_bytes());
+        dir.extend_from_slice(&value);
+    }
+    dir.extend_from_slice(&0u64.to_le_bytes());
+    out.write_all(&dir).map_err(err)?;
+    out.seek(std::io::SeekFrom::Start(8)).map_err(err)?;
+    out.write_all(&ifd.to_le_bytes()).map_err(err)?;
     Ok(false)
 }
