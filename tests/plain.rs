@@ -21,7 +21,7 @@ use common::{differing, json, read_mask, run_ok, unet};
 /// (4:2:0 chroma at a quarter of the size), which alone moves 0.3% of the
 /// mask's pixels; that is the pyramid's picture, not the reader's.
 #[test]
-fn plain_png_and_jpeg_segment_in_the_memory_of_a_pyramid() {
+fn plain_png_jpeg_and_tiff_segment_in_the_memory_of_a_pyramid() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     run_ok(
