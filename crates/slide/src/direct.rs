@@ -83,13 +83,7 @@ impl JpegTiles {
             path: path.to_path_buf(),
             detail: e.to_string(),
         };
-        let file = File::open(path).map_err(|source| SlideError::Io {
-            path: path.to_path_buf(),
-            what: "slide",
-            source,
-        })?;
-        let file_len = file.metadata().map(|m| m.len()).unwrap_or(0);
-        let mut d = Decoder::new(BufReader::new(file)).map_err(corrupt)?;
+        let (mut d, file_len) = open_tiff(path, corrupt)?;
         let mut levels = Vec::new();
         loop {
             if d.find_tag(Tag::TileWidth).map_err(corrupt)?.is_some() {
@@ -112,13 +106,7 @@ impl JpegTiles {
             path: path.to_path_buf(),
             detail: format!("its SubIFD pyramid cannot be read ({e})"),
         };
-        let file = File::open(path).map_err(|source| SlideError::Io {
-            path: path.to_path_buf(),
-            what: "slide",
-            source,
-        })?;
-        let file_len = file.metadata().map(|m| m.len()).unwrap_or(0);
-        let mut d = Decoder::new(BufReader::new(file)).map_err(corrupt)?;
+        let (mut d, file_len) = open_tiff(path, corrupt)?;
         let Some(pointers) = d.find_tag(Tag::SubIfd).map_err(corrupt)? else {
             return Ok(Vec::new());
         };
@@ -386,6 +374,24 @@ impl JpegTiles {
         }
         RgbImage::from_raw(w, h, pixels).ok_or_else(|| format!("{name} tile {n}: not RGB"))
     }
+}
+
+/// A TIFF decoder on `path` and the file's length; a directory that cannot
+/// be read is `corrupt`'s error.
+fn open_tiff(
+    path: &Path,
+    corrupt: impl Fn(tiff::TiffError) -> SlideError,
+) -> Result<(Decoder<BufReader<File>>, u64), SlideError> {
+    let file = File::open(path).map_err(|source| SlideError::Io {
+        path: path.to_path_buf(),
+        what: "slide",
+        source,
+    })?;
+    let file_len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    Ok((
+        Decoder::new(BufReader::new(file)).map_err(corrupt)?,
+        file_len,
+    ))
 }
 
 /// Decoded tiles shared by all reader threads. Only tiles that announced
