@@ -31,6 +31,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 TORCH_VERSION=2.11.0
 OPENSLIDE_BIN_VERSION=4.0.1.2
+ONNXRUNTIME_VERSION=1.31.1
+ONNX_VERSION=1.23.2
 VENV=${WSISEG_VENV:-$HOME/.cache/wsiseg/venv}
 DEMO=1
 for arg in "$@"; do
@@ -61,12 +63,12 @@ fi
 
 step "Rust toolchain"
 if ! command -v cargo >/dev/null; then
-    echo "setup.sh: cargo not found. Install Rust 1.88 or newer (https://rustup.rs), then run this again." >&2
+    echo "setup.sh: cargo not found. Install Rust 1.92 or newer (https://rustup.rs), then run this again." >&2
     exit 1
 fi
 rust_minor=$(rustc --version | sed -E 's/^rustc 1\.([0-9]+).*/\1/')
-if [ "$rust_minor" -lt 88 ]; then
-    echo "setup.sh: $(rustc --version) is too old; wsiseg needs Rust 1.88 or newer (rustup update)." >&2
+if [ "$rust_minor" -lt 92 ]; then
+    echo "setup.sh: $(rustc --version) is too old; wsiseg needs Rust 1.92 or newer (rustup update)." >&2
     exit 1
 fi
 rustc --version >&2
@@ -124,6 +126,19 @@ Version: ${OPENSLIDE_BIN_VERSION%.*}
 Libs: -L\${libdir} -lopenslide
 Cflags: $os_cflags
 PC
+
+step "ONNX Runtime (onnxruntime $ONNXRUNTIME_VERSION) in .onnxruntime/"
+# wsiseg loads libonnxruntime at run time, only for .onnx models (the ort
+# crate with load-dynamic: nothing is downloaded at build time). The wheel's
+# library (MIT) is linked as .onnxruntime/libonnxruntime.so, where the binary
+# looks for it (after WSISEG_ONNXRUNTIME and the bundle's lib/). `onnx` is
+# for torch.onnx.export (scripts/export_model.py --format onnx).
+"$VENV/bin/python" -c "import sys, importlib.metadata as m; sys.exit(m.version('onnxruntime') != '$ONNXRUNTIME_VERSION')" 2>/dev/null &&
+    "$VENV/bin/python" -c "import onnx" 2>/dev/null ||
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check "onnxruntime==$ONNXRUNTIME_VERSION" "onnx==$ONNX_VERSION"
+ort_lib=$(ls "$("$VENV/bin/python" -c 'import os, onnxruntime; print(os.path.dirname(onnxruntime.__file__))')"/capi/libonnxruntime.so.* | head -1)
+mkdir -p .onnxruntime
+ln -sfn "$ort_lib" .onnxruntime/libonnxruntime.so
 
 step "building wsiseg (release)"
 cargo build --release --locked

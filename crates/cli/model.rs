@@ -70,6 +70,7 @@ fn check(
     };
     let mut lines = vec![
         ("sha256", sha),
+        ("runtime", runtime_line(&model)),
         (
             "input",
             format!(
@@ -105,12 +106,7 @@ fn check(
             wsiseg_engine::describe_devices(&[device])
         ),
     ));
-    let mut precisions = Vec::new();
-    let reference = F32Reference::new(&model, threshold).map_err(infer)?;
-    for other in lower_precisions(device) {
-        let line = reference.compare(&model, other, threshold).map_err(infer)?;
-        precisions.push((other.to_string(), line));
-    }
+    let precisions = precision_lines(&model, device, threshold).map_err(infer)?;
     println!("{} — {}", model.path().display(), m.name);
     for (key, value) in lines {
         println!("  {key:<12} {value}");
@@ -125,6 +121,37 @@ fn check(
         );
     }
     Ok(())
+}
+
+/// `onnx (libtorch 2.11.0, …, onnxruntime 1.31.1)`: the runtimes and the
+/// libraries they run on.
+fn runtime_line(model: &Segmenter) -> String {
+    let libraries: Vec<String> = model
+        .libraries()
+        .into_iter()
+        .filter_map(|(name, version)| Some(format!("{name} {}", version?)))
+        .collect();
+    format!("{} ({})", model.runtimes().join(", "), libraries.join(", "))
+}
+
+/// How each reduced precision compares with f32 on this device (or that
+/// the model's runtime does not run it).
+fn precision_lines(
+    model: &Segmenter,
+    device: Device,
+    threshold: Option<f64>,
+) -> Result<Vec<(String, String)>, InferError> {
+    let reference = F32Reference::new(model, threshold)?;
+    let mut lines = Vec::new();
+    for other in lower_precisions(device) {
+        let line = if model.precisions().contains(&other) {
+            reference.compare(model, other, threshold)?
+        } else {
+            format!("not run by the {} runtime", model.runtimes().join(", "))
+        };
+        lines.push((other.to_string(), line));
+    }
+    Ok(lines)
 }
 
 /// The reduced precisions worth comparing on this device.

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum InferError {
     /// The model path does not exist.
-    #[error("{}: no such model (give a model folder with model.pt and manifest.json, or a .pt file with a .json manifest beside it)", path.display())]
+    #[error("{}: no such model (give a model folder with model.pt or model.onnx and manifest.json, or such a file with a .json manifest beside it)", path.display())]
     ModelNotFound {
         /// The path given.
         path: PathBuf,
@@ -59,7 +59,7 @@ pub enum InferError {
     },
 
     /// A runtime other than libtorch cannot load the file.
-    #[error("{}: not a {runtime} model wsiseg can load: {problem}", path.display())]
+    #[error("{}: cannot load this {runtime} model: {problem}", path.display())]
     RuntimeLoad {
         /// The model file.
         path: PathBuf,

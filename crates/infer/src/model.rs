@@ -152,6 +152,18 @@ impl Segmenter {
         }
     }
 
+    /// The precisions every model's runtime supports.
+    pub fn precisions(&self) -> Vec<Precision> {
+        [Precision::F32, Precision::F16, Precision::BF16]
+            .into_iter()
+            .filter(|p| {
+                self.members
+                    .iter()
+                    .all(|m| m.runtime.precisions().contains(p))
+            })
+            .collect()
+    }
+
     /// Each model's runtime (one when alone): "torchscript"…
     pub fn runtimes(&self) -> Vec<&'static str> {
         self.members.iter().map(|m| m.runtime.name()).collect()

@@ -170,7 +170,7 @@ fn the_nan_guard_and_the_manifest_check_hold_for_any_runtime() {
         .unwrap();
     let text = e.to_string();
     assert!(
-        text.contains("model.linear: not a linear model wsiseg can load: missing field `bias`"),
+        text.contains("model.linear: cannot load this linear model: missing field `bias`"),
         "{text}"
     );
     assert!(!text.contains('\n'), "{text}");

@@ -14,13 +14,15 @@ use tch::Tensor;
 use crate::{Device, InferError, Precision};
 
 mod linear;
+mod onnx;
 mod torchscript;
 
 pub use linear::Linear;
+pub use onnx::Onnx;
 pub use torchscript::TorchScript;
 
 /// Every runtime, in the order a model folder is searched for their files.
-static RUNTIMES: &[&dyn Runtime] = &[&TorchScript, &Linear];
+static RUNTIMES: &[&dyn Runtime] = &[&TorchScript, &Onnx, &Linear];
 
 /// One model format.
 pub trait Runtime: Sync {
@@ -40,6 +42,11 @@ pub trait Runtime: Sync {
         device: Device,
         precision: Precision,
     ) -> Result<Box<dyn Network>, InferError>;
+
+    /// The precisions it runs weights in (default: all of f32, f16, bf16).
+    fn precisions(&self) -> &'static [Precision] {
+        &[Precision::F32, Precision::F16, Precision::BF16]
+    }
 
     /// The libraries it runs on and their versions (`None`: not loaded),
     /// for reports; keys are stable JSON names ("libtorch", "onnxruntime").
