@@ -46,12 +46,7 @@ fn series(slide: &dyn Slide) -> Option<wsiseg_slide::DicomSeries> {
     if slide.format() != "dicom" {
         return None;
     }
-    let path = slide.path();
-    let folder = path.parent().filter(|p| !p.as_os_str().is_empty());
-    wsiseg_slide::dicom_series(folder.unwrap_or(std::path::Path::new(".")))
-        .ok()?
-        .into_iter()
-        .find(|s| s.files.iter().any(|f| f == path))
+    wsiseg_slide::dicom_series_of(slide.path())
 }
 
 fn table(slide: &dyn Slide) -> String {

@@ -456,7 +456,9 @@ impl Engine {
             return Ok(());
         }
         let gib = |b: u64| b as f64 / f64::from(1u32 << 30);
-        let fits = budget / batch_bytes(1, tile, classes).saturating_mul(workers).max(1);
+        // One tile in every worker's buffers.
+        let per_tile = batch_bytes(1, tile, classes).saturating_mul(workers);
+        let fits = budget / per_tile.max(1);
         let whose = if workers > 1 {
             format!("{workers} workers' staging, input and output tensors")
         } else {
@@ -468,7 +470,7 @@ impl Engine {
                 tile,
                 &format!(
                     "one tile of {tile} px needs at least {:.1} GiB ({whose}, two batches in flight), more than the memory budget ({:.1} GiB)",
-                    gib(batch_bytes(1, tile, classes).saturating_mul(workers)),
+                    gib(per_tile),
                     gib(budget),
                 ),
             ));

@@ -270,10 +270,7 @@ fn dicom_series_as_slides(slides: Vec<SlideInput>, ignored: &mut Ignored) -> Vec
             out.push(slide);
             continue;
         }
-        let folder = match slide.path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
+        let folder = wsiseg_slide::folder_of(&slide.path);
         let all = folders
             .entry(folder.clone())
             .or_insert_with(|| wsiseg_slide::dicom_series(&folder).unwrap_or_default());

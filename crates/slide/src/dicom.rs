@@ -196,30 +196,42 @@ pub fn dicom_series(folder: &Path) -> std::io::Result<Vec<DicomSeries>> {
     Ok(series)
 }
 
+/// The folder a file is in (`.` for a bare file name).
+pub fn folder_of(file: &Path) -> PathBuf {
+    match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// The series the DICOM file `slide` belongs to (its folder's files read),
+/// if it is a DICOM file whose header can be read.
+pub fn dicom_series_of(slide: &Path) -> Option<DicomSeries> {
+    let dcm = slide
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("dcm"));
+    if !dcm {
+        return None;
+    }
+    dicom_series(&folder_of(slide))
+        .ok()?
+        .into_iter()
+        .find(|s| s.files.iter().any(|f| f == slide))
+}
+
 /// The name `slide`'s outputs take: for a file of a DICOM series, the
 /// series' name ([`DicomSeries::name`]); for any other file, its stem.
 pub fn output_stem(slide: &Path) -> String {
-    let stem = || {
-        slide
-            .file_stem()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned()
-    };
-    if !slide
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("dcm"))
-    {
-        return stem();
-    }
-    let folder = match slide.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    dicom_series(folder)
-        .ok()
-        .and_then(|all| all.into_iter().find(|s| s.files.iter().any(|f| f == slide)))
-        .map_or_else(stem, |s| s.name)
+    dicom_series_of(slide).map_or_else(
+        || {
+            slide
+                .file_stem()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned()
+        },
+        |s| s.name,
+    )
 }
 
 /// The folder's own name (`.` and `..` resolved), if it has one.

@@ -677,12 +677,8 @@ impl DirectReader {
         })
     }
 
-    /// Whether `level` is read directly.
-    pub fn serves(&self, level: u32) -> bool {
-        self.tiles(level).is_some()
-    }
-
-    /// How `level`'s tiles are stored, when it is read directly.
+    /// How `level`'s tiles are stored, when it is read directly (`None`:
+    /// it is not).
     pub fn codec(&self, level: u32) -> Option<&'static str> {
         self.tiles(level).map(|t| match t.codec {
             Codec::Jpeg => "JPEG",

@@ -23,7 +23,8 @@
 
 mod dicom;
 pub use dicom::{
-    dicom_series, output_stem, DicomImage, DicomInstance, DicomSeries, WHOLE_SLIDE_SOP_CLASS,
+    dicom_series, dicom_series_of, folder_of, output_stem, DicomImage, DicomInstance, DicomSeries,
+    WHOLE_SLIDE_SOP_CLASS,
 };
 mod direct;
 mod error;

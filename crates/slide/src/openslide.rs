@@ -225,10 +225,6 @@ impl Slide for OpenSlideSlide {
             .collect()
     }
 
-    fn reads_directly(&self, level: u32) -> bool {
-        self.direct.as_ref().is_some_and(|d| d.serves(level))
-    }
-
     fn direct_codec(&self, level: u32) -> Option<&'static str> {
         self.direct.as_ref().and_then(|d| d.codec(level))
     }

@@ -266,9 +266,6 @@ impl Slide for AssumedMpp {
     ) -> Result<RgbImage, SlideError> {
         self.inner.read_inside_into(level, rect, buf)
     }
-    fn reads_directly(&self, level: u32) -> bool {
-        self.inner.reads_directly(level)
-    }
     fn direct_codec(&self, level: u32) -> Option<&'static str> {
         self.inner.direct_codec(level)
     }

@@ -26,16 +26,22 @@ use crate::{Device, InferError, Precision};
 /// The ONNX runtime.
 pub struct Onnx;
 
-/// The ONNX Runtime this process loaded (and from where), or why none could
-/// be loaded: once per process (ort allows one environment).
-static ENVIRONMENT: OnceLock<Result<(ort::environment::Environment, PathBuf), String>> =
-    OnceLock::new();
+/// The ONNX Runtime this process loaded: its environment and the version
+/// the library reports.
+struct Loaded {
+    env: ort::environment::Environment,
+    version: Option<String>,
+}
 
-/// The library names tried in a folder, newest first.
+/// [`Loaded`], or why no library could be loaded: once per process (ort
+/// allows one environment).
+static ENVIRONMENT: OnceLock<Result<Loaded, String>> = OnceLock::new();
+
+/// The library's file name in each folder looked in.
 const LIBRARY: &str = "libonnxruntime.so";
 
 /// Where libonnxruntime is looked for, in order (see the module).
-pub fn library_candidates() -> Vec<PathBuf> {
+fn library_candidates() -> Vec<PathBuf> {
     let mut all = Vec::new();
     if let Some(p) = std::env::var_os("WSISEG_ONNXRUNTIME") {
         all.push(PathBuf::from(p));
@@ -56,8 +62,8 @@ pub fn library_candidates() -> Vec<PathBuf> {
     all
 }
 
-/// The loaded environment, loading the library on first use.
-fn environment() -> Result<&'static (ort::environment::Environment, PathBuf), String> {
+/// The loaded library, loading it on first use.
+fn environment() -> Result<&'static Loaded, String> {
     ENVIRONMENT
         .get_or_init(|| {
             let candidates = library_candidates();
@@ -75,15 +81,17 @@ fn environment() -> Result<&'static (ort::environment::Environment, PathBuf), St
                 .with_name("wsiseg")
                 .build()
                 .map_err(|e| format!("ONNX Runtime at {}: {e}", path.display()))?;
-            Ok((env, path.clone()))
+            Ok(Loaded {
+                env,
+                version: version(path),
+            })
         })
         .as_ref()
         .map_err(Clone::clone)
 }
 
-/// The loaded library's version (`1.31.1`), as it reports it.
-fn version() -> Option<String> {
-    let (_, path) = environment().ok()?;
+/// The version (`1.31.1`) the library at `path` (loaded by ort) reports.
+fn version(path: &Path) -> Option<String> {
     /// The start of ONNX Runtime's `OrtApiBase`: `GetApi`, `GetVersionString`.
     #[repr(C)]
     struct ApiBase {
@@ -139,7 +147,7 @@ impl Runtime for Onnx {
                 "this ONNX Runtime runs on the CPU only (no CUDA execution provider is used): give --device cpu (asked: {device})"
             )));
         }
-        let (env, _) = environment().map_err(refuse)?;
+        let env = &environment().map_err(refuse)?.env;
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
         let session = Session::builder(env)
             .and_then(|b| Ok(b.with_intra_threads(threads)?))
@@ -154,7 +162,8 @@ impl Runtime for Onnx {
     }
 
     fn libraries(&self) -> Vec<(&'static str, Option<String>)> {
-        vec![("onnxruntime", version())]
+        let version = environment().ok().and_then(|l| l.version.clone());
+        vec![("onnxruntime", version)]
     }
 }
 
