@@ -17,7 +17,10 @@
 #                     runtime (glibc, libstdc++, libgcc_s): libtorch_cpu,
 #                     libc10, libgomp, the CUDA runtime and CUPTI (libtorch_cpu
 #                     needs them even on the CPU), libopenslide.so.1 (OpenSlide 4,
-#                     self-contained), libjpeg.so.62. The CUDA bundle adds
+#                     self-contained), libjpeg.so.62, libtorch.so (the
+#                     AOTInductor packages' code links it; in the CPU bundle
+#                     without its libtorch_cuda dependency) and
+#                     libonnxruntime.so (ONNX Runtime, for .onnx models). The CUDA bundle adds
 #                     libtorch_cuda and the CUDA, cuDNN, cuBLAS, NCCL...
 #                     libraries of PyTorch's nvidia-* wheels. The CPU bundle has
 #                     no libtorch_cuda.so: wsiseg loads it at run time when it
@@ -101,6 +104,18 @@ if [ "$FLAVOR" = cuda ]; then
     done
     copy_needed "$TORCH_LIB/libtorch_cuda.so"
 fi
+step "libtorch.so (for .pt2 packages) and ONNX Runtime (for .onnx models)"
+# An AOTInductor package's code needs libtorch.so, a thin library over
+# libtorch_cpu that the binary itself does not link: wsiseg loads it from
+# lib/ before a package. In the CPU flavour it must not need libtorch_cuda.
+[ -e "$S/lib/libtorch.so" ] || cp -L "$TORCH_LIB/libtorch.so" "$S/lib/libtorch.so"
+if [ "$FLAVOR" = cpu ]; then
+    patchelf --remove-needed libtorch_cuda.so "$S/lib/libtorch.so"
+fi
+# libonnxruntime (MIT), loaded at run time from lib/ for .onnx models.
+[ -e .onnxruntime/libonnxruntime.so ] || { echo "bundle.sh: .onnxruntime is missing: run scripts/setup.sh --no-demo first" >&2; exit 1; }
+cp -L .onnxruntime/libonnxruntime.so "$S/lib/libonnxruntime.so"
+copy_needed "$S/lib/libonnxruntime.so"
 # Every library must find what it needs inside lib/: libtorch's own RPATH
 # has $ORIGIN; the others get one when they need anything outside the base.
 for f in "$S"/lib/*; do
@@ -122,7 +137,10 @@ cp README.md "$S/README.md"
 step "licences"
 L=$S/licenses
 cp -r "$SITE"/torch-*.dist-info/licenses "$L/libtorch" 2>/dev/null || cp "$SITE"/torch-*.dist-info/LICENSE* "$L/" 2>/dev/null || true
-mkdir -p "$L/openslide-bin"
+mkdir -p "$L/openslide-bin" "$L/onnxruntime"
+ORT_PKG=$(dirname "$(readlink -f .onnxruntime/libonnxruntime.so)")/..
+find "$SITE"/onnxruntime-*.dist-info -iname 'licen*' -type f -exec cp {} "$L/onnxruntime/" \;
+[ -e "$ORT_PKG/ThirdPartyNotices.txt" ] && cp "$ORT_PKG/ThirdPartyNotices.txt" "$L/onnxruntime/"
 cp -r "$SITE"/openslide_bin-*.dist-info/licenses/. "$L/openslide-bin/"
 for d in "$SITE"/nvidia_*.dist-info; do
     pkg=$(basename "$d" .dist-info)
@@ -194,7 +212,7 @@ cat > "$S/NOTICE.md" <<EOF
 - \`wsiseg\`: MIT OR Apache-2.0. Statically linked: the Rust crates listed in
   licenses/rust-crates.txt (their licence files under licenses/rust/) and
   tcmalloc (gperftools, BSD-3-Clause: licenses/libgoogle-perftools-dev.copyright).
-- libtorch $(cat "$S/build-version") (lib/libtorch_cpu.so, libc10.so, libgomp.so.1$([ "$FLAVOR" = cuda ] && echo ", libtorch_cuda.so, ...")),
+- libtorch $(cat "$S/build-version") (lib/libtorch_cpu.so, libtorch.so, libc10.so, libgomp.so.1$([ "$FLAVOR" = cuda ] && echo ", libtorch_cuda.so, ...")),
   from PyPI's torch wheel: BSD-3-Clause with third-party notices, licenses/libtorch/.
 - NVIDIA CUDA libraries (lib/libcudart*, libcupti*$([ "$FLAVOR" = cuda ] && echo ", libcublas*, libcudnn*, libnccl*, ...")), from
   PyPI's nvidia-* wheels, redistributed under NVIDIA's licence agreements
@@ -206,6 +224,8 @@ cat > "$S/NOTICE.md" <<EOF
   sources/$SDIST (from https://pypi.org/project/openslide-bin/$OS_VERSION/).
 - libjpeg-turbo (lib/libjpeg.so.62, Debian's libjpeg62-turbo): IJG and
   BSD-style licences, licenses/libjpeg62-turbo.copyright.
+- ONNX Runtime (lib/libonnxruntime.so, from PyPI's onnxruntime wheel): MIT, with
+  its third-party notices, licenses/onnxruntime/.
 EOF
 
 step "checksums"

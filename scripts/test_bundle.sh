@@ -9,7 +9,9 @@
 #    (env -i), its own /proc — checks the bundle's SHA256SUMS, that ldd
 #    resolves every library of the binary inside the bundle or the base C/C++
 #    runtime, runs `./wsiseg doctor --json` (must say ready, with libtorch
-#    and OpenSlide loaded from the bundle), and segments tests/data/default.svs
+#    and OpenSlide loaded from the bundle, ONNX Runtime from its lib/ and
+#    AOTInductor available), checks the shipped UNet as .pt2 and .onnx
+#    (tests/formats.rs's fixtures), and segments tests/data/default.svs
 #    and a synthetic slide;
 # 4. compares those masks byte for byte with the normal build's.
 #
@@ -110,9 +112,28 @@ assert checks["OpenSlide"]["data"]["path"] == root + "/lib/libopenslide.so.1", c
 assert checks["OpenSlide"]["data"]["version"].startswith("4."), checks["OpenSlide"]
 assert checks["CUDA support"]["status"] == "note", checks["CUDA support"]
 assert checks["model"]["status"] == "ok" and checks["model"]["data"]["path"] == root + "/models/unet", checks["model"]
+assert checks["ONNX Runtime"]["status"] == "ok", checks["ONNX Runtime"]
+assert checks["ONNX Runtime"]["data"]["path"] == root + "/lib/libonnxruntime.so", checks["ONNX Runtime"]
+assert checks["AOTInductor"]["status"] == "ok", checks["AOTInductor"]
 for c in report["checks"]:
     print("   %-5s %-13s %s" % (c["status"], c["name"], c["detail"]))
 PY
+
+say "the shipped UNet as .pt2 and .onnx inside the root"
+# tests/formats.rs's fixtures when that test ran (else made here, ~3 min).
+FORMATS=$(ls -d target/tmp/formats/*/ 2>/dev/null | while read -r d; do [ -e "$d/done" ] && echo "$d"; done | head -1)
+if [ -z "$FORMATS" ]; then
+    FORMATS=$WORK/formats
+    "${WSISEG_VENV:-$HOME/.cache/wsiseg/venv}/bin/python" tests/data/models/make_formats.py "$FORMATS" > "$WORK/formats.log" 2>&1 ||
+        { tail -20 "$WORK/formats.log" >&2; fail "make_formats.py"; }
+fi
+mkdir -p "$ROOT/formats"
+cp -r "$FORMATS/unet" "$ROOT/formats/"
+for file in model.pt2 model.onnx; do
+    inside "./wsiseg model check /formats/unet/$file --device cpu" > "$WORK/check.txt" 2>&1 ||
+        { cat "$WORK/check.txt" >&2; fail "model check of $file"; }
+    grep -E "^ *runtime" "$WORK/check.txt" >&2
+done
 
 say "wsiseg segment inside the root"
 inside "./wsiseg -q segment /data ${ARGS[*]} --out /out" || fail "segment exited non-zero"

@@ -129,9 +129,14 @@ pub struct ModelRunArgs {
 pub struct BenchArgs {
     /// The slide to measure on [default: a synthetic one made for the run].
     pub slide: Option<PathBuf>,
-    /// Model folder or .pt file.
-    #[arg(short, long)]
-    pub model: PathBuf,
+    /// Model folder or file (model.pt, model.pt2, model.onnx). Give several
+    /// (`--model A --model B`) to race them on the same slide: model-only and
+    /// end-to-end tiles/s side by side, each as a ratio to the first.
+    #[arg(short, long, required = true)]
+    pub model: Vec<PathBuf>,
+    /// With several --model: rounds, each measuring every model in turn.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub rounds: u32,
     /// Size of the synthetic slide when no slide is given.
     #[arg(long, default_value = "16384x16384", value_parser = parse_size)]
     pub size: (u32, u32),

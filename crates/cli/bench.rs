@@ -18,9 +18,11 @@ use wsiseg_write::{PngMaskWriter, PyramidOptions, PyramidWriter};
 
 use crate::args::{BenchArgs, Stage};
 
+mod compare;
 mod folder;
 mod table;
 
+use compare::compare_models;
 use folder::folder_bench;
 use table::table;
 
@@ -92,6 +94,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     std::fs::create_dir_all(&scratch.0)
         .with_context(|| format!("{}: cannot create", scratch.0.display()))?;
     let slide_path = match &args.slide {
+        Some(p) if p.is_dir() && args.model.len() > 1 => {
+            anyhow::bail!(
+                "{}: several --model are raced on one slide, not a folder: give a slide (or none, for a synthetic one)",
+                p.display()
+            )
+        }
         Some(p) if p.is_dir() => return folder_bench(args, p, &scratch.0),
         Some(p) => p.clone(),
         None => make_synthetic(args, &scratch.0)?,
@@ -121,6 +129,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         setup.batch,
         setup.readers
     );
+    if args.model.len() > 1 {
+        let run = (slide_path.as_path(), scratch.0.as_path(), &request);
+        return compare_models(args, &setup, run);
+    }
     let mut figures = Figures::new();
     figures.insert("slide".into(), json!(slide_path));
     figures.insert("device".into(), json!(describe_devices(&setup.devices)));
@@ -144,7 +156,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         )?;
     }
     let model_tiles_s = if stage(Stage::Model) {
-        Some(model_figures(args, &setup, &mut figures)?)
+        Some(model_figures(args, &args.model[0], &setup, &mut figures)?)
     } else {
         None
     };
@@ -156,7 +168,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     }
     if stage(Stage::E2e) {
         let run = (slide_path.as_path(), scratch.0.join("e2e"), &request);
-        end_to_end_figures(args, &setup, run, model_tiles_s, &mut figures)?;
+        end_to_end_figures(args, &args.model[0], &setup, run, model_tiles_s, &mut figures)?;
     }
     figures.insert("peak_rss_mib".into(), json!(wsiseg_engine::peak_rss_mib()));
     figures.insert(
@@ -184,7 +196,7 @@ fn setup(args: &BenchArgs) -> Result<(Setup, Manifest)> {
     let device = devices[0];
     // The model is loaded after the read figures: libtorch's worker threads
     // must not share the cores while decoding is timed.
-    let manifest = Manifest::read(&locate(&args.model)?.1)?;
+    let manifest = Manifest::read(&locate(&args.model[0])?.1)?;
     let setup = Setup {
         precision: args.run.precision.unwrap_or(Precision::default_for(device)),
         batch: args
@@ -199,10 +211,15 @@ fn setup(args: &BenchArgs) -> Result<(Setup, Manifest)> {
 }
 
 /// Stage 3, model only: one batch already on the device; returns tiles/s.
-fn model_figures(args: &BenchArgs, setup: &Setup, figures: &mut Figures) -> Result<f64> {
+fn model_figures(
+    args: &BenchArgs,
+    model: &Path,
+    setup: &Setup,
+    figures: &mut Figures,
+) -> Result<f64> {
     let device = setup.devices[0];
     let (batch, tile) = (setup.batch, setup.tile);
-    let mut model = Segmenter::load(&args.model, device, setup.precision)?;
+    let mut model = Segmenter::load(model, device, setup.precision)?;
     model.set_tta(args.tta);
     if device.is_cuda() {
         model.warm_up(batch, tile)?;
@@ -267,12 +284,13 @@ fn write_figures(scratch: &Path, working: &WorkingLevel, figures: &mut Figures) 
 /// request), as `segment` runs it.
 fn end_to_end_figures(
     args: &BenchArgs,
+    model: &Path,
     setup: &Setup,
     (slide, out, request): (&Path, PathBuf, &Request),
     model_tiles_s: Option<f64>,
     figures: &mut Figures,
 ) -> Result<()> {
-    let engine = EngineBuilder::new(&args.model)
+    let engine = EngineBuilder::new(model)
         .tta(args.tta)
         .devices(setup.devices.clone())
         .precision(Some(setup.precision))

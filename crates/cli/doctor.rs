@@ -89,6 +89,7 @@ pub(crate) fn run(args: &DoctorArgs) -> Result<bool> {
     let (driver, gpus) = driver_check(choice, runtime_major);
     checks.push(driver);
     checks.push(openslide_check());
+    checks.extend(format_checks());
     let models = find_models(&args.model);
     checks.extend(model_checks(&models, gpus));
     checks.push(disk_check(&args.out));
@@ -376,6 +377,34 @@ fn openslide_check() -> Check {
         ),
     )
     .data(json!({"version": version, "path": path, "formats": formats}))
+}
+
+/// The runtimes of model formats beside TorchScript: ONNX Runtime (loaded
+/// now, as an ONNX model would load it; absent is a note: only `.onnx`
+/// models need it) and AOTInductor (built in, or not).
+fn format_checks() -> Vec<Check> {
+    let onnx = match wsiseg_infer::onnx_runtime_library() {
+        Ok((path, version)) => Check::new(
+            "ONNX Runtime",
+            Status::Ok,
+            format!(
+                "{} from {} (model.onnx, CPU)",
+                version.as_deref().unwrap_or("version unknown"),
+                path.display()
+            ),
+        )
+        .data(json!({"version": version, "path": path})),
+        Err(why) => Check::new("ONNX Runtime", Status::Note, format!("{why}; only .onnx models need it")),
+    };
+    let aoti = match wsiseg_infer::aotinductor_support() {
+        Ok(()) => Check::new(
+            "AOTInductor",
+            Status::Ok,
+            "model.pt2 packages run by libtorch's AOTIModelPackageLoader",
+        ),
+        Err(why) => Check::new("AOTInductor", Status::Note, why),
+    };
+    vec![onnx, aoti]
 }
 
 /// Model folders: the ones given, else every folder with a manifest.json in

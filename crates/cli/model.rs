@@ -147,7 +147,10 @@ fn precision_lines(
         let line = if model.precisions().contains(&other) {
             reference.compare(model, other, threshold)?
         } else {
-            format!("not run by the {} runtime", model.runtimes().join(", "))
+            format!(
+                "not run by the {} runtime for this model",
+                model.runtimes().join(", ")
+            )
         };
         lines.push((other.to_string(), line));
     }

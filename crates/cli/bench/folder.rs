@@ -93,7 +93,7 @@ pub(super) fn time_folder(
     // As `wsiseg segment FOLDER` with these options: the engine built
     // inside the clock, the folder's summary written as its own (the whole
     // folder, also inside a Slurm task or an Indexed Job).
-    let engine = EngineBuilder::new(&args.model)
+    let engine = EngineBuilder::new(&args.model[0])
         .tta(args.tta)
         .devices(devices)
         .precision(args.run.precision)

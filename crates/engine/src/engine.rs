@@ -147,12 +147,13 @@ impl EngineBuilder {
         let devices = workers.iter().map(Segmenter::device).collect();
         let members = workers[0]
             .members()
-            .map(|(path, manifest, weight)| {
+            .map(|(path, manifest, weight, runtime)| {
                 Ok(Member {
                     name: manifest.name.clone(),
                     path: path.to_path_buf(),
                     sha256: file_sha256(path)?,
                     weight,
+                    runtime,
                 })
             })
             .collect::<Result<Vec<_>, EngineError>>()?;
@@ -191,12 +192,14 @@ pub fn file_sha256(path: &Path) -> Result<String, EngineError> {
 pub struct Member {
     /// The manifest's name.
     pub name: String,
-    /// The TorchScript file.
+    /// The model file.
     pub path: PathBuf,
     /// Its SHA-256.
     pub sha256: String,
     /// Its weight in the ensemble's average (1 alone).
     pub weight: f64,
+    /// The runtime that runs it ("torchscript"…).
+    pub runtime: &'static str,
 }
 
 /// The least memory one worker's batches take: per tile, the RGB staging

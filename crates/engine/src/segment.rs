@@ -363,6 +363,7 @@ impl Engine {
                     path: absolute(&m.path),
                     sha256: m.sha256.clone(),
                     weight: m.weight,
+                    runtime: m.runtime.to_string(),
                 })
                 .collect(),
         }

@@ -1,7 +1,8 @@
 //! Runs a segmentation model on batches of tiles, on libtorch tensors on
 //! the CPU or a CUDA GPU.
 //!
-//! A model is a file of one runtime's format (TorchScript `model.pt`; see
+//! A model is a file of one runtime's format (TorchScript `model.pt`,
+//! AOTInductor `model.pt2`, ONNX `model.onnx`; see
 //! [`Runtime`]) plus a JSON [`Manifest`] (tile size, mpp, normalization,
 //! classes). [`Segmenter::segment`] takes tiles as packed `N×H×W×3` bytes,
 //! uploads them as bytes, normalizes on the device, runs the model and
@@ -39,9 +40,12 @@ pub use device::{
 };
 pub use error::InferError;
 pub use manifest::{
-    check_threshold, ensemble_members, locate, Activation, ChannelOrder, Manifest, OutputElement,
+    check_threshold, ensemble_members, locate, runtime_of, Activation, ChannelOrder, Manifest, OutputElement,
     OutputKind, CLASS_COLOURS, MAX_TILE,
 };
 pub use model::{InFlight, Segmenter, Staging};
-pub use runtime::{runtime_names, Linear, Network, Output, Runtime, TorchScript};
+pub use runtime::{
+    aotinductor_support, onnx_runtime_library, runtime_names, Aoti, Linear, Network, Onnx, Output,
+    Runtime, TorchScript,
+};
 pub use tta::Tta;

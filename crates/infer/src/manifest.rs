@@ -425,3 +425,9 @@ pub fn check_threshold(t: f64) -> Result<(), String> {
 pub fn locate(path: &Path) -> Result<(PathBuf, PathBuf), InferError> {
     crate::runtime::locate(path).map(|(model, manifest, _)| (model, manifest))
 }
+
+/// The name of the runtime that runs the model a path names
+/// ("torchscript", "aotinductor", "onnx"…), without loading it.
+pub fn runtime_of(path: &Path) -> Result<&'static str, InferError> {
+    crate::runtime::locate(path).map(|(_, _, runtime)| runtime.name())
+}

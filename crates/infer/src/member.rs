@@ -264,11 +264,16 @@ fn select(out: Output, element: Option<&OutputElement>) -> Result<Tensor, String
             Some(OutputElement::Index(i)) => items.into_iter().nth(*i).map(Output::Tensor),
             Some(OutputElement::Key(_)) => None,
         },
+        // A dict of one value (an ONNX model's one output) is that value.
+        (Output::Dict(mut pairs), None) if pairs.len() == 1 => pairs.pop().map(|(_, v)| v),
+        // ONNX outputs are named and ordered: a position picks one too.
+        (Output::Dict(pairs), Some(OutputElement::Index(i))) => {
+            pairs.into_iter().nth(*i).map(|(_, v)| v)
+        }
         (Output::Dict(pairs), e) => {
             let wanted: Vec<&str> = match e {
                 Some(OutputElement::Key(k)) => vec![k.as_str()],
-                None => vec!["logits", "out"],
-                Some(OutputElement::Index(_)) => vec![],
+                _ => vec!["logits", "out"],
             };
             pairs.into_iter().find_map(|(k, v)| match k {
                 Output::Str(k) if wanted.contains(&k.as_str()) => Some(v),

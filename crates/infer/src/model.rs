@@ -92,10 +92,10 @@ impl Segmenter {
     }
 
     /// Every model of the ensemble (one when alone): its file, manifest and weight.
-    pub fn members(&self) -> impl Iterator<Item = (&Path, &Manifest, f64)> {
+    pub fn members(&self) -> impl Iterator<Item = (&Path, &Manifest, f64, &'static str)> {
         self.members
             .iter()
-            .map(|m| (m.path.as_path(), &m.manifest, m.weight))
+            .map(|m| (m.path.as_path(), &m.manifest, m.weight, m.runtime.name()))
     }
 
     /// Sets the decision threshold on P(tumor) (`--threshold`), overriding
@@ -159,7 +159,7 @@ impl Segmenter {
             .filter(|p| {
                 self.members
                     .iter()
-                    .all(|m| m.runtime.precisions().contains(p))
+                    .all(|m| m.runtime.precisions(&m.path).contains(p))
             })
             .collect()
     }

@@ -188,6 +188,9 @@ pub struct Member {
     pub sha256: String,
     /// Its weight in the average.
     pub weight: f64,
+    /// The runtime that ran it: "torchscript", "aotinductor", "onnx" (or
+    /// "linear", the built-in test model).
+    pub runtime: String,
 }
 
 /// Every setting of the run after defaults were resolved.

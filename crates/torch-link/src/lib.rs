@@ -62,3 +62,30 @@ pub fn emit() {
     println!("cargo:rustc-link-arg=-Wl,--enable-new-dtags");
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
 }
+
+/// The root of the libtorch being built against (`LIBTORCH`: a libtorch
+/// archive, or a pip `torch` package folder), canonicalised.
+fn libtorch_root() -> Option<PathBuf> {
+    let root = PathBuf::from(env::var_os("LIBTORCH")?);
+    Some(root.canonicalize().unwrap_or(root))
+}
+
+/// The folders to compile C++ against libtorch's headers with (the build
+/// scripts of crates with a C++ shim over libtorch, such as wsiseg-infer's
+/// AOTInductor loader); empty when `LIBTORCH` is not set or has no headers.
+pub fn libtorch_include_dirs() -> Vec<PathBuf> {
+    let Some(root) = libtorch_root() else {
+        return Vec::new();
+    };
+    let include = root.join("include");
+    if !include.join("torch").is_dir() {
+        return Vec::new();
+    }
+    vec![include.join("torch/csrc/api/include"), include]
+}
+
+/// The folder holding libtorch's shared libraries (for `-L`), when known.
+pub fn libtorch_libs() -> Option<PathBuf> {
+    let lib = libtorch_lib_dir()?;
+    Some(lib.canonicalize().unwrap_or(lib))
+}

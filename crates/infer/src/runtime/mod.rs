@@ -13,16 +13,18 @@ use tch::Tensor;
 
 use crate::{Device, InferError, Precision};
 
+mod aoti;
 mod linear;
 mod onnx;
 mod torchscript;
 
+pub use aoti::{support as aotinductor_support, Aoti};
 pub use linear::Linear;
-pub use onnx::Onnx;
+pub use onnx::{library as onnx_runtime_library, Onnx};
 pub use torchscript::TorchScript;
 
 /// Every runtime, in the order a model folder is searched for their files.
-static RUNTIMES: &[&dyn Runtime] = &[&TorchScript, &Onnx, &Linear];
+static RUNTIMES: &[&dyn Runtime] = &[&TorchScript, &Aoti, &Onnx, &Linear];
 
 /// One model format.
 pub trait Runtime: Sync {
@@ -43,9 +45,11 @@ pub trait Runtime: Sync {
         precision: Precision,
     ) -> Result<Box<dyn Network>, InferError>;
 
-    /// The precisions it runs weights in (default: all of f32, f16, bf16).
-    fn precisions(&self) -> &'static [Precision] {
-        &[Precision::F32, Precision::F16, Precision::BF16]
+    /// The precisions it runs the model `file` in (default: all of f32,
+    /// f16, bf16; an AOTInductor package only the one it was compiled in).
+    fn precisions(&self, file: &Path) -> Vec<Precision> {
+        let _ = file;
+        vec![Precision::F32, Precision::F16, Precision::BF16]
     }
 
     /// The libraries it runs on and their versions (`None`: not loaded),

@@ -1,5 +1,8 @@
 //! ONNX models (`model.onnx`: `torch.onnx.export`, tf2onnx, mmdeploy…), run
-//! by ONNX Runtime through the `ort` crate, on its CPU execution provider.
+//! by ONNX Runtime through the `ort` crate, on its CPU execution provider, or
+//! its CUDA one for `--device cuda` when the library loaded has it
+//! (onnxruntime-gpu's does; the `onnxruntime` wheel setup.sh installs has
+//! CPU providers only, and a CUDA device is then refused with a message).
 //!
 //! libonnxruntime is loaded at run time, not linked: from `WSISEG_ONNXRUNTIME`
 //! (a path to the library), else `lib/` beside the binary (the offline
@@ -9,8 +12,7 @@
 //! before, so TorchScript users need none.
 //!
 //! The model takes one float input, N×3×H×W with a dynamic batch; its
-//! outputs become an [`Output::Tensor`] (one output) or an [`Output::Dict`]
-//! by output name (several), on which the manifest's `output_element` and
+//! outputs become an [`Output::Dict`] by output name, on which the manifest's `output_element` and
 //! the shared layer work as for TorchScript. Weights run in f32 only.
 
 use std::path::{Path, PathBuf};
@@ -30,6 +32,7 @@ pub struct Onnx;
 /// the library reports.
 struct Loaded {
     env: ort::environment::Environment,
+    path: PathBuf,
     version: Option<String>,
 }
 
@@ -83,11 +86,18 @@ fn environment() -> Result<&'static Loaded, String> {
                 .map_err(|e| format!("ONNX Runtime at {}: {e}", path.display()))?;
             Ok(Loaded {
                 env,
+                path: path.canonicalize().unwrap_or_else(|_| path.clone()),
                 version: version(path),
             })
         })
         .as_ref()
         .map_err(Clone::clone)
+}
+
+/// The ONNX Runtime library this process uses (loading it on first use)
+/// and its version, or why there is none (for doctor).
+pub fn library() -> Result<(PathBuf, Option<String>), String> {
+    environment().map(|l| (l.path.clone(), l.version.clone()))
 }
 
 /// The version (`1.31.1`) the library at `path` (loaded by ort) reports.
@@ -142,23 +152,36 @@ impl Runtime for Onnx {
                 "ONNX models run in f32 here, not {precision} (give --precision f32)"
             )));
         }
-        if device.is_cuda() {
-            return Err(refuse(format!(
-                "this ONNX Runtime runs on the CPU only (no CUDA execution provider is used): give --device cpu (asked: {device})"
-            )));
-        }
-        let env = &environment().map_err(refuse)?.env;
+        let loaded = environment().map_err(refuse)?;
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
-        let session = Session::builder(env)
+        let mut builder = Session::builder(&loaded.env)
             .and_then(|b| Ok(b.with_intra_threads(threads)?))
-            .and_then(|mut b| b.commit_from_file(file))
             .map_err(|e| refuse(first_line(&e.to_string())))?;
-        let network = OnnxNetwork::new(session).map_err(refuse)?;
+        if let Device::Cuda(i) = device {
+            // The CPU wheel (`onnxruntime`) has no CUDA execution provider;
+            // onnxruntime-gpu's library has. Asked of the library loaded.
+            if !<ort::ep::CUDA as ort::ep::ExecutionProvider>::is_available().unwrap_or(false) {
+                return Err(refuse(format!(
+                    "the ONNX Runtime at {} ({}) has no CUDA execution provider (it lists only CPU ones): give --device cpu, or set WSISEG_ONNXRUNTIME to onnxruntime-gpu's libonnxruntime.so",
+                    loaded.path.display(),
+                    loaded.version.as_deref().unwrap_or("version unknown")
+                )));
+            }
+            let id = i32::try_from(i).map_err(|_| refuse(format!("no such GPU {i}")))?;
+            let cuda = ort::ep::CUDA::default().with_device_id(id).build().error_on_failure();
+            builder = builder
+                .with_execution_providers([cuda])
+                .map_err(|e| refuse(format!("its CUDA execution provider: {}", first_line(&e.to_string()))))?;
+        }
+        let session = builder
+            .commit_from_file(file)
+            .map_err(|e| refuse(first_line(&e.to_string())))?;
+        let network = OnnxNetwork::new(session, device).map_err(refuse)?;
         Ok(Box::new(network))
     }
 
-    fn precisions(&self) -> &'static [Precision] {
-        &[Precision::F32]
+    fn precisions(&self, _file: &Path) -> Vec<Precision> {
+        vec![Precision::F32]
     }
 
     fn libraries(&self) -> Vec<(&'static str, Option<String>)> {
@@ -176,12 +199,15 @@ fn first_line(s: &str) -> String {
 struct OnnxNetwork {
     session: Mutex<Session>,
     outputs: Vec<String>,
+    /// Where the model's tensors live (ONNX Runtime is given host memory and
+    /// copies to its CUDA provider itself).
+    device: Device,
 }
 
 impl OnnxNetwork {
     /// Checks the model takes what wsiseg gives: one float tensor of 4
     /// dimensions, 3 channels, any batch; float tensors out.
-    fn new(session: Session) -> Result<Self, String> {
+    fn new(session: Session, device: Device) -> Result<Self, String> {
         let inputs = session.inputs();
         if inputs.len() != 1 {
             let names: Vec<&str> = inputs.iter().map(|i| i.name()).collect();
@@ -228,6 +254,7 @@ impl OnnxNetwork {
         Ok(Self {
             session: Mutex::new(session),
             outputs,
+            device,
         })
     }
 }
@@ -238,7 +265,7 @@ fn ort_error(e: impl std::fmt::Display) -> tch::TchError {
 
 impl Network for OnnxNetwork {
     fn forward(&self, x: Tensor) -> Result<Output, tch::TchError> {
-        let x = x.to_kind(Kind::Float).contiguous();
+        let x = x.to_kind(Kind::Float).to(tch::Device::Cpu).contiguous();
         let shape: Vec<i64> = x.size();
         let n = x.numel();
         // SAFETY: `x` is a contiguous f32 CPU tensor of `n` elements, alive
@@ -253,13 +280,13 @@ impl Network for OnnxNetwork {
                 .try_extract_tensor::<f32>()
                 .map_err(ort_error)?;
             // One copy, into memory libtorch owns.
-            let t = Tensor::from_slice(values).view(&dims[..]);
+            let t = Tensor::from_slice(values)
+                .view(&dims[..])
+                .to(self.device.tch());
             all.push((Output::Str(name.clone()), Output::Tensor(t)));
         }
-        Ok(if all.len() == 1 {
-            all.pop().expect("one").1
-        } else {
-            Output::Dict(all)
-        })
+        // By name, so that `output_element` can name any output (a dict of
+        // one stands for its value when the manifest names none).
+        Ok(Output::Dict(all))
     }
 }
