@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
-"""Exports a PyTorch segmentation model for wsiseg: model.pt (TorchScript) + manifest.json.
+"""Exports a PyTorch segmentation model for wsiseg: manifest.json plus, per --format,
+model.pt (TorchScript), model.pt2 (AOTInductor package), model.onnx (ONNX).
 
-As a library (any nn.Module that takes N×3×H×W images):
+As a library (any nn.Module that takes N×3×H×W images, or a TorchScript module):
 
     sys.path.insert(0, "scripts"); from export_model import export
     export(module, "models/mine", tile=512, mpp=0.5, classes=["background", "tumor"],
-           activation="softmax", mean=IMAGENET_MEAN, std=IMAGENET_STD, tile_multiple=32)
+           activation="softmax", mean=IMAGENET_MEAN, std=IMAGENET_STD, tile_multiple=32,
+           formats=("torchscript", "pt2", "onnx"))
 
 From the command line, one preset per family (random weights unless --weights):
 
@@ -16,9 +18,25 @@ From the command line, one preset per family (random weights unless --weights):
 
 Every preset takes --out, --tile, --mpp, --class-names, --threshold, --half
 (f16 channels-last, traced on CUDA: the layout that runs at PyTorch's eager
-channels-last rate) and --no-check. After writing, export() checks on random
-tiles that the TorchScript output equals the eager one and runs
-`wsiseg model check` on the result (when the binary is built).
+channels-last rate), --format and --no-check. --format is a comma-separated
+list of (default torchscript):
+
+- torchscript: model.pt, traced (scripted where tracing fails).
+- pt2: model.pt2, torch.export + AOTInductor, with a dynamic batch (1–1024)
+  and, where the model exports so, dynamic sides (multiples of tile_multiple
+  up to 8192; else fixed at --tile). It compiles native code for this
+  machine's CPU ISA (with --half: for CUDA, on this machine's GPU), which
+  takes about a minute; the package's metadata carries wsiseg_precision,
+  wsiseg_side, wsiseg_channels_last and wsiseg_tile_multiple. A TorchScript
+  module is converted first (TS2EPConverter).
+- onnx: model.onnx (opset 17), dynamic batch and sides; ONNX models run in f32
+  on the CPU here, so --half is refused. Outputs are named by the dict's keys
+  (SegFormer: "logits"), output0, output1… for a tuple, "logits" for a tensor:
+  for ONNX, output_element is the output's name or index.
+
+After writing, export() checks on random tiles that each file's output equals
+the eager one and runs `wsiseg model check` on each file (when the binary is
+built).
 
 smp and monai need scripts/export-requirements.txt (scripts/setup.sh installs
 it); segformer also needs transformers==5.23.0 (--install installs it into
@@ -57,7 +75,14 @@ def versions(*packages: str) -> dict:
     return out
 
 
+FORMATS = {"torchscript": "model.pt", "pt2": "model.pt2", "onnx": "model.onnx"}
+MAX_SIDE = 8192
+MAX_BATCH = 1024
+
+
 def _trace(module: nn.Module, example: torch.Tensor):
+    if isinstance(module, torch.jit.ScriptModule):
+        return module
     with torch.no_grad():
         try:
             return torch.jit.trace(module, example, strict=False)
@@ -78,14 +103,112 @@ def segmentation_of(out, element):
     return out
 
 
+def _program(module, example: torch.Tensor, tile: int, tile_multiple: int):
+    """torch.export of `module`: a dynamic batch and, where the model allows,
+    dynamic sides; else the side fixed at `tile`. A TorchScript module goes
+    through TS2EPConverter first. Returns (program, batch, side), batch and side
+    "dynamic" or the fixed size."""
+    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+
+    def side(name):
+        d = torch.export.Dim(name, min=1, max=MAX_SIDE // tile_multiple)
+        return d if tile_multiple == 1 else tile_multiple * d
+
+    def exported(m):
+        errors = []
+        for dims, sides in [({0: batch, 2: side("h"), 3: side("w")}, "dynamic"), ({0: batch}, str(tile))]:
+            try:
+                return torch.export.export(m, (example,), dynamic_shapes=(dims,)), "dynamic", sides
+            except Exception as e:
+                errors.append(e)
+        raise errors[-1]
+
+    if not isinstance(module, torch.jit.ScriptModule):
+        return exported(module)
+    from torch._export.converter import TS2EPConverter
+
+    program = TS2EPConverter(module, (example,)).convert()
+    try:  # the converted graph, exported again, may take dynamic shapes
+        return exported(program.module())
+    except Exception as e:
+        print(f"(the converted TorchScript module exports only with fixed shapes: {str(e).splitlines()[0]})")
+        return program, str(example.shape[0]), str(tile)
+
+
+def _write_pt2(module, example, path, tile, tile_multiple, half) -> dict:
+    """model.pt2: the AOTInductor package, with wsiseg's metadata. Returns the metadata."""
+    program, batch, side = _program(module, example, tile, tile_multiple)
+    meta = {"wsiseg_precision": "f16" if half else "f32", "wsiseg_side": side,
+            "wsiseg_channels_last": "1" if half else "0", "wsiseg_tile_multiple": str(tile_multiple)}
+    if batch != "dynamic":
+        meta["wsiseg_batch"] = batch
+    torch._inductor.aoti_compile_and_package(program, package_path=path,
+                                             inductor_configs={"aot_inductor.metadata": meta})
+    return meta
+
+
+class _Flat(nn.Module):
+    """`module` with a dict output as a tuple in `keys` order (for the ONNX exporter)."""
+
+    def __init__(self, module, keys):
+        super().__init__()
+        self.module, self.keys = module, keys
+
+    def forward(self, x):
+        out = self.module(x)
+        return tuple(out[k] for k in self.keys) if isinstance(out, dict) else out
+
+
+def _output_names(out) -> list:
+    if isinstance(out, dict):
+        return list(out)
+    if isinstance(out, (tuple, list)):
+        return [f"output{i}" for i in range(len(out))]
+    return ["logits"]
+
+
+def _write_onnx(module, example, path, names) -> None:
+    """model.onnx: opset 17, dynamic batch and sides, the outputs named `names`."""
+    with torch.no_grad():
+        out = module(example)
+    outs = list(out.values()) if isinstance(out, dict) else list(out) if isinstance(out, (tuple, list)) else [out]
+    axes = {"input": {0: "batch", 2: "height", 3: "width"}}
+    for name, o in zip(names, outs):
+        same = o.dim() == 4 and tuple(o.shape[2:]) == tuple(example.shape[2:])
+        axes[name] = {0: "batch", 2: "height", 3: "width"} if same else \
+            {0: "batch", 2: f"{name}_height", 3: f"{name}_width"} if o.dim() == 4 else {0: "batch"}
+    flat = _Flat(module, names) if isinstance(out, dict) else module
+    if flat is not module and isinstance(module, torch.jit.ScriptModule):  # the ONNX tracer would not enter it
+        flat = torch.jit.trace(flat, example, strict=False)
+    torch.onnx.export(flat, (example,), path, dynamo=False, input_names=["input"], output_names=names,
+                      dynamic_axes=axes, opset_version=17)
+
+
+def _run_onnx(path, x: torch.Tensor, like):
+    """model.onnx on `x` with ONNX Runtime on the CPU, shaped as the eager output `like`."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    outs = [torch.from_numpy(o) for o in session.run(None, {"input": x.cpu().numpy()})]
+    if isinstance(like, dict):
+        return dict(zip(like, outs))
+    return tuple(outs) if isinstance(like, (tuple, list)) else outs[0]
+
+
 def export(module: nn.Module, out: str, *, tile: int, mpp, classes: list, activation: str,
            mean=IMAGENET_MEAN, std=IMAGENET_STD, tile_multiple: int = 32, output_element=None,
            output_stride: int = 1, input_scale: int = 1, channel_order: str = "rgb",
            threshold=None, name: str = None, description: str = "", extra: dict = None,
-           half: bool = False, check: bool = True) -> dict:
-    """Traces `module` (or scripts it when tracing fails), writes OUT/model.pt and
-    OUT/manifest.json, checks TorchScript against eager on random tiles and, when
-    `check`, runs `wsiseg model check OUT`. Returns the manifest."""
+           half: bool = False, check: bool = True, formats=("torchscript",)) -> dict:
+    """Writes OUT/manifest.json and, per format, OUT/model.pt (traced, or scripted
+    when tracing fails), OUT/model.pt2, OUT/model.onnx; checks each against eager
+    on random tiles and, when `check`, runs `wsiseg model check` on each file.
+    Returns the manifest."""
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise SystemExit(f"unknown format {', '.join(unknown)}: choose from {', '.join(FORMATS)}")
+    if half and "onnx" in formats:
+        raise SystemExit("--half with onnx: ONNX models run in f32 here (export onnx without --half)")
     module = module.eval()
     device = "cuda" if half else "cpu"
     if half:
@@ -96,9 +219,7 @@ def export(module: nn.Module, out: str, *, tile: int, mpp, classes: list, activa
     example = torch.rand(1, 3, tile, tile, device=device, dtype=dtype)
     if half:
         example = example.to(memory_format=torch.channels_last)
-    scripted = _trace(module, example)
     os.makedirs(out, exist_ok=True)
-    scripted.save(os.path.join(out, "model.pt"))
     manifest = {
         "name": name or os.path.basename(os.path.abspath(out)),
         "description": description,
@@ -124,23 +245,63 @@ def export(module: nn.Module, out: str, *, tile: int, mpp, classes: list, activa
     with open(os.path.join(out, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=2)
         f.write("\n")
-    # TorchScript must compute what the eager model does, on other tiles than the example.
-    loaded = torch.jit.load(os.path.join(out, "model.pt"), map_location=device)
-    x = torch.rand(2, 3, tile, tile, generator=torch.Generator().manual_seed(1)).to(device, dtype)
-    with torch.no_grad():
-        want, got = segmentation_of(module(x), output_element), segmentation_of(loaded(x), output_element)
+    # Each file must compute what the eager model does, on other tiles than the example.
+    layout = torch.channels_last if half else torch.contiguous_format
+
+    def tiles(n, side, seed):
+        x = torch.rand(n, 3, side, side, generator=torch.Generator().manual_seed(seed))
+        return x.to(device, dtype).contiguous(memory_format=layout)
+
     tol = 1e-2 if half else 1e-4
-    if want.shape != got.shape or not torch.allclose(want.float(), got.float(), atol=tol, rtol=tol):
-        raise SystemExit(f"{out}/model.pt: TorchScript differs from the eager model "
-                         f"(largest difference {(want.float() - got.float()).abs().max():.3g})")
-    print(f"wrote {out}/model.pt and manifest.json (TorchScript = eager within {tol})")
+
+    def difference(path, what, x, got):
+        """The largest |file − eager| on `x`; exits when over `tol`."""
+        want = segmentation_of(module(x), output_element).float()
+        got = segmentation_of(got, output_element).float().to(want.device)
+        if want.shape != got.shape:
+            raise SystemExit(f"{path}: {what} gives shape {tuple(got.shape)}, the eager model {tuple(want.shape)}")
+        diff = (want - got).abs().max().item()
+        if not diff <= tol:
+            raise SystemExit(f"{path}: {what} differs from the eager model (largest difference {diff:.3g})")
+        return diff
+
+    x = tiles(3, tile, 1)
+    pair = tiles(2, tile, 0)  # torch.export and ONNX: a batch of 2 (a dimension seen at 1 specializes)
+    with torch.no_grad():
+        eager = module(x)
+    written = []
+    for fmt in formats:
+        path = os.path.join(out, FORMATS[fmt])
+        with torch.no_grad():
+            if fmt == "torchscript":
+                _trace(module, example).save(path)
+                loaded = torch.jit.load(path, map_location=device)
+                diff = difference(path, "TorchScript", x, loaded(x))
+                print(f"wrote {path} (TorchScript = eager within {tol}: {diff:.2g})")
+            elif fmt == "pt2":
+                meta = _write_pt2(module, pair, path, tile, tile_multiple, half)
+                loaded = torch._inductor.aoti_load_package(path)
+                n = int(meta.get("wsiseg_batch", len(x)))
+                diff = difference(path, "the AOTInductor package", x[:n], loaded(x[:n]))
+                if meta["wsiseg_side"] == "dynamic":  # and another side
+                    y = tiles(1, tile + tile_multiple, 2)
+                    diff = max(diff, difference(path, f"the AOTInductor package at side {y.shape[2]}", y, loaded(y)))
+                print(f"wrote {path} (batch {meta.get('wsiseg_batch', 'dynamic')}, side {meta['wsiseg_side']}; "
+                      f"AOTInductor = eager within {tol}: {diff:.2g})")
+            else:
+                names = _output_names(eager)
+                _write_onnx(module, pair, path, names)
+                diff = difference(path, "ONNX Runtime", x, _run_onnx(path, x, eager))
+                print(f"wrote {path} (outputs {', '.join(names)}; ONNX Runtime = eager within {tol}: {diff:.2g})")
+        written.append(path)
     if check:
         wsiseg = os.path.join(REPO, "target", "release", "wsiseg")
         if os.path.exists(wsiseg):
-            args = [wsiseg, "model", "check", out, "--device", device]
-            if half:
-                args += ["--precision", "f16"]
-            subprocess.run(args, check=True)
+            for path in written:
+                args = [wsiseg, "model", "check", path, "--device", device]
+                if half:
+                    args += ["--precision", "f16"]
+                subprocess.run(args, check=True)
         else:
             print("(wsiseg not built: skipped `wsiseg model check`)")
     return manifest
@@ -164,17 +325,19 @@ def preset_unet(a) -> dict:
     return export_unet(model, a.out, a.tile or 256, a.mpp or 1.0,
                        f"4-level UNet (16-128 channels) for tumor vs background on H&E; {what}",
                        {"trained": bool(a.weights), "script": "scripts/export_model.py"},
-                       check=not a.no_check, tile_multiple=TILE_MULTIPLE)
+                       check=not a.no_check, tile_multiple=TILE_MULTIPLE, formats=a.format, half=a.half)
 
 
-def export_unet(model, out, tile, mpp, description, extra, check=False, tile_multiple=None) -> dict:
+def export_unet(model, out, tile, mpp, description, extra, check=False, tile_multiple=None,
+                formats=("torchscript",), half=False) -> dict:
     """The shipped UNet (scripts/train_model.py calls this after training)."""
     if tile_multiple is None:
         sys.path.insert(0, HERE)
         from unet import TILE_MULTIPLE as tile_multiple
     return export(model, out, tile=tile, mpp=mpp, classes=["background", "tumor"],
                   activation="softmax", mean=MEAN, std=STD, tile_multiple=tile_multiple,
-                  name="wsiseg-unet-16", description=description, extra=extra, check=check)
+                  name="wsiseg-unet-16", description=description, extra=extra, check=check,
+                  formats=formats, half=half)
 
 
 def preset_smp(a) -> dict:
@@ -194,7 +357,7 @@ def preset_smp(a) -> dict:
     return export(model, a.out, tile=a.tile or 512, mpp=a.mpp, tile_multiple=2 ** depth,
                   classes=a.class_names or (["tumor"] if binary else _default_classes(a.classes)),
                   activation="sigmoid" if binary else "softmax", threshold=a.threshold,
-                  half=a.half, check=not a.no_check,
+                  half=a.half, check=not a.no_check, formats=a.format,
                   description=f"segmentation-models-pytorch {a.arch}({a.encoder}, classes={a.classes})"
                               + ("" if a.weights else ", random weights"),
                   extra={"packages": ["segmentation-models-pytorch", "timm"], "weights": a.weights})
@@ -210,7 +373,7 @@ def preset_monai(a) -> dict:
     _load_weights(model, a.weights)
     return export(model, a.out, tile=a.tile or 256, mpp=a.mpp, tile_multiple=2 ** (len(channels) - 1),
                   classes=a.class_names or _default_classes(a.classes), activation="softmax",
-                  threshold=a.threshold, half=a.half, check=not a.no_check,
+                  threshold=a.threshold, half=a.half, check=not a.no_check, formats=a.format,
                   description=f"MONAI UNet(channels={channels}, classes={a.classes})"
                               + ("" if a.weights else ", random weights"),
                   extra={"packages": ["monai"], "weights": a.weights})
@@ -251,7 +414,7 @@ def preset_segformer(a) -> dict:
         classes = a.class_names or _default_classes(a.classes)
     return export(_SegformerLogits(model), a.out, tile=a.tile or 512, mpp=a.mpp, tile_multiple=32,
                   classes=classes, activation="softmax", output_element="logits", output_stride=4,
-                  threshold=a.threshold, half=a.half, check=not a.no_check,
+                  threshold=a.threshold, half=a.half, check=not a.no_check, formats=a.format,
                   description="HF transformers SegformerForSemanticSegmentation"
                               + (f" from {a.checkpoint}" if a.checkpoint else ", random weights"),
                   extra={"packages": ["transformers"], "checkpoint": a.checkpoint})
@@ -274,6 +437,8 @@ def main() -> None:
         s.add_argument("--class-names", type=lambda v: v.split(","), help="background first, comma-separated")
         s.add_argument("--threshold", type=float, help="binary models: tumor where P(tumor) > this")
         s.add_argument("--half", action="store_true", help="trace f16 channels-last on CUDA")
+        s.add_argument("--format", type=lambda v: tuple(f.strip() for f in v.split(",")), default=("torchscript",),
+                       help=f"comma-separated, of {', '.join(FORMATS)} [torchscript]")
         s.add_argument("--no-check", action="store_true", help="skip `wsiseg model check`")
         return s
 

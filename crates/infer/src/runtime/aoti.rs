@@ -89,10 +89,9 @@ pub(crate) fn check_device(key: Option<&str>, device: Device) -> Result<(), Stri
 }
 
 /// Whether this CPU has the instructions a CPU package was compiled for
-/// (its `AOTI_CPU_ISA`-like key: "avx512", "avx2"…); `flags` are
-/// /proc/cpuinfo's.
+/// (its `AOTI_CPU_ISA`: "AVX512", "AVX2"…); `flags` are /proc/cpuinfo's.
 pub(crate) fn check_isa(meta: &HashMap<String, String>, flags: &str) -> Result<(), String> {
-    let Some((_, isa)) = meta.iter().find(|(k, _)| k.contains("ISA")) else {
+    let Some(isa) = meta.get("AOTI_CPU_ISA") else {
         return Ok(());
     };
     let wanted = isa.to_ascii_lowercase();
@@ -150,6 +149,14 @@ impl Runtime for Aoti {
         };
         let meta = metadata(file).map_err(refuse)?;
         check_device(meta.get("AOTI_DEVICE_KEY").map(String::as_str), device).map_err(refuse)?;
+        if let Some(machine) = meta.get("AOTI_MACHINE") {
+            if machine != std::env::consts::ARCH {
+                return Err(refuse(format!(
+                    "it was compiled for {machine} machines, this is {}",
+                    std::env::consts::ARCH
+                )));
+            }
+        }
         if !device.is_cuda() {
             check_isa(&meta, &cpu_flags()).map_err(refuse)?;
         }
@@ -410,9 +417,11 @@ fn node(spec: &serde_json::Value, leaves: &mut impl Iterator<Item = Tensor>) -> 
         .iter()
         .map(|c| node(c, leaves))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(match kind {
-        "builtins.list" => Output::List(items),
-        "builtins.dict" | "collections.OrderedDict" | "collections.defaultdict" => {
+    // builtins.dict, collections.OrderedDict, torch.fx's immutable_dict…
+    let base = kind.rsplit('.').next().unwrap_or(kind).to_ascii_lowercase();
+    Ok(match base.as_str() {
+        "list" | "immutable_list" => Output::List(items),
+        "dict" | "ordereddict" | "defaultdict" | "immutable_dict" => {
             // The keys: a JSON text of a list (defaultdict: inside an object).
             let context = spec.get("context").and_then(|c| c.as_str()).unwrap_or("[]");
             let keys: serde_json::Value = serde_json::from_str(context).unwrap_or_default();
@@ -464,6 +473,12 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        // torch.export of a TorchScript module (TS2EPConverter) returns fx's dict.
+        let fx: serde_json::Value = serde_json::from_str(&format!(
+            r#"[1, {{"type": "torch.fx.immutable_collections.immutable_dict", "context": "[\"logits\"]", "children_spec": [{leaf}]}}]"#
+        ))
+        .unwrap();
+        assert!(matches!(rebuild(&fx, vec![t()]).unwrap(), Output::Dict(p) if p.len() == 1));
         let tuple: serde_json::Value = serde_json::from_str(&format!(
             r#"[1, {{"type": "builtins.tuple", "context": "null", "children_spec": [{leaf}, {leaf}]}}]"#
         ))
