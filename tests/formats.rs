@@ -119,7 +119,11 @@ fn every_format_gives_pytorchs_probabilities_on_one_tile() {
     ] {
         let want = std::fs::read(&reference).unwrap();
         assert_eq!(want.len(), 64 * 64);
-        assert!(want.iter().max() > want.iter().min(), "{}", reference.display());
+        assert!(
+            want.iter().max() > want.iter().min(),
+            "{}",
+            reference.display()
+        );
         let m = Segmenter::load(&model, Device::Cpu, Precision::F32)
             .unwrap_or_else(|e| panic!("{}: {e}", model.display()));
         let got = on_gradient(&m);
@@ -179,11 +183,19 @@ fn one_network_in_three_formats_segments_alike() {
     }
     for (m, name) in masks[1..].iter().zip(["pt2", "onnx"]) {
         let agree = 1.0 - differing(&masks[0], m) as f64 / m.len() as f64;
-        assert!(agree >= 0.999, "{name} vs TorchScript masks agree on {agree}");
+        assert!(
+            agree >= 0.999,
+            "{name} vs TorchScript masks agree on {agree}"
+        );
     }
 
     // Two CPU workers, each with its own session: the same bytes.
-    let o = segment(d, &f.join("unet/model.onnx"), "two", &["--device", "cpu,cpu"]);
+    let o = segment(
+        d,
+        &f.join("unet/model.onnx"),
+        "two",
+        &["--device", "cpu,cpu"],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
         std::fs::read(d.join("two/default.mask.png")).unwrap()
@@ -212,7 +224,10 @@ fn one_network_in_three_formats_segments_alike() {
             two.push(read_mask(&d.join(&out).join("default.mask.png")));
         }
         let agree = 1.0 - differing(&two[0], &two[1]) as f64 / two[0].len() as f64;
-        assert!(agree >= 0.999, "{name}: .pt2 vs ONNX masks agree on {agree}");
+        assert!(
+            agree >= 0.999,
+            "{name}: .pt2 vs ONNX masks agree on {agree}"
+        );
     }
 }
 
@@ -221,7 +236,12 @@ fn one_network_in_three_formats_segments_alike() {
 fn refused(d: &Path, model: &Path, extra: &[&str], want: &str) {
     let out = format!(
         "out-{}-{}",
-        model.parent().unwrap().file_name().unwrap().to_string_lossy(),
+        model
+            .parent()
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_string_lossy(),
         model.file_name().unwrap().to_string_lossy()
     );
     let o = segment(d, model, &out, extra);
@@ -243,7 +263,11 @@ fn bad_aotinductor_packages_are_refused_in_one_line() {
     std::fs::create_dir_all(&truncated).unwrap();
     let bytes = std::fs::read(f.join("unet/model.pt2")).unwrap();
     std::fs::write(truncated.join("model.pt2"), &bytes[..bytes.len() / 2]).unwrap();
-    std::fs::copy(f.join("unet/manifest.json"), truncated.join("manifest.json")).unwrap();
+    std::fs::copy(
+        f.join("unet/manifest.json"),
+        truncated.join("manifest.json"),
+    )
+    .unwrap();
     refused(
         d,
         &truncated.join("model.pt2"),
@@ -286,7 +310,11 @@ fn bad_onnx_models_are_refused_in_one_line() {
     std::fs::create_dir_all(&truncated).unwrap();
     let bytes = std::fs::read(f.join("unet/model.onnx")).unwrap();
     std::fs::write(truncated.join("model.onnx"), &bytes[..bytes.len() / 3]).unwrap();
-    std::fs::copy(f.join("unet/manifest.json"), truncated.join("manifest.json")).unwrap();
+    std::fs::copy(
+        f.join("unet/manifest.json"),
+        truncated.join("manifest.json"),
+    )
+    .unwrap();
     refused(
         d,
         &truncated.join("model.onnx"),
@@ -348,14 +376,6 @@ fn bad_onnx_models_are_refused_in_one_line() {
         errors[0]
     );
     assert!(!d.join("nolib/default.mask.png").exists());
-    // `model check` names the runtime of each format.
-    for (file, name) in [("model.pt2", "aotinductor"), ("model.onnx", "onnx")] {
-        let o = run(d, &args!["model", "check", f.join("unet").join(file), "--device", "cpu"]);
-        assert!(o.status.success(), "{}", stderr(&o));
-        let text = String::from_utf8_lossy(&o.stdout);
-        let line = text.lines().find(|l| l.trim_start().starts_with("runtime"));
-        assert!(line.is_some_and(|l| l.contains(name)), "{text}");
-    }
 }
 
 /// `wsiseg bench` with several models races them in one run: one entry per
@@ -374,19 +394,34 @@ fn bench_races_the_formats_side_by_side() {
         .arg(f.join("unet/model.pt2"))
         .arg("--model")
         .arg(f.join("unet/model.onnx"))
-        .args(["--stages", "model,e2e", "--size", "2048x2048", "--device", "cpu"])
+        .args([
+            "--stages",
+            "model,e2e",
+            "--size",
+            "2048x2048",
+            "--device",
+            "cpu",
+        ])
         .args(["--batch", "4", "--json"])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let models = v["models"].as_array().unwrap();
-    let runtimes: Vec<&str> = models.iter().map(|m| m["runtime"].as_str().unwrap()).collect();
+    let runtimes: Vec<&str> = models
+        .iter()
+        .map(|m| m["runtime"].as_str().unwrap())
+        .collect();
     assert_eq!(runtimes, ["torchscript", "aotinductor", "onnx"], "{v}");
     assert_eq!(models[0]["model_only_vs_first"], 1.0, "{v}");
     assert_eq!(models[0]["e2e_vs_first"], 1.0, "{v}");
     for m in models {
-        for k in ["model_only_tiles_s", "e2e_tiles_s", "model_only_vs_first", "e2e_vs_first"] {
+        for k in [
+            "model_only_tiles_s",
+            "e2e_tiles_s",
+            "model_only_vs_first",
+            "e2e_vs_first",
+        ] {
             assert!(m[k].as_f64().is_some_and(|x| x > 0.0), "{k}: {v}");
         }
     }
@@ -397,11 +432,46 @@ fn bench_races_the_formats_side_by_side() {
         .arg(unet())
         .arg("--model")
         .arg(f.join("segformer-quarter/model.onnx"))
-        .args(["--stages", "model", "--size", "1024x1024", "--device", "cpu"])
+        .args([
+            "--stages",
+            "model",
+            "--size",
+            "1024x1024",
+            "--device",
+            "cpu",
+        ])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let errors = error_lines(&o);
     assert_eq!(errors.len(), 1, "{}", stderr(&o));
-    assert!(errors[0].contains("its tile is 64 px, the first model's 256 px"), "{}", errors[0]);
+    assert!(
+        errors[0].contains("its tile is 64 px, the first model's 256 px"),
+        "{}",
+        errors[0]
+    );
+}
+
+/// `wsiseg model check` names the runtime of each format.
+#[test]
+fn model_check_names_each_formats_runtime() {
+    let f = fixtures();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for (file, name) in [("model.pt2", "aotinductor"), ("model.onnx", "onnx")] {
+        let o = run(
+            d,
+            &args![
+                "model",
+                "check",
+                f.join("unet").join(file),
+                "--device",
+                "cpu"
+            ],
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        let text = String::from_utf8_lossy(&o.stdout);
+        let line = text.lines().find(|l| l.trim_start().starts_with("runtime"));
+        assert!(line.is_some_and(|l| l.contains(name)), "{text}");
+    }
 }

@@ -94,12 +94,6 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     std::fs::create_dir_all(&scratch.0)
         .with_context(|| format!("{}: cannot create", scratch.0.display()))?;
     let slide_path = match &args.slide {
-        Some(p) if p.is_dir() && args.model.len() > 1 => {
-            anyhow::bail!(
-                "{}: several --model are raced on one slide, not a folder: give a slide (or none, for a synthetic one)",
-                p.display()
-            )
-        }
         Some(p) if p.is_dir() => return folder_bench(args, p, &scratch.0),
         Some(p) => p.clone(),
         None => make_synthetic(args, &scratch.0)?,
@@ -130,9 +124,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         setup.readers
     );
     if args.model.len() > 1 {
-        let run = (slide_path.as_path(), scratch.0.as_path(), &request);
-        return compare_models(args, &setup, run);
+        return compare_models(args, &setup, (&slide_path, &scratch.0, &request));
     }
+    let first = args.model[0].as_path();
     let mut figures = Figures::new();
     figures.insert("slide".into(), json!(slide_path));
     figures.insert("device".into(), json!(describe_devices(&setup.devices)));
@@ -156,7 +150,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         )?;
     }
     let model_tiles_s = if stage(Stage::Model) {
-        Some(model_figures(args, &args.model[0], &setup, &mut figures)?)
+        Some(model_figures(args, first, &setup, &mut figures)?)
     } else {
         None
     };
@@ -168,14 +162,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     }
     if stage(Stage::E2e) {
         let run = (slide_path.as_path(), scratch.0.join("e2e"), &request);
-        end_to_end_figures(args, &args.model[0], &setup, run, model_tiles_s, &mut figures)?;
+        end_to_end_figures(args, first, &setup, run, model_tiles_s, &mut figures)?;
     }
-    figures.insert("peak_rss_mib".into(), json!(wsiseg_engine::peak_rss_mib()));
-    figures.insert(
-        "peak_rust_heap_mib".into(),
-        json!(wsiseg_engine::memory::rust_peak_mib()),
-    );
-    figures.insert("malloc".into(), json!(wsiseg_engine::memory::malloc_name()));
+    memory_figures(&mut figures);
 
     let figures = Value::Object(figures);
     if args.json {
@@ -184,6 +173,16 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         print!("{}", table(&figures));
     }
     Ok(())
+}
+
+/// Peak memory (the process's and wsiseg's own buffers') and the malloc.
+fn memory_figures(figures: &mut Figures) {
+    figures.insert("peak_rss_mib".into(), json!(wsiseg_engine::peak_rss_mib()));
+    figures.insert(
+        "peak_rust_heap_mib".into(),
+        json!(wsiseg_engine::memory::rust_peak_mib()),
+    );
+    figures.insert("malloc".into(), json!(wsiseg_engine::memory::malloc_name()));
 }
 
 /// Devices, precision, batch, readers and tile, defaults resolved.

@@ -394,7 +394,11 @@ fn format_checks() -> Vec<Check> {
             ),
         )
         .data(json!({"version": version, "path": path})),
-        Err(why) => Check::new("ONNX Runtime", Status::Note, format!("{why}; only .onnx models need it")),
+        Err(why) => Check::new(
+            "ONNX Runtime",
+            Status::Note,
+            format!("{why}; only .onnx models need it"),
+        ),
     };
     let aoti = match wsiseg_infer::aotinductor_support() {
         Ok(()) => Check::new(

@@ -37,6 +37,32 @@ pub(super) fn compare_models(
     if !stage(Stage::Model) && !stage(Stage::E2e) {
         anyhow::bail!("several --model are compared on --stages model and/or e2e");
     }
+    let mut raced = entrants(args, setup)?;
+    for round in 0..args.rounds {
+        for (i, r) in raced.iter_mut().enumerate() {
+            let out = scratch.join(format!("race-{round}-{i}"));
+            race(args, setup, r, (slide, &out, request))?;
+            tracing::info!(
+                "bench: round {} of {}, {}: model only {:?} tiles/s, end to end {:?} tiles/s",
+                round + 1,
+                args.rounds,
+                r.path.display(),
+                r.model_only.last(),
+                r.e2e.last(),
+            );
+        }
+    }
+    let figures = race_figures(args, setup, slide, &raced);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&figures)?);
+    } else {
+        print!("{}", race_table(&figures));
+    }
+    Ok(())
+}
+
+/// The models to race, each checked to take the first one's tile.
+fn entrants(args: &BenchArgs, setup: &Setup) -> Result<Vec<Raced>> {
     let mut raced = Vec::new();
     for path in &args.model {
         // Every model must take the first one's tile: one batch shape for all.
@@ -57,37 +83,42 @@ pub(super) fn compare_models(
             e2e_wall: Vec::new(),
         });
     }
-    for round in 0..args.rounds {
-        for (i, r) in raced.iter_mut().enumerate() {
-            let mut f = Figures::new();
-            let model_s = if stage(Stage::Model) {
-                Some(model_figures(args, &r.path, setup, &mut f)?)
-            } else {
-                None
-            };
-            if stage(Stage::E2e) {
-                let out = scratch.join(format!("race-{round}-{i}"));
-                end_to_end_figures(args, &r.path, setup, (slide, out.clone(), request), model_s, &mut f)?;
-                let _ = std::fs::remove_dir_all(&out);
-            }
-            let take = |k: &str, into: &mut Vec<f64>| {
-                if let Some(v) = f.get(k).and_then(Value::as_f64) {
-                    into.push(v);
-                }
-            };
-            take("model_only_tiles_s", &mut r.model_only);
-            take("e2e_tiles_s", &mut r.e2e);
-            take("e2e_wall_s", &mut r.e2e_wall);
-            let f = Value::Object(f);
-            let (m, e) = (table::num(&f, "model_only_tiles_s"), table::num(&f, "e2e_tiles_s"));
-            tracing::info!(
-                "bench: round {} of {}, {}: model only {m} tiles/s, end to end {e} tiles/s",
-                round + 1,
-                args.rounds,
-                r.path.display(),
-            );
-        }
+    Ok(raced)
+}
+
+/// One model's turn in a round (slide, output folder, request): model only
+/// and end to end, as the stages ask.
+fn race(
+    args: &BenchArgs,
+    setup: &Setup,
+    r: &mut Raced,
+    (slide, out, request): (&Path, &Path, &Request),
+) -> Result<()> {
+    let stage = |s: Stage| args.stages.contains(&s);
+    let mut f = Figures::new();
+    let model_s = if stage(Stage::Model) {
+        Some(model_figures(args, &r.path, setup, &mut f)?)
+    } else {
+        None
+    };
+    if stage(Stage::E2e) {
+        let run = (slide, out.to_path_buf(), request);
+        end_to_end_figures(args, &r.path, setup, run, model_s, &mut f)?;
+        let _ = std::fs::remove_dir_all(out);
     }
+    let take = |k: &str, into: &mut Vec<f64>| {
+        if let Some(v) = f.get(k).and_then(Value::as_f64) {
+            into.push(v);
+        }
+    };
+    take("model_only_tiles_s", &mut r.model_only);
+    take("e2e_tiles_s", &mut r.e2e);
+    take("e2e_wall_s", &mut r.e2e_wall);
+    Ok(())
+}
+
+/// The race's figures: the run's settings and one entry per model.
+fn race_figures(args: &BenchArgs, setup: &Setup, slide: &Path, raced: &[Raced]) -> Value {
     let first = (median(&raced[0].model_only), median(&raced[0].e2e));
     let models: Vec<Value> = raced
         .iter()
@@ -106,7 +137,7 @@ pub(super) fn compare_models(
             })
         })
         .collect();
-    let figures = json!({
+    json!({
         "slide": slide,
         "device": describe_devices(&setup.devices),
         "precision": setup.precision.to_string(),
@@ -115,13 +146,7 @@ pub(super) fn compare_models(
         "readers": setup.readers,
         "rounds": args.rounds,
         "models": models,
-    });
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&figures)?);
-    } else {
-        print!("{}", race_table(&figures));
-    }
-    Ok(())
+    })
 }
 
 /// The race as a table: one line per model.
@@ -129,10 +154,10 @@ fn race_table(f: &Value) -> String {
     let mut s = format!(
         "wsiseg bench — {} models on {} ({}), batch {}, TTA {}, {} readers, median of {} round(s)\n",
         f["models"].as_array().map_or(0, Vec::len),
-        f["device"],
-        f["precision"],
+        f["device"].as_str().unwrap_or("?"),
+        f["precision"].as_str().unwrap_or("?"),
         f["batch"],
-        f["tta"],
+        f["tta"].as_str().unwrap_or("?"),
         f["readers"],
         f["rounds"]
     );

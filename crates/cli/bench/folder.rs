@@ -41,6 +41,12 @@ impl FolderRun {
 /// at a time and overlapped (the default), in the same run; the device's idle
 /// time between slides and slides/s for each.
 pub(super) fn folder_bench(args: &BenchArgs, folder: &Path, scratch: &Path) -> Result<()> {
+    if args.model.len() > 1 {
+        anyhow::bail!(
+            "{}: several --model are raced on one slide, not a folder: give a slide (or none, for a synthetic one)",
+            folder.display()
+        );
+    }
     let mut figures = Figures::new();
     figures.insert("folder".into(), json!(folder));
     let mut slides = 0;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum InferError {
     /// The model path does not exist.
-    #[error("{}: no such model (give a model folder with model.pt or model.onnx and manifest.json, or such a file with a .json manifest beside it)", path.display())]
+    #[error("{}: no such model (give a model folder with model.pt, model.pt2 or model.onnx and manifest.json, or such a file with a .json manifest beside it)", path.display())]
     ModelNotFound {
         /// The path given.
         path: PathBuf,

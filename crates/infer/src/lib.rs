@@ -40,8 +40,8 @@ pub use device::{
 };
 pub use error::InferError;
 pub use manifest::{
-    check_threshold, ensemble_members, locate, runtime_of, Activation, ChannelOrder, Manifest, OutputElement,
-    OutputKind, CLASS_COLOURS, MAX_TILE,
+    check_threshold, ensemble_members, locate, runtime_of, Activation, ChannelOrder, Manifest,
+    OutputElement, OutputKind, CLASS_COLOURS, MAX_TILE,
 };
 pub use model::{InFlight, Segmenter, Staging};
 pub use runtime::{

@@ -33,7 +33,9 @@ const MAX_OUTPUTS: usize = 64;
 pub(crate) fn metadata(file: &Path) -> Result<HashMap<String, String>, String> {
     let f = std::fs::File::open(file).map_err(|e| format!("cannot open it: {e}"))?;
     let mut zip = zip::ZipArchive::new(f).map_err(|e| {
-        format!("it is not a complete .pt2 package (a zip archive): {e} (truncated or not a package?)")
+        format!(
+            "it is not a complete .pt2 package (a zip archive): {e} (truncated or not a package?)"
+        )
     })?;
     let name = zip
         .file_names()
@@ -216,8 +218,11 @@ mod shim {
 
     extern "C" {
         fn wsiseg_aoti_free_string(s: *mut c_char);
-        fn wsiseg_aoti_load(path: *const c_char, device_index: c_int, loader: *mut *mut c_void)
-            -> *mut c_char;
+        fn wsiseg_aoti_load(
+            path: *const c_char,
+            device_index: c_int,
+            loader: *mut *mut c_void,
+        ) -> *mut c_char;
         fn wsiseg_aoti_free(loader: *mut c_void);
         fn wsiseg_aoti_call_spec(
             loader: *mut c_void,
@@ -366,7 +371,10 @@ mod shim {
                 .map(|&p| unsafe { Tensor::from_ptr(p.cast()) })
                 .collect();
             if let Some(e) = error {
-                return Err(tch::TchError::Torch(format!("AOTInductor: {}", first_line(&e))));
+                return Err(tch::TchError::Torch(format!(
+                    "AOTInductor: {}",
+                    first_line(&e)
+                )));
             }
             rebuild(&self.out_spec, tensors).map_err(tch::TchError::Torch)
         }
@@ -400,7 +408,10 @@ pub(crate) fn rebuild(spec: &serde_json::Value, tensors: Vec<Tensor>) -> Result<
 }
 
 /// One node of a treespec (see [`rebuild`]).
-fn node(spec: &serde_json::Value, leaves: &mut impl Iterator<Item = Tensor>) -> Result<Output, String> {
+fn node(
+    spec: &serde_json::Value,
+    leaves: &mut impl Iterator<Item = Tensor>,
+) -> Result<Output, String> {
     let kind = spec.get("type").and_then(|t| t.as_str());
     let children: Vec<&serde_json::Value> = spec
         .get("children_spec")
@@ -432,7 +443,11 @@ fn node(spec: &serde_json::Value, leaves: &mut impl Iterator<Item = Tensor>) -> 
                 .cloned()
                 .unwrap_or_default();
             if keys.len() != items.len() {
-                return Err(format!("a dict in the output spec has {} keys for {} values", keys.len(), items.len()));
+                return Err(format!(
+                    "a dict in the output spec has {} keys for {} values",
+                    keys.len(),
+                    items.len()
+                ));
             }
             Output::Dict(
                 keys.into_iter()
@@ -461,7 +476,10 @@ mod tests {
     fn outputs_are_rebuilt_from_the_spec() {
         let leaf = r#"{"type": null, "context": null, "children_spec": []}"#;
         let one: serde_json::Value = serde_json::from_str(&format!("[1, {leaf}]")).unwrap();
-        assert!(matches!(rebuild(&one, vec![t()]).unwrap(), Output::Tensor(_)));
+        assert!(matches!(
+            rebuild(&one, vec![t()]).unwrap(),
+            Output::Tensor(_)
+        ));
         let dict: serde_json::Value = serde_json::from_str(&format!(
             r#"[1, {{"type": "builtins.dict", "context": "[\"logits\", \"aux\"]", "children_spec": [{leaf}, {leaf}]}}]"#
         ))
@@ -483,7 +501,9 @@ mod tests {
             r#"[1, {{"type": "builtins.tuple", "context": "null", "children_spec": [{leaf}, {leaf}]}}]"#
         ))
         .unwrap();
-        assert!(matches!(rebuild(&tuple, vec![t(), t()]).unwrap(), Output::Tuple(v) if v.len() == 2));
+        assert!(
+            matches!(rebuild(&tuple, vec![t(), t()]).unwrap(), Output::Tuple(v) if v.len() == 2)
+        );
         assert!(rebuild(&tuple, vec![t()]).unwrap_err().contains("fewer"));
         assert!(rebuild(&one, vec![t(), t()]).unwrap_err().contains("more"));
     }

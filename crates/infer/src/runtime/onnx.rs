@@ -168,10 +168,16 @@ impl Runtime for Onnx {
                 )));
             }
             let id = i32::try_from(i).map_err(|_| refuse(format!("no such GPU {i}")))?;
-            let cuda = ort::ep::CUDA::default().with_device_id(id).build().error_on_failure();
-            builder = builder
-                .with_execution_providers([cuda])
-                .map_err(|e| refuse(format!("its CUDA execution provider: {}", first_line(&e.to_string()))))?;
+            let cuda = ort::ep::CUDA::default()
+                .with_device_id(id)
+                .build()
+                .error_on_failure();
+            builder = builder.with_execution_providers([cuda]).map_err(|e| {
+                refuse(format!(
+                    "its CUDA execution provider: {}",
+                    first_line(&e.to_string())
+                ))
+            })?;
         }
         let session = builder
             .commit_from_file(file)
