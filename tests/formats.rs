@@ -252,6 +252,19 @@ fn refused(d: &Path, model: &Path, extra: &[&str], want: &str) {
     assert!(!d.join(&out).join("default.mask.png").exists());
 }
 
+/// `bytes` as `d/folder/file`, with the UNet's manifest beside it.
+fn with_unet_manifest(d: &Path, folder: &str, file: &str, bytes: &[u8]) -> PathBuf {
+    let dir = d.join(folder);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(file), bytes).unwrap();
+    std::fs::copy(
+        fixtures().join("unet/manifest.json"),
+        dir.join("manifest.json"),
+    )
+    .unwrap();
+    dir.join(file)
+}
+
 /// Bad AOTInductor packages: one `error:` line naming the file and the
 /// problem, exit 1, nothing written, no crash.
 #[test]
@@ -259,18 +272,11 @@ fn bad_aotinductor_packages_are_refused_in_one_line() {
     let f = fixtures();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let truncated = d.join("truncated");
-    std::fs::create_dir_all(&truncated).unwrap();
     let bytes = std::fs::read(f.join("unet/model.pt2")).unwrap();
-    std::fs::write(truncated.join("model.pt2"), &bytes[..bytes.len() / 2]).unwrap();
-    std::fs::copy(
-        f.join("unet/manifest.json"),
-        truncated.join("manifest.json"),
-    )
-    .unwrap();
+    let truncated = with_unet_manifest(d, "truncated", "model.pt2", &bytes[..bytes.len() / 2]);
     refused(
         d,
-        &truncated.join("model.pt2"),
+        &truncated,
         &[],
         "truncated/model.pt2: cannot load this AOTInductor model: it is not a complete .pt2 package",
     );
@@ -287,13 +293,10 @@ fn bad_aotinductor_packages_are_refused_in_one_line() {
         "unet/model.pt2: cannot load this AOTInductor model: its weights were compiled in f32, so it runs in f32 only",
     );
     // A file that is no package at all.
-    let other = d.join("other");
-    std::fs::create_dir_all(&other).unwrap();
-    std::fs::write(other.join("model.pt2"), b"not a zip archive at all").unwrap();
-    std::fs::copy(f.join("unet/manifest.json"), other.join("manifest.json")).unwrap();
+    let other = with_unet_manifest(d, "other", "model.pt2", b"not a zip archive at all");
     refused(
         d,
-        &other.join("model.pt2"),
+        &other,
         &[],
         "other/model.pt2: cannot load this AOTInductor model: it is not a complete .pt2 package",
     );
@@ -306,18 +309,11 @@ fn bad_onnx_models_are_refused_in_one_line() {
     let f = fixtures();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let truncated = d.join("truncated");
-    std::fs::create_dir_all(&truncated).unwrap();
     let bytes = std::fs::read(f.join("unet/model.onnx")).unwrap();
-    std::fs::write(truncated.join("model.onnx"), &bytes[..bytes.len() / 3]).unwrap();
-    std::fs::copy(
-        f.join("unet/manifest.json"),
-        truncated.join("manifest.json"),
-    )
-    .unwrap();
+    let truncated = with_unet_manifest(d, "truncated", "model.onnx", &bytes[..bytes.len() / 3]);
     refused(
         d,
-        &truncated.join("model.onnx"),
+        &truncated,
         &[],
         "truncated/model.onnx: cannot load this ONNX model: ",
     );

@@ -258,24 +258,30 @@ pub fn load_cuda_support() -> Result<&'static std::path::Path, &'static str> {
                 ));
             }
             // SAFETY: libtorch_cuda.so belongs to the libtorch already loaded;
-            // its initialisers only register CUDA kernels and hooks. The
-            // library is never unloaded.
-            match unsafe {
-                libloading::os::unix::Library::open(
-                    Some(&path),
-                    libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_GLOBAL,
-                )
-            } {
-                Ok(lib) => {
-                    std::mem::forget(lib);
-                    Ok(path)
-                }
-                Err(e) => Err(format!("cannot load {}: {}", path.display(), dl_error(&e))),
-            }
+            // its initialisers only register CUDA kernels and hooks.
+            unsafe { open_global(&path) }.map(|()| path)
         })
         .as_ref()
         .map(|p| p.as_path())
         .map_err(|e| e.as_str())
+}
+
+/// Loads the library at `path` for good, its symbols global (for libraries
+/// loaded later that need them); the error names the file.
+///
+/// # Safety
+/// The library's initialisers run: it must belong to the libtorch already
+/// loaded (or be as harmless).
+pub(crate) unsafe fn open_global(path: &std::path::Path) -> Result<(), String> {
+    use libloading::os::unix::{Library, RTLD_GLOBAL, RTLD_NOW};
+    // SAFETY: as the caller promises.
+    match unsafe { Library::open(Some(path), RTLD_NOW | RTLD_GLOBAL) } {
+        Ok(lib) => {
+            std::mem::forget(lib);
+            Ok(())
+        }
+        Err(e) => Err(format!("cannot load {}: {}", path.display(), dl_error(&e))),
+    }
 }
 
 /// Floating-point precision the model runs in.

@@ -264,23 +264,8 @@ mod shim {
                 let dir = crate::libtorch_dir().ok_or("libtorch_cpu.so is not loaded")?;
                 let path = dir.join("libtorch.so");
                 // SAFETY: libtorch.so belongs to the libtorch already loaded
-                // (a thin library over libtorch_cpu); never unloaded.
-                match unsafe {
-                    libloading::os::unix::Library::open(
-                        Some(&path),
-                        libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_GLOBAL,
-                    )
-                } {
-                    Ok(lib) => {
-                        std::mem::forget(lib);
-                        Ok(())
-                    }
-                    Err(e) => Err(format!(
-                        "cannot load {}: {}",
-                        path.display(),
-                        crate::device::dl_error(&e)
-                    )),
-                }
+                // (a thin library over libtorch_cpu).
+                unsafe { crate::device::open_global(&path) }
             })
             .clone()
     }
