@@ -471,3 +471,52 @@ fn model_check_names_each_formats_runtime() {
         assert!(line.is_some_and(|l| l.contains(name)), "{text}");
     }
 }
+
+/// An ONNX Runtime older than wsiseg needs (1.20): a stand-in library that
+/// exports `OrtGetApiBase` as 1.16.3 does (compiled here with the C
+/// compiler) is one `error:` line naming it and both versions, exit 1.
+#[test]
+fn an_older_onnx_runtime_is_refused_in_one_line() {
+    let f = fixtures();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let source = d.join("old.c");
+    std::fs::write(
+        &source,
+        r#"
+static const char *version(void) { return "1.16.3"; }
+static const void *api(unsigned v) { (void)v; return 0; }
+static const struct { const void *(*get_api)(unsigned); const char *(*get_version)(void); } base = { api, version };
+const void *OrtGetApiBase(void) { return &base; }
+"#,
+    )
+    .unwrap();
+    let lib = d.join("libonnxruntime.so.1.16.3");
+    let o = std::process::Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&lib)
+        .arg(&source)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = common::command(d)
+        .arg("segment")
+        .arg(repo("tests/data/default.svs"))
+        .arg("--model")
+        .arg(f.join("unet/model.onnx"))
+        .args(["--out", "old", "--device", "cpu"])
+        .env("WSISEG_ONNXRUNTIME", &lib)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let errors = error_lines(&o);
+    assert_eq!(errors.len(), 1, "{}", stderr(&o));
+    assert!(
+        errors[0].contains("libonnxruntime.so.1.16.3")
+            && errors[0].contains("1.20")
+            && errors[0].contains("but got '1.16.3'"),
+        "{}",
+        errors[0]
+    );
+    assert!(!d.join("old/default.mask.png").exists());
+}
