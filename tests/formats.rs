@@ -265,6 +265,29 @@ fn with_unet_manifest(d: &Path, folder: &str, file: &str, bytes: &[u8]) -> PathB
     dir.join(file)
 }
 
+/// Segments default.svs with the UNet's ONNX model and `WSISEG_ONNXRUNTIME`
+/// set to `lib`: exit 1, one `error:` line holding each of `want`, no mask.
+fn refused_with_onnxruntime(d: &Path, lib: &Path, want: &[&str]) {
+    let o = common::command(d)
+        .arg("segment")
+        .arg(repo("tests/data/default.svs"))
+        .arg("--model")
+        .arg(fixtures().join("unet/model.onnx"))
+        .args(["--out", "lib-out", "--device", "cpu"])
+        .env("WSISEG_ONNXRUNTIME", lib)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let errors = error_lines(&o);
+    assert_eq!(errors.len(), 1, "{}", stderr(&o));
+    assert!(
+        want.iter().all(|w| errors[0].contains(w)),
+        "{want:?}: {}",
+        errors[0]
+    );
+    assert!(!d.join("lib-out/default.mask.png").exists());
+}
+
 /// Bad AOTInductor packages: one `error:` line naming the file and the
 /// problem, exit 1, nothing written, no crash.
 #[test]
@@ -353,25 +376,14 @@ fn bad_onnx_models_are_refused_in_one_line() {
         "unet/model.onnx: cannot load this ONNX model: ONNX models run in f32 here",
     );
 
-    let o = common::command(d)
-        .arg("segment")
-        .arg(repo("tests/data/default.svs"))
-        .arg("--model")
-        .arg(f.join("unet/model.onnx"))
-        .args(["--out", "nolib", "--device", "cpu"])
-        .env("WSISEG_ONNXRUNTIME", d.join("nowhere/libonnxruntime.so"))
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    let errors = error_lines(&o);
-    assert_eq!(errors.len(), 1, "{}", stderr(&o));
-    assert!(
-        errors[0].contains("ONNX Runtime (libonnxruntime) is not installed: looked for")
-            && errors[0].contains("nowhere/libonnxruntime.so"),
-        "{}",
-        errors[0]
+    refused_with_onnxruntime(
+        d,
+        &d.join("nowhere/libonnxruntime.so"),
+        &[
+            "ONNX Runtime (libonnxruntime) is not installed: looked for",
+            "nowhere/libonnxruntime.so",
+        ],
     );
-    assert!(!d.join("nolib/default.mask.png").exists());
 }
 
 /// `wsiseg bench` with several models races them in one run: one entry per
@@ -477,7 +489,6 @@ fn model_check_names_each_formats_runtime() {
 /// compiler) is one `error:` line naming it and both versions, exit 1.
 #[test]
 fn an_older_onnx_runtime_is_refused_in_one_line() {
-    let f = fixtures();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let source = d.join("old.c");
@@ -499,24 +510,9 @@ const void *OrtGetApiBase(void) { return &base; }
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
-    let o = common::command(d)
-        .arg("segment")
-        .arg(repo("tests/data/default.svs"))
-        .arg("--model")
-        .arg(f.join("unet/model.onnx"))
-        .args(["--out", "old", "--device", "cpu"])
-        .env("WSISEG_ONNXRUNTIME", &lib)
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    let errors = error_lines(&o);
-    assert_eq!(errors.len(), 1, "{}", stderr(&o));
-    assert!(
-        errors[0].contains("libonnxruntime.so.1.16.3")
-            && errors[0].contains("1.20")
-            && errors[0].contains("but got '1.16.3'"),
-        "{}",
-        errors[0]
+    refused_with_onnxruntime(
+        d,
+        &lib,
+        &["libonnxruntime.so.1.16.3", "1.20", "but got '1.16.3'"],
     );
-    assert!(!d.join("old/default.mask.png").exists());
 }
