@@ -22,7 +22,9 @@
 #    OpenSlide 4 (openslide-bin wheel; both read by .cargo/config.toml),
 #    then `cargo build --release`. The binary finds libtorch by its RUNPATH;
 #    LD_LIBRARY_PATH still overrides it.
-# 4. `wsiseg doctor`: libtorch, OpenSlide, CUDA and driver, the model.
+# 4. The Python package: maturin (and pytest) into the environment, the
+#    wheel built into target/wheels and installed there (`import wsiseg`).
+#    `wsiseg doctor`: libtorch, OpenSlide, CUDA and driver, the model.
 # 5. Demo: makes a synthetic 8192×8192 H&E slide with known tumor (seed 101,
 #    not a training seed), segments it with the shipped model, and prints the
 #    tumor Dice against its ground truth. Everything goes to out/demo/.
@@ -33,6 +35,8 @@ TORCH_VERSION=2.11.0
 OPENSLIDE_BIN_VERSION=4.0.1.2
 ONNXRUNTIME_VERSION=1.31.1
 ONNX_VERSION=1.23.2
+MATURIN_VERSION=1.16.0
+PYTEST_VERSION=9.2.0
 VENV=${WSISEG_VENV:-$HOME/.cache/wsiseg/venv}
 DEMO=1
 for arg in "$@"; do
@@ -143,6 +147,16 @@ ln -sfn "$ort_lib" .onnxruntime/libonnxruntime.so
 step "building wsiseg (release)"
 cargo build --release --locked
 ./target/release/wsiseg --version
+
+step "the Python package (import wsiseg): wheel in target/wheels, installed into $VENV"
+# maturin builds crates/python + python/wsiseg into one wheel (stable ABI,
+# CPython >= 3.9); pytest runs python/tests (from tests/python.rs).
+"$VENV/bin/python" -c "import sys, importlib.metadata as m; sys.exit(m.version('maturin') != '$MATURIN_VERSION' or m.version('pytest') != '$PYTEST_VERSION')" 2>/dev/null ||
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check "maturin==$MATURIN_VERSION" "pytest==$PYTEST_VERSION"
+rm -f target/wheels/wsiseg-*.whl
+"$VENV/bin/maturin" build --release --locked --quiet --out target/wheels
+"$VENV/bin/pip" install --quiet --disable-pip-version-check --force-reinstall --no-deps target/wheels/wsiseg-*.whl
+"$VENV/bin/python" -c "import wsiseg; print('import wsiseg', wsiseg.__version__, 'from', wsiseg.__file__)"
 
 step "wsiseg doctor: can this machine run it?"
 ./target/release/wsiseg doctor ||

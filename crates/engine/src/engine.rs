@@ -570,65 +570,91 @@ impl Engine {
     pub fn plan(&self, slide: &dyn Slide, request: &Request) -> Result<SlidePlan, EngineError> {
         let started = Instant::now();
         let (tile, overlap) = self.check(request)?;
-        let working = WorkingLevel::choose(slide, resolution(request, slide, self.manifest()))?;
-        if working.scale > MAX_READ_SCALE {
-            // Each tile would be read as a (tile × scale)² region of the
-            // source level: at --mpp 1000 on a one-level slide, gigapixels.
-            return Err(EngineError::Unsupported {
-                slide: slide.path().to_path_buf(),
-                problem: format!(
-                    "{} is {:.0}× coarser than the finest level it can be read from (level {}{}): wsiseg reduces levels by at most {MAX_READ_SCALE}× while reading; choose a finer resolution (mpp) or a level",
-                    working.mpp.map_or("this resolution".to_string(), |m| format!("{m} µm/px")),
-                    working.scale,
-                    working.source_level,
-                    slide.mpp().map_or(String::new(), |m| format!(
-                        ", {:.3} µm/px",
-                        m.mean() * slide.levels()[working.source_level as usize].downsample
-                    )),
-                ),
-            });
-        }
-        let tiles = TilePlan::new(working.size, tile, overlap)?;
-        let png_size = png_size(request, slide, &working)?;
         let wants = |f| request.formats.contains(&f);
-        let (detect, threshold) = match request.tissue {
-            TissuePolicy::Detect(t) => (true, t),
-            TissuePolicy::All => (false, None),
-        };
-        let thumbnail = if wants(Format::OVERLAY) || wants(Format::REPORT) || detect {
-            Some(wsiseg_slide::thumbnail(slide, OVERVIEW_SIDE)?)
-        } else {
-            None
-        };
-        let tissue = thumbnail.as_ref().map(|t| {
-            let (mask, threshold) = wsiseg_slide::tissue_mask_with(t, threshold);
-            let fraction = mask.iter().filter(|&&x| x).count() as f64 / mask.len().max(1) as f64;
-            let thumb = Size::new(t.width(), t.height());
-            let level0 = slide.levels()[0].size;
-            let tiles =
-                wsiseg_slide::tissue_tiles(&tiles, working.downsample, level0, &mask, thumb);
-            Tissue {
-                fraction,
-                tiles,
-                threshold,
-            }
-        });
-        let run = match (&tissue, detect) {
-            (Some(t), true) => t.tiles.clone(),
-            _ => vec![true; tiles.len()],
-        };
-        Ok(SlidePlan {
-            working,
-            tiles,
+        let mut plan = plan_tiles(
+            slide,
+            resolution(request, slide, self.manifest()),
             tile,
             overlap,
-            thumbnail,
-            tissue,
-            run,
-            png_size,
-            seconds: started.elapsed().as_secs_f64(),
-        })
+            request.tissue,
+            wants(Format::OVERLAY) || wants(Format::REPORT),
+        )?;
+        plan.png_size = png_size(request, slide, &plan.working)?;
+        plan.seconds = started.elapsed().as_secs_f64();
+        Ok(plan)
     }
+}
+
+/// Plans `slide` at `resolution` without a model: the working level, tiles
+/// of `tile` px sharing `overlap` px, and which of them run — every tile,
+/// or those whose core holds tissue on the thumbnail (`tissue`). The
+/// thumbnail is kept when tissue is detected or `thumbnail` asks for it;
+/// the PNG mask's size is the working level's. [`Engine::plan`] is this
+/// with the model's tile, resolution and the request's outputs.
+pub fn plan_tiles(
+    slide: &dyn Slide,
+    resolution: Resolution,
+    tile: u32,
+    overlap: u32,
+    tissue: TissuePolicy,
+    thumbnail: bool,
+) -> Result<SlidePlan, EngineError> {
+    let started = Instant::now();
+    let working = WorkingLevel::choose(slide, resolution)?;
+    if working.scale > MAX_READ_SCALE {
+        // Each tile would be read as a (tile × scale)² region of the
+        // source level: at --mpp 1000 on a one-level slide, gigapixels.
+        return Err(EngineError::Unsupported {
+            slide: slide.path().to_path_buf(),
+            problem: format!(
+                "{} is {:.0}× coarser than the finest level it can be read from (level {}{}): wsiseg reduces levels by at most {MAX_READ_SCALE}× while reading; choose a finer resolution (mpp) or a level",
+                working.mpp.map_or("this resolution".to_string(), |m| format!("{m} µm/px")),
+                working.scale,
+                working.source_level,
+                slide.mpp().map_or(String::new(), |m| format!(
+                    ", {:.3} µm/px",
+                    m.mean() * slide.levels()[working.source_level as usize].downsample
+                )),
+            ),
+        });
+    }
+    let tiles = TilePlan::new(working.size, tile, overlap)?;
+    let (detect, threshold) = match tissue {
+        TissuePolicy::Detect(t) => (true, t),
+        TissuePolicy::All => (false, None),
+    };
+    let thumbnail = if thumbnail || detect {
+        Some(wsiseg_slide::thumbnail(slide, OVERVIEW_SIDE)?)
+    } else {
+        None
+    };
+    let tissue = thumbnail.as_ref().map(|t| {
+        let (mask, threshold) = wsiseg_slide::tissue_mask_with(t, threshold);
+        let fraction = mask.iter().filter(|&&x| x).count() as f64 / mask.len().max(1) as f64;
+        let thumb = Size::new(t.width(), t.height());
+        let level0 = slide.levels()[0].size;
+        let tiles = wsiseg_slide::tissue_tiles(&tiles, working.downsample, level0, &mask, thumb);
+        Tissue {
+            fraction,
+            tiles,
+            threshold,
+        }
+    });
+    let run = match (&tissue, detect) {
+        (Some(t), true) => t.tiles.clone(),
+        _ => vec![true; tiles.len()],
+    };
+    Ok(SlidePlan {
+        png_size: working.size,
+        working,
+        tiles,
+        tile,
+        overlap,
+        thumbnail,
+        tissue,
+        run,
+        seconds: started.elapsed().as_secs_f64(),
+    })
 }
 
 /// The resolution to segment at: the request's, else the model's when the

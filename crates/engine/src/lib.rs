@@ -58,19 +58,21 @@ pub mod memory;
 mod options;
 mod outputs;
 mod pipeline;
+mod predict;
 mod record;
 mod report;
 mod segment;
 mod settings;
 mod shard;
 mod summary;
+mod tiles;
 
 pub use batch::{Batch, BatchObserver, BatchOutcome, SlideInput, SummaryKind, Unobserved};
 pub use control::{BatchTimes, Progress, RunControl};
 pub use engine::{
-    default_batch, default_readers, describe_devices, file_sha256, resolution, BadTiles, Engine,
-    EngineBuilder, MaskSize, MaskValues, Request, SlidePlan, Tissue, TissuePolicy,
-    DEFAULT_CPU_BATCH, DEFAULT_CUDA_BATCH, MAX_READ_SCALE,
+    default_batch, default_readers, describe_devices, file_sha256, plan_tiles, resolution,
+    BadTiles, Engine, EngineBuilder, MaskSize, MaskValues, Request, SlidePlan, Tissue,
+    TissuePolicy, DEFAULT_CPU_BATCH, DEFAULT_CUDA_BATCH, MAX_READ_SCALE,
 };
 pub use error::{EngineError, Setting};
 pub use html::{write_index, write_index_of};
@@ -83,6 +85,7 @@ pub use outputs::{
     SlideResult, CLASS_COLOURS, GEOMETRY_SIDE, OVERVIEW_SIDE,
 };
 pub use pipeline::{BadTile, READ_CHUNK};
+pub use predict::Prediction;
 pub use record::{Fingerprint, RecordedFile, RunRecord, SlideFigures, SlideIdentity};
 pub use report::write_atomic;
 pub use segment::{RunOutput, RunStats, SlideOutcome};
@@ -92,6 +95,7 @@ pub use summary::{
     merge as merge_summary, run_rows, write_summary, write_summary_as, Standing, Status,
     SummaryEntry, SummaryRow,
 };
+pub use tiles::{TileRead, TileStream, TilesDone};
 pub use wsiseg_infer::{Device, DeviceChoice, Precision, Tta};
 /// The report and summary files as types (NAME.report.json, summary.json).
 pub use wsiseg_report::{self as files, SlideReport, SummaryFile, SummaryLine};

@@ -1,0 +1,112 @@
+//! `import wsiseg`: the wheel of this checkout, built by maturin, installed
+//! with `pip install --no-index` into a fresh virtual environment, then
+//! python/tests run in it by pytest — so `cargo test` runs the Python tests
+//! too, against this build, next to the `wsiseg` binary they compare with.
+//!
+//! The fresh environment sees the setup environment's packages (PyTorch,
+//! numpy, OpenSlide, onnxruntime) through a `.pth` file, as a researcher's
+//! environment has them installed already; wsiseg itself is installed from
+//! the wheel alone, offline.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+fn ok(what: &str, o: std::process::Output) -> String {
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success(),
+        "{what} failed ({}):\n{out}\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    out
+}
+
+#[test]
+fn python_package_installs_offline_and_passes_its_tests() {
+    let python = common::python();
+    let venv = python.parent().unwrap().parent().unwrap().to_path_buf();
+    let dir = tempfile::tempdir().unwrap();
+    let wheels = dir.path().join("wheels");
+    // The wheel of this checkout (maturin reuses the release build).
+    ok(
+        "maturin build",
+        Command::new(venv.join("bin/maturin"))
+            .current_dir(common::repo(""))
+            .args(["build", "--release", "--locked", "--quiet", "--out"])
+            .arg(&wheels)
+            .output()
+            .unwrap(),
+    );
+    let fresh = dir.path().join("venv");
+    ok(
+        "python -m venv",
+        Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&fresh)
+            .output()
+            .unwrap(),
+    );
+    let site = |root: &Path| {
+        let lib = root.join("lib");
+        let py = std::fs::read_dir(&lib)
+            .unwrap()
+            .flatten()
+            .find(|e| e.file_name().to_string_lossy().starts_with("python3"))
+            .expect("lib/python3.*");
+        py.path().join("site-packages")
+    };
+    std::fs::write(
+        site(&fresh).join("setup-environment.pth"),
+        format!("{}\n", site(&venv).display()),
+    )
+    .unwrap();
+    let fresh_python = fresh.join("bin/python");
+    ok(
+        "pip install --no-index",
+        Command::new(&fresh_python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--no-index",
+                "--find-links",
+            ])
+            .arg(&wheels)
+            .arg("wsiseg")
+            .output()
+            .unwrap(),
+    );
+    let located = ok(
+        "import wsiseg",
+        Command::new(&fresh_python)
+            .current_dir(dir.path())
+            .args(["-c", "import wsiseg; print(wsiseg.__file__)"])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        located.trim().starts_with(fresh.to_str().unwrap()),
+        "wsiseg was imported from {located}, not the fresh environment"
+    );
+    let o = Command::new(&fresh_python)
+        .current_dir(dir.path())
+        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
+        .arg(common::repo("python/tests"))
+        .env("WSISEG_BIN", env!("CARGO_BIN_EXE_wsiseg"))
+        .env("WSISEG_REPO", common::repo(""))
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    eprintln!("{out}");
+    assert!(
+        o.status.success(),
+        "pytest failed ({}):\n{out}\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
