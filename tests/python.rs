@@ -64,23 +64,31 @@ fn python_package_installs_offline_and_passes_its_tests() {
     )
     .unwrap();
     let fresh_python = fresh.join("bin/python");
-    ok(
-        "pip install --no-index",
+    let pip = |extra: &[&str]| {
         Command::new(&fresh_python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--no-index",
-                "--find-links",
-            ])
+            .args(["-m", "pip", "install", "--disable-pip-version-check"])
+            .args(["--no-index", "--find-links"])
             .arg(&wheels)
+            .args(extra)
             .arg("wsiseg")
             .output()
-            .unwrap(),
+            .unwrap()
+    };
+    // The setup environment (seen through the .pth) has an installed wsiseg
+    // of its own: install this wheel over it into the fresh environment,
+    ok(
+        "pip install --no-index",
+        pip(&["--force-reinstall", "--no-deps"]),
     );
+    // then let pip resolve its dependencies offline (torch, numpy,
+    // openslide-bin: found installed).
+    let resolved = ok("pip install --no-index (dependencies)", pip(&[]));
+    for dependency in ["torch", "numpy", "openslide-bin"] {
+        assert!(
+            resolved.contains(&format!("Requirement already satisfied: {dependency}")),
+            "{resolved}"
+        );
+    }
     let located = ok(
         "import wsiseg",
         Command::new(&fresh_python)

@@ -84,7 +84,6 @@ pub struct Engine {
     engine: wsiseg_engine::Engine,
 }
 
-#[allow(clippy::too_many_arguments)]
 fn request(
     formats: &Bound<'_, PyAny>,
     mpp: Option<f64>,
@@ -232,7 +231,6 @@ impl Engine {
     /// output complete or none). `progress(done, total)` is called on this
     /// thread as tiles come back. Returns a SegmentResult.
     #[pyo3(signature = (slide, out, formats = None, mpp = None, level = None, slide_mpp = None, tile = None, overlap = None, tissue = true, tissue_threshold = None, reader = "auto", mask_values = "01", min_area = 500.0, overwrite = false, bad_tiles = "fail", progress = None))]
-    #[allow(clippy::too_many_arguments)]
     fn segment(
         &self,
         py: Python<'_>,
@@ -347,7 +345,6 @@ impl Engine {
     /// report path), `summary` (the merged summary.json, when written) and
     /// `page` (index.html).
     #[pyo3(signature = (inputs, out, formats = None, recursive = false, shard = None, mpp = None, level = None, slide_mpp = None, tile = None, overlap = None, tissue = true, tissue_threshold = None, reader = "auto", mask_values = "01", min_area = 500.0, overwrite = false, bad_tiles = "fail", one_at_a_time = false, progress = None))]
-    #[allow(clippy::too_many_arguments)]
     fn segment_many<'py>(
         &self,
         py: Python<'py>,

@@ -7,6 +7,10 @@
 //! `python/wsiseg/__init__.py` imports `torch` and `openslide_bin` before
 //! this module, so libtorch and OpenSlide are the libraries Python loaded.
 
+// Python functions take the command's options as keyword arguments: one
+// Rust parameter each, converted in one place.
+#![allow(clippy::too_many_arguments, clippy::too_many_lines)]
+
 use std::path::PathBuf;
 
 use pyo3::exceptions::{PyException, PyKeyboardInterrupt};

@@ -308,6 +308,9 @@ fn check_size(w: u32, h: u32) -> PyResult<()> {
     Ok(())
 }
 
+/// One tile as Python gets it: level-0 x, y and the pixels.
+type TileItem<'py> = (i64, i64, Bound<'py, PyArray3<u8>>);
+
 /// The tiles of `Slide.tiles()`: iterate for (x, y, array); `len()` is the
 /// number of tiles in all.
 #[pyclass(module = "wsiseg", frozen)]
@@ -330,10 +333,7 @@ impl Tiles {
             .unwrap_or(0)
     }
 
-    fn __next__<'py>(
-        &self,
-        py: Python<'py>,
-    ) -> PyResult<Option<(i64, i64, Bound<'py, PyArray3<u8>>)>> {
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<TileItem<'py>>> {
         check_process(self.pid, &self.path)?;
         loop {
             let got = py.detach(|| {
