@@ -27,6 +27,8 @@
 #                     is beside libtorch_cpu.so, so the same binary starts on both.
 #   build-version     libtorch's version (wsiseg doctor reads it)
 #   models/           the shipped model
+#   python/           the wsiseg wheel (import wsiseg) and INSTALL.txt: pip
+#                     install --no-index --find-links python/ wsiseg
 #   README.md, licenses/, sources/, NOTICE.md, SHA256SUMS
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -134,6 +136,24 @@ mkdir -p "$S/models"
 cp -r models/unet "$S/models/"
 cp README.md "$S/README.md"
 
+step "the Python package (the wheel setup.sh built)"
+mkdir -p "$S/python"
+whl=$(ls target/wheels/wsiseg-*.whl 2>/dev/null | head -1 || true)
+if [ -n "$whl" ]; then
+    cp "$whl" "$S/python/"
+    cat > "$S/python/INSTALL.txt" <<EOF
+import wsiseg on this machine, offline, into a Python environment (3.9 or
+newer) that has PyTorch 2.11, numpy and openslide-bin installed:
+
+    pip install --no-index --find-links python/ wsiseg
+
+The package uses that environment's libtorch (it imports torch first) and
+OpenSlide (openslide-bin); README.md, "From Python", shows the API.
+EOF
+else
+    echo "bundle.sh: warning: no wheel in target/wheels (run scripts/setup.sh): the bundle has no Python package" >&2
+fi
+
 step "licences"
 L=$S/licenses
 cp -r "$SITE"/torch-*.dist-info/licenses "$L/libtorch" 2>/dev/null || cp "$SITE"/torch-*.dist-info/LICENSE* "$L/" 2>/dev/null || true
@@ -224,6 +244,10 @@ cat > "$S/NOTICE.md" <<EOF
   sources/$SDIST (from https://pypi.org/project/openslide-bin/$OS_VERSION/).
 - libjpeg-turbo (lib/libjpeg.so.62, Debian's libjpeg62-turbo): IJG and
   BSD-style licences, licenses/libjpeg62-turbo.copyright.
+- python/wsiseg-*.whl: the same engine as a Python extension (MIT OR
+  Apache-2.0), with the Rust crates of licenses/rust-crates.txt (pyo3, numpy
+  among them); it links the libtorch and OpenSlide of the environment it is
+  installed into.
 - ONNX Runtime (lib/libonnxruntime.so, from PyPI's onnxruntime wheel): MIT, with
   its third-party notices, licenses/onnxruntime/.
 EOF

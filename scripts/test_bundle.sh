@@ -82,6 +82,8 @@ inside() {
 
 say "checksums and ldd inside the root"
 inside "sha256sum -c --quiet SHA256SUMS" || fail "SHA256SUMS"
+inside "ls python/wsiseg-*-abi3-linux_x86_64.whl python/INSTALL.txt" >&2 ||
+    fail "the bundle carries no Python wheel (python/)"
 inside "ldd /opt/$NAME/wsiseg" > "$WORK/ldd.txt"
 cat "$WORK/ldd.txt" >&2
 ! grep -q "not found" "$WORK/ldd.txt" || fail "ldd: a library is not found"
