@@ -5,9 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
-use wsiseg_eval::{
-    evaluate, is_annotation_file, Confusion, Evaluation, Labels, Lesions, Options, Scores,
-};
+use wsiseg_eval::{evaluate, is_annotation_file, Confusion, Evaluation, Labels, Options, Scores};
 
 use crate::args::EvalArgs;
 
@@ -159,7 +157,18 @@ impl Row {
     }
     /// Square millimetres per pixel, when the prediction declares its mpp.
     fn mm2_per_pixel(&self) -> Option<f64> {
-        self.eval.mpp.map(|m| m * m / 1e6)
+        self.figures().mm2_per_pixel()
+    }
+    /// What eval.json says of this slide.
+    fn figures(&self) -> wsiseg_eval::SlideEvaluation<'_> {
+        wsiseg_eval::SlideEvaluation {
+            name: &self.name,
+            pred: &self.pred,
+            truth: &self.truth,
+            prob: self.prob.as_deref(),
+            scores: &self.scores,
+            eval: &self.eval,
+        }
     }
 }
 
@@ -255,14 +264,9 @@ fn score_all(args: &EvalArgs, pairs: Vec<(String, PathBuf, PathBuf)>) -> Result<
         };
         match evaluate(&pred, &truth, &opts) {
             Ok(eval) => {
-                let c = &eval.confusion;
-                let n = c
-                    .max_class()
-                    .max(args.classes.len().saturating_sub(1))
-                    .max(1);
                 rows.push(Row {
                     name,
-                    scores: (1..=n).map(|k| c.scores(k)).collect(),
+                    scores: eval.class_scores(args.classes.len()),
                     pred,
                     truth,
                     prob,
@@ -324,25 +328,6 @@ const METRICS: [(&str, Getter); 4] = [
 
 fn fmt(v: Option<f64>) -> String {
     v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "—".into())
-}
-
-/// Counts of truth regions found/missed and false predicted regions per size bin.
-fn lesion_bins(l: &Lesions, mm2_per_px: Option<f64>) -> Vec<Value> {
-    let bins = wsiseg_eval::size_bins(mm2_per_px);
-    let bin_of = |px: u64| wsiseg_eval::size_bin(px, mm2_per_px);
-    let mut counts = vec![[0u64; 3]; bins.len()];
-    for r in &l.truth {
-        counts[bin_of(r.pixels)][usize::from(!r.matched)] += 1;
-    }
-    for r in l.predicted.iter().filter(|r| !r.matched) {
-        counts[bin_of(r.pixels)][2] += 1;
-    }
-    bins.iter()
-        .zip(counts)
-        .map(|((_, name), [found, missed, false_])| {
-            json!({"size": name, "found": found, "missed": missed, "false": false_})
-        })
-        .collect()
 }
 
 fn table(
@@ -510,59 +495,6 @@ fn csv(rows: &[Row], classes: usize, name_of: &dyn Fn(usize) -> String) -> Strin
     out
 }
 
-fn scores_json(sc: &Scores) -> Value {
-    json!({
-        "dice": sc.dice, "iou": sc.iou, "precision": sc.precision, "recall": sc.recall,
-        "true_pixels": sc.true_pixels, "predicted_pixels": sc.predicted_pixels,
-    })
-}
-
-fn slide_json(r: &Row, name_of: &dyn Fn(usize) -> String) -> Value {
-    let e = &r.eval;
-    let l = &e.lesions;
-    let (fp, fn_) = e.confusion.tumor_errors();
-    let mm2 = |px: u64| r.mm2_per_pixel().map(|k| px as f64 * k);
-    json!({
-        "slide": r.name,
-        "pred": r.pred,
-        "truth": r.truth,
-        "probabilities": r.prob,
-        "size": {"width": e.size.0, "height": e.size.1},
-        "mpp": e.mpp,
-        "classes": r.scores.iter().enumerate()
-            .map(|(k, sc)| (name_of(k + 1), scores_json(sc)))
-            .collect::<serde_json::Map<_, _>>(),
-        "tumor_errors": {
-            "false_positive_pixels": fp, "false_negative_pixels": fn_,
-            "false_positive_mm2": mm2(fp), "false_negative_mm2": mm2(fn_),
-        },
-        "lesions": {
-            "truth_regions": l.truth.len(),
-            "found": l.found(),
-            "missed": l.missed(),
-            "predicted_regions": l.predicted.len(),
-            "false": l.false_regions(),
-            "by_size": lesion_bins(l, r.mm2_per_pixel()),
-        },
-        "boundary": {
-            "tolerance_px": e.boundary.tolerance,
-            "f_score": e.boundary.f_score(),
-            "precision": e.boundary.precision(),
-            "recall": e.boundary.recall(),
-            "predicted_boundary_pixels": e.boundary.predicted.pixels,
-            "truth_boundary_pixels": e.boundary.truth.pixels,
-        },
-        "calibration": e.calibration.as_ref().map(|c| json!({
-            "ece": c.ece,
-            "brier": c.brier,
-            "bins": c.bins.iter().map(|b| json!({
-                "p_from": b.lo, "p_to": b.hi, "pixels": b.pixels,
-                "mean_p": b.mean_p, "tumor_fraction": b.tumor_fraction,
-            })).collect::<Vec<_>>(),
-        })),
-    })
-}
-
 fn json(
     rows: &[Row],
     classes: usize,
@@ -585,9 +517,9 @@ fn json(
     json!({
         "order": "worst first (tumor Dice ascending)",
         "boundary_tolerance_px": tolerance,
-        "slides": rows.iter().map(|r| slide_json(r, name_of)).collect::<Vec<_>>(),
+        "slides": rows.iter().map(|r| r.figures().to_json(name_of)).collect::<Vec<_>>(),
         "mean": (0..classes).map(|k| (name_of(k + 1), macro_mean(k))).collect::<serde_json::Map<_, _>>(),
-        "micro": (0..classes).map(|k| (name_of(k + 1), scores_json(&pooled.scores(k + 1)))).collect::<serde_json::Map<_, _>>(),
+        "micro": (0..classes).map(|k| (name_of(k + 1), wsiseg_eval::scores_json(&pooled.scores(k + 1)))).collect::<serde_json::Map<_, _>>(),
         "lesions": {"truth_regions": truth, "found": found, "missed": truth - found, "false": false_},
     })
 }

@@ -170,3 +170,17 @@ def test_import_torch_before_or_after_wsiseg(first):
     code = "import wsiseg, torch; maps = open('/proc/self/maps').read(); print(len({l.split()[-1] for l in maps.splitlines() if 'libtorch_cpu.so' in l}))"
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert p.returncode == 0 and p.stdout.strip() == "1", p.stdout + p.stderr
+
+
+def test_evaluate_gives_the_figures_of_wsiseg_eval(tmp_path, engine):
+    slide, truth = wsiseg.synth(tmp_path / "slides", seed=8, size=(2048, 2048), mpp=0.5)
+    result = engine.segment(slide, tmp_path / "out", formats=["png", "report"])
+    mask = result.file("mask.png")
+    run_cli("eval", "--pred", mask, "--truth", truth, "--out", tmp_path / "eval")
+    expected = json.loads((tmp_path / "eval/eval.json").read_text())["slides"][0]
+    figures = wsiseg.evaluate(mask, truth)
+    assert figures == expected
+    assert 0.5 < figures["classes"]["tumor"]["dice"] <= 1
+    with pytest.raises(wsiseg.WsisegError) as e:
+        wsiseg.evaluate(tmp_path / "none.png", truth)
+    assert "none.png" in str(e.value)

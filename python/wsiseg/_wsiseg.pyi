@@ -159,4 +159,12 @@ def synth(
     plain: Sequence[Literal["png", "jpeg", "tiff"]] = (),
     overwrite: bool = False,
 ) -> Tuple[PathLike[str], PathLike[str]]: ...
+def evaluate(
+    pred: _Path,
+    truth: _Path,
+    boundary_tolerance: int = 2,
+    probabilities: Optional[_Path] = None,
+    classes: Optional[Sequence[str]] = None,
+    truth_labels: Optional[dict[str, int]] = None,
+) -> dict[str, Any]: ...
 def versions() -> dict[str, Optional[str]]: ...

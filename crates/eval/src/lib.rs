@@ -25,6 +25,7 @@
 mod annotations;
 mod boundary;
 mod calibration;
+mod figures;
 mod mask;
 mod metrics;
 mod regions;
@@ -32,6 +33,7 @@ mod regions;
 pub use annotations::{is_annotation_file, Annotations, Labels, Raster, ANNOTATION_EXTENSIONS};
 pub use boundary::{Boundary, BoundaryCounter, BoundaryCounts};
 pub use calibration::{Bin, Calibration, CalibrationCounter};
+pub use figures::{lesion_bins, scores_json, SlideEvaluation};
 pub use mask::MaskSource;
 pub use metrics::{Confusion, Scores};
 pub use regions::{

@@ -181,6 +181,65 @@ fn synth(
     Ok((slide, truth))
 }
 
+/// Scores a predicted mask against the truth as `wsiseg eval --pred PRED
+/// --truth TRUTH` does for one slide: a dict with the figures of its
+/// `eval.json` entry (per-class Dice, IoU, precision, recall; tumor errors;
+/// lesions found and missed by size; boundary F; calibration when
+/// `probabilities` names a probability map). `truth` may be a mask or
+/// annotations (ASAP XML, QuPath GeoJSON; `truth_labels` labels their
+/// classes, e.g. {"Stroma": 0}).
+#[pyfunction]
+#[pyo3(signature = (pred, truth, boundary_tolerance = 2, probabilities = None, classes = None, truth_labels = None))]
+fn evaluate<'py>(
+    py: Python<'py>,
+    pred: PathBuf,
+    truth: PathBuf,
+    boundary_tolerance: u32,
+    probabilities: Option<PathBuf>,
+    classes: Option<Vec<String>>,
+    truth_labels: Option<std::collections::BTreeMap<String, u8>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let classes = classes.unwrap_or_else(|| vec!["background".into(), "tumor".into()]);
+    let opts = wsiseg_eval::Options {
+        boundary_tolerance,
+        probabilities: probabilities.clone(),
+        calibration_bins: 10,
+        labels: wsiseg_eval::Labels {
+            explicit: truth_labels.unwrap_or_default().into_iter().collect(),
+            classes: classes.clone(),
+        },
+    };
+    let eval = py
+        .detach(|| wsiseg_eval::evaluate(&pred, &truth, &opts))
+        .map_err(|e| WsisegError::new_err(one_line(&e)))?;
+    let scores = eval.class_scores(classes.len());
+    let name = pred
+        .file_name()
+        .map(|n| {
+            n.to_string_lossy()
+                .split('.')
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .unwrap_or_default();
+    let figures = wsiseg_eval::SlideEvaluation {
+        name: &name,
+        pred: &pred,
+        truth: &truth,
+        prob: probabilities.as_deref(),
+        scores: &scores,
+        eval: &eval,
+    }
+    .to_json(&|k| {
+        classes
+            .get(k)
+            .cloned()
+            .unwrap_or_else(|| format!("class {k}"))
+    });
+    engine::json(py, &figures.to_string())
+}
+
 /// The libraries the engine was built against and loads: a dict of names
 /// to versions (None where a library is not loaded).
 #[pyfunction]
@@ -205,6 +264,7 @@ fn _wsiseg(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<slide::Tiles>()?;
     m.add_function(wrap_pyfunction!(slide::open, m)?)?;
     m.add_function(wrap_pyfunction!(synth, m)?)?;
+    m.add_function(wrap_pyfunction!(evaluate, m)?)?;
     m.add_function(wrap_pyfunction!(versions, m)?)?;
     Ok(())
 }
