@@ -184,3 +184,62 @@ def test_evaluate_gives_the_figures_of_wsiseg_eval(tmp_path, engine):
     with pytest.raises(wsiseg.WsisegError) as e:
         wsiseg.evaluate(tmp_path / "none.png", truth)
     assert "none.png" in str(e.value)
+
+
+def test_a_corrupt_tile_is_a_slide_error_with_the_clis_message(tmp_path, repo):
+    import tifffile
+
+    slide, _ = wsiseg.synth(tmp_path, seed=909, size=(2048, 2048), mpp=0.5)
+    with tifffile.TiffFile(slide) as t:
+        page = t.pages[0]
+        offset, count = page.dataoffsets[8 * 4 + 4], page.databytecounts[8 * 4 + 4]
+    data = bytearray(slide.read_bytes())
+    data[offset:offset + count] = bytes(count)
+    slide.write_bytes(bytes(data))
+    model = repo / "tests/data/models/green-threshold"
+    engine = wsiseg.Engine(model, device="cpu")
+    with pytest.raises(wsiseg.SlideError) as e:
+        engine.segment(slide, tmp_path / "out", level=0, tile=512)
+    assert str(e.value) == cli_error("segment", slide, "--model", model, "--out", tmp_path / "cli",
+                                     "--level", "0", "--tile", "512", "--device", "cpu")
+    assert "tile" in str(e.value)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == []
+    with pytest.raises(wsiseg.SlideError) as e:
+        wsiseg.open(slide).read_region(1024, 1024, 256, 256)
+    assert str(slide) in str(e.value)
+
+
+def test_outputs_made_differently_are_an_output_error(tmp_path, repo):
+    model = repo / "tests/data/models/green-threshold"
+    small = repo / "tests/data/small.svs"
+    wsiseg.Engine(model, device="cpu").segment(small, tmp_path, formats=["png"], tile=64)
+    with pytest.raises(wsiseg.OutputError) as e:
+        wsiseg.Engine(model, device="cpu").segment(small, tmp_path, formats=["png"], tile=128)
+    assert "were made with another" in str(e.value) and "overwrite=True" in str(e.value)
+    again = wsiseg.Engine(model, device="cpu").segment(small, tmp_path, formats=["png"], tile=128, overwrite=True)
+    assert not again.skipped
+
+
+def test_the_gil_is_released_while_the_engine_works(tmp_path, engine, default_svs):
+    import threading
+
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: (engine.segment(default_svs, tmp_path, formats=["png"]), done.set()))
+    spins = 0
+    worker.start()
+    while not done.is_set():
+        spins += 1
+    worker.join()
+    # Holding the GIL for the whole slide would leave this loop a few turns.
+    assert spins > 100_000, spins
+
+
+def test_another_torch_version_is_an_import_error_naming_both(tmp_path):
+    fake = tmp_path / "torch"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("__version__ = '2.9.1'\n")
+    p = subprocess.run([sys.executable, "-c", "import wsiseg"], capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert p.returncode != 0
+    last = p.stderr.strip().splitlines()[-1]
+    assert last.startswith("ImportError:") and "2.9.1" in last and "2.11" in last and "pip install torch==2.11.0" in last, last

@@ -95,6 +95,13 @@ pub(crate) fn to_py(e: EngineError) -> PyErr {
             value,
             problem,
         } => format!("{}={value}: {problem}", keyword(*setting)),
+        EngineError::Incomplete { .. } => {
+            format!("{}: give overwrite=True to redo this slide", one_line(&e))
+        }
+        EngineError::Changed { .. } => format!(
+            "{}: give overwrite=True to redo it, or another output folder",
+            one_line(&e)
+        ),
         _ => one_line(&e),
     };
     match e {
