@@ -24,12 +24,23 @@ fn ok(what: &str, o: std::process::Output) -> String {
     out
 }
 
-#[test]
-fn python_package_installs_offline_and_passes_its_tests() {
+/// `site-packages` of the environment at `root`.
+fn site(root: &Path) -> std::path::PathBuf {
+    let lib = root.join("lib");
+    let py = std::fs::read_dir(&lib)
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().starts_with("python3"))
+        .expect("lib/python3.*");
+    py.path().join("site-packages")
+}
+
+/// Builds this checkout's wheel into `dir/wheels` and installs it offline
+/// into a fresh environment `dir/venv`; returns its python.
+fn fresh_environment_with_the_wheel(dir: &Path) -> std::path::PathBuf {
     let python = common::python();
     let venv = python.parent().unwrap().parent().unwrap().to_path_buf();
-    let dir = tempfile::tempdir().unwrap();
-    let wheels = dir.path().join("wheels");
+    let wheels = dir.join("wheels");
     // The wheel of this checkout (maturin reuses the release build).
     ok(
         "maturin build",
@@ -40,7 +51,7 @@ fn python_package_installs_offline_and_passes_its_tests() {
             .output()
             .unwrap(),
     );
-    let fresh = dir.path().join("venv");
+    let fresh = dir.join("venv");
     ok(
         "python -m venv",
         Command::new("python3")
@@ -49,15 +60,6 @@ fn python_package_installs_offline_and_passes_its_tests() {
             .output()
             .unwrap(),
     );
-    let site = |root: &Path| {
-        let lib = root.join("lib");
-        let py = std::fs::read_dir(&lib)
-            .unwrap()
-            .flatten()
-            .find(|e| e.file_name().to_string_lossy().starts_with("python3"))
-            .expect("lib/python3.*");
-        py.path().join("site-packages")
-    };
     std::fs::write(
         site(&fresh).join("setup-environment.pth"),
         format!("{}\n", site(&venv).display()),
@@ -89,6 +91,14 @@ fn python_package_installs_offline_and_passes_its_tests() {
             "{resolved}"
         );
     }
+    fresh_python
+}
+
+#[test]
+fn python_package_installs_offline_and_passes_its_tests() {
+    let dir = tempfile::tempdir().unwrap();
+    let fresh_python = fresh_environment_with_the_wheel(dir.path());
+    let fresh = fresh_python.parent().unwrap().parent().unwrap();
     let located = ok(
         "import wsiseg",
         Command::new(&fresh_python)

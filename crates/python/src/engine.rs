@@ -85,7 +85,7 @@ pub struct Engine {
 }
 
 fn request(
-    formats: &Bound<'_, PyAny>,
+    formats: Option<&Bound<'_, PyAny>>,
     mpp: Option<f64>,
     level: Option<u32>,
     slide_mpp: Option<f64>,
@@ -99,18 +99,25 @@ fn request(
     overwrite: bool,
     bad_tiles: &str,
 ) -> PyResult<Request> {
-    let words: Vec<String> = if let Ok(s) = formats.extract::<String>() {
-        s.split(',').map(|w| w.trim().to_string()).collect()
-    } else {
-        formats.extract::<Vec<String>>().map_err(|_| {
-            setting_error("formats: give a list of output names (or a comma-separated string)")
-        })?
+    let formats = match formats {
+        None => Request::default().formats,
+        Some(formats) => {
+            let words: Vec<String> = if let Ok(s) = formats.extract::<String>() {
+                s.split(',').map(|w| w.trim().to_string()).collect()
+            } else {
+                formats.extract::<Vec<String>>().map_err(|_| {
+                    setting_error(
+                        "formats: give a list of output names (or a comma-separated string)",
+                    )
+                })?
+            };
+            words
+                .iter()
+                .filter(|w| !w.is_empty())
+                .map(|w| parse::<Format>("formats", w))
+                .collect::<PyResult<Vec<_>>>()?
+        }
     };
-    let formats = words
-        .iter()
-        .filter(|w| !w.is_empty())
-        .map(|w| parse::<Format>("formats", w))
-        .collect::<PyResult<Vec<_>>>()?;
     Ok(Request {
         level,
         mpp,
@@ -251,43 +258,21 @@ impl Engine {
         bad_tiles: &str,
         progress: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<SegmentResult> {
-        let request = match formats {
-            Some(f) => request(
-                f,
-                mpp,
-                level,
-                slide_mpp,
-                tile,
-                overlap,
-                tissue,
-                tissue_threshold,
-                reader,
-                mask_values,
-                min_area,
-                overwrite,
-                bad_tiles,
-            )?,
-            None => {
-                let default = Request::default().formats;
-                let mut r = request(
-                    &PyList::new(py, default.iter().map(|f| f.name()))?.into_any(),
-                    mpp,
-                    level,
-                    slide_mpp,
-                    tile,
-                    overlap,
-                    tissue,
-                    tissue_threshold,
-                    reader,
-                    mask_values,
-                    min_area,
-                    overwrite,
-                    bad_tiles,
-                )?;
-                r.formats = default;
-                r
-            }
-        };
+        let request = request(
+            formats,
+            mpp,
+            level,
+            slide_mpp,
+            tile,
+            overlap,
+            tissue,
+            tissue_threshold,
+            reader,
+            mask_values,
+            min_area,
+            overwrite,
+            bad_tiles,
+        )?;
         let engine = &self.engine;
         engine.check(&request).map_err(crate::to_py)?;
         let outcome = run_engine(py, progress, |cancel, report| {
@@ -374,18 +359,8 @@ impl Engine {
                 setting_error("inputs: give a slide, folder, pattern or list, or a list of them")
             })?,
         };
-        let default_formats;
-        let formats = match formats {
-            Some(f) => f.clone(),
-            None => {
-                default_formats =
-                    PyList::new(py, Request::default().formats.iter().map(|f| f.name()))?
-                        .into_any();
-                default_formats
-            }
-        };
         let request = request(
-            &formats,
+            formats,
             mpp,
             level,
             slide_mpp,
