@@ -78,7 +78,20 @@ fn models(model: &Bound<'_, PyAny>) -> PyResult<Vec<(PathBuf, f64)>> {
     Ok(all)
 }
 
-/// Models on their devices: `Engine(model, device="auto", …)`.
+/// Engine(model, device="auto", precision=None, batch=None, tta="none",
+/// threshold=None, readers=None)
+///
+/// Models loaded once on their devices, ready to segment slides and tiles.
+///
+/// `model` is a model folder or file (TorchScript `.pt`, AOTInductor `.pt2`
+/// or ONNX `.onnx`, with its manifest), or a list of them — or of (path,
+/// weight) pairs — for an ensemble. `device`: "auto", "cpu", "cuda",
+/// "cuda:1", "cuda:0,cuda:1", "cuda:all" or "cpu,cpu" (one worker each). `precision`:
+/// "f32", "f16" or "bf16" (default f16 on CUDA, f32 on the CPU). `batch`:
+/// tiles per model call (32 on CUDA, 8 on the CPU). `tta`: "none", "flips"
+/// or "dihedral". `threshold`: binary models' P(tumor) above which a pixel
+/// is tumor (default: the manifest's, else the arg-max). `readers`: reader
+/// threads per slide.
 #[pyclass(module = "wsiseg", frozen)]
 pub struct Engine {
     engine: wsiseg_engine::Engine,
@@ -141,13 +154,7 @@ fn request(
 
 #[pymethods]
 impl Engine {
-    /// Loads `model` (a model folder or file: TorchScript `.pt`, AOTInductor
-    /// `.pt2` or ONNX `.onnx` with its manifest; or a list of them, or of
-    /// (path, weight) pairs, for an ensemble) on `device` ("auto", "cpu",
-    /// "cuda", "cuda:1", "cuda:0,cuda:1", "cpu*2"), in `precision` ("f32",
-    /// "f16", "bf16"; default f16 on CUDA, f32 on the CPU), `batch` tiles
-    /// per model call, with test-time augmentation `tta` ("none", "flips",
-    /// "dihedral") and, for binary models, a tumor `threshold` on P(tumor).
+    /// Loads the model(s): see the class.
     #[new]
     #[pyo3(signature = (model, device = "auto", precision = None, batch = None, tta = "none", threshold = None, readers = None))]
     fn new(
@@ -326,6 +333,7 @@ impl Engine {
     /// --out OUT` does: a failed slide is a row of the summary, never the
     /// end of the run; locks, resume, `summary.json`/`.csv` and `index.html`
     /// as the command writes them. `shard="I/N"` takes the I-th of N shares.
+    /// `progress(done, total)` counts slides.
     /// Returns a dict: `slides` (each slide's status, error, figures and
     /// report path), `summary` (the merged summary.json, when written) and
     /// `page` (index.html).
