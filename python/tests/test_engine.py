@@ -122,6 +122,15 @@ def test_errors_are_the_clis_messages(tmp_path, engine, unet, repo):
     assert issubclass(wsiseg.SlideError, wsiseg.WsisegError)
 
 
+def test_an_ensemble_as_a_tuple_of_pairs(unet, default_svs):
+    tiles = _tiles(default_svs, n=1)
+    alone = wsiseg.Engine(unet, device="cpu")
+    pair = wsiseg.Engine(((unet, 1.0), (unet, 3.0)), device="cpu")
+    assert [m["weight"] for m in pair.members] == [1.0, 3.0]
+    # The same model twice averages to itself.
+    assert (pair.predict(tiles) == alone.predict(tiles)).all()
+
+
 def test_a_model_that_does_not_fit_its_manifest_is_a_model_error(tmp_path, unet):
     bad = tmp_path / "model"
     bad.mkdir()

@@ -92,11 +92,20 @@ def test_tiles_stop_when_dropped_and_refuse_bad_settings(default_svs):
     assert first[2].shape == (64, 64, 3)
     it.close()
     assert list(it) == []
-    for kwargs, words in [({"tile": 0}, "tile=0"), ({"threads": 0}, "threads=0"),
-                          ({"mpp": 0.1}, "finer")]:
-        with pytest.raises(wsiseg.WsisegError) as e:
+    assert len(it) > 1  # tiles in all, however many were taken
+    for kwargs, words, kind in [
+        ({"tile": 0}, "tile=0", wsiseg.SettingError),
+        ({"threads": 0}, "threads=0", wsiseg.SettingError),
+        ({"tile": 64, "overlap": 64}, "overlap=64", wsiseg.SettingError),
+        ({"mpp": -1.0}, "mpp=-1", wsiseg.SettingError),
+        ({"mpp": 0.1}, "finer", wsiseg.SlideError),
+    ]:
+        with pytest.raises(kind) as e:
             slide.tiles(**kwargs)
         assert words in str(e.value)
+    with pytest.raises(wsiseg.SlideError) as e:
+        slide.read(0, 0, 64, 64, mpp=400.0)
+    assert "coarser" in str(e.value)
 
 
 def test_tiles_in_a_dataloader_worker(default_svs):

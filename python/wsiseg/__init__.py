@@ -43,8 +43,10 @@ if not _torch.__version__.startswith(_TORCH + ".") and _torch.__version__ != _TO
 # OpenSlide 4 from the openslide-bin wheel (loaded by importing it).
 try:
     import openslide_bin as _openslide_bin  # noqa: F401
-except ImportError:  # pragma: no cover
-    pass
+except ImportError as _e:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        f"wsiseg needs OpenSlide 4 from the openslide-bin package: pip install openslide-bin ({_e})"
+    ) from None
 
 # ONNX Runtime for .onnx models: the onnxruntime wheel's library, unless
 # WSISEG_ONNXRUNTIME names one (it is loaded only when an ONNX model is).

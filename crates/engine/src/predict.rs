@@ -1,6 +1,8 @@
 //! Tiles given by the caller, run through the engine's model: what a
 //! notebook or a validation loop calls on tiles it already has.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use crate::engine::setting;
 use crate::{Engine, EngineError, Setting};
 
@@ -24,13 +26,15 @@ pub struct Prediction {
 impl Engine {
     /// Runs `n` RGB tiles (`n×side×side×3` bytes, row-major, RGB) through
     /// the model of the first worker, `batch` tiles per call, with the
-    /// normalisation, TTA, ensemble and NaN guard of a slide run.
+    /// normalisation, TTA, ensemble and NaN guard of a slide run. Setting
+    /// `cancel` stops it between batches ([`EngineError::Cancelled`]).
     pub fn predict(
         &self,
         tiles: &[u8],
         n: usize,
         side: u32,
         probabilities: bool,
+        cancel: &AtomicBool,
     ) -> Result<Prediction, EngineError> {
         let m = self.manifest();
         if side == 0 || !side.is_multiple_of(m.tile_multiple) || side > wsiseg_infer::MAX_TILE {
@@ -65,6 +69,9 @@ impl Engine {
         let mut probs = probabilities.then(|| vec![0u8; n * px * planes]);
         let step = self.batch.max(1);
         for start in (0..n).step_by(step) {
+            if cancel.load(Ordering::SeqCst) {
+                return Err(EngineError::Cancelled);
+            }
             let k = step.min(n - start);
             let input = &tiles[start * px * 3..(start + k) * px * 3];
             let out = &mut labels[start * px..(start + k) * px];

@@ -12,8 +12,14 @@ use wsiseg_slide::{RgbImage, Slide, Tile};
 use crate::{EngineError, SlidePlan};
 
 /// Tiles a reader may be ahead of the consumer, per reader thread: memory
-/// stays at `threads × AHEAD` tiles, however slow the consumer.
+/// stays at `threads × AHEAD` tiles, however slow the consumer…
 const AHEAD: usize = 4;
+
+/// …and at most this many bytes of tiles beyond one per thread.
+const AHEAD_BYTES: usize = 256 << 20;
+
+/// The most reader threads a stream starts.
+pub const MAX_TILE_THREADS: usize = 64;
 
 /// One tile read: its place and its pixels (`tile × tile` RGB, padded
 /// white outside the slide, at the plan's working resolution).
@@ -61,8 +67,9 @@ impl TileStream {
                 .map(|(t, _)| t)
                 .collect(),
         );
-        let threads = threads.max(1);
-        let window = threads * AHEAD;
+        let threads = threads.clamp(1, MAX_TILE_THREADS).min(tiles.len().max(1));
+        let tile_bytes = (plan.tile as usize).pow(2) * 3;
+        let window = (AHEAD_BYTES / tile_bytes.max(1)).clamp(threads, threads * AHEAD);
         let (tx, rx) = crossbeam_channel::bounded(window);
         let gate = Arc::new(Gate {
             yielded: Mutex::new(0),
@@ -93,24 +100,30 @@ impl TileStream {
                     // Wait until tile k is within the window.
                     {
                         let mut y = gate.yielded.lock().unwrap_or_else(|e| e.into_inner());
-                        while k >= *y + window && !gate.stop.load(Ordering::Relaxed) {
+                        while k >= *y + window && !gate.stop.load(Ordering::SeqCst) {
                             y = gate.moved.wait(y).unwrap_or_else(|e| e.into_inner());
                         }
                     }
-                    if gate.stop.load(Ordering::Relaxed) {
+                    if gate.stop.load(Ordering::SeqCst) {
                         return;
                     }
                     let tile = tiles[k];
-                    let read = working
-                        .read(slide.as_ref(), tile.rect)
-                        .map_err(EngineError::from)
-                        .map(|rgb| TileRead {
-                            k,
-                            tile,
-                            x0: (tile.rect.x as f64 * working.downsample).round() as i64,
-                            y0: (tile.rect.y as f64 * working.downsample).round() as i64,
-                            rgb,
-                        });
+                    let read = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        working.read(slide.as_ref(), tile.rect)
+                    })) {
+                        Ok(read) => read.map_err(EngineError::from),
+                        Err(_) => Err(EngineError::Internal {
+                            slide: slide.path().to_path_buf(),
+                            detail: format!("the tile reader panicked on tile {k}"),
+                        }),
+                    }
+                    .map(|rgb| TileRead {
+                        k,
+                        tile,
+                        x0: (tile.rect.x as f64 * working.downsample).round() as i64,
+                        y0: (tile.rect.y as f64 * working.downsample).round() as i64,
+                        rgb,
+                    });
                     if tx.send((k, read)).is_err() {
                         return;
                     }
@@ -165,7 +178,9 @@ impl TileStream {
                 }
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => return Ok(None),
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-                    return Err(TilesDone);
+                    // Every reader stopped before the last tile: say so once.
+                    self.total = self.next;
+                    return Ok(Some(Err(EngineError::Panicked("tile reader"))));
                 }
             }
         }
@@ -191,7 +206,12 @@ impl Iterator for TileStream {
 
 impl Drop for TileStream {
     fn drop(&mut self) {
-        self.gate.stop.store(true, Ordering::Relaxed);
+        {
+            // Under the gate's lock: a reader between its check and its wait
+            // cannot miss the wake-up.
+            let _gate = self.gate.yielded.lock().unwrap_or_else(|e| e.into_inner());
+            self.gate.stop.store(true, Ordering::SeqCst);
+        }
         self.gate.moved.notify_all();
         // Unblock senders: drop what is queued, then the receiver's end.
         while self.rx.try_recv().is_ok() {}

@@ -55,13 +55,17 @@ fn models(model: &Bound<'_, PyAny>) -> PyResult<Vec<(PathBuf, f64)>> {
     if let Ok(one) = model.extract::<PathBuf>() {
         return Ok(vec![(one, 1.0)]);
     }
-    let list = model.cast::<PyList>().map_err(|_| {
-        setting_error(
-            "model: give a model folder or file, or a list of them (or of (path, weight) pairs)",
-        )
-    })?;
+    let list: Vec<Bound<'_, PyAny>> = if model.is_instance_of::<pyo3::types::PyString>() {
+        Vec::new()
+    } else {
+        model.extract().map_err(|_| {
+            setting_error(
+                "model: give a model folder or file, or a list of them (or of (path, weight) pairs)",
+            )
+        })?
+    };
     let mut all = Vec::new();
-    for item in list.iter() {
+    for item in list {
         if let Ok(p) = item.extract::<PathBuf>() {
             all.push((p, 1.0));
         } else if let Ok(pair) = item.extract::<(PathBuf, f64)>() {
@@ -499,11 +503,15 @@ impl Engine {
                 &owned
             }
         };
+        let side = u32::try_from(h).map_err(|_| {
+            setting_error(format!(
+                "tiles: {h}×{w} px tiles are larger than any model runs"
+            ))
+        })?;
         let engine = &self.engine;
-        let side = h as u32;
-        let prediction = py
-            .detach(|| engine.predict(bytes, n, side, probabilities))
-            .map_err(crate::to_py)?;
+        let prediction = run_engine(py, None, |cancel, _| {
+            engine.predict(bytes, n, side, probabilities, cancel)
+        })?;
         let labels =
             Array3::from_shape_vec((n, h, w), prediction.labels).expect("n×side×side labels");
         let labels = PyArray3::from_owned_array(py, labels);

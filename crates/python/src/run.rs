@@ -54,13 +54,26 @@ pub(crate) fn run_engine<T: Send>(
             }
         }
         let result = py.detach(|| handle.join());
+        // The last report, when it came while the callback ran.
+        if let (Some(p), Some(cb), None) = (rx.try_iter().last(), callback, raised.as_ref()) {
+            if let Err(e) = cb.call1((p.tiles_done, p.tiles_total)) {
+                raised = Some(e);
+            }
+        }
         match (result, raised) {
             (Ok(Ok(value)), None) => Ok(value),
-            // Interrupted: the engine has cleaned up; raise what stopped it.
-            (Ok(Err(EngineError::Cancelled)), Some(e)) => Err(e),
-            (Ok(Err(e)), _) => Err(crate::to_py(e)),
-            // Finished before it saw the flag: its outputs are complete.
-            (Ok(Ok(_)), Some(e)) => Err(e),
+            // Interrupted (Ctrl-C, or the callback raised): the engine has
+            // cleaned up; raise what stopped it, with the engine's own error
+            // as its cause when cleaning up failed too.
+            (Ok(result), Some(e)) => {
+                if let Err(engine) = result {
+                    if !matches!(engine, EngineError::Cancelled) {
+                        e.set_cause(py, Some(crate::to_py(engine)));
+                    }
+                }
+                Err(e)
+            }
+            (Ok(Err(e)), None) => Err(crate::to_py(e)),
             (Err(_), _) => Err(crate::WsisegError::new_err(
                 "internal error: an engine thread panicked; this is a bug in wsiseg, please report it",
             )),

@@ -190,15 +190,26 @@ impl Slide {
             .detach(|| {
                 let working =
                     wsiseg_slide::WorkingLevel::choose(slide.as_ref(), Resolution::Mpp(mpp))?;
+                if working.scale > wsiseg_engine::MAX_READ_SCALE {
+                    return Err(EngineError::Unsupported {
+                        slide: slide.path().to_path_buf(),
+                        problem: format!(
+                            "{mpp} µm/px is {:.0}× coarser than the finest level it can be read from (level {}): reads reduce a level by at most {}×; read at a finer mpp, or from a level",
+                            working.scale,
+                            working.source_level,
+                            wsiseg_engine::MAX_READ_SCALE
+                        ),
+                    });
+                }
                 let rect = Rect {
                     x: (x as f64 / working.downsample).round() as i64,
                     y: (y as f64 / working.downsample).round() as i64,
                     w,
                     h,
                 };
-                working.read(slide.as_ref(), rect)
+                Ok(working.read(slide.as_ref(), rect)?)
             })
-            .map_err(|e| to_py(e.into()))?;
+            .map_err(to_py)?;
         Ok(array(py, rgb))
     }
 
@@ -263,6 +274,18 @@ impl Slide {
         if threads == Some(0) {
             return Err(setting_error("threads=0: must be at least 1"));
         }
+        if overlap >= tile {
+            return Err(setting_error(format!(
+                "overlap={overlap}: must be smaller than the tile ({tile})"
+            )));
+        }
+        if let Some(m) = mpp {
+            if !(m.is_finite() && m > 0.0) {
+                return Err(setting_error(format!(
+                    "mpp={m}: must be a positive number of µm per pixel"
+                )));
+            }
+        }
         let resolution = match (mpp, level) {
             (Some(m), _) => Resolution::Mpp(m),
             (None, l) => Resolution::Level(l.unwrap_or(0)),
@@ -279,6 +302,7 @@ impl Slide {
         let threads = threads.unwrap_or_else(wsiseg_engine::default_readers);
         let stream = TileStream::new(self.slide.clone(), &plan, threads);
         Ok(Tiles {
+            total: stream.len(),
             stream: Mutex::new(Some(stream)),
             pid: self.pid,
             path: self.slide.path().to_path_buf(),
@@ -308,6 +332,21 @@ fn check_size(w: u32, h: u32) -> PyResult<()> {
     Ok(())
 }
 
+impl Drop for Tiles {
+    fn drop(&mut self) {
+        if std::process::id() != self.pid {
+            // A forked child: the reader threads are the parent's and do
+            // not exist here; joining them would wait forever.
+            let stream = self
+                .stream
+                .get_mut()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            std::mem::forget(stream);
+        }
+    }
+}
+
 /// One tile as Python gets it: level-0 x, y and the pixels.
 type TileItem<'py> = (i64, i64, Bound<'py, PyArray3<u8>>);
 
@@ -315,6 +354,7 @@ type TileItem<'py> = (i64, i64, Bound<'py, PyArray3<u8>>);
 /// number of tiles in all.
 #[pyclass(module = "wsiseg", frozen)]
 pub struct Tiles {
+    total: usize,
     stream: Mutex<Option<TileStream>>,
     pid: u32,
     path: PathBuf,
@@ -326,11 +366,9 @@ impl Tiles {
         slf
     }
 
+    /// Tiles in all (however many were taken).
     fn __len__(&self) -> usize {
-        self.stream
-            .lock()
-            .map(|s| s.as_ref().map_or(0, TileStream::len))
-            .unwrap_or(0)
+        self.total
     }
 
     fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<TileItem<'py>>> {
