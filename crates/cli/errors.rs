@@ -137,17 +137,8 @@ pub(crate) fn one_line(e: &anyhow::Error) -> String {
 
 /// Prints an error as one line: `error: <what, with its causes>`.
 pub(crate) fn report_error(e: &anyhow::Error) {
-    // Our errors already name the file and the cause; libtorch's sources may
-    // span lines, so keep only the first line of each link of the chain.
-    let mut parts: Vec<String> = Vec::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        let line = text.lines().next().unwrap_or_default().trim().to_string();
-        if !parts.iter().any(|p| p.contains(&line)) {
-            parts.push(line);
-        }
-    }
-    eprintln!("error: {}", parts.join(": "));
+    // Our errors already name the file and the cause.
+    eprintln!("error: {}", wsiseg_engine::error_line(e.as_ref()));
 }
 
 #[cfg(test)]

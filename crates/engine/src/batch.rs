@@ -99,6 +99,8 @@ pub struct BatchOutcome {
     pub entries: Vec<Option<SummaryEntry>>,
     /// The merged summary's rows, when one was written.
     pub summary: Option<Vec<SummaryRow>>,
+    /// The summary file written (summary.json, or a shard's `STEM.json`).
+    pub summary_file: Option<PathBuf>,
     /// The index page, when one was written.
     pub page: Option<PathBuf>,
 }
@@ -181,10 +183,12 @@ impl Engine {
             let rows = crate::run_rows(&batch.out, &done);
             match &batch.summary {
                 SummaryKind::None => {}
-                SummaryKind::Own(stem) => crate::write_summary_as(&batch.out, stem, &rows)?,
+                SummaryKind::Own(stem) => {
+                    outcome.summary_file = Some(crate::write_summary_as(&batch.out, stem, &rows)?);
+                }
                 SummaryKind::Merged => {
                     let rows = crate::merge_summary(&batch.out, rows);
-                    crate::write_summary(&batch.out, &rows)?;
+                    outcome.summary_file = Some(crate::write_summary(&batch.out, &rows)?);
                     outcome.summary = Some(rows);
                 }
             }

@@ -490,10 +490,11 @@ impl Engine {
         ))
     }
 
-    /// Checks what can be checked of a request without a slide.
-    pub fn check(&self, request: &Request) -> Result<(u32, u32), EngineError> {
+    /// Checks a tile side for this model: a positive multiple of its tile
+    /// multiple, at most [`wsiseg_infer::MAX_TILE`], whose batches fit the
+    /// memory budget.
+    pub fn check_tile(&self, tile: u32) -> Result<(), EngineError> {
         let m = self.manifest();
-        let tile = request.tile.unwrap_or(m.tile);
         if tile == 0 || !tile.is_multiple_of(m.tile_multiple) {
             return Err(setting(
                 Setting::Tile,
@@ -514,7 +515,14 @@ impl Engine {
                 ),
             ));
         }
-        self.check_batch_memory(tile)?;
+        self.check_batch_memory(tile)
+    }
+
+    /// Checks what can be checked of a request without a slide.
+    pub fn check(&self, request: &Request) -> Result<(u32, u32), EngineError> {
+        let m = self.manifest();
+        let tile = request.tile.unwrap_or(m.tile);
+        self.check_tile(tile)?;
         let overlap = request.overlap.unwrap_or(tile / 8);
         if overlap >= tile {
             return Err(setting(
@@ -585,21 +593,12 @@ impl Engine {
     }
 }
 
-/// Plans `slide` at `resolution` without a model: the working level, tiles
-/// of `tile` px sharing `overlap` px, and which of them run — every tile,
-/// or those whose core holds tissue on the thumbnail (`tissue`). The
-/// thumbnail is kept when tissue is detected or `thumbnail` asks for it;
-/// the PNG mask's size is the working level's. [`Engine::plan`] is this
-/// with the model's tile, resolution and the request's outputs.
-pub fn plan_tiles(
+/// The working level for `resolution` ([`WorkingLevel::choose`]), refused
+/// when it would reduce its source level more than [`MAX_READ_SCALE`]×.
+pub fn working_level(
     slide: &dyn Slide,
     resolution: Resolution,
-    tile: u32,
-    overlap: u32,
-    tissue: TissuePolicy,
-    thumbnail: bool,
-) -> Result<SlidePlan, EngineError> {
-    let started = Instant::now();
+) -> Result<WorkingLevel, EngineError> {
     let working = WorkingLevel::choose(slide, resolution)?;
     if working.scale > MAX_READ_SCALE {
         // Each tile would be read as a (tile × scale)² region of the
@@ -618,6 +617,25 @@ pub fn plan_tiles(
             ),
         });
     }
+    Ok(working)
+}
+
+/// Plans `slide` at `resolution` without a model: the working level, tiles
+/// of `tile` px sharing `overlap` px, and which of them run — every tile,
+/// or those whose core holds tissue on the thumbnail (`tissue`). The
+/// thumbnail is kept when tissue is detected or `thumbnail` asks for it;
+/// the PNG mask's size is the working level's. [`Engine::plan`] is this
+/// with the model's tile, resolution and the request's outputs.
+pub fn plan_tiles(
+    slide: &dyn Slide,
+    resolution: Resolution,
+    tile: u32,
+    overlap: u32,
+    tissue: TissuePolicy,
+    thumbnail: bool,
+) -> Result<SlidePlan, EngineError> {
+    let started = Instant::now();
+    let working = working_level(slide, resolution)?;
     let tiles = TilePlan::new(working.size, tile, overlap)?;
     let (detect, threshold) = match tissue {
         TissuePolicy::Detect(t) => (true, t),

@@ -188,3 +188,20 @@ impl EngineError {
         }
     }
 }
+
+/// An error and its causes as one line, as front ends print it: the first
+/// line of each link of the chain (libtorch's messages span lines), each
+/// once, joined by `: `.
+pub fn error_line(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        let line = text.lines().next().unwrap_or_default().trim().to_string();
+        if !parts.iter().any(|p| p.contains(&line)) {
+            parts.push(line);
+        }
+        cause = c.source();
+    }
+    parts.join(": ")
+}

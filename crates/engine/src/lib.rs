@@ -71,10 +71,10 @@ pub use batch::{Batch, BatchObserver, BatchOutcome, SlideInput, SummaryKind, Uno
 pub use control::{BatchTimes, Progress, RunControl};
 pub use engine::{
     default_batch, default_readers, describe_devices, file_sha256, plan_tiles, resolution,
-    BadTiles, Engine, EngineBuilder, MaskSize, MaskValues, Request, SlidePlan, Tissue,
-    TissuePolicy, DEFAULT_CPU_BATCH, DEFAULT_CUDA_BATCH, MAX_READ_SCALE,
+    working_level, BadTiles, Engine, EngineBuilder, MaskSize, MaskValues, Request, SlidePlan,
+    Tissue, TissuePolicy, DEFAULT_CPU_BATCH, DEFAULT_CUDA_BATCH, MAX_READ_SCALE,
 };
-pub use error::{EngineError, Setting};
+pub use error::{error_line, EngineError, Setting};
 pub use html::{write_index, write_index_of};
 pub use inputs::{collect_inputs, Found, Ignored, InputError, Inputs};
 pub use lock::SlideLock;

@@ -24,9 +24,10 @@ pub struct Prediction {
 }
 
 impl Engine {
-    /// Runs `n` RGB tiles (`n×side×side×3` bytes, row-major, RGB) through
-    /// the model of the first worker, `batch` tiles per call, with the
-    /// normalisation, TTA, ensemble and NaN guard of a slide run. Setting
+    /// Runs `n` RGB tiles (`n×side×side×3` bytes, row-major, RGB; `side`
+    /// as [`Engine::check_tile`] allows) through the model of the first
+    /// worker, `batch` tiles per call, with the normalisation, TTA,
+    /// ensemble and NaN guard of a slide run. Setting
     /// `cancel` stops it between batches ([`EngineError::Cancelled`]).
     pub fn predict(
         &self,
@@ -36,19 +37,7 @@ impl Engine {
         probabilities: bool,
         cancel: &AtomicBool,
     ) -> Result<Prediction, EngineError> {
-        let m = self.manifest();
-        if side == 0 || !side.is_multiple_of(m.tile_multiple) || side > wsiseg_infer::MAX_TILE {
-            return Err(setting(
-                Setting::Tile,
-                side,
-                &format!(
-                    "model {} needs tiles whose side is a positive multiple of {} pixels, at most {}",
-                    m.name,
-                    m.tile_multiple,
-                    wsiseg_infer::MAX_TILE
-                ),
-            ));
-        }
+        self.check_tile(side)?;
         let px = (side as usize) * (side as usize);
         if tiles.len() != n * px * 3 {
             return Err(setting(

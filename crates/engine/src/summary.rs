@@ -363,13 +363,18 @@ pub fn merge(out: &Path, current: Vec<SummaryRow>) -> Vec<SummaryRow> {
     rows
 }
 
-/// Writes summary.json and summary.csv into `out`.
-pub fn write_summary(out: &Path, rows: &[SummaryRow]) -> Result<(), EngineError> {
+/// Writes summary.json and summary.csv into `out`; returns summary.json's path.
+pub fn write_summary(out: &Path, rows: &[SummaryRow]) -> Result<PathBuf, EngineError> {
     write_summary_as(out, "summary", rows)
 }
 
-/// Writes `STEM.json` and `STEM.csv` (a shard's: `summary.shard-I-of-N`).
-pub fn write_summary_as(out: &Path, stem: &str, rows: &[SummaryRow]) -> Result<(), EngineError> {
+/// Writes `STEM.json` and `STEM.csv` (a shard's: `summary.shard-I-of-N`);
+/// returns `STEM.json`'s path.
+pub fn write_summary_as(
+    out: &Path,
+    stem: &str,
+    rows: &[SummaryRow],
+) -> Result<PathBuf, EngineError> {
     let count = |s: Standing| rows.iter().filter(|r| r.status == s).count();
     let summary = SummaryFile {
         wsiseg_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -391,5 +396,5 @@ pub fn write_summary_as(out: &Path, stem: &str, rows: &[SummaryRow]) -> Result<(
         csv += &(line.csv_cells().map_err(cannot)?.join(",") + "\n");
     }
     write_atomic(&out.join(format!("{stem}.csv")), csv.as_bytes())?;
-    Ok(())
+    Ok(path)
 }

@@ -2,7 +2,7 @@
 //! order: what a training loop iterates over.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
@@ -76,7 +76,7 @@ impl TileStream {
             moved: Condvar::new(),
             stop: AtomicBool::new(false),
         });
-        let claimed = Arc::new(Mutex::new(0usize));
+        let claimed = Arc::new(AtomicUsize::new(0));
         let working = plan.working;
         let handles = (0..threads)
             .map(|_| {
@@ -88,15 +88,10 @@ impl TileStream {
                     tx.clone(),
                 );
                 std::thread::spawn(move || loop {
-                    let k = {
-                        let mut c = claimed.lock().unwrap_or_else(|e| e.into_inner());
-                        let k = *c;
-                        if k >= tiles.len() {
-                            return;
-                        }
-                        *c += 1;
-                        k
-                    };
+                    let k = claimed.fetch_add(1, Ordering::Relaxed);
+                    if k >= tiles.len() {
+                        return;
+                    }
                     // Wait until tile k is within the window.
                     {
                         let mut y = gate.yielded.lock().unwrap_or_else(|e| e.into_inner());

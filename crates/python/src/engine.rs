@@ -10,7 +10,6 @@ use pyo3::types::{PyDict, PyList};
 use wsiseg_engine::{
     collect_inputs, BadTiles, Batch, DeviceList, EngineBuilder, EngineError, Format, MaskValues,
     Precision, Reader, Request, RunControl, Shard, SlideOutcome, SummaryKind, TissuePolicy, Tta,
-    Unobserved,
 };
 
 use crate::run::run_engine;
@@ -388,7 +387,7 @@ impl Engine {
         )?;
         let shard: Option<Shard> = shard.map(|s| parse("shard", s)).transpose()?;
         let found = collect_inputs(&inputs, recursive)
-            .map_err(|e| crate::SlideError::new_err(crate::one_line(&e)))?;
+            .map_err(|e| crate::SlideError::new_err(wsiseg_engine::error_line(&e)))?;
         let slides = match &shard {
             Some(s) => s.select(found.slides),
             None => found.slides,
@@ -419,7 +418,6 @@ impl Engine {
                     });
                 }
             }
-            let _ = Unobserved;
             let outcome = engine.segment_many(&batch, cancel, &Slides(report, total))?;
             if outcome.cancelled() {
                 return Err(EngineError::Cancelled);
@@ -442,18 +440,11 @@ impl Engine {
             slides.append(d)?;
         }
         result.set_item("slides", slides)?;
-        let summary = match &shard {
-            Some(s) => out.join(format!("{}.json", s.summary_stem())),
-            None => out.join("summary.json"),
+        let summary = match &outcome.summary_file {
+            Some(file) => json_file(py, file)?,
+            None => None,
         };
-        result.set_item(
-            "summary",
-            if outcome.summary.is_some() || shard.is_some() {
-                json_file(py, &summary)?
-            } else {
-                None
-            },
-        )?;
+        result.set_item("summary", summary)?;
         result.set_item("page", outcome.page)?;
         Ok(result)
     }

@@ -52,7 +52,7 @@ pyo3::create_exception!(
     "An impossible setting (a tile size, a resolution, an array of the wrong shape…)."
 );
 
-use wsiseg_engine::{EngineError, Setting};
+use wsiseg_engine::{error_line, EngineError, Setting};
 
 /// The Python keyword that sets an engine setting.
 fn keyword(setting: Setting) -> &'static str {
@@ -71,22 +71,6 @@ fn keyword(setting: Setting) -> &'static str {
     }
 }
 
-/// An error and its causes as one line, as the command prints it: the
-/// first line of each link of the chain, each once.
-fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(c) = cause {
-        let text = c.to_string();
-        let line = text.lines().next().unwrap_or_default().trim().to_string();
-        if !line.is_empty() && !parts.iter().any(|p| p.contains(&line)) {
-            parts.push(line);
-        }
-        cause = c.source();
-    }
-    parts.join(": ")
-}
-
 /// The engine's error as the matching Python exception.
 pub(crate) fn to_py(e: EngineError) -> PyErr {
     let text = match &e {
@@ -96,13 +80,13 @@ pub(crate) fn to_py(e: EngineError) -> PyErr {
             problem,
         } => format!("{}={value}: {problem}", keyword(*setting)),
         EngineError::Incomplete { .. } => {
-            format!("{}: give overwrite=True to redo this slide", one_line(&e))
+            format!("{}: give overwrite=True to redo this slide", error_line(&e))
         }
         EngineError::Changed { .. } => format!(
             "{}: give overwrite=True to redo it, or another output folder",
-            one_line(&e)
+            error_line(&e)
         ),
-        _ => one_line(&e),
+        _ => error_line(&e),
     };
     match e {
         EngineError::Cancelled => PyKeyboardInterrupt::new_err(text),
@@ -184,7 +168,7 @@ fn synth(
         ..SynthSpec::default()
     };
     py.detach(|| generate(&spec, &slide, &truth, &mut |_| {}))
-        .map_err(|e| WsisegError::new_err(one_line(&e)))?;
+        .map_err(|e| WsisegError::new_err(error_line(&e)))?;
     Ok((slide, truth))
 }
 
@@ -218,7 +202,7 @@ fn evaluate<'py>(
     };
     let eval = py
         .detach(|| wsiseg_eval::evaluate(&pred, &truth, &opts))
-        .map_err(|e| WsisegError::new_err(one_line(&e)))?;
+        .map_err(|e| WsisegError::new_err(error_line(&e)))?;
     let scores = eval.class_scores(classes.len());
     let name = pred
         .file_name()

@@ -31,18 +31,18 @@ pub(crate) fn run_engine<T: Send>(
             work(&cancel, &report)
         });
         let mut raised: Option<PyErr> = None;
-        loop {
-            let got = py.detach(|| rx.recv_timeout(TICK));
-            let mut latest = got.ok();
-            while let Ok(p) = rx.try_recv() {
-                latest = Some(p);
-            }
+        // Calls back with the latest report; an exception there cancels.
+        let deliver = |latest: Option<Progress>, raised: &mut Option<PyErr>| {
             if let (Some(p), Some(cb), None) = (latest, callback, raised.as_ref()) {
                 if let Err(e) = cb.call1((p.tiles_done, p.tiles_total)) {
                     cancel.store(true, Ordering::SeqCst);
-                    raised = Some(e);
+                    *raised = Some(e);
                 }
             }
+        };
+        loop {
+            let got = py.detach(|| rx.recv_timeout(TICK)).ok();
+            deliver(rx.try_iter().last().or(got), &mut raised);
             if raised.is_none() {
                 if let Err(e) = py.check_signals() {
                     cancel.store(true, Ordering::SeqCst);
@@ -55,11 +55,7 @@ pub(crate) fn run_engine<T: Send>(
         }
         let result = py.detach(|| handle.join());
         // The last report, when it came while the callback ran.
-        if let (Some(p), Some(cb), None) = (rx.try_iter().last(), callback, raised.as_ref()) {
-            if let Err(e) = cb.call1((p.tiles_done, p.tiles_total)) {
-                raised = Some(e);
-            }
-        }
+        deliver(rx.try_iter().last(), &mut raised);
         match (result, raised) {
             (Ok(Ok(value)), None) => Ok(value),
             // Interrupted (Ctrl-C, or the callback raised): the engine has

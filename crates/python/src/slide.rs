@@ -44,13 +44,7 @@ pub fn open(py: Python<'_>, path: PathBuf, reader: &str, mpp: Option<f64>) -> Py
     let reader: Reader = reader
         .parse()
         .map_err(|e| setting_error(format!("reader={reader}: {e}")))?;
-    if let Some(m) = mpp {
-        if !(m.is_finite() && m > 0.0) {
-            return Err(setting_error(format!(
-                "mpp={m}: must be a positive number of µm per pixel"
-            )));
-        }
-    }
+    check_mpp(mpp)?;
     let slide = py
         .detach(|| {
             if let Err(e) = std::fs::metadata(&path) {
@@ -185,22 +179,11 @@ impl Slide {
     ) -> PyResult<Bound<'py, PyArray3<u8>>> {
         check_process(self.pid, self.slide.path())?;
         check_size(w, h)?;
+        check_mpp(Some(mpp))?;
         let slide = self.slide.clone();
         let rgb = py
             .detach(|| {
-                let working =
-                    wsiseg_slide::WorkingLevel::choose(slide.as_ref(), Resolution::Mpp(mpp))?;
-                if working.scale > wsiseg_engine::MAX_READ_SCALE {
-                    return Err(EngineError::Unsupported {
-                        slide: slide.path().to_path_buf(),
-                        problem: format!(
-                            "{mpp} µm/px is {:.0}× coarser than the finest level it can be read from (level {}): reads reduce a level by at most {}×; read at a finer mpp, or from a level",
-                            working.scale,
-                            working.source_level,
-                            wsiseg_engine::MAX_READ_SCALE
-                        ),
-                    });
-                }
+                let working = wsiseg_engine::working_level(slide.as_ref(), Resolution::Mpp(mpp))?;
                 let rect = Rect {
                     x: (x as f64 / working.downsample).round() as i64,
                     y: (y as f64 / working.downsample).round() as i64,
@@ -266,9 +249,10 @@ impl Slide {
         level: Option<u32>,
     ) -> PyResult<Tiles> {
         check_process(self.pid, self.slide.path())?;
-        if tile == 0 || tile > 16384 {
+        if tile == 0 || tile > wsiseg_infer::MAX_TILE {
             return Err(setting_error(format!(
-                "tile={tile}: must be between 1 and 16384 pixels"
+                "tile={tile}: must be between 1 and {} pixels",
+                wsiseg_infer::MAX_TILE
             )));
         }
         if threads == Some(0) {
@@ -279,13 +263,7 @@ impl Slide {
                 "overlap={overlap}: must be smaller than the tile ({tile})"
             )));
         }
-        if let Some(m) = mpp {
-            if !(m.is_finite() && m > 0.0) {
-                return Err(setting_error(format!(
-                    "mpp={m}: must be a positive number of µm per pixel"
-                )));
-            }
-        }
+        check_mpp(mpp)?;
         let resolution = match (mpp, level) {
             (Some(m), _) => Resolution::Mpp(m),
             (None, l) => Resolution::Level(l.unwrap_or(0)),
@@ -319,6 +297,16 @@ impl Slide {
             self.mpp()
                 .map_or("None".to_string(), |m| format!("{:.4}", (m.0 + m.1) / 2.0))
         )
+    }
+}
+
+/// A resolution given by the caller: positive and finite.
+fn check_mpp(mpp: Option<f64>) -> PyResult<()> {
+    match mpp {
+        Some(m) if !(m.is_finite() && m > 0.0) => Err(setting_error(format!(
+            "mpp={m}: must be a positive number of µm per pixel"
+        ))),
+        _ => Ok(()),
     }
 }
 
