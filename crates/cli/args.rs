@@ -57,6 +57,34 @@ pub enum Command {
     /// input with no result are listed as missing. Exits 1 when a slide
     /// failed or is missing.
     Summary(SummaryArgs),
+    /// Look at every slide of OUT with its mask, heat map, regions and
+    /// ground truth, zoomable to the cells, in a browser: a local server
+    /// (127.0.0.1 unless --bind says otherwise) whose printed URL holds a
+    /// random token. Ctrl-C stops it.
+    View(ViewArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ViewArgs {
+    /// An output folder of `wsiseg segment`.
+    pub out: PathBuf,
+    /// Folders where slides are looked for when they are no longer where
+    /// the run records say (results copied elsewhere), by file name.
+    #[arg(long, num_args = 1..)]
+    pub input: Vec<PathBuf>,
+    /// The port (0: any free port).
+    #[arg(long, default_value_t = 8737)]
+    pub port: u16,
+    /// The address to listen on. Anything but a loopback address lets
+    /// other machines reach the server (they still need the token).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind: std::net::IpAddr,
+    /// Worker threads (default: one per core, 4 to 16).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// MiB of encoded tiles kept in memory.
+    #[arg(long, default_value_t = 256)]
+    pub cache_mb: usize,
 }
 
 #[derive(Debug, Args)]

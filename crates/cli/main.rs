@@ -13,6 +13,7 @@ mod segment;
 mod signals;
 mod summary;
 mod synth;
+mod view;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -98,6 +99,10 @@ fn run(cli: &Cli) -> ExitCode {
                 ExitCode::FAILURE
             }
         }),
+        Command::View(args) => {
+            signals::install();
+            view::run(args).map(|()| ExitCode::SUCCESS)
+        }
         Command::Segment(args) => {
             signals::install();
             segment::run(args).map(|s| {

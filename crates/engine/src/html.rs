@@ -18,6 +18,10 @@ use crate::{EngineError, SummaryRow};
 /// The page's style and behaviour (vanilla JavaScript, no library).
 const STYLE: &str = include_str!("html/index.css");
 const SCRIPT: &str = include_str!("html/index.js");
+/// Written beside the page by a running `wsiseg view` (its URL, token
+/// included; readable by the owner only) and removed when it stops: the
+/// page then links each slide to its deep-zoom view.
+pub const VIEW_SCRIPT: &str = ".wsiseg-view.js";
 
 fn read_json(path: &Path) -> Option<Value> {
     serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
@@ -128,7 +132,7 @@ pub fn write_index_of(out: &Path, summary: &[SummaryRow]) -> Result<PathBuf, Eng
     let html = format!(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src 'self' file: data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'\">\n\
+         <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src 'self' file: data:; style-src 'unsafe-inline'; script-src 'unsafe-inline' file:\">\n\
          <title>wsiseg — {}</title>\n<style>\n{STYLE}</style>\n</head>\n<body>\n\
          <header><h1>wsiseg — <span id=\"folder\"></span></h1><p id=\"counts\"></p></header>\n\
          <section id=\"failures\"></section>\n\
@@ -137,6 +141,7 @@ pub fn write_index_of(out: &Path, summary: &[SummaryRow]) -> Result<PathBuf, Eng
          <table id=\"slides\"><thead></thead><tbody></tbody></table></section>\n\
          <section id=\"eval\"></section>\n<section id=\"views\"></section>\n\
          <script id=\"data\" type=\"application/json\">{embedded}</script>\n\
+         <script src=\"{VIEW_SCRIPT}\"></script>\n\
          <script>\n{SCRIPT}</script>\n</body>\n</html>\n",
         html_escape(&title)
     );

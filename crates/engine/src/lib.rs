@@ -75,7 +75,7 @@ pub use engine::{
     Tissue, TissuePolicy, DEFAULT_CPU_BATCH, DEFAULT_CUDA_BATCH, MAX_READ_SCALE,
 };
 pub use error::{error_line, EngineError, Setting};
-pub use html::{write_index, write_index_of};
+pub use html::{write_index, write_index_of, VIEW_SCRIPT};
 pub use inputs::{collect_inputs, Found, Ignored, InputError, Inputs};
 pub use lock::SlideLock;
 pub use memory::peak_rss_mib;

@@ -207,6 +207,33 @@ pub fn evaluate(pred: &Path, truth: &Path, opts: &Options) -> Result<Evaluation,
     })
 }
 
+/// The truth as [`evaluate`] sees it (resampled to the prediction's pixels,
+/// annotations drawn at its resolution), reduced to at most `max_side`
+/// pixels a side by taking every k-th row and column: (width, height,
+/// labels). For showing where the truth runs (`wsiseg view`).
+pub fn truth_overview(
+    pred: &Path,
+    truth: &Path,
+    labels: &Labels,
+    max_side: u32,
+) -> Result<(u32, u32, Vec<u8>), EvalError> {
+    let (pw, ph) = MaskSource::open(pred, None)?.size();
+    let step = pw.max(ph).div_ceil(max_side.max(1)).max(1) as usize;
+    let (w, h) = (
+        (pw as usize).div_ceil(step) as u32,
+        (ph as usize).div_ceil(step) as u32,
+    );
+    let mut out = Vec::with_capacity(w as usize * h as usize);
+    let mut row = 0usize;
+    walk(pred, truth, labels, |_, t| {
+        if row % step == 0 {
+            out.extend(t.iter().step_by(step));
+        }
+        row += 1;
+    })?;
+    Ok((w, h, out))
+}
+
 /// Streams `a` (a prediction or probability map) with the truth resampled
 /// to its pixels (the nearest truth pixel of each; annotations drawn at its
 /// resolution), one row at a time; returns `a`'s size.

@@ -132,6 +132,16 @@ function scaleBar(s) {
   return el("div", { class: "scalebar", style: "width:" + pct.toFixed(3) + "%" }, el("span", null, label));
 }
 
+// A running `wsiseg view` on this folder writes .wsiseg-view.js beside the
+// page (loaded by a script tag): each slide then links to its deep zoom.
+function zoomLink(s) {
+  const view = window.WSISEG_VIEW;
+  if (view && view.url) {
+    return el("p", { class: "zoom" }, el("a", { class: "zoom-link", href: view.url + "#slide=" + encodeURIComponent(s.name) }, "zoom to the cells in wsiseg view"));
+  }
+  return el("p", { class: "zoom" }, "To zoom to the cells: run ", el("code", null, "wsiseg view " + data.folder), " and open this page again (or the link it prints).");
+}
+
 function renderViews() {
   const box = document.getElementById("views");
   const withPictures = slides.filter((s) => s.overlay || s.heatmap);
@@ -140,6 +150,7 @@ function renderViews() {
   for (const s of withPictures) {
     const v = el("div", { class: "view", id: "view-" + s.name });
     v.append(el("h3", null, s.name + " — tumor " + fmt(s.tumor_pct, 2) + "% (" + fmt(s.tissue_pct, 1) + "% of tissue), " + fmt(s.regions, 0) + " regions"));
+    v.append(zoomLink(s));
     if (s.overlay) {
       const fig = el("figure", null, el("img", { src: s.overlay, alt: "overlay of " + s.name, "data-overlay": s.name }));
       fig.append(el("figcaption", null,
