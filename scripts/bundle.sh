@@ -171,6 +171,10 @@ for d in "$SITE"/nvidia_*.dist-info; do
     mkdir -p "$L/$pkg"
     find "$d" -iname 'licen*' -type f -exec cp {} "$L/$pkg/" \;
 done
+# OpenSeadragon, built into the binary for `wsiseg view` (from npm).
+mkdir -p "$L/openseadragon"
+cp crates/view/web/node_modules/openseadragon/LICENSE.txt "$L/openseadragon/LICENSE.txt"
+OSD_VERSION=$(python3 -c 'import json; print(json.load(open("crates/view/web/node_modules/openseadragon/package.json"))["version"])')
 for pkg in libjpeg62-turbo libgoogle-perftools-dev; do
     [ -f "/usr/share/doc/$pkg/copyright" ] && cp "/usr/share/doc/$pkg/copyright" "$L/$pkg.copyright"
 done
@@ -248,6 +252,9 @@ cat > "$S/NOTICE.md" <<EOF
   Apache-2.0), with the Rust crates of licenses/rust-crates.txt (pyo3, numpy
   among them); it links the libtorch and OpenSlide of the environment it is
   installed into.
+- OpenSeadragon $OSD_VERSION (built into \`wsiseg\` for \`wsiseg view\`, from the
+  npm registry): BSD-3-Clause, licenses/openseadragon/LICENSE.txt (the viewer
+  also serves it at assets/openseadragon-LICENSE.txt).
 - ONNX Runtime (lib/libonnxruntime.so, from PyPI's onnxruntime wheel): MIT, with
   its third-party notices, licenses/onnxruntime/.
 EOF

@@ -11,8 +11,9 @@
 #    (libgoogle-perftools-dev: linked into the binary as its malloc, which
 #    makes the model 1.4x faster on the CPU), chromium (the tests open
 #    the HTML report in it, headless), and slurm-wlm + munge (the tests run
-#    a one-node Slurm cluster: scripts/slurm/local-cluster.sh). Uses sudo
-#    when not root.
+#    a one-node Slurm cluster: scripts/slurm/local-cluster.sh), iproute2
+#    (the viewer test's own network namespace), and nodejs + npm unless npm
+#    is already installed. Uses sudo when not root.
 # 2. PyTorch 2.11.0 from PyPI (for libtorch) into a virtual environment
 #    outside the repository: $WSISEG_VENV, default ~/.cache/wsiseg/venv.
 #    Reused when it already has torch 2.11.0. Also OpenSlide 4 (openslide-bin
@@ -20,7 +21,9 @@
 #    and scripts/export-requirements.txt (smp, MONAI: small).
 # 3. .libtorch -> that environment's torch folder, and .openslide/ -> its
 #    OpenSlide 4 (openslide-bin wheel; both read by .cargo/config.toml),
-#    then `cargo build --release`. The binary finds libtorch by its RUNPATH;
+#    then `npm ci` in crates/view/web (OpenSeadragon, built into the binary
+#    for `wsiseg view`, and playwright-core for its browser test; pinned by
+#    package-lock.json) and `cargo build --release`. The binary finds libtorch by its RUNPATH;
 #    LD_LIBRARY_PATH still overrides it.
 # 4. The Python package: maturin (and pytest) into the environment, the
 #    wheel built into target/wheels and installed there (`import wsiseg`).
@@ -52,6 +55,11 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 step "system packages"
 # patchelf, zstd, binutils (objcopy): scripts/bundle.sh, the offline bundle.
 packages=(libopenslide-dev libjpeg-dev pkg-config libclang-dev clang g++ python3 python3-venv libgoogle-perftools-dev chromium slurm-wlm munge patchelf zstd binutils)
+# Node.js and npm for the viewer's web assets (OpenSeadragon) and its
+# browser test (playwright-core): Debian's, unless a node is already here.
+command -v npm >/dev/null || packages+=(nodejs npm)
+# `ip` brings up the loopback of the viewer test's network namespace.
+packages+=(iproute2)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -143,6 +151,9 @@ step "ONNX Runtime (onnxruntime $ONNXRUNTIME_VERSION) in .onnxruntime/"
 ort_lib=$(ls "$("$VENV/bin/python" -c 'import os, onnxruntime; print(os.path.dirname(onnxruntime.__file__))')"/capi/libonnxruntime.so.* | head -1)
 mkdir -p .onnxruntime
 ln -sfn "$ort_lib" .onnxruntime/libonnxruntime.so
+
+step "the viewer's web assets from npm (crates/view/web: OpenSeadragon, built into the binary; playwright-core for its test)"
+(cd crates/view/web && npm ci --no-audit --no-fund --loglevel=error)
 
 step "building wsiseg (release)"
 cargo build --release --locked

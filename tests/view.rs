@@ -6,6 +6,9 @@
 //! symbolic links out of the folder, absurd tiles, malformed and random
 //! requests — with its memory watched.
 
+// A test reads as one story (clippy.toml: tests excepted).
+#![allow(clippy::too_many_lines)]
+
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -79,11 +82,19 @@ impl Viewer {
             if let Some(s) = self.child.try_wait().unwrap() {
                 break s;
             }
-            assert!(start.elapsed() < Duration::from_secs(10), "Ctrl-C did not stop it");
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "Ctrl-C did not stop it"
+            );
             std::thread::sleep(Duration::from_millis(20));
         };
         let mut err = String::new();
-        self.child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        self.child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
         (status.code(), err)
     }
 
@@ -181,14 +192,21 @@ fn hostile_request(rng: &mut Rng, token: &str) -> Vec<u8> {
         // A plausible path with random pieces.
         1 | 2 => format!("GET {} HTTP/1.1\r\nHost: x\r\n\r\n", path(rng)).into_bytes(),
         // A method the server does not answer.
-        3 => format!("POST {} HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello", path(rng)).into_bytes(),
+        3 => format!(
+            "POST {} HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
+            path(rng)
+        )
+        .into_bytes(),
         // A head cut short (the client goes away).
         4 => format!("GET {} HTTP/1.1\r\nHo", path(rng)).into_bytes(),
         // Too many or too long headers.
         5 => {
             let mut r = format!("GET /{token}/ HTTP/1.1\r\n");
             for i in 0..rng.below(200) {
-                r.push_str(&format!("X-{i}: {}\r\n", "a".repeat(rng.below(100) as usize)));
+                r.push_str(&format!(
+                    "X-{i}: {}\r\n",
+                    "a".repeat(rng.below(100) as usize)
+                ));
             }
             r.push_str("\r\n");
             r.into_bytes()
@@ -262,13 +280,14 @@ fn view_defends_itself_on_loopback() {
     let slide = get_json(&v, &format!("api/slide/{linked}"));
     assert!(slide["regions"].is_null(), "{slide}");
     // GET and HEAD only; HEAD without a body.
-    let (status, body) = send(
-        addr,
-        format!("HEAD /{token}/ HTTP/1.1\r\n\r\n").as_bytes(),
-    );
+    let (status, body) = send(addr, format!("HEAD /{token}/ HTTP/1.1\r\n\r\n").as_bytes());
     assert_eq!((status, body.len()), (200, 0));
     assert_eq!(
-        send(addr, format!("DELETE /{token}/ HTTP/1.1\r\n\r\n").as_bytes()).0,
+        send(
+            addr,
+            format!("DELETE /{token}/ HTTP/1.1\r\n\r\n").as_bytes()
+        )
+        .0,
         405
     );
     // Long or malformed requests → 4xx.
@@ -276,14 +295,23 @@ fn view_defends_itself_on_loopback() {
     assert_eq!(send(addr, long.as_bytes()).0, 414);
     let big = format!("GET /{token}/ HTTP/1.1\r\nX: {}\r\n\r\n", "b".repeat(9000));
     assert_eq!(send(addr, big.as_bytes()).0, 431);
-    assert_eq!(send(addr, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03").0, 400);
+    assert_eq!(
+        send(addr, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03").0,
+        400
+    );
     // The unreadable slide: its tiles fail with a 5xx that says why, its
     // page entry names the problem, and the other slide is served.
     let (status, body) = get(addr, &format!("/{token}/tile/{broken}/slide/0/0_0.jpeg"));
     assert_eq!(status, 502, "{}", String::from_utf8_lossy(&body));
     assert!(String::from_utf8_lossy(&body).contains("synth-311.svs"));
     let b = get_json(&v, &format!("api/slide/{broken}"));
-    assert!(b["layers"]["slide"]["error"].as_str().unwrap().contains("synth-311.svs"), "{b}");
+    assert!(
+        b["layers"]["slide"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("synth-311.svs"),
+        "{b}"
+    );
     let (status, body) = get(addr, &format!("/{token}/tile/{linked}/slide/10/0_0.jpeg"));
     assert_eq!(status, 200);
     assert_eq!(&body[..2], b"\xff\xd8", "a JPEG");
@@ -321,7 +349,10 @@ fn view_defends_itself_on_loopback() {
     assert_eq!(all.len(), 10_000);
     // 502 is the unreadable slide's tiles; nothing else is a server error.
     let fives: Vec<_> = all.iter().filter(|&&s| s >= 500 && s != 502).collect();
-    assert!(fives.is_empty(), "5xx replies to random requests: {fives:?}");
+    assert!(
+        fives.is_empty(),
+        "5xx replies to random requests: {fives:?}"
+    );
     let ok = all.iter().filter(|&&s| s == 200).count();
     let four = all.iter().filter(|&&s| (400..500).contains(&s)).count();
     let bad_gateway = all.iter().filter(|&&s| s == 502).count();
@@ -339,7 +370,8 @@ fn view_defends_itself_on_loopback() {
         "memory grew from {before} to {after} KiB"
     );
     let mut reply = Vec::new();
-    slow.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
     let _ = slow.read_to_end(&mut reply);
     assert_eq!(parse_reply(&reply).0, 408);
     // Still answering, and Ctrl-C stops it cleanly (exit 0, nothing left).
@@ -359,10 +391,17 @@ fn view_refuses_what_it_cannot_serve() {
     assert_eq!(o.status.code(), Some(1));
     let lines = common::error_lines(&o);
     assert_eq!(lines.len(), 1, "{}", stderr(&o));
-    assert!(lines[0].contains("empty: no results of wsiseg here"), "{lines:?}");
+    assert!(
+        lines[0].contains("empty: no results of wsiseg here"),
+        "{lines:?}"
+    );
     let o = common::run(d, &["view", "missing"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("missing: no such folder"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("missing: no such folder"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 /// The browser session of the viewer test: the steps, and what they gave.
@@ -418,11 +457,7 @@ fn close(a: [u8; 3], b: [u8; 3], tol: u8) -> bool {
 
 /// Screen pixels of `shot` at least `margin` slide pixels from any truth
 /// boundary, as (screen x, screen y, slide x, slide y, truth is tumor).
-fn samples(
-    t: &Value,
-    truth: &image::RgbImage,
-    margin: i64,
-) -> Vec<(u32, u32, u32, u32, bool)> {
+fn samples(t: &Value, truth: &image::RgbImage, margin: i64) -> Vec<(u32, u32, u32, u32, bool)> {
     let (x0, y0, scale) = (
         t["x0"].as_f64().unwrap(),
         t["y0"].as_f64().unwrap(),
@@ -485,7 +520,11 @@ fn view_in_chromium() {
         .unwrap()
         .iter()
         .max_by(|a, b| {
-            let area = |f: &Value| f["properties"]["measurements"]["Area (level-0 px^2)"].as_f64().unwrap();
+            let area = |f: &Value| {
+                f["properties"]["measurements"]["Area (level-0 px^2)"]
+                    .as_f64()
+                    .unwrap()
+            };
             area(a).total_cmp(&area(b))
         })
         .unwrap();
@@ -531,7 +570,12 @@ fn view_in_chromium() {
     let s = samples(t, &truth, 8);
     type Sample = (u32, u32, u32, u32, bool);
     let (inside, outside): (Vec<&Sample>, Vec<&Sample>) = s.iter().partition(|p| p.4);
-    assert!(inside.len() > 300 && outside.len() > 300, "{} {}", inside.len(), outside.len());
+    assert!(
+        inside.len() > 300 && outside.len() > 300,
+        "{} {}",
+        inside.len(),
+        outside.len()
+    );
     let red = inside
         .iter()
         .filter(|p| close(px(&mask, p.0, p.1), tumor_colour, 8))
@@ -552,7 +596,11 @@ fn view_in_chromium() {
         outside.len()
     );
     assert!(red * 100 >= inside.len() * 90, "{red} of {}", inside.len());
-    assert!(plain_outside * 100 >= outside.len() * 90, "{plain_outside} of {}", outside.len());
+    assert!(
+        plain_outside * 100 >= outside.len() * 90,
+        "{plain_outside} of {}",
+        outside.len()
+    );
     // Opacity 0: the slide alone, everywhere.
     let plain = shot("plain.png");
     let all = samples(&res["t0"], &truth, 8);
@@ -568,7 +616,11 @@ fn view_in_chromium() {
     let regions: Vec<[f64; 4]> = {
         let mut f: Vec<&Value> = geo["features"].as_array().unwrap().iter().collect();
         f.sort_by(|a, b| {
-            let area = |f: &Value| f["properties"]["measurements"]["Area (level-0 px^2)"].as_f64().unwrap();
+            let area = |f: &Value| {
+                f["properties"]["measurements"]["Area (level-0 px^2)"]
+                    .as_f64()
+                    .unwrap()
+            };
             area(b).total_cmp(&area(a))
         });
         f.iter().map(|f| bbox(f)).collect()
@@ -594,7 +646,10 @@ fn view_in_chromium() {
     assert_eq!(res["next_title"], "synth-302");
     assert_eq!(res["prev"]["name"], "synth-301");
     assert!(res["scale"].as_str().unwrap().ends_with("µm"), "{res}");
-    assert!(res["href"].as_str().unwrap().contains("#slide=synth-301&x="));
+    assert!(res["href"]
+        .as_str()
+        .unwrap()
+        .contains("#slide=synth-301&x="));
 
     // Every request went to the server: what the page saw, and Chromium's
     // own network log.
@@ -614,7 +669,9 @@ fn view_in_chromium() {
     assert!(away.is_empty(), "requests that left the server: {away:?}");
     let netlog = std::fs::read_to_string(d.join("net.json")).unwrap();
     let log: Value = serde_json::from_str(&netlog)
-        .or_else(|_| serde_json::from_str(&format!("{}]}}", netlog.trim_end().trim_end_matches(','))))
+        .or_else(|_| {
+            serde_json::from_str(&format!("{}]}}", netlog.trim_end().trim_end_matches(',')))
+        })
         .unwrap();
     let start_job = log["constants"]["logEventTypes"]["URL_REQUEST_START_JOB"].clone();
     let logged: Vec<&str> = log["events"]
@@ -627,7 +684,10 @@ fn view_in_chromium() {
         .collect();
     assert!(!logged.is_empty());
     let away: Vec<_> = logged.iter().filter(|u| !u.starts_with(&origin)).collect();
-    assert!(away.is_empty(), "Chromium's log: requests that left the server: {away:?}");
+    assert!(
+        away.is_empty(),
+        "Chromium's log: requests that left the server: {away:?}"
+    );
 
     // index.html, opened while the server ran, linked to it.
     let index = std::fs::read_to_string(d.join("index-dom.html")).unwrap();
@@ -639,4 +699,177 @@ fn view_in_chromium() {
     let keep = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("view-mask.png");
     std::fs::copy(d.join("mask.png"), &keep).unwrap();
     eprintln!("screenshot: {}", keep.display());
+}
+
+/// A tiled RGB TIFF with a level per (width, height) (512² uncompressed
+/// tiles, reduced levels marked as such), whose every tile entry points at
+/// the same stored picture: real pixels to read at any size, in a file of a
+/// few MB (as python/tests/test_memory.py makes them).
+fn shared_tile_tiff(path: &Path, levels: &[(u32, u32)]) {
+    const T: u32 = 512;
+    let pixels: Vec<u8> = (0..T * T)
+        .flat_map(|i| {
+            let (x, y) = (i % T, i / T);
+            [(x ^ y) as u8, (x / 2) as u8, (255 - y / 2) as u8]
+        })
+        .collect();
+    let counts: Vec<u32> = levels
+        .iter()
+        .map(|&(w, h)| w.div_ceil(T) * h.div_ceil(T))
+        .collect();
+    let entries = |level: usize| if level == 0 { 11u32 } else { 12 };
+    // Positions: header, then per level its IFD and two arrays, then the pixels.
+    let mut at = 8u32;
+    let mut ifd_at = Vec::new();
+    for (i, n) in counts.iter().enumerate() {
+        ifd_at.push(at);
+        at += 2 + 12 * entries(i) + 4 + 8 * n;
+    }
+    let data_at = at;
+    let mut out = b"II*\0".to_vec();
+    out.extend(8u32.to_le_bytes());
+    for (i, (&(w, h), &n)) in levels.iter().zip(&counts).enumerate() {
+        let arrays = ifd_at[i] + 2 + 12 * entries(i) + 4;
+        let mut tags: Vec<(u16, u16, u32, u32)> = vec![
+            (256, 4, 1, w),
+            (257, 4, 1, h),
+            (258, 3, 1, 8),
+            (259, 3, 1, 1),
+            (262, 3, 1, 2),
+            (277, 3, 1, 3),
+            (284, 3, 1, 1),
+            (322, 3, 1, T),
+            (323, 3, 1, T),
+            (324, 4, n, arrays),
+            (325, 4, n, arrays + 4 * n),
+        ];
+        if i > 0 {
+            tags.insert(0, (254, 4, 1, 1));
+        }
+        out.extend((tags.len() as u16).to_le_bytes());
+        for (tag, kind, count, value) in tags {
+            out.extend(tag.to_le_bytes());
+            out.extend(kind.to_le_bytes());
+            out.extend(count.to_le_bytes());
+            if kind == 3 {
+                out.extend((value as u16).to_le_bytes());
+                out.extend([0, 0]);
+            } else {
+                out.extend(value.to_le_bytes());
+            }
+        }
+        let next = ifd_at.get(i + 1).copied().unwrap_or(0);
+        out.extend(next.to_le_bytes());
+        for _ in 0..n {
+            out.extend(data_at.to_le_bytes());
+        }
+        for _ in 0..n {
+            out.extend((pixels.len() as u32).to_le_bytes());
+        }
+    }
+    assert_eq!(out.len() as u32, data_at);
+    out.extend(&pixels);
+    std::fs::write(path, out).unwrap();
+}
+
+#[test]
+fn view_pans_every_tile_of_a_100000_by_80000_slide_in_flat_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("slides")).unwrap();
+    let slide = d.join("slides/big.tif");
+    // A run record for the slide's path (made on a small stand-in, quickly),
+    // then the 100000×80000 pyramid in its place: the viewer reads the slide
+    // the record names.
+    shared_tile_tiff(&slide, &[(1024, 1024)]);
+    run_ok(
+        d,
+        &args![
+            "segment",
+            &slide,
+            "--model",
+            common::threshold_model(),
+            "--device",
+            "cpu",
+            "--out",
+            "out"
+        ],
+    );
+    shared_tile_tiff(
+        &slide,
+        &[
+            (100_000, 80_000),
+            (25_000, 20_000),
+            (6250, 5000),
+            (1563, 1250),
+        ],
+    );
+    let v = Viewer::start(d, &["--threads", "2", "--cache-mb", "16"]);
+    let info = get_json(&v, "api/slide/0");
+    assert_eq!(
+        (info["width"].as_u64(), info["height"].as_u64()),
+        (Some(100_000), Some(80_000)),
+        "{info}"
+    );
+    let top = 17; // ⌈log2 100000⌉
+    let (across, down) = (100_000u32.div_ceil(510), 80_000u32.div_ceil(510));
+    let tiles: Vec<(u32, u32)> = (0..down)
+        .flat_map(|r| (0..across).map(move |c| (c, r)))
+        .collect();
+    assert_eq!(tiles.len(), 197 * 157);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let rss = std::sync::Mutex::new(Vec::new());
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..3 {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(&(c, r)) = tiles.get(i) else { return };
+                let (status, body) = get(
+                    v.addr,
+                    &format!("/{}/tile/0/slide/{top}/{c}_{r}.jpeg", v.token),
+                );
+                assert_eq!(
+                    status,
+                    200,
+                    "tile {c},{r}: {}",
+                    String::from_utf8_lossy(&body)
+                );
+                assert_eq!(&body[..2], b"\xff\xd8");
+                if i.is_multiple_of(1000) {
+                    rss.lock().unwrap().push((i, v.rss_kib()));
+                }
+            });
+        }
+    });
+    let took = start.elapsed();
+    // Every coarser level answers too (from the slide's own levels).
+    for level in 0..top {
+        assert_eq!(
+            get(
+                v.addr,
+                &format!("/{}/tile/0/slide/{level}/0_0.jpeg", v.token)
+            )
+            .0,
+            200
+        );
+    }
+    let mut rss = rss.into_inner().unwrap();
+    rss.sort();
+    let early = rss.iter().find(|(i, _)| *i >= 3000).unwrap().1;
+    let peak = rss.iter().map(|r| r.1).max().unwrap();
+    let end = v.rss_kib();
+    eprintln!(
+        "{} tiles in {:.0} s ({:.0} tiles/s); RSS after 3000 tiles {} MiB, peak {} MiB, at the end {} MiB",
+        tiles.len(),
+        took.as_secs_f64(),
+        tiles.len() as f64 / took.as_secs_f64(),
+        early >> 10,
+        peak >> 10,
+        end >> 10
+    );
+    assert!(
+        peak < early + 48 * 1024 && end < early + 48 * 1024,
+        "{rss:?} end {end}"
+    );
 }

@@ -30,7 +30,10 @@ impl Beacon {
         match written {
             Ok(()) => Self(Some(path)),
             Err(e) => {
-                tracing::warn!("{}: {e} (index.html will not link to the viewer)", path.display());
+                tracing::warn!(
+                    "{}: {e} (index.html will not link to the viewer)",
+                    path.display()
+                );
                 Self(None)
             }
         }

@@ -8,7 +8,10 @@ fn main() {
     let osd = web.join("node_modules/openseadragon");
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR").unwrap());
     for (from, to) in [
-        ("build/openseadragon/openseadragon.min.js", "openseadragon.min.js"),
+        (
+            "build/openseadragon/openseadragon.min.js",
+            "openseadragon.min.js",
+        ),
         ("LICENSE.txt", "openseadragon-LICENSE.txt"),
         ("package.json", "openseadragon-package.json"),
     ] {

@@ -226,7 +226,7 @@ pub fn truth_overview(
     let mut out = Vec::with_capacity(w as usize * h as usize);
     let mut row = 0usize;
     walk(pred, truth, labels, |_, t| {
-        if row % step == 0 {
+        if row.is_multiple_of(step) {
             out.extend(t.iter().step_by(step));
         }
         row += 1;

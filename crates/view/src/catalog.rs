@@ -97,7 +97,12 @@ fn locate(slide: &Path, name: &str, inputs: &[PathBuf]) -> PathBuf {
     inputs
         .iter()
         .flat_map(|i| [i.join(sub).join(file), i.join(file)])
-        .chain(inputs.iter().filter(|i| i.file_name() == Some(file)).cloned())
+        .chain(
+            inputs
+                .iter()
+                .filter(|i| i.file_name() == Some(file))
+                .cloned(),
+        )
         .find(|p| p.is_file())
         .unwrap_or_else(|| slide.to_path_buf())
 }
@@ -184,7 +189,8 @@ impl Catalog {
         Ok(Self {
             out: root,
             entries,
-            eval: eval.map(|e| json!({"mean": e["mean"], "micro": e["micro"], "lesions": e["lesions"]})),
+            eval: eval
+                .map(|e| json!({"mean": e["mean"], "micro": e["micro"], "lesions": e["lesions"]})),
             open_order: Mutex::new(VecDeque::new()),
         })
     }

@@ -61,7 +61,10 @@ impl Reply {
 
     /// An error reply whose body is one line of text.
     pub fn error(status: u16, message: &str) -> Self {
-        let mut r = Self::ok("text/plain; charset=utf-8", format!("{message}\n").into_bytes());
+        let mut r = Self::ok(
+            "text/plain; charset=utf-8",
+            format!("{message}\n").into_bytes(),
+        );
         r.status = status;
         r
     }

@@ -131,7 +131,8 @@ impl Server {
             None => random_token()?,
         };
         let addr = SocketAddr::new(opts.bind, opts.port);
-        let listener = TcpListener::bind(addr).map_err(|source| ViewError::Bind { addr, source })?;
+        let listener =
+            TcpListener::bind(addr).map_err(|source| ViewError::Bind { addr, source })?;
         Ok(Self {
             listener,
             state: Arc::new(State {
@@ -193,7 +194,9 @@ impl Server {
                 done2.store(true, Ordering::SeqCst);
                 // Wakes the accept below.
                 let wake = match addr.ip() {
-                    IpAddr::V4(v4) if v4.is_unspecified() => SocketAddr::from(([127, 0, 0, 1], addr.port())),
+                    IpAddr::V4(v4) if v4.is_unspecified() => {
+                        SocketAddr::from(([127, 0, 0, 1], addr.port()))
+                    }
                     _ => addr,
                 };
                 let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
@@ -242,10 +245,9 @@ fn worker(rx: &Mutex<Receiver<TcpStream>>, state: &State) {
         let (reply, head_only) = match http::read_request(&mut stream) {
             Ok(req) => {
                 // A panic answers 500; the worker goes on.
-                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    answer(state, &req)
-                }))
-                .unwrap_or_else(|_| Reply::error(500, "internal error"));
+                let r =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| answer(state, &req)))
+                        .unwrap_or_else(|_| Reply::error(500, "internal error"));
                 (r, req.head_only)
             }
             Err(Some(r)) => (r, false),
@@ -330,7 +332,11 @@ fn parse_tile(layer: &str, level: &str, file: &str) -> Option<TileAt> {
 
 fn tile(state: &State, id: usize, (layer, level, col, row): TileAt) -> Reply {
     let key = (id, layer, level, col, row);
-    let content_type = if layer == 0 { "image/jpeg" } else { "image/png" };
+    let content_type = if layer == 0 {
+        "image/jpeg"
+    } else {
+        "image/png"
+    };
     if let Some(bytes) = state.tiles.get(&key) {
         return Reply::ok(content_type, bytes).cached();
     }
@@ -353,7 +359,15 @@ fn tile(state: &State, id: usize, (layer, level, col, row): TileAt) -> Reply {
     let img = match pyramid.tile(level, col, row, reduce) {
         Ok(Some(img)) => img,
         Ok(None) => return Reply::error(404, "no such tile"),
-        Err(e) => return Reply::error(502, &e),
+        Err(render::TileError::Read(e)) => return Reply::error(502, &e),
+        Err(render::TileError::NotYet) => {
+            let mut r = Reply::error(
+                503,
+                "this slide has no small level: its overview is being made; the coarse zoom levels come when it is",
+            );
+            r.headers.push(("Retry-After", "5"));
+            return r;
+        }
     };
     let bytes = match layer {
         0 => render::jpeg(&img),

@@ -48,8 +48,8 @@ pub fn reply(entry: &Entry) -> Reply {
     };
     let made = entry.outline.get_or_init(|| {
         let labels = wsiseg_eval::Labels::default();
-        let (w, h, px) = wsiseg_eval::truth_overview(pred, truth, &labels, SIDE)
-            .map_err(|e| e.to_string())?;
+        let (w, h, px) =
+            wsiseg_eval::truth_overview(pred, truth, &labels, SIDE).map_err(|e| e.to_string())?;
         outline_png(w, h, &px).map(Arc::new)
     });
     match made {

@@ -68,10 +68,9 @@ pub fn slides_json(c: &Catalog) -> Value {
 
 /// The classes' names and colours of the model that made the slide's mask.
 fn classes(e: &Entry) -> Vec<Value> {
-    let manifest = e
-        .report
-        .as_ref()
-        .and_then(|r| serde_json::from_value::<wsiseg_infer::Manifest>(r.model.manifest.clone()).ok());
+    let manifest = e.report.as_ref().and_then(|r| {
+        serde_json::from_value::<wsiseg_infer::Manifest>(r.model.manifest.clone()).ok()
+    });
     let (names, colours) = match &manifest {
         Some(m) => (m.classes.clone(), m.class_colours()),
         None => (
@@ -91,26 +90,31 @@ fn classes(e: &Entry) -> Vec<Value> {
 pub fn slide_json(c: &Catalog, id: usize) -> Value {
     let e = &c.entries[id];
     let opened = c.open(id);
-    let layer = |p: Option<&Result<crate::render::Pyramid, String>>, kind: &str, format: &str| match p {
-        None => Value::Null,
-        Some(Err(err)) => json!({"error": err}),
-        Some(Ok(p)) => json!({
-            "width": p.width, "height": p.height, "tile": TILE, "overlap": OVERLAP,
-            "url": format!("tile/{id}/{kind}/"), "format": format,
-        }),
-    };
+    let layer =
+        |p: Option<&Result<crate::render::Pyramid, String>>, kind: &str, format: &str| match p {
+            None => Value::Null,
+            Some(Err(err)) => json!({"error": err}),
+            Some(Ok(p)) => json!({
+                "width": p.width, "height": p.height, "tile": TILE, "overlap": OVERLAP,
+                "url": format!("tile/{id}/{kind}/"), "format": format,
+                "overview_pending": p.overview_pending(),
+            }),
+        };
     let (width, height) = match &opened.slide {
         Ok(p) => (Some(p.width), Some(p.height)),
-        Err(_) => e
-            .report
-            .as_ref()
-            .map_or((None, None), |r| (Some(r.slide.level0.width), Some(r.slide.level0.height))),
+        Err(_) => e.report.as_ref().map_or((None, None), |r| {
+            (Some(r.slide.level0.width), Some(r.slide.level0.height))
+        }),
     };
     let mpp = match &opened.slide {
         Ok(p) => p.slide.mpp().map(|m| m.x),
         Err(_) => None,
     }
-    .or_else(|| e.report.as_ref().and_then(|r| r.slide.mpp.as_ref().map(|m| m.x)));
+    .or_else(|| {
+        e.report
+            .as_ref()
+            .and_then(|r| r.slide.mpp.as_ref().map(|m| m.x))
+    });
     json!({
         "id": id,
         "count": c.entries.len(),
@@ -143,8 +147,8 @@ const MAX_VERTICES: usize = 2_000_000;
 fn regions_json(e: &Entry) -> Result<Vec<u8>, String> {
     let path = e.geojson.as_ref().ok_or("no regions")?;
     let text = std::fs::read_to_string(path).map_err(|err| format!("{}: {err}", path.display()))?;
-    let doc: Value =
-        serde_json::from_str(&text).map_err(|err| format!("{}: not JSON: {err}", path.display()))?;
+    let doc: Value = serde_json::from_str(&text)
+        .map_err(|err| format!("{}: not JSON: {err}", path.display()))?;
     let mut out: Vec<Value> = Vec::new();
     let mut vertices = 0usize;
     for f in doc["features"].as_array().map(Vec::as_slice).unwrap_or(&[]) {

@@ -6,9 +6,12 @@
 //! (x, y) covers [x·T − O, (x+1)·T + O) clipped to the level (no overlap
 //! before the first tile), as OpenSeadragon and OpenSlide's DeepZoom expect.
 //! A tile is read from the coarsest slide level at least as fine as the Deep
-//! Zoom level and reduced by area averaging (labels: the nearest pixel);
-//! where no level is within 4× (a single-level image), rows are sampled so
-//! that a tile never reads more than 16 tiles' worth of pixels at once.
+//! Zoom level and reduced by area averaging (labels: the nearest pixel),
+//! reading at most [`MAX_BLOCK_PIXELS`] at once. A slide whose coarsest
+//! level is larger than that (a single-level image) gets an overview of at
+//! most [`OVERVIEW_SIDE`] pixels, made once in the background, in bands,
+//! when it is opened: the coarse tiles come from it (503 "not yet" until it
+//! is made), the tiles between it and the slide's level from sampled rows.
 
 use image::RgbImage;
 use wsiseg_slide::{Rect, Slide};
@@ -17,17 +20,31 @@ use wsiseg_slide::{Rect, Slide};
 pub const TILE: u32 = 510;
 /// Deep Zoom overlap (pixels on each inner side).
 pub const OVERLAP: u32 = 1;
-/// Above this reduction a tile samples rows instead of reading a block.
-const MAX_BLOCK_REDUCTION: f64 = 4.0;
+/// The most source pixels a tile reads as one block (16 tiles).
+pub const MAX_BLOCK_PIXELS: u64 = 16 * 512 * 512;
+
+/// The overview of a slide without a coarse level, longer side.
+pub const OVERVIEW_SIDE: u32 = 4096;
 
 /// An image served as Deep Zoom tiles.
 pub struct Pyramid {
     /// What it is read from.
-    pub slide: Box<dyn Slide>,
+    pub slide: std::sync::Arc<dyn Slide>,
     /// Level-0 width.
     pub width: u32,
     /// Level-0 height.
     pub height: u32,
+    /// A slide without a small level: its overview, once made.
+    overview: Option<std::sync::Arc<std::sync::OnceLock<Result<RgbImage, String>>>>,
+}
+
+/// Why a tile could not be made.
+#[derive(Debug)]
+pub enum TileError {
+    /// The slide could not be read (the reader's message).
+    Read(String),
+    /// The overview it comes from is being made.
+    NotYet,
 }
 
 /// How pixels are reduced.
@@ -40,14 +57,47 @@ pub enum Reduce {
 }
 
 impl Pyramid {
-    /// Wraps an open slide.
+    /// Wraps an open slide; one without a small level starts making its
+    /// overview in the background.
     pub fn new(slide: Box<dyn Slide>) -> Option<Self> {
         let l0 = slide.levels().first()?.size;
-        (l0.w > 0 && l0.h > 0).then_some(Self {
+        let last = slide.levels().last()?.size;
+        if l0.w == 0 || l0.h == 0 {
+            return None;
+        }
+        let slide: std::sync::Arc<dyn Slide> = slide.into();
+        let overview = (u64::from(last.w) * u64::from(last.h) > MAX_BLOCK_PIXELS).then(|| {
+            let cell = std::sync::Arc::new(std::sync::OnceLock::new());
+            let (c, s) = (cell.clone(), slide.clone());
+            let started = std::thread::Builder::new()
+                .name("view-overview".into())
+                .spawn(move || {
+                    let t = std::time::Instant::now();
+                    let made =
+                        wsiseg_slide::thumbnail(&*s, OVERVIEW_SIDE).map_err(|e| e.to_string());
+                    tracing::info!(
+                        "{}: overview made in {:.1} s (the slide has no small level)",
+                        s.path().display(),
+                        t.elapsed().as_secs_f64()
+                    );
+                    let _ = c.set(made);
+                });
+            if let Err(e) = started {
+                let _ = cell.set(Err(format!("cannot start the overview: {e}")));
+            }
+            cell
+        });
+        Some(Self {
             width: l0.w,
             height: l0.h,
             slide,
+            overview,
         })
+    }
+
+    /// Whether its overview is still being made.
+    pub fn overview_pending(&self) -> bool {
+        self.overview.as_ref().is_some_and(|o| o.get().is_none())
     }
 
     /// The deepest Deep Zoom level.
@@ -63,7 +113,7 @@ impl Pyramid {
         col: u32,
         row: u32,
         reduce: Reduce,
-    ) -> Result<Option<RgbImage>, String> {
+    ) -> Result<Option<RgbImage>, TileError> {
         let max = self.max_level();
         if level > max {
             return Ok(None);
@@ -101,10 +151,34 @@ impl Pyramid {
                         h,
                     },
                 )
-                .map_err(|e| e.to_string())
+                .map_err(|e| TileError::Read(e.to_string()))
         };
-        if f <= MAX_BLOCK_REDUCTION {
+        if u64::from(sx1 - sx0) * u64::from(sy1 - sy0) <= MAX_BLOCK_PIXELS {
             let block = read(sx0, sy0, sx1 - sx0, sy1 - sy0)?;
+            return Ok(Some(resize(&block, ow, oh, reduce)));
+        }
+        // No level near this one: the overview, when it is fine enough.
+        let side = self.width.max(self.height);
+        if let (Some(cell), true) = (
+            &self.overview,
+            f64::from(side.div_ceil(OVERVIEW_SIDE)) <= scale,
+        ) {
+            let overview = cell
+                .get()
+                .ok_or(TileError::NotYet)?
+                .as_ref()
+                .map_err(|e| TileError::Read(e.clone()))?;
+            let (vw, vh) = (overview.width(), overview.height());
+            let (fx, fy) = (
+                f64::from(vw) / f64::from(self.width) * scale,
+                f64::from(vh) / f64::from(self.height) * scale,
+            );
+            let vx0 = ((f64::from(xs.0) * fx) as u32).min(vw - 1);
+            let vy0 = ((f64::from(ys.0) * fy) as u32).min(vh - 1);
+            let vx1 = ((f64::from(xs.1) * fx).ceil() as u32).clamp(vx0 + 1, vw);
+            let vy1 = ((f64::from(ys.1) * fy).ceil() as u32).clamp(vy0 + 1, vh);
+            let block =
+                image::imageops::crop_imm(overview, vx0, vy0, vx1 - vx0, vy1 - vy0).to_image();
             return Ok(Some(resize(&block, ow, oh, reduce)));
         }
         // Sampled rows: one source row per tile row.
@@ -151,9 +225,7 @@ pub fn resize(src: &RgbImage, w: u32, h: u32, reduce: Reduce) -> RgbImage {
     let raw = src.as_raw();
     let mut out = Vec::with_capacity(w as usize * h as usize * 3);
     // Each output column's source columns, computed once.
-    let cols: Vec<(usize, usize)> = (0..w as usize)
-        .map(|i| bounds(i, fx, sw, reduce))
-        .collect();
+    let cols: Vec<(usize, usize)> = (0..w as usize).map(|i| bounds(i, fx, sw, reduce)).collect();
     for j in 0..h as usize {
         let (y0, y1) = bounds(j, fy, sh, reduce);
         for &(x0, x1) in &cols {

@@ -26,6 +26,10 @@
     immediateRender: false,
     preserveImageSizeOnResize: true,
     gestureSettingsMouse: { clickToZoom: false, dblClickToZoom: true },
+    // A slide without a small level answers its coarse tiles 503 until its
+    // overview is made: asked again.
+    tileRetryMax: 40,
+    tileRetryDelay: 3000,
   });
   $('osd-version').textContent = 'OpenSeadragon ' + (OpenSeadragon.version ? OpenSeadragon.version.versionStr : '');
 
@@ -202,6 +206,7 @@
     if (opening !== token) return;
     if (!items.base) items.base = items.mask || items.heat || null;
     if (problems.length) message('This slide cannot be shown in full — ' + problems.join('; '));
+    else if (layers.slide && layers.slide.overview_pending) message('This slide has no small level: its overview is being made, and the zoomed-out views come when it is (zoom in to see it at full resolution now).');
     else if (s.error) message(s.error);
     goTo(h);
     scaleBar();
