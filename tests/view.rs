@@ -25,20 +25,14 @@ fn folder(d: &Path, sizes: [(&str, &str); 2]) {
     for (seed, size) in sizes {
         synth(d, seed, size);
     }
-    run_ok(
+    let o = common::segment(
         d,
-        &args![
-            "segment",
-            "slides",
-            "--model",
-            unet(),
-            "--device",
-            "cpu",
-            "--probabilities",
-            "--out",
-            "out"
-        ],
+        Path::new("slides"),
+        &unet(),
+        "out",
+        &["--device", "cpu", "--probabilities"],
     );
+    assert!(o.status.success(), "{}", stderr(&o));
     run_ok(d, &["eval", "--pred", "out", "--truth", "slides/truth"]);
 }
 

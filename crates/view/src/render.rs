@@ -9,8 +9,8 @@
 //! Zoom level and reduced by area averaging (labels: the nearest pixel),
 //! reading at most [`MAX_BLOCK_PIXELS`] at once. A slide whose coarsest
 //! level is larger than that (a single-level image) gets an overview of at
-//! most [`OVERVIEW_SIDE`] pixels, made once in the background, in bands,
-//! when it is opened: the coarse tiles come from it (503 "not yet" until it
+//! most [`OVERVIEW_SIDE`] pixels ([`sampled_overview`]), made once in the
+//! background when it is opened: the coarse tiles come from it (503 "not yet" until it
 //! is made), the tiles between it and the slide's level from sampled rows.
 
 use image::RgbImage;
@@ -73,8 +73,7 @@ impl Pyramid {
                 .name("view-overview".into())
                 .spawn(move || {
                     let t = std::time::Instant::now();
-                    let made =
-                        wsiseg_slide::thumbnail(&*s, OVERVIEW_SIDE).map_err(|e| e.to_string());
+                    let made = sampled_overview(&*s, OVERVIEW_SIDE);
                     tracing::info!(
                         "{}: overview made in {:.1} s (the slide has no small level)",
                         s.path().display(),
@@ -194,6 +193,65 @@ impl Pyramid {
         }
         Ok(Some(out))
     }
+}
+
+/// Source rows read together when an overview is sampled (a tile row of a
+/// 512-px tiled level): each stored tile is decoded once.
+const OVERVIEW_BAND: u32 = 512;
+/// Source columns of one strip read for an overview.
+const OVERVIEW_CHUNK: u32 = 8192;
+
+/// An overview of `slide`'s coarsest level, longer side at most `side`:
+/// the pixel nearest each overview pixel's centre (no averaging: reading
+/// every pixel of an 8-gigapixel level would take minutes). Rows are read
+/// as 1-pixel strips of at most [`OVERVIEW_CHUNK`] pixels, every strip of one
+/// band of [`OVERVIEW_BAND`] rows and one chunk of columns together, so that
+/// a tiled level's tiles are decoded once each.
+pub fn sampled_overview(slide: &dyn Slide, side: u32) -> Result<RgbImage, String> {
+    let levels = slide.levels();
+    let k = levels.len().saturating_sub(1);
+    let size = levels.get(k).ok_or("no levels")?.size;
+    let step = size.w.max(size.h).div_ceil(side.max(1)).max(1);
+    let (ow, oh) = (size.w.div_ceil(step), size.h.div_ceil(step));
+    let at = |i: u32, len: u32| (i * step + step / 2).min(len - 1);
+    let mut out = RgbImage::new(ow, oh);
+    let mut j0 = 0;
+    while j0 < oh {
+        // The output rows whose source rows lie in this band.
+        let band = at(j0, size.h) / OVERVIEW_BAND;
+        let mut j1 = j0 + 1;
+        while j1 < oh && at(j1, size.h) / OVERVIEW_BAND == band {
+            j1 += 1;
+        }
+        for cx in (0..size.w).step_by(OVERVIEW_CHUNK as usize) {
+            let cw = OVERVIEW_CHUNK.min(size.w - cx);
+            let cols: Vec<(u32, u32)> = (0..ow)
+                .map(|i| (i, at(i, size.w)))
+                .filter(|&(_, x)| x >= cx && x < cx + cw)
+                .collect();
+            if cols.is_empty() {
+                continue;
+            }
+            for j in j0..j1 {
+                let strip = slide
+                    .read_inside(
+                        k as u32,
+                        Rect {
+                            x: i64::from(cx),
+                            y: i64::from(at(j, size.h)),
+                            w: cw,
+                            h: 1,
+                        },
+                    )
+                    .map_err(|e| e.to_string())?;
+                for &(i, x) in &cols {
+                    out.put_pixel(i, j, *strip.get_pixel(x - cx, 0));
+                }
+            }
+        }
+        j0 = j1;
+    }
+    Ok(out)
 }
 
 /// The deepest Deep Zoom level of a `w`×`h` image.
@@ -359,6 +417,115 @@ mod tests {
         let near = resize(&src, 2, 1, Reduce::Nearest);
         assert_eq!(near.get_pixel(0, 0).0, [10, 0, 255]);
         assert_eq!(near.get_pixel(1, 0).0, [30, 0, 255]);
+    }
+
+    /// An in-memory slide whose pixel (x, y) of every level is (x, y, level)
+    /// modulo 256, counting read pixels.
+    struct Ramp {
+        levels: Vec<wsiseg_slide::Level>,
+        read: std::sync::atomic::AtomicU64,
+    }
+
+    impl Ramp {
+        fn new(sizes: &[(u32, u32, f64)]) -> Self {
+            Self {
+                levels: sizes
+                    .iter()
+                    .map(|&(w, h, downsample)| wsiseg_slide::Level {
+                        size: wsiseg_slide::Size::new(w, h),
+                        downsample,
+                    })
+                    .collect(),
+                read: 0.into(),
+            }
+        }
+    }
+
+    impl Slide for Ramp {
+        fn path(&self) -> &std::path::Path {
+            std::path::Path::new("ramp")
+        }
+        fn format(&self) -> &str {
+            "test"
+        }
+        fn levels(&self) -> &[wsiseg_slide::Level] {
+            &self.levels
+        }
+        fn mpp(&self) -> Option<wsiseg_slide::Mpp> {
+            None
+        }
+        fn read_inside(&self, level: u32, r: Rect) -> Result<RgbImage, wsiseg_slide::SlideError> {
+            let size = self.levels[level as usize].size;
+            assert!(
+                r.x >= 0 && r.y >= 0 && r.x as u32 + r.w <= size.w && r.y as u32 + r.h <= size.h,
+                "{r:?}"
+            );
+            self.read.fetch_add(
+                u64::from(r.w) * u64::from(r.h),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            Ok(RgbImage::from_fn(r.w, r.h, |x, y| {
+                image::Rgb([(r.x as u32 + x) as u8, (r.y as u32 + y) as u8, level as u8])
+            }))
+        }
+    }
+
+    #[test]
+    fn tiles_come_from_the_nearest_finer_level() {
+        // 2000×1000 with a level 4× smaller: Deep Zoom max level 11.
+        let p = Pyramid::new(Box::new(Ramp::new(&[(2000, 1000, 1.0), (500, 250, 4.0)]))).unwrap();
+        assert_eq!(p.max_level(), 11);
+        assert!(p.overview.is_none(), "a small level: no overview");
+        // Full resolution, tile (1, 0): columns 509.. of level 0, as stored.
+        let t = p.tile(11, 1, 0, Reduce::Mean).unwrap().unwrap();
+        assert_eq!((t.width(), t.height()), (512, 511));
+        assert_eq!(t.get_pixel(0, 0).0, [(509 % 256) as u8, 0, 0]);
+        // Half resolution: the mean of 2×2 level-0 pixels (x = 0, 1 → 0.5).
+        let t = p.tile(10, 0, 0, Reduce::Mean).unwrap().unwrap();
+        assert_eq!(t.get_pixel(3, 0).0, [7, 1, 0]);
+        // A quarter: level 1 as stored.
+        let t = p.tile(9, 0, 0, Reduce::Nearest).unwrap().unwrap();
+        assert_eq!(
+            (t.width(), t.height(), t.get_pixel(5, 6).0),
+            (500, 250, [5, 6, 1])
+        );
+        // No such tiles.
+        assert!(p.tile(12, 0, 0, Reduce::Mean).unwrap().is_none());
+        assert!(p.tile(11, 4, 0, Reduce::Mean).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_level_without_a_small_one_gets_a_sampled_overview() {
+        let ramp = Ramp::new(&[(20_000, 10_000, 1.0)]);
+        let o = sampled_overview(&ramp, 1000).unwrap();
+        // Every 20th pixel, from the middle of each 20×20 cell.
+        assert_eq!((o.width(), o.height()), (1000, 500));
+        assert_eq!(o.get_pixel(3, 2).0, [70, 50, 0]);
+        // Only the sampled rows were read.
+        assert_eq!(
+            ramp.read.load(std::sync::atomic::Ordering::Relaxed),
+            500 * 20_000
+        );
+        // Served: coarse tiles wait for it, then come from it; fine ones are
+        // read from the level.
+        let p = Pyramid::new(Box::new(Ramp::new(&[(20_000, 10_000, 1.0)]))).unwrap();
+        let start = std::time::Instant::now();
+        let coarse = loop {
+            match p.tile(8, 0, 0, Reduce::Mean) {
+                Err(TileError::NotYet) => std::thread::sleep(std::time::Duration::from_millis(5)),
+                other => break other.unwrap().unwrap(),
+            }
+            assert!(start.elapsed().as_secs() < 60);
+        };
+        assert_eq!((coarse.width(), coarse.height()), (157, 79)); // 20000 / 2^7
+        assert_eq!(
+            p.tile(15, 0, 0, Reduce::Mean)
+                .unwrap()
+                .unwrap()
+                .get_pixel(1, 2)
+                .0,
+            [1, 2, 0]
+        );
     }
 
     #[test]
