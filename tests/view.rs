@@ -374,6 +374,32 @@ fn view_defends_itself_on_loopback() {
     let (code, err) = v.stop();
     assert_eq!(code, Some(0), "{err}");
     assert!(!d.join("out/.wsiseg-view.js").exists());
+
+    // In the browser, the unreadable slide's page says so (its mask is
+    // still shown), and the other slide opens as usual.
+    let r = browse(
+        d,
+        &json!([
+            {"open": "#slide=synth-311&mask=1"},
+            {"eval": "document.getElementById('message').hidden", "as": "hidden"},
+            {"eval": "document.getElementById('message').textContent", "as": "message"},
+            {"open": "#slide=synth-312"},
+            {"wait": true},
+            {"eval": "document.getElementById('title').textContent", "as": "title"},
+            {"eval": "document.getElementById('message').hidden", "as": "hidden_after"},
+            {"eval": "window.wsisegView.transform() !== null", "as": "shown"},
+        ]),
+    );
+    let res = &r["results"];
+    assert_eq!(res["hidden"], json!(false), "{r}");
+    let message = res["message"].as_str().unwrap();
+    assert!(
+        message.contains("cannot be shown in full") && message.contains("synth-311.svs"),
+        "{message}"
+    );
+    assert_eq!(res["title"], "synth-312");
+    assert_eq!(res["hidden_after"], json!(true), "{r}");
+    assert_eq!(res["shown"], json!(true));
 }
 
 #[test]
