@@ -29,6 +29,8 @@ async function main() {
   for (const step of plan) {
     if (step.open !== undefined) {
       await page.goto(base + step.open);
+      // A new hash on the same page is handled by a later event.
+      await page.waitForTimeout(300);
       await ready();
     } else if (step.click) {
       await page.click(step.click);

@@ -10,6 +10,7 @@
   let animating = false;
   let opening = null;
   let pendingRegions = false;
+  let booted = false; // the first slide opened (or the list failed)
   // Outlines: the model's regions cyan, the ground truth yellow (the server
   // draws it), both apart from every class colour.
   const REGION_COLOUR = '#00e5ff';
@@ -348,7 +349,7 @@
   // For tests and scripts: whether every layer is drawn, and where the
   // slide's pixels are on screen.
   window.wsisegView = {
-    ready: () => !opening && !animating && !pendingRegions && Object.values(items).every((i) => !i || i.getOpacity() === 0 || i.getFullyLoaded()),
+    ready: () => booted && !opening && !animating && !pendingRegions && Object.values(items).every((i) => !i || i.getOpacity() === 0 || i.getFullyLoaded()),
     current: () => (info ? { id: info.id, name: info.name } : null),
     state: () => ({ opening: !!opening, animating: animating,
       loaded: Object.fromEntries(Object.entries(items).map(([k, i]) => [k, i ? i.getFullyLoaded() : null])) }),
@@ -369,6 +370,7 @@
       list = await getJSON('api/slides');
     } catch (e) {
       message('The server did not answer: ' + e.message);
+      booted = true;
       return;
     }
     slides = list.slides;
@@ -390,7 +392,8 @@
     applyLayerHash(h);
     let id = slides.findIndex((s) => s.name === h.slide);
     if (id < 0) id = 0;
-    openSlide(id, id === slides.findIndex((s) => s.name === h.slide) ? h : null);
+    await openSlide(id, id === slides.findIndex((s) => s.name === h.slide) ? h : null);
+    booted = true;
   }
   start();
 })();
