@@ -76,25 +76,6 @@ fn table_rows(dom: &str) -> Vec<(String, String, String)> {
         .collect()
 }
 
-/// URLs the page itself asked for (Chromium's own background requests have
-/// the initiator "not an origin").
-fn page_requests(netlog: &Path) -> Vec<String> {
-    let text = std::fs::read_to_string(netlog).unwrap();
-    // A log cut short by the exit lacks its closing brackets.
-    let log: serde_json::Value = serde_json::from_str(&text)
-        .or_else(|_| serde_json::from_str(&format!("{}]}}", text.trim_end().trim_end_matches(','))))
-        .unwrap();
-    let start_job = log["constants"]["logEventTypes"]["URL_REQUEST_START_JOB"].clone();
-    log["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["type"] == start_job)
-        .filter(|e| e["params"]["initiator"] != "not an origin")
-        .filter_map(|e| e["params"]["url"].as_str().map(str::to_string))
-        .collect()
-}
-
 /// A folder run of three synthetic slides and a broken one, evaluated;
 /// the page's path.
 fn folder_run(d: &Path) -> PathBuf {
@@ -190,7 +171,7 @@ fn check_network(d: &Path, profile: &Path, url: &str) {
     let netlog = d.join("net.json");
     let arg = format!("--log-net-log={}", netlog.display());
     chromium(profile, &[&arg, "--dump-dom"], url);
-    assert_eq!(page_requests(&netlog), Vec::<String>::new());
+    assert_eq!(common::page_requests(&netlog), Vec::<String>::new());
     let control = d.join("out/control.html");
     std::fs::write(&control, "<img src=\"http://192.0.2.1/x.png\">").unwrap();
     chromium(
@@ -198,7 +179,7 @@ fn check_network(d: &Path, profile: &Path, url: &str) {
         &[&arg, "--dump-dom"],
         &format!("file://{}", control.display()),
     );
-    assert_eq!(page_requests(&netlog), ["http://192.0.2.1/x.png"]);
+    assert_eq!(common::page_requests(&netlog), ["http://192.0.2.1/x.png"]);
 }
 
 #[test]

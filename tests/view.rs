@@ -687,21 +687,7 @@ fn view_in_chromium() {
         .filter(|u| !u.starts_with(&origin) && !u.starts_with("data:"))
         .collect();
     assert!(away.is_empty(), "requests that left the server: {away:?}");
-    let netlog = std::fs::read_to_string(d.join("net.json")).unwrap();
-    let log: Value = serde_json::from_str(&netlog)
-        .or_else(|_| {
-            serde_json::from_str(&format!("{}]}}", netlog.trim_end().trim_end_matches(',')))
-        })
-        .unwrap();
-    let start_job = log["constants"]["logEventTypes"]["URL_REQUEST_START_JOB"].clone();
-    let logged: Vec<&str> = log["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["type"] == start_job)
-        .filter(|e| e["params"]["initiator"] != "not an origin")
-        .filter_map(|e| e["params"]["url"].as_str())
-        .collect();
+    let logged = common::page_requests(&d.join("net.json"));
     assert!(!logged.is_empty());
     let away: Vec<_> = logged.iter().filter(|u| !u.starts_with(&origin)).collect();
     assert!(

@@ -177,3 +177,22 @@ pub fn segment(dir: &Path, slide: &Path, model: &Path, out: &str, extra: &[&str]
         .output()
         .expect("run wsiseg")
 }
+
+/// URLs a page asked for, from Chromium's network log (`--log-net-log`;
+/// Chromium's own background requests have the initiator "not an origin").
+pub fn page_requests(netlog: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(netlog).unwrap();
+    // A log cut short by the exit lacks its closing brackets.
+    let log: serde_json::Value = serde_json::from_str(&text)
+        .or_else(|_| serde_json::from_str(&format!("{}]}}", text.trim_end().trim_end_matches(','))))
+        .unwrap();
+    let start_job = log["constants"]["logEventTypes"]["URL_REQUEST_START_JOB"].clone();
+    log["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == start_job)
+        .filter(|e| e["params"]["initiator"] != "not an origin")
+        .filter_map(|e| e["params"]["url"].as_str().map(str::to_string))
+        .collect()
+}

@@ -42,11 +42,9 @@ fn row(out: &Path, stem: &str, report: &SlideReport, status: &str, error: Option
         Some(f64::from(slide.level0.width) * mpp / f64::from(w))
     });
     // The tumor colour of the model that made the overlay.
-    let tumor_colour =
-        serde_json::from_value::<wsiseg_infer::Manifest>(report.model.manifest.clone())
-            .ok()
-            .and_then(|m| m.class_colours().get(1).copied())
-            .unwrap_or(crate::outputs::CLASS_COLOURS[1]);
+    let tumor_colour = crate::outputs::report_classes(Some(report))
+        .get(1)
+        .map_or(crate::outputs::CLASS_COLOURS[1], |c| c.1);
     let stats = &report.statistics;
     let probability = stats.probability.as_ref();
     let run = &report.run;

@@ -81,8 +81,8 @@ pub use lock::SlideLock;
 pub use memory::peak_rss_mib;
 pub use options::DeviceList;
 pub use outputs::{
-    class_colour, fit, Finished, Format, MaskOutput, MaskStatistics, OutputContext, OutputPaths,
-    SlideResult, CLASS_COLOURS, GEOMETRY_SIDE, OVERVIEW_SIDE,
+    class_colour, fit, report_classes, Finished, Format, MaskOutput, MaskStatistics, OutputContext,
+    OutputPaths, SlideResult, CLASS_COLOURS, GEOMETRY_SIDE, OVERVIEW_SIDE,
 };
 pub use pipeline::{BadTile, READ_CHUNK};
 pub use predict::Prediction;

@@ -152,16 +152,24 @@ impl Server {
             .expect("a bound listener has an address")
     }
 
+    /// Where this machine reaches it: its address, or loopback when it
+    /// listens on every address.
+    fn reachable(&self) -> SocketAddr {
+        let addr = self.addr();
+        match addr.ip() {
+            IpAddr::V4(v4) if v4.is_unspecified() => {
+                SocketAddr::from(([127, 0, 0, 1], addr.port()))
+            }
+            IpAddr::V6(v6) if v6.is_unspecified() => {
+                SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port()))
+            }
+            _ => addr,
+        }
+    }
+
     /// The page's URL, token included.
     pub fn url(&self) -> String {
-        let addr = self.addr();
-        let host = match addr.ip() {
-            IpAddr::V4(v4) if v4.is_unspecified() => "127.0.0.1".to_string(),
-            IpAddr::V6(v6) if v6.is_unspecified() => "[::1]".to_string(),
-            IpAddr::V6(v6) => format!("[{v6}]"),
-            ip => ip.to_string(),
-        };
-        format!("http://{host}:{}/{}/", addr.port(), self.state.token)
+        format!("http://{}/{}/", self.reachable(), self.state.token)
     }
 
     /// The slides it serves.
@@ -172,7 +180,7 @@ impl Server {
     /// Answers requests until `stop` is set (checked every 100 ms); then
     /// finishes the requests in hand and returns.
     pub fn run(self, stop: &AtomicBool) {
-        let addr = self.addr();
+        let wake = self.reachable();
         let (tx, rx) = sync_channel::<TcpStream>(QUEUE);
         let rx = Arc::new(Mutex::new(rx));
         let workers: Vec<_> = (0..self.threads)
@@ -193,12 +201,6 @@ impl Server {
                 }
                 done2.store(true, Ordering::SeqCst);
                 // Wakes the accept below.
-                let wake = match addr.ip() {
-                    IpAddr::V4(v4) if v4.is_unspecified() => {
-                        SocketAddr::from(([127, 0, 0, 1], addr.port()))
-                    }
-                    _ => addr,
-                };
                 let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
             });
             accept(&self.listener, &tx, &done);

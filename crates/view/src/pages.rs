@@ -68,19 +68,8 @@ pub fn slides_json(c: &Catalog) -> Value {
 
 /// The classes' names and colours of the model that made the slide's mask.
 fn classes(e: &Entry) -> Vec<Value> {
-    let manifest = e.report.as_ref().and_then(|r| {
-        serde_json::from_value::<wsiseg_infer::Manifest>(r.model.manifest.clone()).ok()
-    });
-    let (names, colours) = match &manifest {
-        Some(m) => (m.classes.clone(), m.class_colours()),
-        None => (
-            vec!["background".into(), "tumor".into()],
-            wsiseg_infer::CLASS_COLOURS[..2].to_vec(),
-        ),
-    };
-    names
-        .iter()
-        .zip(colours)
+    wsiseg_engine::report_classes(e.report.as_ref())
+        .into_iter()
         .map(|(n, c)| json!({"name": n, "colour": c}))
         .collect()
 }

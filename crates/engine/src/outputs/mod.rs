@@ -40,6 +40,22 @@ pub use wsiseg_infer::CLASS_COLOURS;
 pub fn class_colour(class: usize) -> [u8; 3] {
     CLASS_COLOURS.get(class).copied().unwrap_or([128, 128, 128])
 }
+/// The classes of the model a report names, background first, with their
+/// colours (its manifest's); without a report, or when its manifest cannot
+/// be read, background and tumor in the default colours.
+pub fn report_classes(report: Option<&wsiseg_report::SlideReport>) -> Vec<(String, [u8; 3])> {
+    let manifest = report.and_then(|r| {
+        serde_json::from_value::<wsiseg_infer::Manifest>(r.model.manifest.clone()).ok()
+    });
+    match manifest {
+        Some(m) => m.classes.iter().cloned().zip(m.class_colours()).collect(),
+        None => vec![
+            ("background".into(), CLASS_COLOURS[0]),
+            ("tumor".into(), CLASS_COLOURS[1]),
+        ],
+    }
+}
+
 /// Longest side of the label copy GeoJSON is traced from.
 pub const GEOMETRY_SIDE: u32 = 8192;
 
