@@ -109,6 +109,11 @@ fi
 # tifffile (pure Python) their OME-TIFF pyramids.
 "$VENV/bin/python" -c "import pydicom, tifffile" 2>/dev/null ||
     "$VENV/bin/pip" install --quiet --disable-pip-version-check "pydicom==3.0.2" "tifffile==2026.3.3"
+# nvJPEG (libnvjpeg.so.13, 4 MB, self-contained): `--decode gpu|auto` decodes
+# JPEG tiles with it on a GPU; found beside torch's CUDA libraries, and carried
+# by the CUDA bundle with them.
+"$VENV/bin/python" -c "import sys, importlib.metadata as m; sys.exit(m.version('nvidia-nvjpeg') != '13.2.3.58')" 2>/dev/null ||
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check --no-deps "nvidia-nvjpeg==13.2.3.58"
 # segmentation-models-pytorch and MONAI (about 15 MB with torchvision and timm)
 # for scripts/export_model.py's presets, which the tests run.
 "$VENV/bin/python" -c "import segmentation_models_pytorch, monai" 2>/dev/null ||

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 use wsiseg_engine::{
-    BadTiles, DeviceChoice, DeviceList, Format, MaskValues, Precision, Reader, Tta,
+    BadTiles, Decode, DeviceChoice, DeviceList, Format, MaskValues, Precision, Reader, Tta,
 };
 
 #[derive(Debug, Parser)]
@@ -173,6 +173,10 @@ pub struct BenchArgs {
     /// Threads reading and decoding tiles [default: all cores but two, 2 to 24].
     #[arg(long)]
     pub readers: Option<usize>,
+    /// Where JPEG tiles are decoded end to end (as `segment --decode`); the
+    /// decode stage measures the host and, with a GPU and nvJPEG, the device.
+    #[arg(long, default_value = "auto", value_parser = named::<Decode>(DECODES))]
+    pub decode: Decode,
     /// Slide tiles (and planned tiles, in whole rows) read for the read and decode figures.
     #[arg(long, default_value_t = 400)]
     pub sample_tiles: usize,
@@ -467,6 +471,13 @@ pub struct SegmentArgs {
     /// reads everything through OpenSlide (its exact pixels, slower).
     #[arg(long, default_value = "auto", value_parser = named::<Reader>(READERS))]
     pub reader: Reader,
+    /// Where the JPEG tiles of SVS and tiled TIFF levels are decoded: gpu
+    /// decodes them with nvJPEG on the GPU that runs the model and cuts the
+    /// tiles there (pixels within JPEG's rounding of the CPU decoder's); cpu
+    /// on the reader threads; auto on the GPU when the model runs on one and
+    /// nvJPEG is installed. The report says which ran.
+    #[arg(long, default_value = "auto", value_parser = named::<Decode>(DECODES))]
+    pub decode: Decode,
     /// Outputs to write, comma-separated: png (label mask), tiff (pyramidal
     /// BigTIFF mask for OpenSlide/QuPath/ASAP), geojson (QuPath annotations),
     /// asap (the same regions as ASAP annotations, NAME.xml; not by default),
@@ -539,6 +550,18 @@ fn formats() -> impl TypedValueParser<Value = Format> {
 }
 
 /// `--bad-tiles`' values.
+const DECODES: &[(&str, &str)] = &[
+    (
+        "auto",
+        "On the GPU when the model runs on one and nvJPEG is there",
+    ),
+    ("cpu", "On the reader threads"),
+    (
+        "gpu",
+        "With nvJPEG on the model's GPU (an error where it cannot be)",
+    ),
+];
+
 const BAD_TILES: &[(&str, &str)] = &[
     ("fail", "Fail the slide"),
     ("background", "Background, with a warning"),
@@ -569,6 +592,9 @@ mod tests {
     fn every_listed_value_is_the_engines_own() {
         for &(name, _) in READERS {
             assert_eq!(name.parse::<Reader>().unwrap().to_string(), name);
+        }
+        for &(name, _) in DECODES {
+            assert_eq!(name.parse::<Decode>().unwrap().to_string(), name);
         }
         for &(name, _) in BAD_TILES {
             assert_eq!(name.parse::<BadTiles>().unwrap().to_string(), name);

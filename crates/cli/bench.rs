@@ -295,6 +295,7 @@ fn end_to_end_figures(
         .precision(Some(setup.precision))
         .batch(Some(setup.batch))
         .readers(Some(setup.readers))
+        .decode(args.decode)
         .build()
         .map_err(crate::errors::flag_context)?;
     let unix = || {

@@ -381,7 +381,8 @@ fn openslide_check() -> Check {
 
 /// The runtimes of model formats beside TorchScript: ONNX Runtime (loaded
 /// now, as an ONNX model would load it; absent is a note: only `.onnx`
-/// models need it) and AOTInductor (built in, or not).
+/// models need it), AOTInductor (built in, or not) and nvJPEG (the GPU's
+/// JPEG decoder: absent is a note, tiles are then decoded on the CPU).
 fn format_checks() -> Vec<Check> {
     let onnx = match wsiseg_infer::onnx_runtime_library() {
         Ok((path, version)) => Check::new(
@@ -408,7 +409,23 @@ fn format_checks() -> Vec<Check> {
         ),
         Err(why) => Check::new("AOTInductor", Status::Note, why),
     };
-    vec![onnx, aoti]
+    let nvjpeg = match wsiseg_infer::nvjpeg_library() {
+        Ok((path, version)) => Check::new(
+            "nvJPEG",
+            Status::Ok,
+            format!(
+                "{version} from {} (--decode gpu|auto: JPEG tiles decoded on the GPU)",
+                path.display()
+            ),
+        )
+        .data(json!({"version": version, "path": path})),
+        Err(why) => Check::new(
+            "nvJPEG",
+            Status::Note,
+            format!("{why}; without it JPEG tiles are decoded on the CPU"),
+        ),
+    };
+    vec![onnx, aoti, nvjpeg]
 }
 
 /// Model folders: the ones given, else every folder with a manifest.json in

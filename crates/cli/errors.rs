@@ -76,6 +76,7 @@ fn flag(setting: Setting) -> &'static str {
         Setting::MaskValues => "--mask-values",
         Setting::Outputs => "--formats",
         Setting::BadTiles => "--bad-tiles",
+        Setting::Decode => "--decode",
     }
 }
 

@@ -215,6 +215,7 @@ fn build_engine(args: &SegmentArgs) -> Result<Engine> {
         .threshold(args.threshold)
         .batch(args.batch)
         .readers(args.readers)
+        .decode(args.decode)
         .build()
         .map_err(crate::errors::flag_context)?;
     log_runtime(&engine);

@@ -105,6 +105,7 @@ pub(super) fn time_folder(
         .precision(args.run.precision)
         .batch(args.run.batch)
         .readers(args.readers)
+        .decode(args.decode)
         .build()
         .map_err(crate::errors::flag_context)?;
     let batch = wsiseg_engine::Batch {

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use sha2::{Digest, Sha256};
-use wsiseg_infer::{Device, Manifest, Precision, Segmenter, Tta};
+use wsiseg_infer::{Device, Manifest, Precision, Segmenter, TileDecoder, Tta};
 use wsiseg_slide::{Reader, Resolution, RgbImage, Size, Slide, TilePlan, WorkingLevel};
 
 use crate::outputs::{Format, OVERVIEW_SIDE};
@@ -53,6 +53,7 @@ pub struct EngineBuilder {
     batch: Option<usize>,
     readers: Option<usize>,
     threshold: Option<f64>,
+    decode: Decode,
 }
 
 impl EngineBuilder {
@@ -68,7 +69,15 @@ impl EngineBuilder {
             batch: None,
             readers: None,
             threshold: None,
+            decode: Decode::default(),
         }
+    }
+
+    /// Where stored JPEG tiles are decoded [default: auto, on the GPU when
+    /// the model runs on one and nvJPEG is there].
+    pub fn decode(mut self, decode: Decode) -> Self {
+        self.decode = decode;
+        self
     }
 
     /// One inference worker per entry (`[Cpu, Cpu]` runs two CPU workers).
@@ -158,6 +167,7 @@ impl EngineBuilder {
             })
             .collect::<Result<Vec<_>, EngineError>>()?;
         let libraries = workers[0].libraries();
+        let (decoders, decode_unavailable) = tile_decoders(self.decode, &workers)?;
         let workers = workers.into_iter().map(Mutex::new).collect();
         let sha256 = members[0].sha256.clone();
         Ok(Engine {
@@ -174,8 +184,73 @@ impl EngineBuilder {
             threshold,
             decision,
             libraries,
+            decode: self.decode,
+            decoders,
+            decode_unavailable,
         })
     }
+}
+
+/// Where the stored JPEG tiles of slides are decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Decode {
+    /// On the host, by the reader threads (the CPU path).
+    Cpu,
+    /// On the GPU that runs the model (nvJPEG); an error where it cannot be.
+    Gpu,
+    /// On the GPU when the model runs on one and nvJPEG is there, else on
+    /// the host.
+    #[default]
+    Auto,
+}
+
+/// Set (to anything) in tests only: `--decode gpu|auto` then makes tiles
+/// on the model's device through the device path with the host's JPEG
+/// decoder standing in for nvJPEG, so that the path's assembly runs (and
+/// is checked against the CPU path) on machines without a GPU.
+pub const TEST_HOST_DECODE: &str = "WSISEG_TEST_HOST_DECODE";
+
+/// One device decoder per worker for `decode`, or none and why not (auto
+/// where nvJPEG cannot run); `gpu` where it cannot is an error.
+#[allow(clippy::type_complexity)]
+fn tile_decoders(
+    decode: Decode,
+    workers: &[Segmenter],
+) -> Result<(Vec<Mutex<Option<TileDecoder>>>, Option<String>), EngineError> {
+    let none = || workers.iter().map(|_| Mutex::new(None)).collect();
+    if decode == Decode::Cpu {
+        return Ok((none(), None));
+    }
+    let host = std::env::var_os(TEST_HOST_DECODE).is_some();
+    let mut decoders = Vec::new();
+    for w in workers {
+        let device = w.device();
+        let made = if host {
+            Ok(TileDecoder::host(device, host_decode))
+        } else if !device.is_cuda() {
+            Err(format!("the model runs on {device}, not on a CUDA GPU"))
+        } else {
+            w.bind_thread();
+            TileDecoder::nvjpeg(device)
+        };
+        match made {
+            Ok(d) => decoders.push(Mutex::new(Some(d))),
+            Err(why) if decode == Decode::Auto => return Ok((none(), Some(why))),
+            Err(why) => {
+                return Err(setting(
+                    Setting::Decode,
+                    "gpu",
+                    &format!("cannot decode on the GPU: {why} (use --decode cpu or auto)"),
+                ))
+            }
+        }
+    }
+    Ok((decoders, None))
+}
+
+/// The CPU path's JPEG decoder, for [`TEST_HOST_DECODE`].
+fn host_decode(stream: &[u8], w: u32, h: u32) -> Result<Vec<u8>, String> {
+    wsiseg_slide::decode_jpeg(stream, w, h).map(RgbImage::into_raw)
 }
 
 /// The SHA-256 of a file (a model), as lowercase hex.
@@ -236,6 +311,11 @@ pub struct Engine {
     members: Vec<Member>,
     tta: Tta,
     libraries: Vec<(&'static str, Option<String>)>,
+    decode: Decode,
+    /// Per worker, its device's JPEG decoder (none: tiles are decoded on the host).
+    pub(crate) decoders: Vec<Mutex<Option<TileDecoder>>>,
+    /// Why `auto` decodes on the host although the model runs on a GPU.
+    decode_unavailable: Option<String>,
 }
 
 /// How the PNG mask stores classes.
@@ -400,6 +480,60 @@ impl Engine {
     /// One device per inference worker.
     pub fn devices(&self) -> Vec<Device> {
         self.devices.clone()
+    }
+
+    /// Where stored JPEG tiles are decoded, as asked.
+    pub fn decode(&self) -> Decode {
+        self.decode
+    }
+
+    /// Whether this engine decodes JPEG tiles on its devices (for slides
+    /// whose working level is read from stored JPEG tiles).
+    pub fn decodes_on_device(&self) -> bool {
+        self.decoders.iter().all(|d| {
+            d.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .is_some()
+        }) && !self.decoders.is_empty()
+    }
+
+    /// How `slide`'s tiles at `working` are decoded, for its report: `cpu`,
+    /// `gpu: nvJPEG (hardware)`…, with why not on the GPU where it was asked.
+    pub fn decoded_by(&self, slide: &dyn Slide, working: &WorkingLevel) -> (bool, String) {
+        if self.decode == Decode::Cpu {
+            return (false, "cpu".into());
+        }
+        if let Some(why) = &self.decode_unavailable {
+            let cuda = self.devices.iter().any(|d| d.is_cuda());
+            return (
+                false,
+                if cuda {
+                    format!("cpu (nvJPEG unavailable: {why})")
+                } else {
+                    "cpu".into()
+                },
+            );
+        }
+        if !working.stored_jpeg(slide) {
+            return (
+                false,
+                format!(
+                    "cpu (level {} is not read from stored baseline JPEG tiles{})",
+                    working.source_level,
+                    if working.scale == 1.0 {
+                        ""
+                    } else {
+                        " as it is: it is resampled"
+                    }
+                ),
+            );
+        }
+        let name = self.decoders[0]
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .map_or("none", TileDecoder::name);
+        (true, format!("gpu: {name}"))
     }
 
     /// The devices as `cpu`, `cuda:0`…, one per worker.

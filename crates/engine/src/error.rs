@@ -34,6 +34,8 @@ pub enum Setting {
     Outputs,
     /// What a corrupt stored tile does.
     BadTiles,
+    /// Where JPEG tiles are decoded.
+    Decode,
 }
 
 /// Errors of the engine.

@@ -71,8 +71,9 @@ pub use batch::{Batch, BatchObserver, BatchOutcome, SlideInput, SummaryKind, Uno
 pub use control::{BatchTimes, Progress, RunControl};
 pub use engine::{
     default_batch, default_readers, describe_devices, file_sha256, plan_tiles, resolution,
-    working_level, BadTiles, Engine, EngineBuilder, MaskSize, MaskValues, Request, SlidePlan,
-    Tissue, TissuePolicy, DEFAULT_CPU_BATCH, DEFAULT_CUDA_BATCH, MAX_READ_SCALE,
+    working_level, BadTiles, Decode, Engine, EngineBuilder, MaskSize, MaskValues, Request,
+    SlidePlan, Tissue, TissuePolicy, DEFAULT_CPU_BATCH, DEFAULT_CUDA_BATCH, MAX_READ_SCALE,
+    TEST_HOST_DECODE,
 };
 pub use error::{error_line, EngineError, Setting};
 pub use html::{write_index, write_index_of, VIEW_SCRIPT};

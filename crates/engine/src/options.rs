@@ -6,7 +6,7 @@
 use wsiseg_infer::{Device, DeviceChoice};
 
 use crate::engine::setting;
-use crate::{BadTiles, EngineError, MaskValues, Setting};
+use crate::{BadTiles, Decode, EngineError, MaskValues, Setting};
 
 /// A list of devices such as `auto`, `cpu`, `cuda:0,cuda:1`, `cuda:all` or
 /// `cpu,cpu`, one inference worker each; parsed as given (the syntax), and
@@ -154,5 +154,35 @@ impl std::str::FromStr for BadTiles {
                     "is not a choice: use fail or background",
                 )
             })
+    }
+}
+
+impl Decode {
+    /// All three, as requests and reports name them.
+    pub const ALL: [Decode; 3] = [Decode::Auto, Decode::Cpu, Decode::Gpu];
+
+    /// As requests and reports name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Cpu => "cpu",
+            Self::Gpu => "gpu",
+            Self::Auto => "auto",
+        }
+    }
+}
+
+impl std::fmt::Display for Decode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Decode {
+    type Err = EngineError;
+    fn from_str(s: &str) -> Result<Self, EngineError> {
+        Self::ALL
+            .into_iter()
+            .find(|v| v.name().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| setting(Setting::Decode, s, "is not a choice: use cpu, gpu or auto"))
     }
 }

@@ -79,7 +79,7 @@ fn slide_report(input: &ReportInput, outputs: &[PathBuf]) -> SlideReport {
         wsiseg_version: env!("CARGO_PKG_VERSION").to_string(),
         run: run_info(input),
         slide: slide_info(ctx.slide),
-        working_level: working_level(ctx),
+        working_level: working_level(ctx, t),
         model: input.model.clone(),
         parameters: input.parameters.clone(),
         tiles: Tiles {
@@ -148,7 +148,7 @@ fn slide_info(s: &dyn wsiseg_slide::Slide) -> SlideInfo {
     }
 }
 
-fn working_level(ctx: &OutputContext) -> WorkingLevel {
+fn working_level(ctx: &OutputContext, stats: &RunStats) -> WorkingLevel {
     let working = &ctx.plan.working;
     WorkingLevel {
         source_level: working.source_level,
@@ -161,6 +161,9 @@ fn working_level(ctx: &OutputContext) -> WorkingLevel {
             Some(codec) => format!("direct {codec} tiles"),
             None => "OpenSlide".to_string(),
         },
+        decoded_by: stats.decoded_by.clone(),
+        tiles_decoded_on_device: stats.device_decoded,
+        device_decode_fallbacks: stats.decode_fallbacks,
     }
 }
 

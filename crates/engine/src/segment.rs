@@ -49,6 +49,12 @@ pub struct RunStats {
     pub class_pixels: Vec<u64>,
     /// Corrupt stored tiles made background (`--bad-tiles background`).
     pub bad_tiles: Vec<BadTile>,
+    /// Where the tiles were decoded: `cpu`, `gpu: nvJPEG (hardware)`…
+    pub decoded_by: String,
+    /// Stored JPEG tiles decoded on the devices.
+    pub device_decoded: u64,
+    /// Batches the device decoder failed on, decoded on the host instead.
+    pub decode_fallbacks: u64,
 }
 
 /// How a slide ended.
@@ -295,6 +301,7 @@ impl Engine {
             limit: control.limit(),
         };
         let (names, mut outputs) = create_outputs(&formats, &ctx, extra)?;
+        let (on_device, decoded_by) = self.decoded_by(slide, &plan.working);
         let pipeline = Job {
             slide,
             working: plan.working,
@@ -306,11 +313,12 @@ impl Engine {
             run: &plan.run,
             control,
             bad_tiles: request.bad_tiles,
+            decoders: on_device.then_some(&self.decoders[..]),
         }
         .run(&mut outputs, &names)?;
         let outputs_started = Instant::now();
         warn_bad_tiles(slide, &pipeline.bad_tiles);
-        let mut stats = run_stats(plan, pipeline, &names);
+        let mut stats = run_stats(plan, pipeline, &names, decoded_by);
         // The times so far; the report (made last) gives the figures of
         // the moment it is written.
         let clock = |stats: &mut RunStats| {
@@ -423,7 +431,12 @@ fn finish_outputs(
 
 /// The pipeline's times and counts with the plan's; the output times are
 /// filled in as the outputs finish.
-fn run_stats(plan: &SlidePlan, pipeline: PipelineStats, writers: &[&'static str]) -> RunStats {
+fn run_stats(
+    plan: &SlidePlan,
+    pipeline: PipelineStats,
+    writers: &[&'static str],
+    decoded_by: String,
+) -> RunStats {
     RunStats {
         plan_s: plan.seconds,
         read_s: pipeline.read,
@@ -448,6 +461,9 @@ fn run_stats(plan: &SlidePlan, pipeline: PipelineStats, writers: &[&'static str]
         tiles_per_worker: pipeline.tiles_per_worker,
         class_pixels: pipeline.class_pixels,
         bad_tiles: pipeline.bad_tiles,
+        decoded_by,
+        device_decoded: pipeline.device_decoded,
+        decode_fallbacks: pipeline.decode_fallbacks,
     }
 }
 

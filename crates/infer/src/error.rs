@@ -130,6 +130,13 @@ pub enum InferError {
         tile: Option<usize>,
     },
 
+    /// The device's JPEG decoder failed on a batch of stored tiles.
+    #[error("the GPU's JPEG decoder failed: {detail}")]
+    Decode {
+        /// What it said.
+        detail: String,
+    },
+
     /// A device name that is not one.
     #[error("'{given}' is not a device: use auto, cpu, cuda or cuda:N")]
     DeviceSyntax {

@@ -24,15 +24,18 @@
 //! ```
 
 mod cuda;
+mod decode;
 mod device;
 mod error;
 mod manifest;
 mod member;
 mod model;
+mod nvjpeg;
 mod runtime;
 mod tta;
 
 pub use cuda::{driver_info, gpu_name, DriverInfo, GpuInfo};
+pub use decode::{Assembly, DecodeFailure, HostDecode, Placement, Source, TileDecoder};
 pub use device::{
     cuda_device_count, cuda_library_versions, cuda_support_linked, cuda_version_text,
     cudnn_version_text, describe, libtorch_dir, libtorch_version, load_cuda_support,
@@ -44,6 +47,7 @@ pub use manifest::{
     OutputElement, OutputKind, CLASS_COLOURS, MAX_TILE,
 };
 pub use model::{InFlight, Segmenter, Staging};
+pub use nvjpeg::nvjpeg_library;
 pub use runtime::{
     aotinductor_support, onnx_runtime_library, runtime_names, Aoti, Linear, Network, Onnx, Output,
     Runtime, TorchScript,

@@ -430,13 +430,54 @@ impl Segmenter {
             "batch larger than its staging buffer"
         );
         let _no_grad = tch::no_grad_guard();
-        let cuda = self.device.is_cuda();
+        let x = self.upload(&staging, n);
+        self.submit_on_device(staging, x, n, with_probability)
+    }
+
+    /// The first `n` tiles of `staging` on the device (queued, on CUDA).
+    fn upload(&self, staging: &Staging, n: usize) -> Tensor {
         let host = staging.host.narrow(0, 0, n as i64);
-        let x = if cuda {
+        if self.device.is_cuda() {
             host.to_device_(self.device.tch(), Kind::Uint8, true, false)
         } else {
             host
+        }
+    }
+
+    /// The batch's `n×t×t×3` bytes made on the device from stored JPEG
+    /// tiles by `decoder`, for [`Self::submit_on_device`]: the tiles of
+    /// `assembly.tiles` that are `None` come from `staging` (uploaded as in
+    /// [`Self::submit`]), those past its end are white.
+    pub fn assemble(
+        &self,
+        staging: &Staging,
+        n: usize,
+        decoder: &mut crate::TileDecoder,
+        assembly: &crate::Assembly,
+    ) -> Result<Tensor, InferError> {
+        assert!(n <= staging.capacity && assembly.tiles.len() <= n);
+        let _no_grad = tch::no_grad_guard();
+        let mut x = if assembly.tiles.iter().any(Option::is_none) {
+            self.upload(staging, n)
+        } else {
+            let t = i64::from(staging.tile);
+            Tensor::full([n as i64, t, t, 3], 255, (Kind::Uint8, self.device.tch()))
         };
+        crate::decode::assemble(decoder, assembly, &mut x)?;
+        Ok(x)
+    }
+
+    /// [`Self::submit`] of `x`, the batch's `n×t×t×3` bytes on the device
+    /// already ([`Self::assemble`]); `staging` comes back with the results.
+    pub fn submit_on_device(
+        &self,
+        staging: Staging,
+        x: Tensor,
+        n: usize,
+        with_probability: bool,
+    ) -> Result<InFlight, InferError> {
+        let _no_grad = tch::no_grad_guard();
+        let cuda = self.device.is_cuda();
         // One flag per tile and model: every output value finite (checked
         // on arrival, a pass over the output, small beside the model).
         let (classes, tumor, finite) = if self.single() {

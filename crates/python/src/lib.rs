@@ -68,6 +68,7 @@ fn keyword(setting: Setting) -> &'static str {
         Setting::MaskValues => "mask_values",
         Setting::Outputs => "formats",
         Setting::BadTiles => "bad_tiles",
+        Setting::Decode => "decode",
     }
 }
 

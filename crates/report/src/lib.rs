@@ -157,6 +157,14 @@ pub struct WorkingLevel {
     /// `direct JPEG tiles` (or `Deflate`, `LZW`, `uncompressed` tiles of
     /// a SubIFD pyramid) or `OpenSlide`.
     pub read_by: String,
+    /// Where its tiles were decoded: `cpu`, or `gpu: nvJPEG (hardware)`
+    /// (or `nvJPEG`, its hybrid backend) — with why not on the GPU when
+    /// `--decode` asked for it and it could not be (`cpu (…)`).
+    pub decoded_by: String,
+    /// Stored JPEG tiles decoded on the GPU (each once per batch).
+    pub tiles_decoded_on_device: u64,
+    /// Batches the GPU's decoder failed on, decoded on the host instead.
+    pub device_decode_fallbacks: u64,
 }
 
 /// The model.
@@ -225,6 +233,8 @@ pub struct Parameters {
     pub slide_mpp: Option<f64>,
     /// What corrupt stored tiles do: `fail` or `background`.
     pub bad_tiles: String,
+    /// Where stored JPEG tiles are decoded, as asked: `auto`, `cpu`, `gpu`.
+    pub decode: String,
     /// The output formats asked for (the probability maps apart).
     pub formats: Vec<String>,
     /// Whether the probability maps were asked for.

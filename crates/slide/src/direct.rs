@@ -19,6 +19,7 @@ use image::RgbImage;
 use tiff::decoder::Decoder;
 use tiff::tags::Tag;
 
+use crate::stored::{Baseline, Piece, StoredPiece, StoredTiles};
 use crate::{Level, Rect, Size, SlideError};
 
 /// The JPEG tiles of one pyramid level.
@@ -302,27 +303,8 @@ impl JpegTiles {
         // zune-jpeg (the image crate's JPEG decoder) in strict mode: data
         // that ends early, bad Huffman codes, markers where none belong are
         // errors, where the lenient mode fills the rest of the tile with grey.
-        let options = zune_core::options::DecoderOptions::default()
-            .jpeg_set_out_colorspace(zune_core::colorspace::ColorSpace::RGB)
-            .set_strict_mode(true);
-        let mut decoder = zune_jpeg::JpegDecoder::new_with_options(
-            zune_core::bytestream::ZCursor::new(&bytes[..]),
-            options,
-        );
-        let pixels = decoder
-            .decode()
-            .map_err(|e| format!("JPEG tile {n}: corrupt data ({e})"))?;
-        let (w, h) = decoder
-            .dimensions()
-            .map_or((0, 0), |(w, h)| (w as u32, h as u32));
-        if (w, h) != (self.tile_width, self.tile_height) {
-            return Err(format!(
-                "JPEG tile {n} is {w}×{h}, the TIFF says {}×{}",
-                self.tile_width, self.tile_height
-            ));
-        }
-        RgbImage::from_raw(w, h, pixels)
-            .ok_or_else(|| format!("JPEG tile {n}: not 3 bytes per pixel"))
+        crate::stored::decode_jpeg(&bytes, self.tile_width, self.tile_height)
+            .map_err(|e| format!("JPEG tile {n}: {e}"))
     }
 
     /// A Deflate, LZW or uncompressed tile: exactly the tile's RGB bytes
@@ -736,6 +718,89 @@ impl DirectReader {
     ) -> Option<Result<RgbImage, SlideError>> {
         let tiles = self.tiles(level)?;
         Some(self.assemble(level, tiles, rect, buf))
+    }
+
+    /// The stored tiles `rect` (of `level`; parts outside it are left
+    /// out) is made of, compressed, for a decoder elsewhere; `None` when
+    /// the level is not read directly or is not JPEG-tiled. Streams a
+    /// device decoder does not take are decoded here; corrupt ones are the
+    /// CPU decoder's error ([`SlideError::BadTile`]), as [`Self::read`] has it.
+    pub fn stored(&self, level: u32, rect: Rect) -> Option<Result<StoredTiles, SlideError>> {
+        let tiles = self.tiles(level).filter(|t| t.codec == Codec::Jpeg)?;
+        Some(self.stored_in(level, tiles, rect))
+    }
+
+    fn stored_in(
+        &self,
+        level: u32,
+        tiles: &JpegTiles,
+        rect: Rect,
+    ) -> Result<StoredTiles, SlideError> {
+        let (w, h) = (tiles.tile_width, tiles.tile_height);
+        let mut pieces = Vec::new();
+        if let Some(inside) = rect.clip_to(tiles.size) {
+            for n in tiles.tiles_touching(inside) {
+                let tile_rect = tiles.tile_rect(n);
+                let part = tile_rect
+                    .intersect(inside)
+                    .expect("a touched tile meets the rect");
+                let bad = |detail: String| SlideError::BadTile {
+                    path: tiles.path.clone(),
+                    level,
+                    tile: n,
+                    rect: tile_rect,
+                    detail,
+                };
+                let content = if tiles.missing(n) {
+                    Piece::Fill(self.background)
+                } else {
+                    let stream = tiles
+                        .raw(&self.file, n)
+                        .map_err(|e| bad(format!("JPEG tile {n}: cannot read it: {e}")))?;
+                    match crate::stored::check_baseline(&stream, w, h) {
+                        Baseline::Yes => Piece::Jpeg(stream.into()),
+                        // The CPU decoder says what is wrong, or decodes
+                        // what the device decoder does not take.
+                        Baseline::Other(_) | Baseline::Broken(_) => Piece::Pixels(Arc::new(
+                            crate::stored::decode_jpeg(&stream, w, h)
+                                .map_err(|e| bad(format!("JPEG tile {n}: {e}")))?,
+                        )),
+                    }
+                };
+                pieces.push(StoredPiece {
+                    key: (level, n),
+                    content,
+                    tile_rect,
+                    part,
+                });
+            }
+        }
+        Ok(StoredTiles {
+            rect,
+            tile_width: w,
+            tile_height: h,
+            pieces,
+        })
+    }
+
+    /// Decodes stored tile `n` of `level` on the CPU, as [`Self::read`]
+    /// does (for a device decoder that failed on it); a bad tile is
+    /// [`SlideError::BadTile`].
+    pub fn decode_stored(&self, level: u32, n: usize) -> Option<Result<RgbImage, SlideError>> {
+        let tiles = self
+            .tiles(level)
+            .filter(|t| t.codec == Codec::Jpeg && n < t.len())?;
+        Some(
+            tiles
+                .decode_tile(&self.file, n)
+                .map_err(|detail| SlideError::BadTile {
+                    path: tiles.path.clone(),
+                    level,
+                    tile: n,
+                    rect: tiles.tile_rect(n),
+                    detail,
+                }),
+        )
     }
 
     fn assemble(

@@ -35,6 +35,7 @@ mod plain;
 mod resolution;
 mod rows;
 mod slide;
+mod stored;
 mod strips;
 mod tiffwalk;
 mod tissue;
@@ -49,6 +50,7 @@ pub use slide::{
     with_mpp, Reader, Slide, BACKGROUND, MAX_THUMBNAIL_SOURCE_PIXELS, SLIDE_EXTENSIONS,
     THUMBNAIL_BAND_BYTES,
 };
+pub use stored::{check_baseline, decode_jpeg, Baseline, Piece, StoredPiece, StoredTiles};
 pub use tissue::{otsu, tissue_mask, tissue_mask_with, tissue_tiles};
 
 /// The geometry every reader speaks, re-exported from `wsiseg-geometry`.

@@ -7,7 +7,7 @@ use openslide_rs::errors::OpenSlideError;
 use openslide_rs::{Address, OpenSlide, Region};
 
 use crate::direct::DirectReader;
-use crate::{Level, Mpp, Reader, Rect, Size, Slide, SlideError};
+use crate::{Level, Mpp, Reader, Rect, Size, Slide, SlideError, StoredTiles};
 
 /// A slide opened by OpenSlide. One handle serves many threads. Levels
 /// stored as JPEG tiles in a TIFF are read directly, when allowed.
@@ -233,6 +233,14 @@ impl Slide for OpenSlideSlide {
         if let Some(d) = &self.direct {
             d.plan_reads(level, rects);
         }
+    }
+
+    fn stored(&self, level: u32, rect: Rect) -> Option<Result<StoredTiles, SlideError>> {
+        self.direct.as_ref()?.stored(level, rect)
+    }
+
+    fn decode_stored(&self, level: u32, n: usize) -> Option<Result<RgbImage, SlideError>> {
+        self.direct.as_ref()?.decode_stored(level, n)
     }
 
     fn read_inside(&self, level: u32, rect: Rect) -> Result<RgbImage, SlideError> {

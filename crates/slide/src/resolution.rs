@@ -3,7 +3,7 @@
 
 use image::RgbImage;
 
-use crate::{read_padded, read_padded_into, Rect, Size, Slide, SlideError};
+use crate::{read_padded, read_padded_into, Rect, Size, Slide, SlideError, StoredTiles};
 
 /// What the user asked to segment at.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -105,6 +105,30 @@ impl WorkingLevel {
     pub fn plan_reads(&self, slide: &dyn Slide, rects: impl Iterator<Item = Rect>) {
         let source: Vec<Rect> = rects.map(|r| self.source_rect(r)).collect();
         slide.plan_reads(self.source_level, &source);
+    }
+
+    /// `rect` (working-level pixels, may reach outside) as the stored JPEG
+    /// tiles it is made of, for a decoder on a device; `None` when the
+    /// working level is resampled or its source level is not read from
+    /// stored JPEG tiles (then [`Self::read_into`] is the way).
+    pub fn read_stored(
+        &self,
+        slide: &dyn Slide,
+        rect: Rect,
+    ) -> Option<Result<StoredTiles, SlideError>> {
+        if self.scale != 1.0 {
+            return None;
+        }
+        slide.stored(self.source_level, rect)
+    }
+
+    /// Whether [`Self::read_stored`] serves this level (probed on the
+    /// level's first tile).
+    pub fn stored_jpeg(&self, slide: &dyn Slide) -> bool {
+        self.scale == 1.0
+            && slide
+                .stored(self.source_level, Rect::new(0, 0, 1, 1))
+                .is_some()
     }
 
     /// Reads `rect` (working-level pixels, may reach outside) as RGB,

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use image::{Rgb, RgbImage};
 
-use crate::{Level, Mpp, Rect, Size, SlideError};
+use crate::{Level, Mpp, Rect, Size, SlideError, StoredTiles};
 
 /// Background of padded tile areas (outside the slide): white, like glass.
 pub const BACKGROUND: Rgb<u8> = Rgb([255, 255, 255]);
@@ -62,6 +62,19 @@ pub trait Slide: Send + Sync {
     /// mostly in this order), so that a reader can keep decoded what later
     /// reads share and drop it after its last use.
     fn plan_reads(&self, _level: u32, _rects: &[Rect]) {}
+
+    /// `rect` of `level` as the stored JPEG tiles it is made of, still
+    /// compressed, for a decoder on a device; `None` when the level is not
+    /// read from stored JPEG tiles (see [`crate::DirectReader::stored`]).
+    fn stored(&self, _level: u32, _rect: Rect) -> Option<Result<StoredTiles, SlideError>> {
+        None
+    }
+
+    /// Stored tile `n` of `level` decoded on the CPU, for a device decoder
+    /// that failed on it; `None` where [`Slide::stored`] is.
+    fn decode_stored(&self, _level: u32, _n: usize) -> Option<Result<RgbImage, SlideError>> {
+        None
+    }
 }
 
 /// How whole-slide levels are read.
@@ -274,6 +287,12 @@ impl Slide for AssumedMpp {
     }
     fn associated(&self) -> Vec<(String, Size)> {
         self.inner.associated()
+    }
+    fn stored(&self, level: u32, rect: Rect) -> Option<Result<StoredTiles, SlideError>> {
+        self.inner.stored(level, rect)
+    }
+    fn decode_stored(&self, level: u32, n: usize) -> Option<Result<RgbImage, SlideError>> {
+        self.inner.decode_stored(level, n)
     }
 }
 

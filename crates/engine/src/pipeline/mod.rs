@@ -18,8 +18,10 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use wsiseg_infer::{InFlight, InferError, Segmenter};
-use wsiseg_slide::{RgbImage, Slide, SlideError, TileIndex, TilePlan, WorkingLevel};
+use wsiseg_infer::{Assembly, InFlight, InferError, Placement, Segmenter, Source, TileDecoder};
+use wsiseg_slide::{
+    Piece, RgbImage, Slide, SlideError, StoredTiles, TileIndex, TilePlan, WorkingLevel,
+};
 use wsiseg_stitch::Stitcher;
 
 mod stitching;
@@ -50,6 +52,11 @@ pub(crate) struct PipelineStats {
     pub tiles_per_worker: Vec<usize>,
     pub class_pixels: Vec<u64>,
     pub bad_tiles: Vec<BadTile>,
+    /// Stored JPEG tiles decoded on the devices (each once per batch).
+    pub device_decoded: u64,
+    /// Batches whose stored tiles the device decoder failed on, decoded
+    /// on the host instead.
+    pub decode_fallbacks: u64,
 }
 
 /// A corrupt stored tile whose working tiles were made background
@@ -87,9 +94,20 @@ pub(crate) struct Job<'a> {
     pub run: &'a [bool],
     pub control: &'a RunControl<'a>,
     pub bad_tiles: BadTiles,
+    /// One device JPEG decoder per worker, when this slide's stored JPEG
+    /// tiles are decoded on the devices.
+    pub decoders: Option<&'a [Mutex<Option<TileDecoder>>]>,
 }
 
-type ReadResult = (usize, Result<RgbImage, SlideError>);
+/// A working tile as a reader thread hands it on.
+enum Read {
+    /// Its pixels (decoded on the host).
+    Pixels(RgbImage),
+    /// The stored JPEG tiles it is made of, for the worker's device decoder.
+    Stored(StoredTiles),
+}
+
+type ReadResult = (usize, Result<Read, SlideError>);
 
 /// Shared between the threads of one job.
 struct Shared<'a> {
@@ -109,6 +127,10 @@ struct Shared<'a> {
     downsample: f64,
     bad_tiles: BadTiles,
     bad: Mutex<BadLog>,
+    /// Readers hand on stored JPEG tiles, not pixels.
+    device_decode: bool,
+    device_decoded: AtomicU64,
+    decode_fallbacks: AtomicU64,
 }
 
 impl Shared<'_> {
@@ -220,9 +242,12 @@ impl Job<'_> {
             level_pixels: plan.level_size().area(),
             lent: VecDeque::new(),
         };
-        // The reader keeps each decoded slide tile from its first read to its last.
-        self.working
-            .plan_reads(self.slide, todo.iter().map(|&n| plan.nth(n).rect));
+        // The reader keeps each decoded slide tile from its first read to
+        // its last (on the host; device decoding keeps nothing decoded).
+        if self.decoders.is_none() {
+            self.working
+                .plan_reads(self.slide, todo.iter().map(|&n| plan.nth(n).rect));
+        }
         let shared = Shared {
             plan,
             control: self.control,
@@ -236,6 +261,9 @@ impl Job<'_> {
             downsample: self.working.downsample,
             bad_tiles: self.bad_tiles,
             bad: Mutex::new(BadLog::default()),
+            device_decode: self.decoders.is_some(),
+            device_decoded: AtomicU64::new(0),
+            decode_fallbacks: AtomicU64::new(0),
         };
         let read_nanos = AtomicU64::new(0);
         let over_budget = AtomicU64::new(0);
@@ -263,6 +291,8 @@ impl Job<'_> {
         }
         let (writers, (counts, stitch), (busy, tiles_per_worker)) =
             first_cause(inferred, stitched, written)?;
+        let device_decoded = shared.device_decoded.load(Ordering::Relaxed);
+        let decode_fallbacks = shared.decode_fallbacks.load(Ordering::Relaxed);
         Ok(PipelineStats {
             read: read_nanos.load(Ordering::Relaxed) as f64 * 1e-9,
             inference: busy.as_secs_f64(),
@@ -278,6 +308,8 @@ impl Job<'_> {
                 .tiles
                 .into_values()
                 .collect(),
+            device_decoded,
+            decode_fallbacks,
         })
     }
 
@@ -326,10 +358,15 @@ impl Job<'_> {
                         spare_rx.clone(),
                         pool_tx.clone(),
                     );
+                    let decoder = self.decoders.and_then(|d| d.get(i));
                     spawn(scope, format!("infer-{i}"), move || {
                         let model = model.lock().unwrap_or_else(PoisonError::into_inner);
                         model.bind_thread();
-                        run_worker(&model, slide, shared, &tiles, &done, &spare, &pool)
+                        let mut decoder =
+                            decoder.map(|d| d.lock().unwrap_or_else(PoisonError::into_inner));
+                        let decoder = decoder.as_mut().and_then(|d| d.as_mut());
+                        let stages = (&*model, slide, shared);
+                        run_worker(stages, decoder, &tiles, &done, &spare, &pool)
                     })
                 })
                 .collect();
@@ -375,16 +412,15 @@ impl Job<'_> {
 /// — the stitcher's missing tiles are only its effect; any error stops the
 /// job.
 fn run_worker(
-    model: &Segmenter,
-    slide: &dyn Slide,
-    shared: &Shared,
+    (model, slide, shared): (&Segmenter, &dyn Slide, &Shared),
+    decoder: Option<&mut TileDecoder>,
     tiles: &Receiver<ReadResult>,
     done: &Sender<Finished>,
     spare: &Receiver<Spare>,
     pool: &Sender<Vec<u8>>,
 ) -> Result<(Duration, usize), EngineError> {
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        infer(model, shared, tiles, done, spare, pool)
+        infer((model, slide, shared), decoder, tiles, done, spare, pool)
     }))
     .unwrap_or_else(|payload| {
         Err(EngineError::Internal {
@@ -518,10 +554,22 @@ fn read_tiles(
                 return;
             }
             let t0 = Instant::now();
-            let buf = pool.try_recv().unwrap_or_default();
-            let read = working
-                .read_into(slide, shared.plan.nth(n).rect, buf)
-                .or_else(|e| shared.bad_read(slide, n, e));
+            let rect = shared.plan.nth(n).rect;
+            let stored = shared
+                .device_decode
+                .then(|| working.read_stored(slide, rect))
+                .flatten();
+            let read = match stored {
+                Some(Ok(stored)) => Ok(Read::Stored(stored)),
+                Some(Err(e)) => shared.bad_read(slide, n, e).map(Read::Pixels),
+                None => {
+                    let buf = pool.try_recv().unwrap_or_default();
+                    working
+                        .read_into(slide, rect, buf)
+                        .or_else(|e| shared.bad_read(slide, n, e))
+                        .map(Read::Pixels)
+                }
+            };
             read_nanos.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
             if tx.send((n, read)).is_err() {
                 return;
@@ -535,8 +583,8 @@ fn read_tiles(
 /// batch to the stitcher. Returns the time spent queuing and collecting
 /// batches, and the tiles it ran.
 fn infer(
-    model: &Segmenter,
-    shared: &Shared,
+    (model, slide, shared): (&Segmenter, &dyn Slide, &Shared),
+    mut decoder: Option<&mut TileDecoder>,
     tiles: &Receiver<ReadResult>,
     done: &Sender<Finished>,
     spare: &Receiver<Spare>,
@@ -546,7 +594,10 @@ fn infer(
     let tile_px = (t as usize).pow(2);
     let batch = shared.batch;
     let mut free: Vec<_> = (0..IN_FLIGHT).map(|_| model.staging(batch, t)).collect();
-    let mut queued: VecDeque<(InFlight, Vec<TileIndex>, Instant)> = VecDeque::new();
+    // With each batch in flight, its stored tiles: their streams stay
+    // alive until the device is done with the batch.
+    type Queued = (InFlight, Vec<TileIndex>, Instant, Vec<StoredTile>);
+    let mut queued: VecDeque<Queued> = VecDeque::new();
     let mut busy = Duration::ZERO;
     let mut ran = 0;
     let mut input_done = false;
@@ -554,6 +605,7 @@ fn infer(
         if !input_done && queued.len() < IN_FLIGHT {
             let mut staging = free.pop().expect("a staging buffer per batch in flight");
             let mut indices = Vec::with_capacity(batch);
+            let mut stored: Vec<StoredTile> = Vec::new();
             while indices.len() < batch {
                 if shared.stopping() {
                     return Err(stopped(shared));
@@ -562,11 +614,15 @@ fn infer(
                     input_done = true;
                     break;
                 };
-                let rgb = read?;
-                staging
-                    .tile_mut(indices.len())
-                    .copy_from_slice(rgb.as_raw());
-                let _ = pool.try_send(rgb.into_raw());
+                match read? {
+                    Read::Pixels(rgb) => {
+                        staging
+                            .tile_mut(indices.len())
+                            .copy_from_slice(rgb.as_raw());
+                        let _ = pool.try_send(rgb.into_raw());
+                    }
+                    Read::Stored(tiles) => stored.push((indices.len(), n, tiles)),
+                }
                 indices.push(shared.plan.nth(n).index);
             }
             if indices.is_empty() {
@@ -585,16 +641,22 @@ fn infer(
                     indices.len()
                 };
                 let t0 = Instant::now();
-                let flight = model.submit(staging, n, shared.with_probs)?;
+                let flight = match decoder.as_deref_mut() {
+                    Some(d) if !stored.is_empty() => {
+                        let tiles = indices.len();
+                        submit_stored((model, slide, shared), d, staging, n, tiles, &stored)?
+                    }
+                    _ => model.submit(staging, n, shared.with_probs)?,
+                };
                 busy += t0.elapsed();
-                queued.push_back((flight, indices, t0));
+                queued.push_back((flight, indices, t0, stored));
                 // Keep the device fed: collect only once the next batch is queued.
                 if queued.len() < IN_FLIGHT && !input_done {
                     continue;
                 }
             }
         }
-        let Some((flight, indices, submitted)) = queued.pop_front() else {
+        let Some((flight, indices, submitted, _stored)) = queued.pop_front() else {
             return Ok((busy, ran));
         };
         let (mut labels, mut probs) = spare
@@ -614,6 +676,139 @@ fn infer(
         })
         .map_err(|_| stopped(shared))?;
     }
+}
+
+/// A working tile of a batch made from stored tiles: its place in the
+/// batch, its number in the plan and its stored tiles.
+type StoredTile = (usize, usize, StoredTiles);
+
+/// Queues a batch with `stored` tiles on the device: their stored tiles
+/// decoded there by `decoder` and the tiles cut from them. Where the
+/// device decoder fails, the batch's stored tiles are decoded on the host
+/// (whose strict decoder names a corrupt tile, as the CPU path does) and
+/// the batch goes as a host batch.
+fn submit_stored(
+    (model, slide, shared): (&Segmenter, &dyn Slide, &Shared),
+    decoder: &mut TileDecoder,
+    mut staging: wsiseg_infer::Staging,
+    n: usize,
+    tiles: usize,
+    stored: &[StoredTile],
+) -> Result<InFlight, EngineError> {
+    let assembly = assembly_of(stored, tiles);
+    match model.assemble(&staging, n, decoder, &assembly) {
+        Ok(x) => {
+            let k = assembly.streams.len() as u64;
+            shared.device_decoded.fetch_add(k, Ordering::Relaxed);
+            return Ok(model.submit_on_device(staging, x, n, shared.with_probs)?);
+        }
+        Err(InferError::Decode { detail }) => {
+            shared.decode_fallbacks.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                slide = %shared.slide.display(),
+                "{} on a batch of stored tiles: decoding them on the host instead",
+                detail
+            );
+        }
+        Err(e) => return Err(e.into()),
+    }
+    for (slot, n, tiles) in stored {
+        let rgb = host_pixels(slide, tiles).or_else(|e| shared.bad_read(slide, *n, e))?;
+        staging.tile_mut(*slot).copy_from_slice(rgb.as_raw());
+    }
+    Ok(model.submit(staging, n, shared.with_probs)?)
+}
+
+/// The device's work for a batch of `tiles` tiles, `stored` of them made
+/// from stored tiles: each distinct stored tile once, and where each
+/// tile's parts come from.
+fn assembly_of(stored: &[StoredTile], tiles: usize) -> Assembly<'_> {
+    use std::collections::HashMap;
+    let first = &stored[0].2;
+    let mut assembly = Assembly {
+        stored: (first.tile_width, first.tile_height),
+        tiles: vec![None; tiles],
+        ..Assembly::default()
+    };
+    let mut streams: HashMap<(u32, usize), usize> = HashMap::new();
+    let mut host: HashMap<(u32, usize), usize> = HashMap::new();
+    for (slot, _, tiles) in stored {
+        let rect = tiles.rect;
+        let placements = tiles
+            .pieces
+            .iter()
+            .map(|p| {
+                let source = match &p.content {
+                    Piece::Jpeg(s) => Source::Stream(*streams.entry(p.key).or_insert_with(|| {
+                        assembly.streams.push(s);
+                        assembly.streams.len() - 1
+                    })),
+                    Piece::Pixels(img) => Source::Host(*host.entry(p.key).or_insert_with(|| {
+                        assembly.host.push(img.as_raw());
+                        assembly.host.len() - 1
+                    })),
+                    Piece::Fill(c) => Source::Fill(*c),
+                };
+                let offset = |a: i64, b: i64| u32::try_from(a - b).expect("a piece inside");
+                Placement {
+                    source,
+                    from: (
+                        offset(p.part.x, p.tile_rect.x),
+                        offset(p.part.y, p.tile_rect.y),
+                    ),
+                    to: (offset(p.part.x, rect.x), offset(p.part.y, rect.y)),
+                    size: (p.part.w, p.part.h),
+                }
+            })
+            .collect();
+        assembly.tiles[*slot] = Some(placements);
+    }
+    assembly
+}
+
+/// A working tile's pixels from its stored tiles, decoded on the host
+/// (what [`WorkingLevel::read_into`] gives for it).
+fn host_pixels(slide: &dyn Slide, tiles: &StoredTiles) -> Result<RgbImage, SlideError> {
+    let rect = tiles.rect;
+    let mut out = RgbImage::from_pixel(rect.w, rect.h, wsiseg_slide::BACKGROUND);
+    for p in &tiles.pieces {
+        let decoded;
+        let img = match &p.content {
+            Piece::Jpeg(_) => {
+                decoded = slide.decode_stored(p.key.0, p.key.1).unwrap_or_else(|| {
+                    Err(SlideError::BadTile {
+                        path: slide.path().to_path_buf(),
+                        level: p.key.0,
+                        tile: p.key.1,
+                        rect: p.tile_rect,
+                        detail: "the reader cannot decode it on the host".into(),
+                    })
+                })?;
+                &decoded
+            }
+            Piece::Pixels(img) => img.as_ref(),
+            Piece::Fill(c) => {
+                for y in 0..p.part.h {
+                    for x in 0..p.part.w {
+                        let (ox, oy) = (p.part.x - rect.x, p.part.y - rect.y);
+                        out.put_pixel(ox as u32 + x, oy as u32 + y, image::Rgb(*c));
+                    }
+                }
+                continue;
+            }
+        };
+        let (fx, fy) = (
+            (p.part.x - p.tile_rect.x) as u32,
+            (p.part.y - p.tile_rect.y) as u32,
+        );
+        let (ox, oy) = ((p.part.x - rect.x) as u32, (p.part.y - rect.y) as u32);
+        for y in 0..p.part.h {
+            for x in 0..p.part.w {
+                out.put_pixel(ox + x, oy + y, *img.get_pixel(fx + x, fy + y));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Background (label 0, probabilities 0) for the tiles of a batch that

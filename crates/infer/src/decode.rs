@@ -1,0 +1,185 @@
+//! Tiles made on the device from the stored JPEG tiles of a slide: each
+//! batch's distinct stored tiles decoded once (by nvJPEG on a GPU), then
+//! every tile of the batch cut from them on the device — no decoded pixel
+//! crosses the PCIe bus. The CPU decoder stays the fallback: a stream
+//! nvJPEG fails on is decoded again on the host, whose strict decoder says
+//! what is wrong with it.
+
+use tch::{Kind, Tensor};
+
+use crate::{Device, InferError};
+
+/// Where a device tile's pixels come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Stored tile `i` of the batch's streams (decoded on the device).
+    Stream(usize),
+    /// Stored tile `i` of the batch's host tiles (decoded on the host).
+    Host(usize),
+    /// A colour (no data stored for the tile).
+    Fill([u8; 3]),
+}
+
+/// One rectangle of a tile copied from a stored tile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    /// Where from.
+    pub source: Source,
+    /// Its top-left corner in the stored tile.
+    pub from: (u32, u32),
+    /// Its top-left corner in the tile.
+    pub to: (u32, u32),
+    /// Width and height.
+    pub size: (u32, u32),
+}
+
+/// A batch's tiles as placements of stored tiles: what
+/// [`crate::Segmenter::submit_assembled`] makes on the device.
+#[derive(Debug, Default)]
+pub struct Assembly<'a> {
+    /// The stored tiles' size (every stream decodes to it).
+    pub stored: (u32, u32),
+    /// Distinct compressed stored tiles, decoded on the device.
+    pub streams: Vec<&'a [u8]>,
+    /// Distinct stored tiles decoded on the host already (RGB, `stored` size).
+    pub host: Vec<&'a [u8]>,
+    /// Per tile of the batch: its placements (the rest of the tile is
+    /// white), or `None` for a tile already in the staging buffer.
+    pub tiles: Vec<Option<Vec<Placement>>>,
+}
+
+/// Which decoder decodes the streams.
+enum Backend {
+    Nvjpeg(crate::nvjpeg::NvJpeg),
+    /// The host's decoder, the pixels then uploaded: the device path's
+    /// assembly exercised on machines without nvJPEG (tests), and the
+    /// fallback.
+    Host(HostDecode),
+}
+
+/// A host JPEG decoder: a complete stream and its size to RGB bytes, or
+/// what is wrong with it.
+pub type HostDecode = fn(&[u8], u32, u32) -> Result<Vec<u8>, String>;
+
+/// Decodes stored JPEG tiles for one inference worker's device.
+pub struct TileDecoder {
+    backend: Backend,
+    device: Device,
+}
+
+/// Why a batch's streams could not be decoded on the device.
+#[derive(Debug, Clone)]
+pub struct DecodeFailure(pub String);
+
+impl TileDecoder {
+    /// nvJPEG on `device` (a CUDA device, current on this thread), or why not.
+    pub fn nvjpeg(device: Device) -> Result<Self, String> {
+        if !device.is_cuda() {
+            return Err(format!("nvJPEG decodes on a CUDA GPU, not on {device}"));
+        }
+        Ok(Self {
+            backend: Backend::Nvjpeg(crate::nvjpeg::NvJpeg::new()?),
+            device,
+        })
+    }
+
+    /// The host decoder `decode`, its pixels uploaded to `device` and cut
+    /// there as nvJPEG's would be.
+    pub fn host(device: Device, decode: HostDecode) -> Self {
+        Self {
+            backend: Backend::Host(decode),
+            device,
+        }
+    }
+
+    /// Its name in reports: `nvJPEG (hardware)`, `nvJPEG` or `host`.
+    pub fn name(&self) -> &'static str {
+        match &self.backend {
+            Backend::Nvjpeg(n) if n.hardware => "nvJPEG (hardware)",
+            Backend::Nvjpeg(_) => "nvJPEG",
+            Backend::Host(_) => "host",
+        }
+    }
+
+    /// The device it decodes onto.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// `streams` decoded into one `k×h×w×3` uint8 tensor on the device.
+    fn decode(&mut self, streams: &[&[u8]], (w, h): (u32, u32)) -> Result<Tensor, DecodeFailure> {
+        let shape = [streams.len() as i64, i64::from(h), i64::from(w), 3];
+        match &mut self.backend {
+            Backend::Nvjpeg(n) => {
+                let out = Tensor::empty(shape, (Kind::Uint8, self.device.tch()));
+                n.decode_into(streams, &out, w, h).map_err(DecodeFailure)?;
+                Ok(out)
+            }
+            Backend::Host(decode) => {
+                let mut all = Vec::with_capacity(streams.len() * (w * h * 3) as usize);
+                for s in streams {
+                    all.extend(decode(s, w, h).map_err(DecodeFailure)?);
+                }
+                Ok(upload(&all, shape, self.device))
+            }
+        }
+    }
+}
+
+/// Host bytes as a `shape` uint8 tensor on `device`.
+fn upload(bytes: &[u8], shape: [i64; 4], device: Device) -> Tensor {
+    let t = Tensor::from_slice(bytes).view(shape);
+    if device.is_cuda() {
+        t.to_device(device.tch())
+    } else {
+        t
+    }
+}
+
+/// Makes `assembly`'s tiles in `x` (`n×t×t×3` uint8 on the device; tiles
+/// marked `None` are left as they are).
+pub(crate) fn assemble(
+    decoder: &mut TileDecoder,
+    assembly: &Assembly,
+    x: &mut Tensor,
+) -> Result<(), InferError> {
+    let _no_grad = tch::no_grad_guard();
+    let (w, h) = assembly.stored;
+    let decoded = decoder
+        .decode(&assembly.streams, (w, h))
+        .map_err(|DecodeFailure(detail)| InferError::Decode { detail })?;
+    let host = (!assembly.host.is_empty()).then(|| {
+        let all = assembly.host.concat();
+        upload(
+            &all,
+            [assembly.host.len() as i64, i64::from(h), i64::from(w), 3],
+            decoder.device,
+        )
+    });
+    let device = decoder.device.tch();
+    for (i, tile) in assembly.tiles.iter().enumerate() {
+        let Some(placements) = tile else { continue };
+        let mut dst = x.get(i as i64);
+        let _ = dst.fill_(255);
+        for p in placements {
+            let (fx, fy) = (i64::from(p.from.0), i64::from(p.from.1));
+            let (tx, ty) = (i64::from(p.to.0), i64::from(p.to.1));
+            let (pw, ph) = (i64::from(p.size.0), i64::from(p.size.1));
+            let mut part = dst.narrow(0, ty, ph).narrow(1, tx, pw);
+            match p.source {
+                Source::Stream(j) => {
+                    part.copy_(&decoded.get(j as i64).narrow(0, fy, ph).narrow(1, fx, pw));
+                }
+                Source::Host(j) => {
+                    let host = host.as_ref().expect("host tiles uploaded");
+                    part.copy_(&host.get(j as i64).narrow(0, fy, ph).narrow(1, fx, pw));
+                }
+                Source::Fill(c) => {
+                    let colour = Tensor::from_slice(&c).to_device(device).view([1, 1, 3]);
+                    part.copy_(&colour.expand_as(&part));
+                }
+            }
+        }
+    }
+    Ok(())
+}
