@@ -183,3 +183,76 @@ pub(crate) fn assemble(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A "stream" of one byte decodes to a stored tile of that grey.
+    fn grey(stream: &[u8], w: u32, h: u32) -> Result<Vec<u8>, String> {
+        match stream {
+            [v] => Ok(vec![*v; (w * h * 3) as usize]),
+            _ => Err("not a one-byte stream".into()),
+        }
+    }
+
+    #[test]
+    fn tiles_are_cut_from_streams_host_tiles_and_fills_the_rest_white() {
+        let mut decoder = TileDecoder::host(Device::Cpu, grey);
+        assert_eq!(decoder.name(), "host");
+        let host: Vec<u8> = (0..4 * 4 * 3).map(|i| i as u8).collect();
+        let (s10, s20) = ([10u8], [20u8]);
+        let at = |source, from, to, size| Placement {
+            source,
+            from,
+            to,
+            size,
+        };
+        let assembly = Assembly {
+            stored: (4, 4),
+            streams: vec![&s10, &s20],
+            host: vec![&host],
+            tiles: vec![
+                Some(vec![
+                    at(Source::Stream(0), (2, 2), (0, 0), (2, 2)),
+                    at(Source::Stream(1), (0, 0), (2, 0), (3, 2)),
+                    at(Source::Host(0), (1, 1), (0, 2), (2, 2)),
+                    at(Source::Fill([1, 2, 3]), (0, 0), (4, 4), (1, 1)),
+                ]),
+                None,
+            ],
+        };
+        let mut x = Tensor::full([2, 5, 5, 3], 7, (Kind::Uint8, tch::Device::Cpu));
+        assemble(&mut decoder, &assembly, &mut x).unwrap();
+        let px = |i: i64, y: i64, xx: i64| -> Vec<u8> {
+            let t = x.get(i).get(y).get(xx);
+            let mut v = vec![0u8; 3];
+            t.copy_data(&mut v, 3);
+            v
+        };
+        assert_eq!(px(0, 0, 0), [10, 10, 10]);
+        assert_eq!(px(0, 1, 1), [10, 10, 10]);
+        assert_eq!(px(0, 1, 4), [20, 20, 20]);
+        // Host tile pixel (1 + dx, 1 + dy): bytes 3·(4·(1+dy) + 1+dx).
+        assert_eq!(px(0, 2, 0), [15, 16, 17]);
+        assert_eq!(px(0, 3, 1), [30, 31, 32]);
+        assert_eq!(px(0, 4, 4), [1, 2, 3]);
+        // Not covered: white; the tile marked None: untouched.
+        assert_eq!(px(0, 2, 3), [255, 255, 255]);
+        assert_eq!(px(1, 2, 2), [7, 7, 7]);
+        // A stream the decoder fails on is the batch's error.
+        let bad = [1u8, 2];
+        let failing = Assembly {
+            streams: vec![&bad],
+            ..Assembly::default()
+        };
+        let e = assemble(&mut decoder, &failing, &mut x).unwrap_err();
+        assert!(e.to_string().contains("not a one-byte stream"), "{e}");
+    }
+
+    #[test]
+    fn nvjpeg_decodes_on_a_cuda_gpu_only() {
+        let e = TileDecoder::nvjpeg(Device::Cpu).err().unwrap();
+        assert!(e.contains("not on cpu"), "{e}");
+    }
+}
