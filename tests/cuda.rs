@@ -10,7 +10,10 @@
 //! - the pipelined engine on CUDA (overlapped batches, page-locked buffers,
 //!   the last batch padded to full size) finds the held-out synthetic tumor
 //!   as well as the CPU does;
-//! - `bench` on CUDA: its figures stand in the same sane ratios.
+//! - `bench` on CUDA: its figures stand in the same sane ratios;
+//! - `--decode gpu` (nvJPEG, tiles cut on the device) gives masks that agree
+//!   with the CPU decoder's on ≥ 99.9% of pixels and says so in the report;
+//!   a corrupt tile there is the CPU path's one error line.
 
 mod common;
 
@@ -156,7 +159,18 @@ fn threshold_model_on_cuda_gives_the_exact_mask() {
         &slide,
         &threshold_model(),
         "gpu",
-        &["--level", "0", "--device", "cuda", "--precision", "f32"],
+        // The host's JPEG decoder, as the CPU run's: the arithmetic alone
+        // is compared (nvJPEG's pixels: nvjpeg_tiles_agree_with_the_cpu_decoders).
+        &[
+            "--level",
+            "0",
+            "--device",
+            "cuda",
+            "--precision",
+            "f32",
+            "--decode",
+            "cpu",
+        ],
     );
     assert_eq!(differing(gpu.as_raw(), cpu.as_raw()), 0);
     let (half, _) = segment(
@@ -222,4 +236,98 @@ fn bench_on_cuda_prints_figures_in_sane_ratios() {
     // 2.03 on one build: timing noise, not a property to test.
     f("read_vs_raw_decode");
     f("raw_jpeg_decode_mp_s");
+}
+
+/// nvJPEG (`--decode gpu`) against the host's decoder, both on CUDA in f32:
+/// the threshold model (a pixel's own green byte) shows decoder differences
+/// undiluted; the shipped model's masks. The report names nvJPEG and no
+/// batch fell back to the host.
+#[test]
+fn nvjpeg_tiles_agree_with_the_cpu_decoders() {
+    gpus();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let slide = synth(d, "102", "8192x8192");
+    for (model, extra) in [
+        (threshold_model(), &["--level", "0", "--tile", "512"][..]),
+        (unet(), &[][..]),
+    ] {
+        let name = model.file_name().unwrap().to_str().unwrap().to_string();
+        let run = |decode: &str| {
+            let out = format!("{name}-{decode}");
+            let args = [
+                &["--device", "cuda", "--precision", "f32", "--decode", decode][..],
+                extra,
+            ]
+            .concat();
+            let (mask, _) = segment(d, &slide, &model, &out, &args);
+            (mask, json(&d.join(&out).join("synth-102.report.json")))
+        };
+        let (cpu, _) = run("cpu");
+        let (gpu, report) = run("gpu");
+        let by = report["working_level"]["decoded_by"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(by.starts_with("gpu: nvJPEG"), "{by}");
+        assert_eq!(report["working_level"]["device_decode_fallbacks"], 0);
+        assert!(
+            report["working_level"]["tiles_decoded_on_device"]
+                .as_u64()
+                .unwrap()
+                > 0
+        );
+        let a = agreement(&gpu, &cpu);
+        eprintln!(
+            "{name}: nvJPEG ({by}) vs CPU decoder masks agree on {:.4}%",
+            100.0 * a
+        );
+        assert!(a >= 0.999, "{name}: {:.4}%", 100.0 * a);
+    }
+}
+
+/// A zeroed stored tile with `--decode gpu`: one error line naming the
+/// slide, level and tile (the CPU path's), no file; with `--bad-tiles
+/// background` the run completes and lists it.
+#[test]
+fn a_corrupt_tile_with_nvjpeg_is_the_cpu_paths_error() {
+    gpus();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let slide = synth(d, "103", "8192x8192");
+    let range = {
+        use tiff::tags::Tag;
+        let mut t = tiff::decoder::Decoder::new(std::fs::File::open(&slide).unwrap()).unwrap();
+        let offsets = t.get_tag_u64_vec(Tag::TileOffsets).unwrap();
+        let counts = t.get_tag_u64_vec(Tag::TileByteCounts).unwrap();
+        let n = 32 * 16 + 16;
+        offsets[n] as usize..(offsets[n] + counts[n]) as usize
+    };
+    let mut bytes = std::fs::read(&slide).unwrap();
+    bytes[range].fill(0);
+    std::fs::write(&slide, bytes).unwrap();
+    let model = threshold_model();
+    let base = [
+        "--level", "0", "--tile", "512", "--device", "cuda", "--decode", "gpu",
+    ];
+    let o = common::segment(d, &slide, &model, "f", &base);
+    assert!(!o.status.success());
+    let e = common::error_lines(&o);
+    assert_eq!(e.len(), 1, "{}", stderr(&o));
+    assert!(
+        e[0].contains("synth-103.svs: corrupt or unreadable slide (level 0, JPEG tile 528"),
+        "{}",
+        e[0]
+    );
+    assert_eq!(common::files_in(&d.join("f")), Vec::<String>::new());
+    let o = common::segment(
+        d,
+        &slide,
+        &model,
+        "b",
+        &[&base[..], &["--bad-tiles", "background"]].concat(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = json(&d.join("b/synth-103.report.json"));
+    assert_eq!(r["bad_tiles"][0]["tile"], 528);
 }

@@ -110,9 +110,10 @@ fn the_device_path_gives_the_shipped_models_outputs() {
 }
 
 /// A resampled working level (`--mpp` between levels) is not cut from
-/// stored tiles: the device path leaves it to the CPU and the report says why.
+/// stored tiles, nor are tiles nvJPEG is not given: the device path leaves
+/// them to the CPU and the report says why.
 #[test]
-fn a_resampled_level_is_decoded_on_the_cpu_and_the_report_says_why() {
+fn a_resampled_level_or_rgb_jpeg_tiles_are_decoded_on_the_cpu_and_the_report_says_why() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let slide = synth(d, "923", "4096x4096");
@@ -124,6 +125,16 @@ fn a_resampled_level_is_decoded_on_the_cpu_and_the_report_says_why() {
         "{by}"
     );
     assert_eq!(dev["working_level"]["tiles_decoded_on_device"], 0);
+    // default.svs (a real Aperio slide) stores RGB-component JPEG tiles,
+    // which nvJPEG is not given: the CPU path, and the report says why.
+    let aperio = common::repo("tests/data/default.svs");
+    both(d, &aperio, &threshold_model(), &["--level", "0"]);
+    let (_, dev) = same_outputs(d, "default");
+    let by = dev["working_level"]["decoded_by"].as_str().unwrap();
+    assert!(
+        by.starts_with("cpu (level 0's JPEG tiles are of a kind"),
+        "{by}"
+    );
 }
 
 /// The TIFF byte range of tile `n` of the first page.

@@ -514,19 +514,8 @@ impl Engine {
                 },
             );
         }
-        if !working.stored_jpeg(slide) {
-            return (
-                false,
-                format!(
-                    "cpu (level {} is not read from stored baseline JPEG tiles{})",
-                    working.source_level,
-                    if working.scale == 1.0 {
-                        ""
-                    } else {
-                        " as it is: it is resampled"
-                    }
-                ),
-            );
+        if let Err(why) = working.stored_jpeg(slide) {
+            return (false, format!("cpu ({why})"));
         }
         let name = self.decoders[0]
             .lock()

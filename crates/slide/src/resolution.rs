@@ -122,13 +122,24 @@ impl WorkingLevel {
         slide.stored(self.source_level, rect)
     }
 
-    /// Whether [`Self::read_stored`] serves this level (probed on the
-    /// level's first tile).
-    pub fn stored_jpeg(&self, slide: &dyn Slide) -> bool {
-        self.scale == 1.0
-            && slide
-                .stored(self.source_level, Rect::new(0, 0, 1, 1))
-                .is_some()
+    /// Whether [`Self::read_stored`] serves this level with streams a
+    /// device decoder takes (probed on the level's first tile), or why not.
+    pub fn stored_jpeg(&self, slide: &dyn Slide) -> Result<(), String> {
+        let level = self.source_level;
+        if self.scale != 1.0 {
+            return Err(format!(
+                "level {level} is not read from stored baseline JPEG tiles as it is: it is resampled"
+            ));
+        }
+        match slide.stored(level, Rect::new(0, 0, 1, 1)) {
+            None => Err(format!("level {level} is not read from stored baseline JPEG tiles")),
+            Some(Ok(t)) if !t.pieces.iter().any(|p| matches!(p.content, crate::Piece::Jpeg(_))) => {
+                Err(format!(
+                    "level {level}'s JPEG tiles are of a kind nvJPEG is not given (RGB components, progressive…)"
+                ))
+            }
+            Some(_) => Ok(()),
+        }
     }
 
     /// Reads `rect` (working-level pixels, may reach outside) as RGB,
