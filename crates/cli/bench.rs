@@ -327,7 +327,16 @@ fn end_to_end_figures(
     put("e2e_mp_s", json!(level_mp / wall));
     if let Some(model) = model_tiles_s {
         put("e2e_vs_model_only", json!(tiles_run / pipeline / model));
+        // The share of the whole run's wall time (opening, planning, the
+        // pipeline, finishing the outputs) the model alone would not need.
+        put(
+            "e2e_outside_model_share",
+            json!((1.0 - tiles_run / model / wall).max(0.0)),
+        );
     }
+    put("e2e_decoded_by", json!(stats.decoded_by));
+    put("e2e_tiles_decoded_on_device", json!(stats.device_decoded));
+    put("e2e_device_decode_fallbacks", json!(stats.decode_fallbacks));
     put("e2e_tiles_per_worker", json!(stats.tiles_per_worker));
     // The pipeline's own stages: the model inside the pipeline (queuing and
     // collecting batches, summed over workers), and the stitcher's busy time.
@@ -473,7 +482,92 @@ fn read_figures(
         json!(decode_s / openslide_s),
     );
 
+    device_decode_figures(args, &tiles, &file, &sample, decode_s, figures)?;
     planned_read_figures(args, threads, path, working, plan, &tiles, &raw, figures)?;
+    Ok(())
+}
+
+/// The same sampled JPEG tiles decoded on the GPU by nvJPEG, in batches of
+/// `--batch` (best of 3, after one warm-up pass), against the host's
+/// decode of them on the reader threads (`host_s`): where the model runs on
+/// CUDA, nvJPEG is there and `--decode` is not cpu; else a note saying why not.
+fn device_decode_figures(
+    args: &BenchArgs,
+    tiles: &JpegTiles,
+    file: &File,
+    sample: &[usize],
+    host_s: f64,
+    figures: &mut Figures,
+) -> Result<()> {
+    let device = args
+        .run
+        .device
+        .resolve()
+        .map_err(crate::errors::flag_context)?[0];
+    let why_not = if args.decode == wsiseg_engine::Decode::Cpu {
+        Some("--decode cpu".to_string())
+    } else if !device.is_cuda() {
+        Some(format!("the model runs on {device}"))
+    } else {
+        None
+    };
+    let mut decoder = match why_not.map_or_else(|| wsiseg_infer::TileDecoder::nvjpeg(device), Err) {
+        Ok(d) => d,
+        Err(why) => {
+            figures.insert(
+                "device_decode".into(),
+                json!(format!("not measured: {why}")),
+            );
+            return Ok(());
+        }
+    };
+    let (w, h) = (tiles.tile_width, tiles.tile_height);
+    let mut streams = Vec::new();
+    for &n in sample {
+        let s = tiles.raw(file, n)?;
+        if wsiseg_slide::check_baseline(&s, w, h) == wsiseg_slide::Baseline::Yes {
+            streams.push(s);
+        }
+    }
+    if streams.is_empty() {
+        figures.insert(
+            "device_decode".into(),
+            json!("not measured: the level's JPEG tiles are of a kind nvJPEG is not given"),
+        );
+        return Ok(());
+    }
+    let batch = args
+        .run
+        .batch
+        .unwrap_or(wsiseg_engine::DEFAULT_CUDA_BATCH)
+        .max(1);
+    let refs: Vec<&[u8]> = streams.iter().map(Vec::as_slice).collect();
+    let index = match device {
+        wsiseg_infer::Device::Cuda(i) => i as i64,
+        wsiseg_infer::Device::Cpu => 0,
+    };
+    let mut pass = || -> Result<f64> {
+        let start = Instant::now();
+        for chunk in refs.chunks(batch) {
+            let _decoded = decoder
+                .decode(chunk, (w, h))
+                .map_err(|e| anyhow::anyhow!("nvJPEG: {}", e.0))?;
+        }
+        tch::Cuda::synchronize(index);
+        Ok(start.elapsed().as_secs_f64())
+    };
+    pass()?;
+    let best = (0..3).map(|_| pass()).collect::<Result<Vec<f64>>>()?;
+    let device_s = best.into_iter().fold(f64::MAX, f64::min);
+    let mp = streams.len() as f64 * f64::from(w * h) / 1e6;
+    let host_mp_s = sample.len() as f64 * f64::from(w * h) / 1e6 / host_s;
+    figures.insert("device_decode".into(), json!(decoder.name()));
+    figures.insert("device_decode_tiles".into(), json!(streams.len()));
+    figures.insert("device_jpeg_decode_mp_s".into(), json!(mp / device_s));
+    figures.insert(
+        "device_vs_host_decode".into(),
+        json!(mp / device_s / host_mp_s),
+    );
     Ok(())
 }
 

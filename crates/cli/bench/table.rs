@@ -30,6 +30,20 @@ pub(super) fn stage_threads(f: &Value) -> String {
     parts.join(", ") + " MP/s"
 }
 
+/// nvJPEG's MP/s on the sampled tiles and its ratio to the host's decode
+/// on the reader threads, or why it was not measured.
+fn device_decode(f: &Value) -> String {
+    match f["device_jpeg_decode_mp_s"].as_f64() {
+        Some(_) => format!(
+            "{} MP/s ({}), {} the host's",
+            num(f, "device_jpeg_decode_mp_s"),
+            f["device_decode"].as_str().unwrap_or("?"),
+            ratio(f, "device_vs_host_decode")
+        ),
+        None => f["device_decode"].as_str().unwrap_or("—").to_string(),
+    }
+}
+
 /// The read and decode lines of the table.
 pub(super) fn read_lines(f: &Value) -> Vec<(&'static str, String)> {
     vec![
@@ -37,6 +51,7 @@ pub(super) fn read_lines(f: &Value) -> Vec<(&'static str, String)> {
             "raw JPEG decode of the slide's tiles",
             num(f, "raw_jpeg_decode_mp_s") + " MP/s",
         ),
+        ("decode of the same tiles on the GPU", device_decode(f)),
         (
             "read + decode of the same tiles, engine reader",
             format!(
@@ -100,6 +115,21 @@ pub(super) fn pipeline_lines(f: &Value) -> Vec<(&'static str, String)> {
         (
             "  end-to-end tiles/s / model-only tiles/s",
             ratio(f, "e2e_vs_model_only"),
+        ),
+        (
+            "  share of the wall time outside the model",
+            f["e2e_outside_model_share"]
+                .as_f64()
+                .map_or("—".into(), |v| format!("{:.1}%", 100.0 * v)),
+        ),
+        (
+            "  tiles decoded on",
+            format!(
+                "{} ({} stored tiles on the device, {} batches fell back to the host)",
+                f["e2e_decoded_by"].as_str().unwrap_or("—"),
+                f["e2e_tiles_decoded_on_device"],
+                f["e2e_device_decode_fallbacks"]
+            ),
         ),
         (
             "  inference inside the pipeline",

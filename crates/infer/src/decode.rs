@@ -106,8 +106,13 @@ impl TileDecoder {
         self.device
     }
 
-    /// `streams` decoded into one `k×h×w×3` uint8 tensor on the device.
-    fn decode(&mut self, streams: &[&[u8]], (w, h): (u32, u32)) -> Result<Tensor, DecodeFailure> {
+    /// `streams` (each `w`×`h`) decoded into one `k×h×w×3` uint8 tensor
+    /// on the device (queued there: synchronize before timing it).
+    pub fn decode(
+        &mut self,
+        streams: &[&[u8]],
+        (w, h): (u32, u32),
+    ) -> Result<Tensor, DecodeFailure> {
         let shape = [streams.len() as i64, i64::from(h), i64::from(w), 3];
         match &mut self.backend {
             Backend::Nvjpeg(n) => {
