@@ -13,7 +13,13 @@
 # test-time augmentation's cost (issue 12); `wsiseg segment` with every
 # default output on the same slide (its per-thread timings); and `wsiseg bench FOLDER` on 8
 # small slides (the idle time between slides, one at a time vs overlapped).
+#
+# The first section is issue 31's (the GPU never waits, nvJPEG): with
+# `--decode-only` it is the only one after the export and the slide (it fits
+# in a few minutes of device time; the rest takes longer).
 set -uo pipefail
+decode_only=0
+[ "${1:-}" = "--decode-only" ] && decode_only=1
 cd "$(dirname "$0")/.."
 WORK=${WSISEG_GPU_WORK:-/tmp/wsiseg-gpu-bench}
 SIZE=${WSISEG_BENCH_SIZE:-50000x50000}
@@ -29,16 +35,67 @@ torch_lib=$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(tor
 rm -rf /tmp/openslide-bin && python3 -m zipfile -e .dev/openslide_bin-*.whl /tmp/openslide-bin
 so=$(find /tmp/openslide-bin -name 'libopenslide.so.1*' | head -n1)
 export LD_LIBRARY_PATH=$PWD/.dev/lib:$torch_lib:$(dirname "$so")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+. scripts/gpu_env.sh
 
 echo "== export ResNet-34 UNet, PyTorch model-only rates (batch 32, 512 px, f16)"
 python3 scripts/export_resnet34_unet.py --out "$WORK/r34" || exit 1
 echo "== synthetic $SIZE slide"
 "$BIN" synth --out "$WORK/slides" --seed 5000 --size "$SIZE" --overwrite || exit 1
+decode_section() {
+    local slide=$WORK/slides/synth-5000.svs
+    sample() { nvidia-smi --query-gpu=timestamp,utilization.gpu --format=csv,noheader,nounits -lms 100 > "$1" & sampler=$!; }
+    echo "== issue 31 (1/4): bench, ResNet-34 UNet f16 channels-last, --decode gpu: model only, nvJPEG vs host decode, end to end (GPU busy sampled)"
+    sample "$WORK/util-gpu.csv"
+    "$BIN" bench "$slide" --model "$WORK/r34" --device cuda --batch 32 --sample-tiles 800 --stages read,model,e2e \
+        --decode gpu --json > "$OUTDIR/bench-decode-gpu.json" || status=1
+    kill $sampler
+    python3 scripts/bench_summary.py "$OUTDIR/bench-decode-gpu.json" "$WORK/util-gpu.csv"
+    echo "== issue 31 (1/4 cont.): the same end to end with --decode cpu"
+    "$BIN" bench "$slide" --model "$WORK/r34" --device cuda --batch 32 --stages e2e \
+        --decode cpu --json > "$OUTDIR/bench-decode-cpu.json" || status=1
+    python3 scripts/bench_summary.py --decode "$OUTDIR/bench-decode-gpu.json" "$OUTDIR/bench-decode-cpu.json"
+
+    echo "== issue 31 (2/4): segment with every default output, --decode gpu and cpu: tiles/s over the whole command vs model only; masks compared"
+    for decode in gpu cpu; do
+        sample "$WORK/util-seg-$decode.csv"
+        start=$(date +%s.%N)
+        "$BIN" segment "$slide" --model "$WORK/r34" --device cuda --batch 32 --decode $decode \
+            --out "$WORK/seg-$decode" --overwrite -q || status=1
+        end=$(date +%s.%N)
+        kill $sampler
+        python3 scripts/bench_summary.py --segment "$WORK/seg-$decode/synth-5000.report.json" \
+            "$OUTDIR/bench-decode-gpu.json" "$start" "$end" "$WORK/util-seg-$decode.csv"
+    done
+    python3 scripts/bench_summary.py --agree "$WORK/seg-gpu/synth-5000.mask.png" "$WORK/seg-cpu/synth-5000.mask.png"
+
+    echo "== issue 31 (3/4): the shipped UNet-16 at 512 px (light, reader-bound): model only, end to end with GPU and CPU decode"
+    rm -rf "$WORK/unet512" && cp -r models/unet "$WORK/unet512"
+    python3 -c 'import json, sys; p = sys.argv[1]; m = json.load(open(p)); m["tile"] = 512; json.dump(m, open(p, "w"))' "$WORK/unet512/manifest.json"
+    for decode in gpu cpu; do
+        "$BIN" bench "$slide" --model "$WORK/unet512" --device cuda --batch 32 --stages model,e2e \
+            --decode $decode --json > "$OUTDIR/bench-unet512-$decode.json" || status=1
+    done
+    python3 scripts/bench_summary.py --decode "$OUTDIR/bench-unet512-gpu.json" "$OUTDIR/bench-unet512-cpu.json"
+
+    echo "== issue 31 (4/4): a 100000×80000 slide at level 0 (0.25 µm/px), ResNet-34 UNet, 512-px tiles: the whole segment command"
+    "$BIN" synth --out "$WORK/big" --seed 7000 --size 100000x80000 --overwrite -q || status=1
+    for decode in gpu cpu; do
+        start=$(date +%s.%N)
+        "$BIN" segment "$WORK/big/synth-7000.svs" --model "$WORK/r34" --device cuda --batch 32 --level 0 \
+            --decode $decode --out "$WORK/big-$decode" --overwrite -q || status=1
+        end=$(date +%s.%N)
+        python3 scripts/bench_summary.py --segment "$WORK/big-$decode/synth-7000.report.json" \
+            "$OUTDIR/bench-decode-gpu.json" "$start" "$end"
+    done
+}
+status=0
+decode_section
+[ "$decode_only" = 1 ] && exit $status
+
 echo "== wsiseg bench (GPU utilisation sampled every 100 ms)"
 nvidia-smi --query-gpu=timestamp,utilization.gpu --format=csv,noheader,nounits -lms 100 > "$WORK/util.csv" &
 sampler=$!
-"$BIN" bench "$WORK/slides/synth-5000.svs" --model "$WORK/r34" --device cuda --batch 32 --sample-tiles 800 --json > "$OUTDIR/bench.json"
-status=$?
+"$BIN" bench "$WORK/slides/synth-5000.svs" --model "$WORK/r34" --device cuda --batch 32 --sample-tiles 800 --json > "$OUTDIR/bench.json" || status=1
 kill $sampler
 python3 scripts/bench_summary.py "$OUTDIR/bench.json" "$WORK/util.csv"
 echo "== wsiseg segment with every default output (mask PNG and TIFF, overlay, heatmap, GeoJSON, report): its timings"

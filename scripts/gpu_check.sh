@@ -41,6 +41,7 @@ if ! ldconfig -p | grep -q libopenslide.so.1; then
     echo "OpenSlide from $wheel"
 fi
 export LD_LIBRARY_PATH=$PWD/.dev/lib:$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+. scripts/gpu_env.sh
 
 # The test binaries name the repository and the wsiseg binary by the paths
 # they were built at: put this copy there.
@@ -57,8 +58,9 @@ mkdir -p target/release && cp --remove-destination .dev/wsiseg target/release/ws
 # Test binaries that need what a closed GPU server lacks and cannot install
 # (no network), and that check nothing of the GPU: they run in CI.
 #   html: Debian's Chromium · slurm: slurm-wlm and munge ·
-#   models, report: the setup's Python environment (smp/MONAI exports, jsonschema)
-skip=" html slurm models report "
+#   models, report, python: the setup's Python environment (smp/MONAI
+#   exports, jsonschema, the built wsiseg module) · view: Chromium
+skip=" html slurm models report python view "
 # The CUDA tests first: they are what only this machine can run.
 order=$( (grep -E ' cuda-[0-9a-f]+$' .dev/tests/MANIFEST; grep -vE ' cuda-[0-9a-f]+$' .dev/tests/MANIFEST) )
 

@@ -11,7 +11,9 @@
 #                         image has none)
 #   .dev/*.whl            openslide-bin 4.0.1.2 (OpenSlide without apt),
 #                         segmentation-models-pytorch 0.6.0 and openslide-python
-#                         1.4.7 (gpu_bench.sh, compare_pytorch.py)
+#                         1.4.7 (gpu_bench.sh, compare_pytorch.py),
+#                         nvidia-nvjpeg 13.2.3.58 (libnvjpeg.so.13, 4 MB:
+#                         --decode gpu; scripts/gpu_env.sh unpacks it)
 # Then, on the server, from the repo root (carry .dev):
 #   bash scripts/gpu_check.sh 2>&1 | tee $OUT/gpu_check.log
 #   bash scripts/gpu_bench.sh 2>&1 | tee $OUT/gpu_bench.log
@@ -62,11 +64,11 @@ done
 ls .dev/lib >&2
 
 echo "== wheels" >&2
-for wheel in openslide-bin==4.0.1.2 segmentation-models-pytorch==0.6.0 openslide-python==1.4.7 pillow==13.0.0; do
+for wheel in openslide-bin==4.0.1.2 segmentation-models-pytorch==0.6.0 openslide-python==1.4.7 pillow==13.0.0 nvidia-nvjpeg==13.2.3.58; do
     name=${wheel%%==*}
     ls .dev/"${name//-/_}"-*.whl >/dev/null 2>&1 ||
         python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
-            --platform manylinux_2_28_x86_64 --platform manylinux1_x86_64 --platform any -d .dev "$wheel"
+            --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux1_x86_64 --platform any -d .dev "$wheel"
 done
 du -sh .dev >&2
 size=$(du -sm .dev | cut -f1)

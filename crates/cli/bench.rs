@@ -134,6 +134,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     figures.insert("batch".into(), json!(setup.batch));
     figures.insert("tta".into(), json!(args.tta.to_string()));
     figures.insert("readers".into(), json!(setup.readers));
+    figures.insert("decode".into(), json!(args.decode.name()));
 
     // 1–2. The engine's reader on a run of planned tiles vs raw JPEG decode
     // of exactly the slide tiles those planned tiles cover, on the same threads.
