@@ -118,6 +118,13 @@ def test_errors_are_the_clis_messages(tmp_path, engine, unet, repo):
         engine.segment(repo / "tests/data/small.svs", tmp_path / "out", tile=100)
     assert str(e.value).startswith("tile=100: ") and "multiple of" in str(e.value)
     assert not list((tmp_path / "out").glob("*")) if (tmp_path / "out").exists() else True
+    # Decoding on the GPU where the model runs on the CPU, or a word that is not a choice.
+    with pytest.raises(wsiseg.SettingError) as e:
+        wsiseg.Engine(unet, device="cpu", decode="gpu")
+    assert str(e.value).startswith("decode=gpu: ") and "not on a CUDA GPU" in str(e.value), str(e.value)
+    with pytest.raises(wsiseg.SettingError) as e:
+        wsiseg.Engine(unet, device="cpu", decode="sideways")
+    assert str(e.value).startswith("decode=sideways: ") and "cpu, gpu or auto" in str(e.value), str(e.value)
     # Every error is a WsisegError.
     assert issubclass(wsiseg.SlideError, wsiseg.WsisegError)
 

@@ -53,6 +53,7 @@ class Engine:
         tta: Literal["none", "flips", "dihedral"] = "none",
         threshold: Optional[float] = None,
         readers: Optional[int] = None,
+        decode: Literal["auto", "cpu", "gpu"] = "auto",
     ) -> None: ...
     @property
     def manifest(self) -> dict[str, Any]: ...

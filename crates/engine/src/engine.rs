@@ -240,7 +240,7 @@ fn tile_decoders(
                 return Err(setting(
                     Setting::Decode,
                     "gpu",
-                    &format!("cannot decode on the GPU: {why} (use --decode cpu or auto)"),
+                    &format!("cannot decode on the GPU: {why}"),
                 ))
             }
         }

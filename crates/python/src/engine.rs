@@ -82,7 +82,7 @@ fn models(model: &Bound<'_, PyAny>) -> PyResult<Vec<(PathBuf, f64)>> {
 }
 
 /// Engine(model, device="auto", precision=None, batch=None, tta="none",
-/// threshold=None, readers=None)
+/// threshold=None, readers=None, decode="auto")
 ///
 /// Models loaded once on their devices, ready to segment slides and tiles.
 ///
@@ -94,7 +94,8 @@ fn models(model: &Bound<'_, PyAny>) -> PyResult<Vec<(PathBuf, f64)>> {
 /// tiles per model call (32 on CUDA, 8 on the CPU). `tta`: "none", "flips"
 /// or "dihedral". `threshold`: binary models' P(tumor) above which a pixel
 /// is tumor (default: the manifest's, else the arg-max). `readers`: reader
-/// threads per slide.
+/// threads per slide. `decode`: where stored JPEG tiles are decoded: "auto"
+/// (with nvJPEG on the model's GPU when it has one), "cpu" or "gpu".
 #[pyclass(module = "wsiseg", frozen)]
 pub struct Engine {
     engine: wsiseg_engine::Engine,
@@ -159,7 +160,7 @@ fn request(
 impl Engine {
     /// Loads the model(s): see the class.
     #[new]
-    #[pyo3(signature = (model, device = "auto", precision = None, batch = None, tta = "none", threshold = None, readers = None))]
+    #[pyo3(signature = (model, device = "auto", precision = None, batch = None, tta = "none", threshold = None, readers = None, decode = "auto"))]
     fn new(
         py: Python<'_>,
         model: &Bound<'_, PyAny>,
@@ -169,6 +170,7 @@ impl Engine {
         tta: &str,
         threshold: Option<f64>,
         readers: Option<usize>,
+        decode: &str,
     ) -> PyResult<Self> {
         let models = models(model)?;
         let devices: DeviceList = parse("device", device)?;
@@ -176,6 +178,7 @@ impl Engine {
             .map(|p| parse::<Precision>("precision", p))
             .transpose()?;
         let tta: Tta = parse("tta", tta)?;
+        let decode: wsiseg_engine::Decode = parse("decode", decode)?;
         let engine = py
             .detach(|| {
                 let devices = devices.resolve()?;
@@ -187,6 +190,7 @@ impl Engine {
                     .readers(readers)
                     .tta(tta)
                     .threshold(threshold)
+                    .decode(decode)
                     .build()
             })
             .map_err(crate::to_py)?;

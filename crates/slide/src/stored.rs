@@ -148,17 +148,7 @@ pub fn check_baseline(stream: &[u8], width: u32, height: u32) -> Baseline {
         i += 2 + len;
         if marker == 0xDA {
             scans += 1;
-            // Entropy-coded data: skip to the next marker that is not a
-            // stuffed 0xFF00, a restart marker or fill.
-            while i + 1 < stream.len() {
-                if stream[i] == 0xFF {
-                    let m = stream[i + 1];
-                    if m != 0x00 && !(0xD0..=0xD7).contains(&m) && m != 0xFF {
-                        break;
-                    }
-                }
-                i += 1;
-            }
+            i = after_entropy_data(stream, i);
         }
     }
     let Some((precision, w, h, components)) = frame else {
@@ -180,6 +170,21 @@ pub fn check_baseline(stream: &[u8], width: u32, height: u32) -> Baseline {
         return Baseline::Other(format!("{precision}-bit, {components} components"));
     }
     Baseline::Yes
+}
+
+/// Where the entropy-coded data starting at `i` ends: the next marker that
+/// is not a stuffed 0xFF00, a restart marker or fill.
+fn after_entropy_data(stream: &[u8], mut i: usize) -> usize {
+    while i + 1 < stream.len() {
+        if stream[i] == 0xFF {
+            let m = stream[i + 1];
+            if m != 0x00 && !(0xD0..=0xD7).contains(&m) && m != 0xFF {
+                break;
+            }
+        }
+        i += 1;
+    }
+    i
 }
 
 #[cfg(test)]

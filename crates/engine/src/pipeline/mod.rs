@@ -206,6 +206,20 @@ impl Shared<'_> {
         ))
     }
 
+    /// Stored tiles decoded on the devices, batches that fell back to the
+    /// host, and the bad tiles met.
+    fn finish(self) -> (u64, u64, Vec<BadTile>) {
+        let bad = self
+            .bad
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner);
+        (
+            self.device_decoded.into_inner(),
+            self.decode_fallbacks.into_inner(),
+            bad.tiles.into_values().collect(),
+        )
+    }
+
     fn stopping(&self) -> bool {
         self.stop.load(Ordering::Relaxed) || self.control.cancelled()
     }
@@ -291,8 +305,7 @@ impl Job<'_> {
         }
         let (writers, (counts, stitch), (busy, tiles_per_worker)) =
             first_cause(inferred, stitched, written)?;
-        let device_decoded = shared.device_decoded.load(Ordering::Relaxed);
-        let decode_fallbacks = shared.decode_fallbacks.load(Ordering::Relaxed);
+        let (device_decoded, decode_fallbacks, bad_tiles) = shared.finish();
         Ok(PipelineStats {
             read: read_nanos.load(Ordering::Relaxed) as f64 * 1e-9,
             inference: busy.as_secs_f64(),
@@ -301,13 +314,7 @@ impl Job<'_> {
             wall: start.elapsed().as_secs_f64(),
             tiles_per_worker,
             class_pixels: counts,
-            bad_tiles: shared
-                .bad
-                .into_inner()
-                .unwrap_or_else(PoisonError::into_inner)
-                .tiles
-                .into_values()
-                .collect(),
+            bad_tiles,
             device_decoded,
             decode_fallbacks,
         })
@@ -641,13 +648,9 @@ fn infer(
                     indices.len()
                 };
                 let t0 = Instant::now();
-                let flight = match decoder.as_deref_mut() {
-                    Some(d) if !stored.is_empty() => {
-                        let tiles = indices.len();
-                        submit_stored((model, slide, shared), d, staging, n, tiles, &stored)?
-                    }
-                    _ => model.submit(staging, n, shared.with_probs)?,
-                };
+                let stages = (model, slide, shared);
+                let batch = (staging, n, indices.len());
+                let flight = submit_stored(stages, decoder.as_deref_mut(), batch, &stored)?;
                 busy += t0.elapsed();
                 queued.push_back((flight, indices, t0, stored));
                 // Keep the device fed: collect only once the next batch is queued.
@@ -682,19 +685,21 @@ fn infer(
 /// batch, its number in the plan and its stored tiles.
 type StoredTile = (usize, usize, StoredTiles);
 
-/// Queues a batch with `stored` tiles on the device: their stored tiles
+/// Queues a batch (its staging buffer, its size on the device, its tiles)
+/// with `stored` tiles on the device: their stored tiles
 /// decoded there by `decoder` and the tiles cut from them. Where the
 /// device decoder fails, the batch's stored tiles are decoded on the host
 /// (whose strict decoder names a corrupt tile, as the CPU path does) and
 /// the batch goes as a host batch.
 fn submit_stored(
     (model, slide, shared): (&Segmenter, &dyn Slide, &Shared),
-    decoder: &mut TileDecoder,
-    mut staging: wsiseg_infer::Staging,
-    n: usize,
-    tiles: usize,
+    decoder: Option<&mut TileDecoder>,
+    (mut staging, n, tiles): (wsiseg_infer::Staging, usize, usize),
     stored: &[StoredTile],
 ) -> Result<InFlight, EngineError> {
+    let Some(decoder) = decoder.filter(|_| !stored.is_empty()) else {
+        return Ok(model.submit(staging, n, shared.with_probs)?);
+    };
     let assembly = assembly_of(stored, tiles);
     match model.assemble(&staging, n, decoder, &assembly) {
         Ok(x) => {
