@@ -248,11 +248,19 @@ fn nvjpeg_tiles_agree_with_the_cpu_decoders() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let slide = synth(d, "102", "8192x8192");
-    for (model, extra) in [
-        (threshold_model(), &["--level", "0", "--tile", "512"][..]),
-        (unet(), &[][..]),
+    let aperio = repo("tests/data/default.svs");
+    for (slide, model, extra) in [
+        (
+            &slide,
+            threshold_model(),
+            &["--level", "0", "--tile", "512"][..],
+        ),
+        (&slide, unet(), &[][..]),
+        // RGB components (Aperio), decoded by nvJPEG as planes.
+        (&aperio, threshold_model(), &["--level", "0"][..]),
     ] {
-        let name = model.file_name().unwrap().to_str().unwrap().to_string();
+        let stem = slide.file_stem().unwrap().to_str().unwrap();
+        let name = format!("{stem}-{}", model.file_name().unwrap().to_str().unwrap());
         let run = |decode: &str| {
             let out = format!("{name}-{decode}");
             let args = [
@@ -260,8 +268,11 @@ fn nvjpeg_tiles_agree_with_the_cpu_decoders() {
                 extra,
             ]
             .concat();
-            let (mask, _) = segment(d, &slide, &model, &out, &args);
-            (mask, json(&d.join(&out).join("synth-102.report.json")))
+            let (mask, _) = segment(d, slide, &model, &out, &args);
+            (
+                mask,
+                json(&d.join(&out).join(format!("{stem}.report.json"))),
+            )
         };
         let (cpu, _) = run("cpu");
         let (gpu, report) = run("gpu");

@@ -4,8 +4,8 @@
 //! runs with the host's JPEG decoder standing in for nvJPEG
 //! (`WSISEG_TEST_HOST_DECODE`): every other part of it — readers handing on
 //! compressed tiles, each distinct stored tile decoded once per batch, the
-//! tiles cut from them (halo, slide edges), corrupt tiles — is checked
-//! against the CPU path, byte for byte.
+//! tiles cut from them (halo, slide edges), Aperio's RGB-component tiles,
+//! corrupt tiles — is checked against the CPU path, byte for byte.
 
 mod common;
 
@@ -110,10 +110,9 @@ fn the_device_path_gives_the_shipped_models_outputs() {
 }
 
 /// A resampled working level (`--mpp` between levels) is not cut from
-/// stored tiles, nor are tiles nvJPEG is not given: the device path leaves
-/// them to the CPU and the report says why.
+/// stored tiles: the device path leaves it to the CPU and the report says why.
 #[test]
-fn a_resampled_level_or_rgb_jpeg_tiles_are_decoded_on_the_cpu_and_the_report_says_why() {
+fn a_resampled_level_is_decoded_on_the_cpu_and_the_report_says_why() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let slide = synth(d, "923", "4096x4096");
@@ -125,15 +124,24 @@ fn a_resampled_level_or_rgb_jpeg_tiles_are_decoded_on_the_cpu_and_the_report_say
         "{by}"
     );
     assert_eq!(dev["working_level"]["tiles_decoded_on_device"], 0);
-    // default.svs (a real Aperio slide) stores RGB-component JPEG tiles,
-    // which nvJPEG is not given: the CPU path, and the report says why.
+}
+
+/// default.svs, a real Aperio scan: its JPEG tiles hold R, G, B components
+/// (photometric RGB, not subsampled), which nvJPEG decodes as planes — the
+/// device path takes them and gives the CPU path's bytes.
+#[test]
+fn aperio_rgb_component_tiles_take_the_device_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
     let aperio = common::repo("tests/data/default.svs");
     both(d, &aperio, &threshold_model(), &["--level", "0"]);
     let (_, dev) = same_outputs(d, "default");
-    let by = dev["working_level"]["decoded_by"].as_str().unwrap();
+    assert_eq!(dev["working_level"]["decoded_by"], "gpu: host");
     assert!(
-        by.starts_with("cpu (level 0's JPEG tiles are of a kind"),
-        "{by}"
+        dev["working_level"]["tiles_decoded_on_device"]
+            .as_u64()
+            .unwrap()
+            > 100
     );
 }
 

@@ -523,10 +523,15 @@ fn device_decode_figures(
         }
     };
     let (w, h) = (tiles.tile_width, tiles.tile_height);
+    let rgb_components = tiles.rgb_components();
     let mut streams = Vec::new();
     for &n in sample {
         let s = tiles.raw(file, n)?;
-        if wsiseg_slide::check_baseline(&s, w, h) == wsiseg_slide::Baseline::Yes {
+        if wsiseg_slide::check_baseline(&s, w, h)
+            == (wsiseg_slide::Baseline::Yes {
+                rgb: rgb_components,
+            })
+        {
             streams.push(s);
         }
     }
@@ -551,7 +556,7 @@ fn device_decode_figures(
         let start = Instant::now();
         for chunk in refs.chunks(batch) {
             let _decoded = decoder
-                .decode(chunk, (w, h))
+                .decode(chunk, (w, h), rgb_components)
                 .map_err(|e| anyhow::anyhow!("nvJPEG: {}", e.0))?;
         }
         tch::Cuda::synchronize(index);

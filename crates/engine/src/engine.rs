@@ -487,16 +487,6 @@ impl Engine {
         self.decode
     }
 
-    /// Whether this engine decodes JPEG tiles on its devices (for slides
-    /// whose working level is read from stored JPEG tiles).
-    pub fn decodes_on_device(&self) -> bool {
-        self.decoders.iter().all(|d| {
-            d.lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .is_some()
-        }) && !self.decoders.is_empty()
-    }
-
     /// How `slide`'s tiles at `working` are decoded, for its report: `cpu`,
     /// `gpu: nvJPEG (hardware)`…, with why not on the GPU where it was asked.
     pub fn decoded_by(&self, slide: &dyn Slide, working: &WorkingLevel) -> (bool, String) {

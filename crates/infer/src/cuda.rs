@@ -28,6 +28,17 @@ struct Driver {
     device_get_count: unsafe extern "C" fn(*mut i32) -> CuResult,
     device_total_mem: unsafe extern "C" fn(*mut usize, i32) -> CuResult,
     device_get_attribute: unsafe extern "C" fn(*mut i32, i32, i32) -> CuResult,
+    /// Streams (for decoding beside the model's work): optional, so that a
+    /// driver without them still gives events.
+    streams: Option<StreamCalls>,
+}
+
+/// cuStreamCreate, cuStreamWaitEvent, cuStreamSynchronize, cuStreamDestroy_v2.
+struct StreamCalls {
+    create: unsafe extern "C" fn(*mut CuStream, u32) -> CuResult,
+    wait_event: unsafe extern "C" fn(CuStream, CuEvent, u32) -> CuResult,
+    synchronize: unsafe extern "C" fn(CuStream) -> CuResult,
+    destroy: unsafe extern "C" fn(CuStream) -> CuResult,
 }
 
 fn driver() -> Option<&'static Driver> {
@@ -72,6 +83,14 @@ fn load_driver() -> Result<&'static Driver, &'static str> {
                 let device_get_count = *lib.get(b"cuDeviceGetCount\0").map_err(missing)?;
                 let device_total_mem = *lib.get(b"cuDeviceTotalMem_v2\0").map_err(missing)?;
                 let device_get_attribute = *lib.get(b"cuDeviceGetAttribute\0").map_err(missing)?;
+                let streams = (|| {
+                    Some(StreamCalls {
+                        create: *lib.get(b"cuStreamCreate\0").ok()?,
+                        wait_event: *lib.get(b"cuStreamWaitEvent\0").ok()?,
+                        synchronize: *lib.get(b"cuStreamSynchronize\0").ok()?,
+                        destroy: *lib.get(b"cuStreamDestroy_v2\0").ok()?,
+                    })
+                })();
                 Ok(Driver {
                     _lib: lib,
                     init,
@@ -87,6 +106,7 @@ fn load_driver() -> Result<&'static Driver, &'static str> {
                     device_get_count,
                     device_total_mem,
                     device_get_attribute,
+                    streams,
                 })
             }
         })
@@ -262,6 +282,11 @@ impl Event {
     /// driver cannot (no driver, no current context): callers then
     /// synchronize the whole device instead.
     pub fn record() -> Option<Self> {
+        Self::record_on(std::ptr::null_mut())
+    }
+
+    /// [`Self::record`] on `stream` (null: the legacy default stream).
+    pub fn record_on(stream: CuStream) -> Option<Self> {
         let d = driver()?;
         let mut event: CuEvent = std::ptr::null_mut();
         // SAFETY: valid entry points; the out-pointer is a live local; the
@@ -271,8 +296,18 @@ impl Event {
                 return None;
             }
             let e = Self(event);
-            ((d.event_record)(event, std::ptr::null_mut()) == 0).then_some(e)
+            ((d.event_record)(event, stream) == 0).then_some(e)
         }
+    }
+
+    /// Makes the work queued on `stream` (null: the legacy default stream)
+    /// from now on wait for this event's work; false where the driver cannot.
+    pub fn wait_on(&self, stream: CuStream) -> bool {
+        let Some(calls) = driver().and_then(|d| d.streams.as_ref()) else {
+            return false;
+        };
+        // SAFETY: a live event and a live stream (or null).
+        unsafe { (calls.wait_event)(stream, self.0, 0) == 0 }
     }
 
     /// Blocks until the work before the event is done; false on a driver error.
@@ -288,6 +323,56 @@ impl Drop for Event {
             // SAFETY: created by `record`, destroyed once, here.
             unsafe {
                 (d.event_destroy)(self.0);
+            }
+        }
+    }
+}
+
+/// A CUDA stream of the current context that does not wait for the legacy
+/// default stream (libtorch's), nor it for this one: work queued here runs
+/// beside libtorch's; events order the two where needed.
+pub(crate) struct Stream(CuStream);
+
+// SAFETY: a CUDA stream handle may be used from any thread of the process;
+// its owner uses it from one thread at a time.
+unsafe impl Send for Stream {}
+
+/// CU_STREAM_NON_BLOCKING.
+const NON_BLOCKING: u32 = 1;
+
+impl Stream {
+    /// A new non-blocking stream in the current context; `None` where the
+    /// driver cannot make one.
+    pub fn new() -> Option<Self> {
+        let calls = driver()?.streams.as_ref()?;
+        let mut s: CuStream = std::ptr::null_mut();
+        // SAFETY: the out-pointer is a live local.
+        (unsafe { (calls.create)(&mut s, NON_BLOCKING) } == 0 && !s.is_null()).then_some(Self(s))
+    }
+
+    /// The handle, for libraries that take a `cudaStream_t`.
+    pub fn raw(&self) -> CuStream {
+        self.0
+    }
+
+    /// Blocks until its work is done.
+    pub fn synchronize(&self) {
+        if let Some(calls) = driver().and_then(|d| d.streams.as_ref()) {
+            // SAFETY: a live stream.
+            unsafe {
+                (calls.synchronize)(self.0);
+            }
+        }
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        self.synchronize();
+        if let Some(calls) = driver().and_then(|d| d.streams.as_ref()) {
+            // SAFETY: created by `new`, destroyed once, here.
+            unsafe {
+                (calls.destroy)(self.0);
             }
         }
     }

@@ -5,7 +5,7 @@
 //! nvJPEG fails on is decoded again on the host, whose strict decoder says
 //! what is wrong with it.
 
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 use crate::{Device, InferError};
 
@@ -46,6 +46,8 @@ pub struct Assembly<'a> {
     /// Per tile of the batch: its placements (the rest of the tile is
     /// white), or `None` for a tile already in the staging buffer.
     pub tiles: Vec<Option<Vec<Placement>>>,
+    /// The streams hold R, G, B components (Aperio's RGB tiles), not YCbCr.
+    pub rgb_components: bool,
 }
 
 /// Which decoder decodes the streams.
@@ -78,7 +80,7 @@ impl TileDecoder {
             return Err(format!("nvJPEG decodes on a CUDA GPU, not on {device}"));
         }
         Ok(Self {
-            backend: Backend::Nvjpeg(crate::nvjpeg::NvJpeg::new()?),
+            backend: Backend::Nvjpeg(crate::nvjpeg::NvJpeg::new(device.tch())?),
             device,
         })
     }
@@ -106,21 +108,21 @@ impl TileDecoder {
         self.device
     }
 
-    /// `streams` (each `w`×`h`) decoded into one `k×h×w×3` uint8 tensor
-    /// on the device (queued there: synchronize before timing it).
+    /// `streams` (each `w`×`h`; `rgb`: R, G, B components) decoded into one
+    /// `k×h×w×3` uint8 RGB tensor on the device (queued there: synchronize
+    /// before timing it). It stays valid until the next call's.
     pub fn decode(
         &mut self,
         streams: &[&[u8]],
         (w, h): (u32, u32),
+        rgb: bool,
     ) -> Result<Tensor, DecodeFailure> {
         let shape = [streams.len() as i64, i64::from(h), i64::from(w), 3];
         match &mut self.backend {
-            Backend::Nvjpeg(n) => {
-                let out = Tensor::empty(shape, (Kind::Uint8, self.device.tch()));
-                n.decode_into(streams, &out, w, h).map_err(DecodeFailure)?;
-                Ok(out)
-            }
+            Backend::Nvjpeg(n) => n.decode(streams, w, h, rgb).map_err(DecodeFailure),
             Backend::Host(decode) => {
+                // The host decoder reads the stream's Adobe marker itself.
+                let _ = rgb;
                 let mut all = Vec::with_capacity(streams.len() * (w * h * 3) as usize);
                 for s in streams {
                     all.extend(decode(s, w, h).map_err(DecodeFailure)?);
@@ -151,7 +153,7 @@ pub(crate) fn assemble(
     let _no_grad = tch::no_grad_guard();
     let (w, h) = assembly.stored;
     let decoded = decoder
-        .decode(&assembly.streams, (w, h))
+        .decode(&assembly.streams, (w, h), assembly.rgb_components)
         .map_err(|DecodeFailure(detail)| InferError::Decode { detail })?;
     let host = (!assembly.host.is_empty()).then(|| {
         let all = assembly.host.concat();
@@ -185,6 +187,11 @@ pub(crate) fn assemble(
                 }
             }
         }
+    }
+    // The copies out of the decoded tiles are queued: their buffer is
+    // free once they ran.
+    if let Backend::Nvjpeg(n) = &mut decoder.backend {
+        n.release();
     }
     Ok(())
 }
@@ -226,8 +233,9 @@ mod tests {
                 ]),
                 None,
             ],
+            rgb_components: false,
         };
-        let mut x = Tensor::full([2, 5, 5, 3], 7, (Kind::Uint8, tch::Device::Cpu));
+        let mut x = Tensor::full([2, 5, 5, 3], 7, (tch::Kind::Uint8, tch::Device::Cpu));
         assemble(&mut decoder, &assembly, &mut x).unwrap();
         let px = |i: i64, y: i64, xx: i64| -> Vec<u8> {
             let t = x.get(i).get(y).get(xx);

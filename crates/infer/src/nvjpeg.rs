@@ -20,8 +20,12 @@ type State = *mut c_void;
 
 /// The library's soname.
 const LIBRARY: &str = "libnvjpeg.so.13";
-/// nvjpegOutputFormat_t NVJPEG_OUTPUT_RGBI: interleaved RGB in channel 0.
+/// nvjpegOutputFormat_t NVJPEG_OUTPUT_RGBI: YCbCr converted to interleaved
+/// RGB in channel 0.
 const OUTPUT_RGBI: c_int = 5;
+/// NVJPEG_OUTPUT_UNCHANGED: the components as stored, one plane each (for
+/// RGB-component streams: R, G, B planes, no colour transform).
+const OUTPUT_UNCHANGED: c_int = 0;
 /// nvjpegBackend_t NVJPEG_BACKEND_HARDWARE.
 const BACKEND_HARDWARE: c_int = 3;
 /// NVJPEG_MAX_COMPONENT.
@@ -153,25 +157,36 @@ fn status_text(s: Status) -> String {
 }
 
 /// One decoder: an nvJPEG handle and decode state, used by one thread at
-/// a time (one per inference worker), on that worker's current device.
+/// a time (one per inference worker), on that worker's current device. It
+/// decodes on a stream of its own, beside the model's work on libtorch's
+/// default stream (events order the two), into two device buffers used in
+/// turn: while the model runs on one batch's tiles the next batch decodes.
 pub(crate) struct NvJpeg {
     lib: &'static Library,
     handle: Handle,
     state: State,
-    /// The batch size the state was initialised for.
-    batch: c_int,
+    /// The batch size and output format the state was initialised for.
+    batch: (c_int, c_int),
     /// Whether the handle uses the GPU's hardware JPEG engines.
     pub hardware: bool,
+    device: tch::Device,
+    /// Its stream; `None`: the default stream (no overlap).
+    stream: Option<crate::cuda::Stream>,
+    /// Two output buffers, and for each the event after the last work that
+    /// read it (none yet: free).
+    buffers: [Option<(Tensor, Option<crate::cuda::Event>)>; 2],
+    /// The buffer the next batch decodes into.
+    next: usize,
 }
 
-// SAFETY: the handle and state are used by one thread at a time (the
-// owner holds `&mut self` for every call); nvJPEG handles may move
-// between threads.
+// SAFETY: the handle, state, stream and events are used by one thread at a
+// time (the owner holds `&mut self` for every call); nvJPEG handles and
+// CUDA streams may move between threads.
 unsafe impl Send for NvJpeg {}
 
 impl NvJpeg {
-    /// A decoder on the calling thread's current CUDA device.
-    pub fn new() -> Result<Self, String> {
+    /// A decoder on the calling thread's current CUDA device `device`.
+    pub fn new(device: tch::Device) -> Result<Self, String> {
         let lib = library()?;
         let mut handle: Handle = std::ptr::null_mut();
         // SAFETY: out-pointers to locals; null allocators mean cudaMalloc.
@@ -204,58 +219,85 @@ impl NvJpeg {
             lib,
             handle,
             state,
-            batch: 0,
+            batch: (0, -1),
             hardware,
+            device,
+            stream: crate::cuda::Stream::new(),
+            buffers: [None, None],
+            next: 0,
         })
     }
 
-    /// Decodes `streams` (complete baseline JPEGs of `width`×`height`) into
-    /// `out`, a contiguous `k×height×width×3` uint8 tensor on the current
-    /// CUDA device (k = streams), queued on the default stream that
-    /// libtorch's work uses, so later tensor work sees the pixels.
-    pub fn decode_into(
+    /// Decodes `streams` (complete baseline JPEGs of `width`×`height`;
+    /// `rgb`: R, G, B components) into one of its buffers; returns the
+    /// `k×height×width×3` RGB view of them. Work queued on libtorch's
+    /// default stream after this sees the pixels; call [`Self::release`]
+    /// once the work that reads them is queued.
+    pub fn decode(
         &mut self,
         streams: &[&[u8]],
-        out: &Tensor,
         width: u32,
         height: u32,
-    ) -> Result<(), String> {
+        rgb: bool,
+    ) -> Result<Tensor, String> {
         let k = streams.len();
-        if k == 0 {
-            return Ok(());
-        }
         let (w, h) = (width as usize, height as usize);
-        assert_eq!(out.size(), [k as i64, h as i64, w as i64, 3]);
-        assert_eq!(out.kind(), Kind::Uint8);
-        assert!(out.is_contiguous() && out.device().is_cuda());
-        let n = c_int::try_from(k).map_err(|_| "too many tiles in one batch".to_string())?;
-        if n != self.batch {
-            // SAFETY: handle and state are this decoder's own.
-            let s = unsafe {
-                (self.lib.batched_initialize)(self.handle, self.state, n, 1, OUTPUT_RGBI)
-            };
-            if s != 0 {
-                self.batch = 0;
-                return Err(status_text(s));
-            }
-            self.batch = n;
+        if k == 0 {
+            let shape = [0, h as i64, w as i64, 3];
+            return Ok(Tensor::empty(shape, (Kind::Uint8, self.device)));
         }
-        let base = out.data_ptr() as *mut u8;
+        let per = h * w * 3;
+        let b = self.next;
+        self.next = 1 - b;
+        if self.buffers[b]
+            .as_ref()
+            .is_none_or(|(t, _)| (t.numel()) < k * per)
+        {
+            // A new buffer: once the device is idle, so that no queued work
+            // still uses the memory libtorch's allocator hands out (this
+            // decoder writes it on its own stream).
+            if let tch::Device::Cuda(i) = self.device {
+                tch::Cuda::synchronize(i as i64);
+            }
+            let t = Tensor::empty([(k * per).max(1) as i64], (Kind::Uint8, self.device));
+            self.buffers[b] = Some((t, None));
+        }
+        let format = if rgb { OUTPUT_UNCHANGED } else { OUTPUT_RGBI };
+        self.batch_size(k, format)?;
+        let stream = self
+            .stream
+            .as_ref()
+            .map_or(std::ptr::null_mut(), |s| s.raw());
+        let (buffer, free) = self.buffers[b].as_mut().expect("a buffer");
+        if let Some(free) = free.take() {
+            // The model's reads of this buffer's last batch come first.
+            if stream.is_null() || !free.wait_on(stream) {
+                free.wait();
+            }
+        }
+        let base = buffer.data_ptr() as *mut u8;
         let mut images: Vec<Image> = (0..k)
             .map(|i| {
                 let mut channel = [std::ptr::null_mut(); MAX_COMPONENT];
-                // SAFETY: inside `out`, which holds k·h·w·3 bytes.
-                channel[0] = unsafe { base.add(i * h * w * 3) };
                 let mut pitch = [0; MAX_COMPONENT];
-                pitch[0] = w * 3;
+                // SAFETY (both arms): inside the buffer, which holds at
+                // least k·h·w·3 bytes.
+                if rgb {
+                    for (c, (ch, p)) in channel.iter_mut().zip(&mut pitch).take(3).enumerate() {
+                        *ch = unsafe { base.add(i * per + c * h * w) };
+                        *p = w;
+                    }
+                } else {
+                    channel[0] = unsafe { base.add(i * per) };
+                    pitch[0] = w * 3;
+                }
                 Image { channel, pitch }
             })
             .collect();
         let data: Vec<*const u8> = streams.iter().map(|s| s.as_ptr()).collect();
         let lengths: Vec<usize> = streams.iter().map(|s| s.len()).collect();
-        // SAFETY: k streams, lengths and destinations, each destination
-        // w·3 bytes a row for h rows inside `out`; stream null is the
-        // default stream.
+        // SAFETY: k streams, lengths and destinations inside the buffer;
+        // `stream` is this decoder's (or null: the default stream).
         let s = unsafe {
             (self.lib.batched)(
                 self.handle,
@@ -263,13 +305,56 @@ impl NvJpeg {
                 data.as_ptr(),
                 lengths.as_ptr(),
                 images.as_mut_ptr(),
-                std::ptr::null_mut(),
+                stream,
             )
         };
         if s != 0 {
             // A failed batch leaves the state to be initialised again.
-            self.batch = 0;
+            self.batch = (0, -1);
             return Err(status_text(s));
+        }
+        if !stream.is_null() {
+            // libtorch's default stream waits for the decode.
+            let done = crate::cuda::Event::record_on(stream);
+            if !done.is_some_and(|e| e.wait_on(std::ptr::null_mut())) {
+                self.stream.as_ref().expect("a stream").synchronize();
+            }
+        }
+        let view = buffer.narrow(0, 0, (k * per) as i64);
+        let (k, h, w) = (k as i64, h as i64, w as i64);
+        Ok(if rgb {
+            view.view([k, 3, h, w]).permute([0, 2, 3, 1])
+        } else {
+            view.view([k, h, w, 3])
+        })
+    }
+
+    /// The work that reads the last decoded batch is queued on libtorch's
+    /// default stream: its buffer is free once that work is done.
+    pub fn release(&mut self) {
+        let last = 1 - self.next;
+        if let Some((_, free)) = self.buffers[last].as_mut() {
+            *free = crate::cuda::Event::record();
+            if free.is_none() {
+                if let tch::Device::Cuda(i) = self.device {
+                    tch::Cuda::synchronize(i as i64);
+                }
+            }
+        }
+    }
+
+    /// Initialises the decode state for batches of `k` in `format` when it
+    /// was not already.
+    fn batch_size(&mut self, k: usize, format: c_int) -> Result<(), String> {
+        let n = c_int::try_from(k).map_err(|_| "too many tiles in one batch".to_string())?;
+        if (n, format) != self.batch {
+            // SAFETY: handle and state are this decoder's own.
+            let s = unsafe { (self.lib.batched_initialize)(self.handle, self.state, n, 1, format) };
+            if s != 0 {
+                self.batch = (0, -1);
+                return Err(status_text(s));
+            }
+            self.batch = (n, format);
         }
         Ok(())
     }
@@ -277,6 +362,13 @@ impl NvJpeg {
 
 impl Drop for NvJpeg {
     fn drop(&mut self) {
+        // Nothing of this decoder's may still run when its buffers go.
+        if let Some(s) = &self.stream {
+            s.synchronize();
+        }
+        if let tch::Device::Cuda(i) = self.device {
+            tch::Cuda::synchronize(i as i64);
+        }
         // SAFETY: this decoder's own state and handle, not used after this.
         unsafe {
             (self.lib.state_destroy)(self.state);

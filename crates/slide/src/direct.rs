@@ -205,6 +205,12 @@ impl JpegTiles {
         }))
     }
 
+    /// Whether its JPEG tiles hold R, G, B components (photometric RGB:
+    /// no colour transform), not YCbCr.
+    pub fn rgb_components(&self) -> bool {
+        self.rgb_jpeg
+    }
+
     /// Tiles in the level.
     pub fn len(&self) -> usize {
         self.tiles_across as usize * self.tiles_down as usize
@@ -758,10 +764,12 @@ impl DirectReader {
                         .raw(&self.file, n)
                         .map_err(|e| bad(format!("JPEG tile {n}: cannot read it: {e}")))?;
                     match crate::stored::check_baseline(&stream, w, h) {
-                        Baseline::Yes => Piece::Jpeg(stream.into()),
+                        Baseline::Yes { rgb } if rgb == tiles.rgb_jpeg => {
+                            Piece::Jpeg(stream.into())
+                        }
                         // The CPU decoder says what is wrong, or decodes
                         // what the device decoder does not take.
-                        Baseline::Other(_) | Baseline::Broken(_) => Piece::Pixels(Arc::new(
+                        _ => Piece::Pixels(Arc::new(
                             crate::stored::decode_jpeg(&stream, w, h)
                                 .map_err(|e| bad(format!("JPEG tile {n}: {e}")))?,
                         )),
@@ -780,6 +788,7 @@ impl DirectReader {
             tile_width: w,
             tile_height: h,
             pieces,
+            rgb_components: tiles.rgb_jpeg,
         })
     }
 

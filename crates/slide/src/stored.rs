@@ -23,6 +23,9 @@ pub struct StoredTiles {
     pub tile_height: u32,
     /// Each stored tile the rectangle touches, in raster order.
     pub pieces: Vec<StoredPiece>,
+    /// The level's JPEG streams hold R, G, B components (no colour
+    /// transform: Aperio's RGB tiles), not YCbCr.
+    pub rgb_components: bool,
 }
 
 /// One stored tile of a [`StoredTiles`] and the part of the rectangle it gives.
@@ -42,8 +45,9 @@ pub struct StoredPiece {
 /// What a stored tile holds.
 #[derive(Debug, Clone)]
 pub enum Piece {
-    /// A complete baseline JPEG stream (8-bit YCbCr, the tile's size),
-    /// checked to be whole (see [`check_baseline`]).
+    /// A complete baseline JPEG stream (8-bit, the tile's size, its
+    /// components as the rectangle's `rgb_components` says), checked to be
+    /// whole (see [`check_baseline`]).
     Jpeg(Arc<[u8]>),
     /// Decoded here already: a stream of a kind the device decoder does
     /// not take (progressive, RGB components…).
@@ -80,9 +84,13 @@ pub fn decode_jpeg(stream: &[u8], width: u32, height: u32) -> Result<RgbImage, S
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Baseline {
     /// A whole baseline (or extended sequential) 8-bit, 3-component JPEG of
-    /// `width`×`height`, without an Adobe marker asking for RGB components.
-    Yes,
-    /// A valid stream of another kind (progressive, RGB components…): decode it here.
+    /// `width`×`height` in one scan: YCbCr, or (`rgb`: an Adobe marker with
+    /// transform 0, as Aperio's RGB tiles carry) RGB components, not subsampled.
+    Yes {
+        /// The components are R, G, B (no colour transform).
+        rgb: bool,
+    },
+    /// A valid stream of another kind (progressive, subsampled RGB…): decode it here.
     Other(String),
     /// Not a whole JPEG stream (cut short, markers out of place): corrupt.
     Broken(String),
@@ -106,6 +114,7 @@ pub fn check_baseline(stream: &[u8], width: u32, height: u32) -> Baseline {
     let mut frame = None;
     let mut other = None;
     let mut scans = 0;
+    let (mut rgb, mut subsampled) = (false, false);
     while i + 4 <= stream.len() {
         if stream[i] != 0xFF {
             return broken("a JPEG segment starts with something that is not a marker");
@@ -131,6 +140,7 @@ pub fn check_baseline(stream: &[u8], width: u32, height: u32) -> Baseline {
                 let h = u32::from(u16::from_be_bytes([body[1], body[2]]));
                 let w = u32::from(u16::from_be_bytes([body[3], body[4]]));
                 frame = Some((body[0], w, h, body[5]));
+                subsampled = body[6..].chunks_exact(3).any(|c| c[1] != 0x11);
             }
             0xC2..=0xCF if marker != 0xC4 && marker != 0xC8 && marker != 0xCC => {
                 other.get_or_insert_with(|| "not a baseline JPEG".to_string());
@@ -140,9 +150,7 @@ pub fn check_baseline(stream: &[u8], width: u32, height: u32) -> Baseline {
                     frame = Some((8, w, h, 3));
                 }
             }
-            0xEE if body.starts_with(b"Adobe") && body.get(11) == Some(&0) => {
-                other.get_or_insert_with(|| "RGB components (Adobe transform 0)".to_string());
-            }
+            0xEE if body.starts_with(b"Adobe") && body.get(11) == Some(&0) => rgb = true,
             _ => {}
         }
         i += 2 + len;
@@ -169,7 +177,10 @@ pub fn check_baseline(stream: &[u8], width: u32, height: u32) -> Baseline {
     if precision != 8 || components != 3 {
         return Baseline::Other(format!("{precision}-bit, {components} components"));
     }
-    Baseline::Yes
+    if rgb && subsampled {
+        return Baseline::Other("subsampled RGB components".into());
+    }
+    Baseline::Yes { rgb }
 }
 
 /// Where the entropy-coded data starting at `i` ends: the next marker that
@@ -203,7 +214,7 @@ mod tests {
     #[test]
     fn a_whole_baseline_stream_passes_and_cut_or_overwritten_ones_do_not() {
         let s = jpeg(64, 48);
-        assert_eq!(check_baseline(&s, 64, 48), Baseline::Yes);
+        assert_eq!(check_baseline(&s, 64, 48), Baseline::Yes { rgb: false });
         assert!(matches!(check_baseline(&s, 64, 64), Baseline::Broken(m) if m.contains("64×48")));
         let cut = &s[..s.len() / 2];
         assert!(
@@ -228,7 +239,15 @@ mod tests {
             &s[2..],
         ]
         .concat();
-        assert!(matches!(check_baseline(&adobe, 64, 48), Baseline::Other(m) if m.contains("RGB")));
+        // RGB components (image's encoder writes 4:4:4) are taken; the
+        // same subsampled (the first component 2×2) are not.
+        assert_eq!(check_baseline(&adobe, 64, 48), Baseline::Yes { rgb: true });
+        let sof = adobe.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+        let mut subsampled = adobe.clone();
+        subsampled[sof + 4 + 7] = 0x22;
+        assert!(
+            matches!(check_baseline(&subsampled, 64, 48), Baseline::Other(m) if m.contains("subsampled RGB"))
+        );
         assert_eq!(decode_jpeg(&s, 64, 48).unwrap().dimensions(), (64, 48));
         assert!(decode_jpeg(cut, 64, 48).is_err());
     }

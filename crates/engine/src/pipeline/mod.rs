@@ -733,6 +733,7 @@ fn assembly_of(stored: &[StoredTile], tiles: usize) -> Assembly<'_> {
     let mut assembly = Assembly {
         stored: (first.tile_width, first.tile_height),
         tiles: vec![None; tiles],
+        rgb_components: first.rgb_components,
         ..Assembly::default()
     };
     let mut streams: HashMap<(u32, usize), usize> = HashMap::new();
