@@ -306,14 +306,7 @@ fn a_corrupt_tile_with_nvjpeg_is_the_cpu_paths_error() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let slide = synth(d, "103", "8192x8192");
-    let range = {
-        use tiff::tags::Tag;
-        let mut t = tiff::decoder::Decoder::new(std::fs::File::open(&slide).unwrap()).unwrap();
-        let offsets = t.get_tag_u64_vec(Tag::TileOffsets).unwrap();
-        let counts = t.get_tag_u64_vec(Tag::TileByteCounts).unwrap();
-        let n = 32 * 16 + 16;
-        offsets[n] as usize..(offsets[n] + counts[n]) as usize
-    };
+    let range = common::tile_bytes(&slide, 0, 32 * 16 + 16);
     let mut bytes = std::fs::read(&slide).unwrap();
     bytes[range].fill(0);
     std::fs::write(&slide, bytes).unwrap();

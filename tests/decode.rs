@@ -145,15 +145,6 @@ fn aperio_rgb_component_tiles_take_the_device_path() {
     );
 }
 
-/// The TIFF byte range of tile `n` of the first page.
-fn tile_bytes(path: &Path, n: usize) -> std::ops::Range<usize> {
-    use tiff::tags::Tag;
-    let mut d = tiff::decoder::Decoder::new(std::fs::File::open(path).unwrap()).unwrap();
-    let offsets = d.get_tag_u64_vec(Tag::TileOffsets).unwrap();
-    let counts = d.get_tag_u64_vec(Tag::TileByteCounts).unwrap();
-    offsets[n] as usize..(offsets[n] + counts[n]) as usize
-}
-
 /// A corrupt stored tile on the device path: the same one error line as
 /// on the CPU path (the host's strict decoder names it) and no file; with
 /// `--bad-tiles background` the same masks and the same listed tile. One
@@ -164,9 +155,9 @@ fn a_corrupt_tile_on_the_device_path_is_the_cpu_paths_error() {
     let d = dir.path();
     let slide = synth(d, "924", "8192x8192");
     let mut bytes = std::fs::read(&slide).unwrap();
-    let zeroed = tile_bytes(&slide, 32 * 16 + 16);
+    let zeroed = common::tile_bytes(&slide, 0, 32 * 16 + 16);
     bytes[zeroed].fill(0);
-    let cut = tile_bytes(&slide, 32 * 12 + 10);
+    let cut = common::tile_bytes(&slide, 0, 32 * 12 + 10);
     let half = (cut.start + cut.end) / 2;
     bytes[half..cut.end].fill(0);
     std::fs::write(&slide, bytes).unwrap();

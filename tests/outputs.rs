@@ -784,18 +784,6 @@ fn killed_runs_leave_no_incomplete_file_under_a_final_name() {
     );
 }
 
-/// The TIFF byte range of tile `n` of page `page`.
-fn tile_bytes(path: &Path, page: usize, n: usize) -> std::ops::Range<usize> {
-    use tiff::tags::Tag;
-    let mut d = tiff::decoder::Decoder::new(std::fs::File::open(path).unwrap()).unwrap();
-    for _ in 0..page {
-        d.next_image().unwrap();
-    }
-    let offsets = d.get_tag_u64_vec(Tag::TileOffsets).unwrap();
-    let counts = d.get_tag_u64_vec(Tag::TileByteCounts).unwrap();
-    offsets[n] as usize..(offsets[n] + counts[n]) as usize
-}
-
 /// A slide whose JPEG tile in the middle of the working level is garbage:
 /// the run stops there with one `error:` line naming the slide, the level
 /// and the tile, and the output folder holds nothing, not even temporary
@@ -808,7 +796,7 @@ fn a_corrupt_tile_mid_run_is_one_error_and_leaves_no_file() {
     // thumbnail comes from level 1 (2048²), which stays intact.
     let slide = synth(d, "909", "8192x8192");
     let mut bytes = std::fs::read(&slide).unwrap();
-    let range = tile_bytes(&slide, 0, 32 * 16 + 16);
+    let range = common::tile_bytes(&slide, 0, 32 * 16 + 16);
     bytes[range].fill(0);
     std::fs::write(&slide, bytes).unwrap();
     let model = threshold_model();
@@ -905,7 +893,7 @@ fn bad_tiles_background_completes_warns_and_lists_the_tiles() {
     let tile = (0..32 * 32).max_by_key(|&n| positives(&whole, n)).unwrap();
     assert!(positives(&whole, tile) > 1000, "the slide holds tumor");
     let mut bytes = std::fs::read(&slide).unwrap();
-    let range = tile_bytes(&slide, 0, tile as usize);
+    let range = common::tile_bytes(&slide, 0, tile as usize);
     bytes[range].fill(0);
     std::fs::write(&slide, bytes).unwrap();
     let o = segment(&slide, "bg", &["--bad-tiles", "background"]);

@@ -196,3 +196,16 @@ pub fn page_requests(netlog: &Path) -> Vec<String> {
         .filter_map(|e| e["params"]["url"].as_str().map(str::to_string))
         .collect()
 }
+
+/// The byte range of tile `n` of page `page` of the TIFF at `path` (to
+/// corrupt a stored tile in place).
+pub fn tile_bytes(path: &Path, page: usize, n: usize) -> std::ops::Range<usize> {
+    use tiff::tags::Tag;
+    let mut d = tiff::decoder::Decoder::new(std::fs::File::open(path).unwrap()).unwrap();
+    for _ in 0..page {
+        d.next_image().unwrap();
+    }
+    let offsets = d.get_tag_u64_vec(Tag::TileOffsets).unwrap();
+    let counts = d.get_tag_u64_vec(Tag::TileByteCounts).unwrap();
+    offsets[n] as usize..(offsets[n] + counts[n]) as usize
+}
