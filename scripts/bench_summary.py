@@ -82,6 +82,17 @@ def segment(report_path, bench_path, start, end, util=None):
         f"{tiles / wall / model:.3f}x model only ({model:.1f} tiles/s); decoded by {wl['decoded_by']} "
         f"({wl['tiles_decoded_on_device']} stored tiles on the device, {wl['device_decode_fallbacks']} fallbacks)"
     )
+    t = report["timings_s"]
+    # Where the whole command's time went: before the slide's clock (process
+    # start, devices), its plan (the model loading meanwhile), the wait for
+    # the model after it, the pipeline, the outputs' finish after it.
+    before = wall - t["total"]
+    print(
+        f"  whole command {wall:.2f} s: {before:.2f} s before the slide's clock (process, devices), "
+        f"{t['open_and_thumbnail']:.2f} s plan (the model loading meanwhile), "
+        f"{t.get('waiting_for_model', 0.0):.2f} s waiting for the model, "
+        f"{t['pipeline_wall']:.2f} s pipeline, {t['outputs']:.2f} s outputs after it"
+    )
     if util:
         utilisation(util, (float(start), float(end)))
 

@@ -414,6 +414,96 @@ fn bad_inputs_fail_with_one_clear_line_and_no_output() {
     }
 }
 
+/// A model that does not load (it loads while the first slide is locked
+/// and planned) stops a folder at once: one error line naming it, exit 1,
+/// no slide's outputs, no summary; the output folder the run made is gone,
+/// and one that was there keeps what it held.
+#[test]
+fn a_model_that_fails_to_load_stops_a_folder_with_one_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let broken = d.join("broken-model");
+    std::fs::create_dir(&broken).unwrap();
+    std::fs::write(broken.join("model.pt"), "not torchscript").unwrap();
+    std::fs::copy(
+        threshold_model().join("manifest.json"),
+        broken.join("manifest.json"),
+    )
+    .unwrap();
+    let slides = d.join("slides");
+    std::fs::create_dir(&slides).unwrap();
+    for name in ["a.svs", "b.svs", "c.svs"] {
+        std::fs::copy(repo("tests/data/default.svs"), slides.join(name)).unwrap();
+    }
+    let kept = d.join("kept");
+    std::fs::create_dir(&kept).unwrap();
+    std::fs::write(kept.join("notes.txt"), "mine").unwrap();
+    for out in [d.join("new"), kept.clone()] {
+        let o = common::run(
+            d,
+            &args![
+                &"segment",
+                &slides,
+                &"--model",
+                &broken,
+                &"--out",
+                &out,
+                &"--device",
+                &"cpu"
+            ],
+        );
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        let errors = error_lines(&o);
+        assert_eq!(errors.len(), 1, "{}", stderr(&o));
+        assert!(
+            errors[0].contains("broken-model/model.pt: not a TorchScript model"),
+            "{}",
+            errors[0]
+        );
+    }
+    assert!(!d.join("new").exists());
+    assert_eq!(files_in(&kept), ["notes.txt"]);
+}
+
+/// The model loads on a thread of its own while the slide is locked,
+/// checked and planned: with its load made slow (a GPU server's start-up,
+/// here a test delay of 2 s), the plan is logged before the model is
+/// ready, and the report says how long the slide then waited for it — less
+/// than the load took, by the time the plan took.
+#[test]
+fn the_model_loads_while_the_first_slide_is_planned() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let o = common::command(d)
+        .args(args![
+            &"segment",
+            &repo("tests/data/default.svs"),
+            &"--model",
+            &threshold_model(),
+            &"--out",
+            &"out",
+            &"--device",
+            &"cpu",
+            &"-v"
+        ])
+        .env("WSISEG_TEST_LOAD_DELAY_MS", "2000")
+        .output()
+        .unwrap();
+    let text = stderr(&o);
+    assert!(o.status.success(), "{text}");
+    let planned = text.find("tiles of").expect("the plan's line");
+    let loaded = text.find("model loaded on cpu").expect("the load's line");
+    assert!(planned < loaded, "{text}");
+    let report = json(&d.join("out/default.report.json"));
+    let t = |k: &str| report["timings_s"][k].as_f64().unwrap();
+    assert!(t("open_and_thumbnail") > 0.0);
+    assert!(
+        t("waiting_for_model") > 0.0 && t("waiting_for_model") < 2.0,
+        "{}",
+        report["timings_s"]
+    );
+}
+
 #[test]
 fn clap_rejects_level_and_mpp_together() {
     let dir = tempfile::tempdir().unwrap();

@@ -48,10 +48,13 @@ pub fn run_observed(args: &SegmentArgs, observer: Option<Observer>) -> Result<Ru
         "memory budget {:.2} GiB",
         budget as f64 / f64::from(1u32 << 30)
     );
+    // The model loads on a thread of its own while the first slide is
+    // locked, checked, opened and planned.
     let engine = build_engine(args)?;
     engine
         .check(&request)
         .map_err(crate::errors::flag_context)?;
+    let out_existed = args.out.exists();
     prepare_out_dir(&args.out)?;
 
     let cancel = crate::signals::cancel_flag();
@@ -75,7 +78,17 @@ pub fn run_observed(args: &SegmentArgs, observer: Option<Observer>) -> Result<Ru
         shown: Mutex::new(vec![None; count]),
         observer,
     };
-    let outcome = engine.segment_many(&batch, cancel, &watch)?;
+    let outcome = match engine.segment_many(&batch, cancel, &watch) {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            if !out_existed {
+                // The folder this run made, if the models' failure left it
+                // empty (remove_dir removes nothing else).
+                let _ = std::fs::remove_dir(&args.out);
+            }
+            return Err(crate::errors::flag_context(e));
+        }
+    };
     let summary = RunSummary {
         done: outcome.count(Status::Segmented),
         skipped: outcome.count(Status::Skipped),
@@ -216,7 +229,8 @@ fn build_engine(args: &SegmentArgs) -> Result<Engine> {
         .batch(args.batch)
         .readers(args.readers)
         .decode(args.decode)
-        .build()
+        .warm_up(args.tile)
+        .start()
         .map_err(crate::errors::flag_context)?;
     log_runtime(&engine);
     if !engine.devices().iter().any(|d| d.is_cuda()) && engine.precision() == Precision::F16 {

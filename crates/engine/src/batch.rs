@@ -172,7 +172,12 @@ impl Engine {
     ) -> Result<BatchOutcome, EngineError> {
         std::fs::create_dir_all(&batch.out)
             .map_err(|e| EngineError::io(&batch.out, "cannot create the output folder", e))?;
-        let entries = self.run_slides(batch, cancel, observer);
+        let aborted = Mutex::new(None);
+        let entries = self.run_slides(batch, cancel, observer, &aborted);
+        if let Some(e) = aborted.into_inner().unwrap_or_else(PoisonError::into_inner) {
+            // The models did not load: no slide could run, none is listed.
+            return Err(e);
+        }
         let mut outcome = BatchOutcome {
             entries,
             ..BatchOutcome::default()
@@ -218,6 +223,7 @@ impl Engine {
         batch: &Batch,
         cancel: &AtomicBool,
         observer: &dyn BatchObserver,
+        aborted: &Mutex<Option<EngineError>>,
     ) -> Vec<Option<SummaryEntry>> {
         let mut results: Vec<Option<SummaryEntry>> = batch.slides.iter().map(|_| None).collect();
         std::thread::scope(|scope| {
@@ -242,7 +248,7 @@ impl Engine {
                         started.wait();
                     }
                 }
-                if cancel.load(Ordering::Relaxed) {
+                if cancel.load(Ordering::Relaxed) || self.load_failed() {
                     break;
                 }
                 let started = Arc::new(Started::default());
@@ -252,6 +258,12 @@ impl Engine {
                     // device or, whatever happened, has ended.
                     let _ended = on_model.guard();
                     self.segment_one(k, slide, batch, cancel, observer, &on_model)
+                        .unwrap_or_else(|e| {
+                            // The first such error is the run's; the others say the same.
+                            let mut first = aborted.lock().unwrap_or_else(PoisonError::into_inner);
+                            first.get_or_insert(e);
+                            None
+                        })
                 });
                 running.push_back((k, handle, started));
             }
@@ -262,8 +274,9 @@ impl Engine {
         results
     }
 
-    /// One slide of a folder run, behind a panic boundary: its entry, or
-    /// `None` when the run was interrupted.
+    /// One slide of a folder run, behind a panic boundary: its entry,
+    /// `None` when the run was interrupted, or the error that ends the run
+    /// (the models did not load).
     fn segment_one(
         &self,
         k: usize,
@@ -272,7 +285,7 @@ impl Engine {
         cancel: &AtomicBool,
         observer: &dyn BatchObserver,
         on_model: &Started,
-    ) -> Option<SummaryEntry> {
+    ) -> Result<Option<SummaryEntry>, EngineError> {
         let path = slide.path.as_path();
         let out = &slide.out_dir(&batch.out);
         let mut request = batch.request.clone();
@@ -319,7 +332,7 @@ impl Engine {
             figures,
             report: report.exists().then(|| report.clone()),
         };
-        match result {
+        Ok(match result {
             Ok(outcome) => {
                 observer.finished(k, slide, &outcome);
                 Some(match outcome {
@@ -335,13 +348,14 @@ impl Engine {
                 observer.interrupted(k, slide);
                 None
             }
+            Err(e) if self.load_failed() => return Err(e),
             Err(e) => {
                 let line = observer.failed(k, slide, e);
                 let mut failed = entry(Status::Failed, None, Some(line));
                 failed.report = None;
                 Some(failed)
             }
-        }
+        })
     }
 }
 

@@ -6,9 +6,10 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use sha2::{Digest, Sha256};
-use wsiseg_infer::{Device, Manifest, Precision, Segmenter, TileDecoder, Tta};
+use wsiseg_infer::{Device, Manifest, ModelSet, Precision, Segmenter, TileDecoder, Tta};
 use wsiseg_slide::{Reader, Resolution, RgbImage, Size, Slide, TilePlan, WorkingLevel};
 
+use crate::loading::{Loaded, Loading, TEST_LOAD_DELAY_MS};
 use crate::outputs::{Format, OVERVIEW_SIDE};
 use crate::{EngineError, Setting};
 
@@ -54,6 +55,7 @@ pub struct EngineBuilder {
     readers: Option<usize>,
     threshold: Option<f64>,
     decode: Decode,
+    warm_up: Option<u32>,
 }
 
 impl EngineBuilder {
@@ -70,6 +72,7 @@ impl EngineBuilder {
             readers: None,
             threshold: None,
             decode: Decode::default(),
+            warm_up: None,
         }
     }
 
@@ -105,7 +108,7 @@ impl EngineBuilder {
     }
 
     /// An ensemble instead of the one model: their class probabilities are
-    /// averaged with these weights (see [`Segmenter::load_ensemble`]).
+    /// averaged with these weights (see [`ModelSet::read`]).
     pub fn models(mut self, models: Vec<(PathBuf, f64)>) -> Self {
         self.models = models;
         self
@@ -124,8 +127,28 @@ impl EngineBuilder {
         self
     }
 
-    /// Loads the model on every device (and warms it up on CUDA).
+    /// The tile side slides will run at, for the warm-up on CUDA
+    /// [default: the manifest's tile].
+    pub fn warm_up(mut self, tile: Option<u32>) -> Self {
+        self.warm_up = tile;
+        self
+    }
+
+    /// Loads the models on every device (on CUDA, warmed up at the batch's
+    /// shape) and returns the engine once they are ready.
     pub fn build(self) -> Result<Engine, EngineError> {
+        let engine = self.start()?;
+        engine.loaded()?;
+        Ok(engine)
+    }
+
+    /// Reads and checks the models and the settings, and returns the engine
+    /// at once while the models load on a thread of their own: a slide's
+    /// lock, resume check, opening and plan run meanwhile, and its tiles
+    /// wait for the models. A model that fails to load is the error of the
+    /// first slide that needs it ([`Engine::segment_many`] stops there);
+    /// what a model's manifest and the settings can tell is an error here.
+    pub fn start(self) -> Result<Engine, EngineError> {
         let first = *self.devices.first().ok_or_else(|| EngineError::Setting {
             setting: Setting::Devices,
             value: String::new(),
@@ -140,21 +163,23 @@ impl EngineBuilder {
         if readers == 0 {
             return Err(setting(Setting::Readers, 0, "must be at least 1"));
         }
-        let workers = self
-            .devices
-            .iter()
-            .map(|&d| {
-                let mut segmenter = Segmenter::load_ensemble(&self.models, d, precision)?;
-                segmenter.set_threshold(self.threshold)?;
-                segmenter.set_tta(self.tta);
-                Ok::<_, wsiseg_infer::InferError>(segmenter)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let (threshold, decision) = (workers[0].threshold(), workers[0].decision());
-        let path = workers[0].path().to_path_buf();
-        let manifest = workers[0].manifest().clone();
-        let devices = workers.iter().map(Segmenter::device).collect();
-        let members = workers[0]
+        if self.decode == Decode::Gpu && std::env::var_os(TEST_HOST_DECODE).is_none() {
+            if let Some(d) = self.devices.iter().find(|d| !d.is_cuda()) {
+                return Err(no_gpu_decode(&format!(
+                    "the model runs on {d}, not on a CUDA GPU"
+                )));
+            }
+        }
+        let mut set = ModelSet::read(&self.models)?;
+        set.set_threshold(self.threshold)?;
+        let loading = {
+            let (set, devices, tta, decode) =
+                (set.clone(), self.devices.clone(), self.tta, self.decode);
+            let tile = self.warm_up.unwrap_or(set.manifest().tile);
+            Loading::spawn(move || load(&set, &devices, precision, tta, decode, (batch, tile)))?
+        };
+        // The load runs meanwhile.
+        let members = set
             .members()
             .map(|(path, manifest, weight, runtime)| {
                 Ok(Member {
@@ -166,29 +191,76 @@ impl EngineBuilder {
                 })
             })
             .collect::<Result<Vec<_>, EngineError>>()?;
-        let libraries = workers[0].libraries();
-        let (decoders, decode_unavailable) = tile_decoders(self.decode, &workers)?;
-        let workers = workers.into_iter().map(Mutex::new).collect();
-        let sha256 = members[0].sha256.clone();
         Ok(Engine {
+            model_sha256: members[0].sha256.clone(),
             members,
             tta: self.tta,
-            workers,
-            manifest,
-            model_path: path,
-            devices,
+            loading,
+            manifest: set.manifest().clone(),
+            model_path: set.path().to_path_buf(),
+            devices: self.devices,
             precision,
             batch,
             readers,
-            model_sha256: sha256,
-            threshold,
-            decision,
-            libraries,
+            threshold: set.threshold(),
+            decision: set.decision(),
             decode: self.decode,
-            decoders,
-            decode_unavailable,
         })
     }
+}
+
+/// The models of `set` on every device, warmed up on CUDA at `shape`
+/// (tiles per batch, tile side), and their JPEG decoders.
+fn load(
+    set: &ModelSet,
+    devices: &[Device],
+    precision: Precision,
+    tta: Tta,
+    decode: Decode,
+    (batch, tile): (usize, u32),
+) -> Result<Loaded, EngineError> {
+    let started = Instant::now();
+    if let Some(ms) = std::env::var(TEST_LOAD_DELAY_MS)
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+    let workers = devices
+        .iter()
+        .map(|&d| {
+            let mut segmenter = set.load(d, precision)?;
+            segmenter.set_tta(tta);
+            if d.is_cuda() {
+                // cuDNN's algorithm search and TorchScript's profiling runs
+                // for the batch's shape, now rather than in the first batches.
+                segmenter.bind_thread();
+                segmenter.warm_up(batch, tile)?;
+            }
+            Ok::<_, wsiseg_infer::InferError>(segmenter)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let libraries = workers[0].libraries();
+    let (decoders, decode_unavailable) = tile_decoders(decode, &workers)?;
+    tracing::debug!(
+        "model loaded on {} in {:.2} s",
+        crate::describe_devices(devices),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(Loaded {
+        workers: workers.into_iter().map(Mutex::new).collect(),
+        decoders,
+        decode_unavailable,
+        libraries,
+    })
+}
+
+fn no_gpu_decode(why: &str) -> EngineError {
+    setting(
+        Setting::Decode,
+        "gpu",
+        &format!("cannot decode on the GPU: {why}"),
+    )
 }
 
 /// Where the stored JPEG tiles of slides are decoded.
@@ -236,13 +308,7 @@ fn tile_decoders(
         match made {
             Ok(d) => decoders.push(Mutex::new(Some(d))),
             Err(why) if decode == Decode::Auto => return Ok((none(), Some(why))),
-            Err(why) => {
-                return Err(setting(
-                    Setting::Decode,
-                    "gpu",
-                    &format!("cannot decode on the GPU: {why}"),
-                ))
-            }
+            Err(why) => return Err(no_gpu_decode(&why)),
         }
     }
     Ok((decoders, None))
@@ -294,11 +360,11 @@ pub(crate) fn setting(setting: Setting, value: impl ToString, problem: &str) -> 
     }
 }
 
-/// Models on their devices, ready to segment slides one after another.
+/// Models on their devices (or loading there), ready to segment slides one
+/// after another.
 pub struct Engine {
-    /// One model copy per worker; each worker thread holds its own lock
-    /// for a whole slide (libtorch modules may move between threads, not be shared).
-    pub(crate) workers: Vec<Mutex<Segmenter>>,
+    /// The models on their devices, once loaded.
+    loading: Loading,
     manifest: Manifest,
     model_path: PathBuf,
     devices: Vec<Device>,
@@ -310,12 +376,7 @@ pub struct Engine {
     decision: String,
     members: Vec<Member>,
     tta: Tta,
-    libraries: Vec<(&'static str, Option<String>)>,
     decode: Decode,
-    /// Per worker, its device's JPEG decoder (none: tiles are decoded on the host).
-    pub(crate) decoders: Vec<Mutex<Option<TileDecoder>>>,
-    /// Why `auto` decodes on the host although the model runs on a GPU.
-    decode_unavailable: Option<String>,
 }
 
 /// How the PNG mask stores classes.
@@ -487,13 +548,34 @@ impl Engine {
         self.decode
     }
 
+    /// The models on their devices: waits for their load ([`EngineBuilder::start`]).
+    pub(crate) fn loaded(&self) -> Result<&Loaded, EngineError> {
+        self.loading.get()
+    }
+
+    /// Waits until the models are loaded on their devices (and warmed up
+    /// on CUDA), or returns why they could not be.
+    pub fn ready(&self) -> Result<(), EngineError> {
+        self.loaded().map(|_| ())
+    }
+
+    /// Whether the models failed to load (every slide would fail alike).
+    pub fn load_failed(&self) -> bool {
+        self.loading.failed()
+    }
+
     /// How `slide`'s tiles at `working` are decoded, for its report: `cpu`,
     /// `gpu: nvJPEG (hardware)`…, with why not on the GPU where it was asked.
-    pub fn decoded_by(&self, slide: &dyn Slide, working: &WorkingLevel) -> (bool, String) {
+    pub(crate) fn decoded_by(
+        &self,
+        loaded: &Loaded,
+        slide: &dyn Slide,
+        working: &WorkingLevel,
+    ) -> (bool, String) {
         if self.decode == Decode::Cpu {
             return (false, "cpu".into());
         }
-        if let Some(why) = &self.decode_unavailable {
+        if let Some(why) = &loaded.decode_unavailable {
             let cuda = self.devices.iter().any(|d| d.is_cuda());
             return (
                 false,
@@ -507,7 +589,7 @@ impl Engine {
         if let Err(why) = working.stored_jpeg(slide) {
             return (false, format!("cpu ({why})"));
         }
-        let name = self.decoders[0]
+        let name = loaded.decoders[0]
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .as_ref()
@@ -526,9 +608,10 @@ impl Engine {
     }
 
     /// The libraries the model's runtime runs on, with their versions
-    /// (TorchScript: libtorch, the CUDA runtime, cuDNN), for reports.
+    /// (TorchScript: libtorch, the CUDA runtime, cuDNN), for reports: none
+    /// when the models did not load (this waits for their load).
     pub fn libraries(&self) -> &[(&'static str, Option<String>)] {
-        &self.libraries
+        self.loaded().map_or(&[], |l| &l.libraries[..])
     }
 
     /// Every model (one when alone), with its file, SHA-256 and weight.
@@ -565,7 +648,7 @@ impl Engine {
     /// budget (before anything is allocated: a failed allocation aborts).
     fn check_batch_memory(&self, tile: u32) -> Result<(), EngineError> {
         let classes = self.manifest().classes.len();
-        let workers = self.workers.len().max(1) as u64;
+        let workers = self.devices.len().max(1) as u64;
         let need = batch_bytes(self.batch, tile, classes).saturating_mul(workers);
         let budget = crate::memory::budget().unwrap_or_else(crate::memory::default_budget);
         if need <= budget {

@@ -175,6 +175,11 @@ pub enum EngineError {
         detail: String,
     },
 
+    /// The models did not load (said to every caller after the first,
+    /// which got the load's own error).
+    #[error("the model could not be loaded: {0}")]
+    NotLoaded(String),
+
     /// An engine thread panicked.
     #[error("internal error: the {0} thread panicked")]
     Panicked(&'static str),

@@ -53,6 +53,7 @@ mod engine;
 mod error;
 mod html;
 mod inputs;
+mod loading;
 mod lock;
 pub mod memory;
 mod options;

@@ -49,7 +49,7 @@ impl Engine {
                 ),
             ));
         }
-        let worker = self.workers[0]
+        let worker = self.loaded()?.workers[0]
             .lock()
             .map_err(|_| EngineError::Panicked("model"))?;
         worker.bind_thread();

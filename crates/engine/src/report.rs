@@ -103,6 +103,7 @@ fn slide_report(input: &ReportInput, outputs: &[PathBuf]) -> SlideReport {
         ),
         timings_s: Timings {
             open_and_thumbnail: t.plan_s,
+            waiting_for_model: t.model_wait_s,
             read_decode_thread_sum: t.read_s,
             inference: t.inference_s,
             stitch_and_write: t.stitch_write_s,

@@ -20,6 +20,9 @@ use crate::{Engine, EngineError, Request, RunControl, SlidePlan, TissuePolicy};
 pub struct RunStats {
     /// Opening the slide, its thumbnail and the plan.
     pub plan_s: f64,
+    /// Waiting for the model to load after the plan (the first slide of a
+    /// run, where the load took longer than locking, checking and planning).
+    pub model_wait_s: f64,
     /// Reading and decoding tiles, summed over the reader threads.
     pub read_s: f64,
     /// Queuing and collecting batches, summed over the workers.
@@ -287,6 +290,16 @@ impl Engine {
         extra: Vec<Box<dyn MaskOutput>>,
     ) -> Result<RunOutput, EngineError> {
         let started = Instant::now();
+        // The models may still be loading (EngineBuilder::start): the
+        // slide was locked, checked and planned meanwhile.
+        let loaded = self.loaded()?;
+        let model_wait_s = started.elapsed().as_secs_f64();
+        if model_wait_s > 0.01 {
+            tracing::debug!(
+                "{}: waited {model_wait_s:.2} s for the model to load",
+                slide.path().display()
+            );
+        }
         let mut formats = request.formats.clone();
         formats.sort();
         formats.dedup();
@@ -301,24 +314,24 @@ impl Engine {
             limit: control.limit(),
         };
         let (names, mut outputs) = create_outputs(&formats, &ctx, extra)?;
-        let (on_device, decoded_by) = self.decoded_by(slide, &plan.working);
+        let (on_device, decoded_by) = self.decoded_by(loaded, slide, &plan.working);
         let pipeline = Job {
             slide,
             working: plan.working,
             plan: plan.tiles,
-            workers: &self.workers,
+            workers: &loaded.workers,
             batch: self.batch,
             readers: self.readers,
             classes: self.manifest().classes.len(),
             run: &plan.run,
             control,
             bad_tiles: request.bad_tiles,
-            decoders: on_device.then_some(&self.decoders[..]),
+            decoders: on_device.then_some(&loaded.decoders[..]),
         }
         .run(&mut outputs, &names)?;
         let outputs_started = Instant::now();
         warn_bad_tiles(slide, &pipeline.bad_tiles);
-        let mut stats = run_stats(plan, pipeline, &names, decoded_by);
+        let mut stats = run_stats(plan, model_wait_s, pipeline, &names, decoded_by);
         // The times so far; the report (made last) gives the figures of
         // the moment it is written.
         let clock = |stats: &mut RunStats| {
@@ -433,12 +446,14 @@ fn finish_outputs(
 /// filled in as the outputs finish.
 fn run_stats(
     plan: &SlidePlan,
+    model_wait_s: f64,
     pipeline: PipelineStats,
     writers: &[&'static str],
     decoded_by: String,
 ) -> RunStats {
     RunStats {
         plan_s: plan.seconds,
+        model_wait_s,
         read_s: pipeline.read,
         inference_s: pipeline.inference,
         // The stage's busiest thread.

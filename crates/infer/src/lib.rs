@@ -46,7 +46,7 @@ pub use manifest::{
     check_threshold, ensemble_members, locate, runtime_of, Activation, ChannelOrder, Manifest,
     OutputElement, OutputKind, CLASS_COLOURS, MAX_TILE,
 };
-pub use model::{InFlight, Segmenter, Staging};
+pub use model::{InFlight, ModelSet, Segmenter, Staging};
 pub use nvjpeg::nvjpeg_library;
 pub use runtime::{
     aotinductor_support, onnx_runtime_library, runtime_names, Aoti, Linear, Network, Onnx, Output,

@@ -24,17 +24,43 @@ pub(crate) struct Member {
     inv_std: Tensor,
 }
 
+/// A model file found and its manifest read, not yet loaded: what can be
+/// known of a model at once, before the (slow) load onto a device.
+#[derive(Clone)]
+pub(crate) struct Spec {
+    pub(crate) path: PathBuf,
+    pub(crate) manifest: Manifest,
+    pub(crate) runtime: &'static dyn Runtime,
+    pub(crate) weight: f64,
+}
+
+impl Spec {
+    /// The model `path` names (see [`runtime::locate`]) and its manifest.
+    pub(crate) fn read(path: &Path, weight: f64) -> Result<Self, InferError> {
+        let (model_path, manifest_path, runtime) = runtime::locate(path)?;
+        Ok(Self {
+            manifest: Manifest::read(&manifest_path)?,
+            path: model_path,
+            runtime,
+            weight,
+        })
+    }
+}
+
 impl Member {
-    /// Loads the model `path` names (see [`runtime::locate`]) onto `device`
-    /// and checks it against its manifest with one dry run.
+    /// Loads the model of `spec` onto `device` and checks it against its
+    /// manifest with one dry run.
     pub(crate) fn load(
-        path: &Path,
+        spec: &Spec,
         device: Device,
         precision: Precision,
-        weight: f64,
     ) -> Result<Self, InferError> {
-        let (model_path, manifest_path, runtime) = runtime::locate(path)?;
-        let manifest = Manifest::read(&manifest_path)?;
+        let Spec {
+            path: model_path,
+            manifest,
+            runtime,
+            weight,
+        } = spec.clone();
         let network = runtime.load(&model_path, device, precision)?;
         let per_channel = |v: [f32; 3]| {
             Tensor::from_slice(&v)

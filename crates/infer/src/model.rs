@@ -6,43 +6,29 @@ use std::path::{Path, PathBuf};
 use tch::{Kind, Tensor};
 
 use crate::manifest::Activation;
-use crate::member::Member;
+use crate::member::{Member, Spec};
 use crate::tta::{self, Tta};
 use crate::{manifest, Device, InferError, Manifest, Precision};
 
-/// A segmentation model on one device, with its manifest — or
-/// several (an ensemble) whose class probabilities are averaged on the
-/// device, with weights.
-pub struct Segmenter {
+/// The models of a [`Segmenter`], found, their manifests read and checked
+/// against each other, none loaded yet: what a front end can know of them
+/// at once (manifest, classes, decision, weights), before the slow load
+/// onto a device ([`Self::load`]).
+#[derive(Clone)]
+pub struct ModelSet {
     /// The first model's manifest is the ensemble's (classes, tile, mpp).
-    members: Vec<Member>,
-    device: Device,
-    precision: Precision,
+    specs: Vec<Spec>,
     /// Binary models: tumor where P(tumor) > this; `None`: the arg-max.
     threshold: Option<f64>,
-    tta: Tta,
 }
 
-impl Segmenter {
-    /// Loads the model `path` names (see [`manifest::locate`]) onto `device`
-    /// and checks it against its manifest with one dry run.
-    pub fn load(path: &Path, device: Device, precision: Precision) -> Result<Self, InferError> {
-        Self::load_ensemble(&[(path.to_path_buf(), 1.0)], device, precision)
-    }
-
-    /// Loads several models (with their weights) as one ensemble: each is
-    /// checked against its manifest, and all must agree on classes,
-    /// tile_multiple and mpp (they may differ in architecture, output form
-    /// and training tile). Probabilities are averaged with the weights. A
-    /// path may be an ensemble folder ([`manifest::ensemble_members`]): its
-    /// models join with their weights times the one given.
-    pub fn load_ensemble(
-        models: &[(PathBuf, f64)],
-        device: Device,
-        precision: Precision,
-    ) -> Result<Self, InferError> {
-        // Before libtorch is asked anything about CUDA (see load_cuda_support).
-        let _ = crate::load_cuda_support();
+impl ModelSet {
+    /// Several models (with their weights) as one ensemble: all must agree
+    /// on classes, tile_multiple and mpp (they may differ in architecture,
+    /// output form and training tile). A path may be an ensemble folder
+    /// ([`manifest::ensemble_members`]): its models join with their weights
+    /// times the one given.
+    pub fn read(models: &[(PathBuf, f64)]) -> Result<Self, InferError> {
         assert!(!models.is_empty(), "an ensemble of no model");
         let mut expanded = Vec::with_capacity(models.len());
         for (path, weight) in models {
@@ -51,7 +37,7 @@ impl Segmenter {
                 None => expanded.push((path.clone(), *weight)),
             }
         }
-        let mut members: Vec<Member> = Vec::with_capacity(expanded.len());
+        let mut specs: Vec<Spec> = Vec::with_capacity(expanded.len());
         for (path, weight) in &expanded {
             if !(weight.is_finite() && *weight > 0.0) {
                 return Err(InferError::Ensemble {
@@ -59,43 +45,54 @@ impl Segmenter {
                     problem: format!("weight {weight} must be a positive number"),
                 });
             }
-            let member = Member::load(path, device, precision, *weight)?;
-            if let Some(first) = members.first() {
-                agree(first, &member)?;
+            let spec = Spec::read(path, *weight)?;
+            if let Some(first) = specs.first() {
+                agree(first, &spec)?;
             }
-            members.push(member);
+            specs.push(spec);
         }
         Ok(Self {
-            threshold: members[0].manifest.threshold,
+            threshold: specs[0].manifest.threshold,
+            specs,
+        })
+    }
+
+    /// Loads every model onto `device` and checks each against its
+    /// manifest with one dry run.
+    pub fn load(&self, device: Device, precision: Precision) -> Result<Segmenter, InferError> {
+        // Before libtorch is asked anything about CUDA (see load_cuda_support).
+        let _ = crate::load_cuda_support();
+        let members = self
+            .specs
+            .iter()
+            .map(|spec| Member::load(spec, device, precision))
+            .collect::<Result<_, _>>()?;
+        Ok(Segmenter {
+            set: self.clone(),
             members,
             device,
             precision,
             tta: Tta::None,
+            pad: device.is_cuda(),
         })
     }
 
-    /// What the module returns for one white tile, in words ("a tensor [1,
-    /// 2, 256, 256]", "a dict with keys …"), and the shape of the
-    /// segmentation in it before any upsampling (the first model's).
-    pub fn output_summary(&self) -> Result<(String, Vec<i64>), InferError> {
-        self.members[0].output_summary()
-    }
-
-    /// Sets test-time augmentation (default none).
-    pub fn set_tta(&mut self, tta: Tta) {
-        self.tta = tta;
-    }
-
-    /// The test-time augmentation in use.
-    pub fn tta(&self) -> Tta {
-        self.tta
-    }
-
-    /// Every model of the ensemble (one when alone): its file, manifest and weight.
+    /// Every model of the ensemble (one when alone): its file, manifest,
+    /// weight and runtime.
     pub fn members(&self) -> impl Iterator<Item = (&Path, &Manifest, f64, &'static str)> {
-        self.members
+        self.specs
             .iter()
             .map(|m| (m.path.as_path(), &m.manifest, m.weight, m.runtime.name()))
+    }
+
+    /// The model's manifest (an ensemble's first model's).
+    pub fn manifest(&self) -> &Manifest {
+        &self.specs[0].manifest
+    }
+
+    /// The model file (an ensemble's first model's).
+    pub fn path(&self) -> &Path {
+        &self.specs[0].path
     }
 
     /// Sets the decision threshold on P(tumor) (`--threshold`), overriding
@@ -133,12 +130,99 @@ impl Segmenter {
     /// How a pixel's class is decided, in words: "arg-max" or "P(tumor) > 0.3".
     pub fn decision(&self) -> String {
         let m = self.manifest();
-        let sigmoid = self.members.len() == 1 && m.activation() == Activation::Sigmoid;
+        let sigmoid = self.specs.len() == 1 && m.activation() == Activation::Sigmoid;
         match (self.threshold, sigmoid) {
             (Some(t), _) => format!("P({}) > {t}", m.classes[1]),
             (None, true) => format!("P({}) > 0.5", m.classes[1]),
             (None, false) => "arg-max".to_string(),
         }
+    }
+}
+
+/// A segmentation model on one device, with its manifest — or
+/// several (an ensemble) whose class probabilities are averaged on the
+/// device, with weights.
+pub struct Segmenter {
+    /// What was loaded, and the threshold in use.
+    set: ModelSet,
+    /// The models, in the order of `set`.
+    members: Vec<Member>,
+    device: Device,
+    precision: Precision,
+    tta: Tta,
+    /// Short batches run at the full batch's shape ([`Self::set_pad_batches`]).
+    pad: bool,
+}
+
+impl Segmenter {
+    /// Loads the model `path` names (see [`manifest::locate`]) onto `device`
+    /// and checks it against its manifest with one dry run.
+    pub fn load(path: &Path, device: Device, precision: Precision) -> Result<Self, InferError> {
+        Self::load_ensemble(&[(path.to_path_buf(), 1.0)], device, precision)
+    }
+
+    /// Loads several models (with their weights) as one ensemble
+    /// ([`ModelSet::read`], then [`ModelSet::load`]). Probabilities are
+    /// averaged with the weights.
+    pub fn load_ensemble(
+        models: &[(PathBuf, f64)],
+        device: Device,
+        precision: Precision,
+    ) -> Result<Self, InferError> {
+        ModelSet::read(models)?.load(device, precision)
+    }
+
+    /// What the module returns for one white tile, in words ("a tensor [1,
+    /// 2, 256, 256]", "a dict with keys …"), and the shape of the
+    /// segmentation in it before any upsampling (the first model's).
+    pub fn output_summary(&self) -> Result<(String, Vec<i64>), InferError> {
+        self.members[0].output_summary()
+    }
+
+    /// Sets test-time augmentation (default none).
+    pub fn set_tta(&mut self, tta: Tta) {
+        self.tta = tta;
+    }
+
+    /// The test-time augmentation in use.
+    pub fn tta(&self) -> Tta {
+        self.tta
+    }
+
+    /// Whether a batch shorter than its staging buffer (a slide's last)
+    /// runs at the buffer's full shape, white tiles after its own, whose
+    /// results are dropped on the device (default: on CUDA). A new input
+    /// shape costs cuDNN's algorithm search and TorchScript's profiling
+    /// runs again — at a slide's end, where nothing hides them; a few
+    /// blank tiles on a GPU cost less. On the CPU every tile costs its
+    /// compute, so short batches stay short there.
+    pub fn set_pad_batches(&mut self, pad: bool) {
+        self.pad = pad;
+    }
+
+    /// Every model of the ensemble (one when alone): its file, manifest and weight.
+    pub fn members(&self) -> impl Iterator<Item = (&Path, &Manifest, f64, &'static str)> {
+        self.set.members()
+    }
+
+    /// The models as read, with the threshold in use.
+    pub fn model_set(&self) -> &ModelSet {
+        &self.set
+    }
+
+    /// Sets the decision threshold ([`ModelSet::set_threshold`]).
+    pub fn set_threshold(&mut self, threshold: Option<f64>) -> Result<(), InferError> {
+        self.set.set_threshold(threshold)
+    }
+
+    /// The threshold on P(tumor) in use, if any (else the arg-max decides).
+    pub fn threshold(&self) -> Option<f64> {
+        self.set.threshold()
+    }
+
+    /// How a pixel's class is decided, in words: "arg-max" or "P(tumor) > 0.3".
+    pub fn decision(&self) -> String {
+        self.set.decision()
     }
 
     /// Prepares the calling thread to drive this model: on CUDA, makes the
@@ -191,11 +275,11 @@ impl Segmenter {
 
     /// The model's manifest (an ensemble's first model's).
     pub fn manifest(&self) -> &Manifest {
-        &self.members[0].manifest
+        self.set.manifest()
     }
     /// The model file (an ensemble's first model's).
     pub fn path(&self) -> &Path {
-        &self.members[0].path
+        self.set.path()
     }
     /// The device it runs on.
     pub fn device(&self) -> Device {
@@ -218,11 +302,11 @@ impl Segmenter {
                 // P > t ⇔ logit > ln(t / (1 − t)): exact at 0.5 (logit 0),
                 // the same pixels a two-channel softmax's arg-max picks.
                 let z = out.select(1, 0);
-                let cut = self.threshold.map_or(0.0, |t| (t / (1.0 - t)).ln());
+                let cut = self.set.threshold.map_or(0.0, |t| (t / (1.0 - t)).ln());
                 let p = with_probability.then(|| not_background(&member.probabilities(out)));
                 (labels_of(z.gt(cut)), p)
             }
-            _ => match self.threshold {
+            _ => match self.set.threshold {
                 None => (
                     labels_of(out.argmax(1, false)),
                     with_probability.then(|| not_background(&member.probabilities(out))),
@@ -242,7 +326,7 @@ impl Segmenter {
     /// probabilities (ensembles, augmentation): the arg-max, or P(tumor) >
     /// threshold.
     fn decide_averaged(&self, p: &Tensor, with_probability: bool) -> (Tensor, Option<Tensor>) {
-        let labels = match self.threshold {
+        let labels = match self.set.threshold {
             None => p.argmax(1, false),
             Some(t) => p.select(1, 1).gt(t),
         };
@@ -478,6 +562,11 @@ impl Segmenter {
     ) -> Result<InFlight, InferError> {
         let _no_grad = tch::no_grad_guard();
         let cuda = self.device.is_cuda();
+        let x = if self.pad && n < staging.capacity {
+            pad_batch(x, staging.capacity)
+        } else {
+            x
+        };
         // One flag per tile and model: every output value finite (checked
         // on arrival, a pass over the output, small beside the model).
         let (classes, tumor, finite) = if self.single() {
@@ -491,6 +580,10 @@ impl Segmenter {
             let (classes, tumor) = self.decide_averaged(&p, with_probability);
             (classes, tumor, finite)
         };
+        // The padding's results are dropped before they leave the device.
+        let rows = |t: Tensor| t.narrow(0, 0, n as i64);
+        let (classes, tumor) = (rows(classes), tumor.map(rows));
+        let finite: Vec<Tensor> = finite.into_iter().map(rows).collect();
         let tumor = tumor.map(|p| (p * 255.0).round().clamp(0.0, 255.0).to_kind(Kind::Uint8));
         // Downloads into page-locked memory, asynchronous on CUDA; the event
         // marks their end, so waiting for it does not wait for later batches.
@@ -534,6 +627,17 @@ impl Segmenter {
     }
 }
 
+/// `x` (`n×t×t×3` bytes) with white tiles after it up to `rows`.
+fn pad_batch(x: Tensor, rows: usize) -> Tensor {
+    let s = x.size();
+    let white = Tensor::full(
+        [rows as i64 - s[0], s[1], s[2], s[3]],
+        255,
+        (Kind::Uint8, x.device()),
+    );
+    Tensor::cat(&[x, white], 0)
+}
+
 /// Every class's probability but background's (`n×(C−1)×h×w`).
 fn not_background(p: &Tensor) -> Tensor {
     let c = p.size()[1];
@@ -547,7 +651,7 @@ fn finite_per_tile(out: &Tensor) -> Tensor {
 
 /// The second model must agree with the first on what makes their
 /// probabilities comparable and their tiles the same.
-fn agree(first: &Member, other: &Member) -> Result<(), InferError> {
+fn agree(first: &Spec, other: &Spec) -> Result<(), InferError> {
     let (a, b) = (&first.manifest, &other.manifest);
     let mismatch = |field: &'static str, theirs: String, ours: String| {
         InferError::Ensemble {

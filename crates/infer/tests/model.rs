@@ -557,3 +557,41 @@ fn an_ensemble_folder_names_its_members_and_weights() {
         "{e}"
     );
 }
+
+/// A short batch run at its buffer's full shape (as on CUDA, where a new
+/// shape would cost cuDNN's search at a slide's end), white tiles after its
+/// own, gives the bytes the short batch gives: the padding's results never
+/// leave the device, nor reach the NaN guard.
+#[test]
+fn a_short_batch_padded_to_its_buffer_gives_the_same_bytes() {
+    let mut model = load(&data("../../models/unet")).unwrap();
+    let t = model.manifest().tile;
+    let px = (t * t) as usize;
+    let tile = |k: usize| -> Vec<u8> {
+        (0..px * 3)
+            .map(|i| ((i * (k + 5) / 9 + k * 70) % 256) as u8)
+            .collect()
+    };
+    let run = |model: &Segmenter| {
+        let mut staging = model.staging(5, t);
+        for k in 0..2 {
+            staging.tile_mut(k).copy_from_slice(&tile(k));
+        }
+        let (mut l, mut p) = (vec![7u8; 5 * px], vec![7u8; 5 * px]);
+        let staging = model
+            .submit(staging, 2, true)
+            .unwrap()
+            .wait_into(&mut l, Some(&mut p))
+            .unwrap();
+        assert_eq!(staging.capacity(), 5);
+        (l, p)
+    };
+    let short = run(&model);
+    model.set_pad_batches(true);
+    let padded = run(&model);
+    assert!(short.0 == padded.0, "labels differ");
+    assert!(short.1 == padded.1, "probabilities differ");
+    // Past the batch's two tiles nothing was written.
+    assert!(padded.0[2 * px..].iter().all(|&v| v == 7));
+    assert!(padded.1[2 * px..].iter().all(|&v| v == 7));
+}

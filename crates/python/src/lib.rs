@@ -94,7 +94,9 @@ pub(crate) fn to_py(e: EngineError) -> PyErr {
         EngineError::Slide(_) | EngineError::Plan(_) | EngineError::Unsupported { .. } => {
             SlideError::new_err(text)
         }
-        EngineError::Infer(_) | EngineError::NonFinite { .. } => ModelError::new_err(text),
+        EngineError::Infer(_) | EngineError::NonFinite { .. } | EngineError::NotLoaded(_) => {
+            ModelError::new_err(text)
+        }
         EngineError::Setting { .. } => SettingError::new_err(text),
         EngineError::Io { .. }
         | EngineError::Tiff(_)

@@ -397,6 +397,9 @@ pub struct Probability {
 pub struct Timings {
     /// Opening the slide, its thumbnail and the plan.
     pub open_and_thumbnail: f64,
+    /// Waiting after the plan for the model to finish loading (it loads
+    /// while a run's first slide is locked, opened and planned).
+    pub waiting_for_model: f64,
     /// Reading and decoding tiles, summed over the reader threads.
     pub read_decode_thread_sum: f64,
     /// Queuing and collecting batches, summed over the workers.
