@@ -143,3 +143,33 @@ fn threshold_model_on_cuda_is_exact() {
     model.segment(&input, n, t, &mut labels, None).unwrap();
     assert_eq!(labels, want);
 }
+
+/// A slide's last, short batch runs at the full batch's shape on CUDA (no
+/// cuDNN search for a new shape at a slide's end): its tiles' labels agree
+/// with the same tiles run as a batch of their own (≥ 99.9% of pixels; the
+/// two shapes may pick different cuDNN algorithms), and nothing is written
+/// past them.
+#[test]
+fn a_short_batch_on_cuda_runs_at_the_full_shape_and_agrees_with_its_own() {
+    let device = cuda();
+    let mut gpu = Segmenter::load(&data("../../models/unet"), device, Precision::F16).unwrap();
+    let t = gpu.manifest().tile;
+    let px = (t * t) as usize;
+    let (capacity, n) = (8, 3);
+    let input = tiles(n, t);
+    let mut run = |pad: bool| {
+        gpu.set_pad_batches(pad);
+        let mut s = gpu.staging(capacity, t);
+        s.tiles_mut(n).copy_from_slice(&input);
+        let (mut l, mut p) = (vec![7u8; capacity * px], vec![7u8; capacity * px]);
+        gpu.submit(s, n, true)
+            .unwrap()
+            .wait_into(&mut l, Some(&mut p))
+            .unwrap();
+        assert!(l[n * px..].iter().all(|&v| v == 7) && p[n * px..].iter().all(|&v| v == 7));
+        l
+    };
+    let (padded, own) = (run(true), run(false));
+    let a = agreement(&padded[..n * px], &own[..n * px]);
+    assert!(a >= 0.999, "padded vs own shape: {a}");
+}
