@@ -227,6 +227,20 @@ fn info_describes_levels_and_resolution() {
     );
 }
 
+/// `d/broken-model`: a manifest that is fine beside a model.pt that is not
+/// TorchScript (it fails only when loaded).
+fn broken_model(d: &Path) -> std::path::PathBuf {
+    let folder = d.join("broken-model");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::write(folder.join("model.pt"), "not torchscript").unwrap();
+    std::fs::copy(
+        threshold_model().join("manifest.json"),
+        folder.join("manifest.json"),
+    )
+    .unwrap();
+    folder
+}
+
 /// Every bad input: exit status non-zero, exactly one `error:` line that names
 /// the culprit, and nothing left in the output folder.
 #[test]
@@ -238,14 +252,7 @@ fn bad_inputs_fail_with_one_clear_line_and_no_output() {
     // A .txt is a list of slides: this one names none.
     let list = d.join("notes.txt");
     std::fs::write(&list, "hello\n").unwrap();
-    let broken_model = d.join("broken-model");
-    std::fs::create_dir(&broken_model).unwrap();
-    std::fs::write(broken_model.join("model.pt"), "not torchscript").unwrap();
-    std::fs::copy(
-        threshold_model().join("manifest.json"),
-        broken_model.join("manifest.json"),
-    )
-    .unwrap();
+    let broken_model = broken_model(d);
     let svs = repo("tests/data/default.svs");
     let good = threshold_model();
     // A BigTIFF slide cut short: its directories (written last) are gone.
@@ -422,14 +429,7 @@ fn bad_inputs_fail_with_one_clear_line_and_no_output() {
 fn a_model_that_fails_to_load_stops_a_folder_with_one_error() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let broken = d.join("broken-model");
-    std::fs::create_dir(&broken).unwrap();
-    std::fs::write(broken.join("model.pt"), "not torchscript").unwrap();
-    std::fs::copy(
-        threshold_model().join("manifest.json"),
-        broken.join("manifest.json"),
-    )
-    .unwrap();
+    let broken = broken_model(d);
     let slides = d.join("slides");
     std::fs::create_dir(&slides).unwrap();
     for name in ["a.svs", "b.svs", "c.svs"] {
