@@ -164,10 +164,8 @@ impl EngineBuilder {
             return Err(setting(Setting::Readers, 0, "must be at least 1"));
         }
         if self.decode == Decode::Gpu && std::env::var_os(TEST_HOST_DECODE).is_none() {
-            if let Some(d) = self.devices.iter().find(|d| !d.is_cuda()) {
-                return Err(no_gpu_decode(&format!(
-                    "the model runs on {d}, not on a CUDA GPU"
-                )));
+            for &d in &self.devices {
+                on_cuda(d).map_err(|why| no_gpu_decode(&why))?;
             }
         }
         let mut set = ModelSet::read(&self.models)?;
@@ -192,18 +190,14 @@ impl EngineBuilder {
             })
             .collect::<Result<Vec<_>, EngineError>>()?;
         Ok(Engine {
-            model_sha256: members[0].sha256.clone(),
             members,
             tta: self.tta,
             loading,
-            manifest: set.manifest().clone(),
-            model_path: set.path().to_path_buf(),
+            set,
             devices: self.devices,
             precision,
             batch,
             readers,
-            threshold: set.threshold(),
-            decision: set.decision(),
             decode: self.decode,
         })
     }
@@ -255,6 +249,15 @@ fn load(
     })
 }
 
+/// Why `device` cannot decode JPEG tiles on a GPU, if it cannot.
+fn on_cuda(device: Device) -> Result<(), String> {
+    if device.is_cuda() {
+        Ok(())
+    } else {
+        Err(format!("the model runs on {device}, not on a CUDA GPU"))
+    }
+}
+
 fn no_gpu_decode(why: &str) -> EngineError {
     setting(
         Setting::Decode,
@@ -299,11 +302,11 @@ fn tile_decoders(
         let device = w.device();
         let made = if host {
             Ok(TileDecoder::host(device, host_decode))
-        } else if !device.is_cuda() {
-            Err(format!("the model runs on {device}, not on a CUDA GPU"))
         } else {
-            w.bind_thread();
-            TileDecoder::nvjpeg(device)
+            on_cuda(device).and_then(|()| {
+                w.bind_thread();
+                TileDecoder::nvjpeg(device)
+            })
         };
         match made {
             Ok(d) => decoders.push(Mutex::new(Some(d))),
@@ -365,15 +368,12 @@ pub(crate) fn setting(setting: Setting, value: impl ToString, problem: &str) -> 
 pub struct Engine {
     /// The models on their devices, once loaded.
     loading: Loading,
-    manifest: Manifest,
-    model_path: PathBuf,
+    /// The models as read, with the threshold in use.
+    set: ModelSet,
     devices: Vec<Device>,
     precision: Precision,
     pub(crate) batch: usize,
     pub(crate) readers: usize,
-    model_sha256: String,
-    threshold: Option<f64>,
-    decision: String,
     members: Vec<Member>,
     tta: Tta,
     decode: Decode,
@@ -525,17 +525,17 @@ impl SlidePlan {
 impl Engine {
     /// The model's manifest.
     pub fn manifest(&self) -> &Manifest {
-        &self.manifest
+        self.set.manifest()
     }
 
     /// The model file.
     pub fn model_path(&self) -> &Path {
-        &self.model_path
+        self.set.path()
     }
 
     /// SHA-256 of the model file.
     pub fn model_sha256(&self) -> &str {
-        &self.model_sha256
+        &self.members[0].sha256
     }
 
     /// One device per inference worker.
@@ -553,14 +553,8 @@ impl Engine {
         self.loading.get()
     }
 
-    /// Waits until the models are loaded on their devices (and warmed up
-    /// on CUDA), or returns why they could not be.
-    pub fn ready(&self) -> Result<(), EngineError> {
-        self.loaded().map(|_| ())
-    }
-
     /// Whether the models failed to load (every slide would fail alike).
-    pub fn load_failed(&self) -> bool {
+    pub(crate) fn load_failed(&self) -> bool {
         self.loading.failed()
     }
 
@@ -626,12 +620,12 @@ impl Engine {
 
     /// The threshold on P(tumor) in use (binary models), if any.
     pub fn threshold(&self) -> Option<f64> {
-        self.threshold
+        self.set.threshold()
     }
 
     /// How each pixel's class is decided: "arg-max" or "P(tumor) > 0.3".
-    pub fn decision(&self) -> &str {
-        &self.decision
+    pub fn decision(&self) -> String {
+        self.set.decision()
     }
 
     /// Tiles per model call, per worker.

@@ -5,7 +5,6 @@
 
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Instant;
 
 use wsiseg_infer::{Segmenter, TileDecoder};
 
@@ -36,7 +35,6 @@ pub(crate) struct Loading {
     /// Why the load failed, once it has: its own error went to the first
     /// caller that waited for it.
     failed: OnceLock<String>,
-    started: Instant,
 }
 
 impl Loading {
@@ -52,7 +50,6 @@ impl Loading {
             thread: Mutex::new(Some(thread)),
             loaded: OnceLock::new(),
             failed: OnceLock::new(),
-            started: Instant::now(),
         })
     }
 
@@ -71,13 +68,7 @@ impl Loading {
             return Err(EngineError::NotLoaded(why));
         };
         match handle.join() {
-            Ok(Ok(loaded)) => {
-                tracing::debug!(
-                    "the model was ready {:.2} s after the engine started",
-                    self.started.elapsed().as_secs_f64()
-                );
-                Ok(self.loaded.get_or_init(|| loaded))
-            }
+            Ok(Ok(loaded)) => Ok(self.loaded.get_or_init(|| loaded)),
             Ok(Err(e)) => {
                 let _ = self.failed.set(crate::error_line(&e));
                 Err(e)

@@ -81,7 +81,7 @@ impl Engine {
             bad_tiles: request.bad_tiles,
             precision: self.precision(),
             threshold: self.threshold(),
-            decision: self.decision().to_string(),
+            decision: self.decision(),
             tta: self.tta(),
             members: self
                 .members()

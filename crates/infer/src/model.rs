@@ -205,11 +205,6 @@ impl Segmenter {
         self.set.members()
     }
 
-    /// The models as read, with the threshold in use.
-    pub fn model_set(&self) -> &ModelSet {
-        &self.set
-    }
-
     /// Sets the decision threshold ([`ModelSet::set_threshold`]).
     pub fn set_threshold(&mut self, threshold: Option<f64>) -> Result<(), InferError> {
         self.set.set_threshold(threshold)
